@@ -1,0 +1,57 @@
+"""gbsip: a GB/T 28181 SIP registration engine with a C core.
+
+The C extension (``gbsip._core``) parses, builds and authenticates SIP
+messages without doing any I/O; the asyncio roles are built on top of it.
+"""
+from gbsip._core import (
+    Contact,
+    CSeq,
+    GBSIPError,
+    Headers,
+    Message,
+    NameAddress,
+    Request,
+    Response,
+    SIPBuildError,
+    SIPParseError,
+    URI,
+    Via,
+    format_gb_date,
+    frame,
+    parse,
+    parse_date,
+    parse_name_addr,
+    parse_uri,
+    parse_via,
+    status_phrase,
+)
+from gbsip._limits import Lenient, Limits
+from gbsip._stream import StreamParser
+from gbsip._version import __version__
+
+__all__ = [
+    "CSeq",
+    "Contact",
+    "GBSIPError",
+    "Headers",
+    "Lenient",
+    "Limits",
+    "Message",
+    "NameAddress",
+    "Request",
+    "Response",
+    "SIPBuildError",
+    "SIPParseError",
+    "StreamParser",
+    "URI",
+    "Via",
+    "__version__",
+    "format_gb_date",
+    "frame",
+    "parse",
+    "parse_date",
+    "parse_name_addr",
+    "parse_uri",
+    "parse_via",
+    "status_phrase",
+]
