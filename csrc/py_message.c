@@ -22,14 +22,14 @@ PyObject *gbpy_SIPBuildError;
 static PyTypeObject *CSeqType, *URIType, *NameAddressType, *ContactType, *ViaType;
 
 /* Headers kept inside the object; more go to a separate allocation. */
-#define INLINE_HEADERS 16
+#define INLINE_HEADERS 12
 /* A stack array this large covers the default limit without malloc. */
 #define STACK_HEADERS 256
 
 typedef struct {
     PyObject_HEAD
     PyObject *data;         /* bytes holding the message (from offset 0) */
-    gb_limits limits;       /* what it was parsed with, reused on rebuild */
+    uint32_t lenient;       /* leniencies it was parsed with, kept on rebuild */
     gb_msg msg;             /* spans are relative to data + base */
     gb_header *heap;        /* when more than INLINE_HEADERS */
     gb_header inline_headers[INLINE_HEADERS];
@@ -285,14 +285,14 @@ static PyObject *contact_object(const char *b, gb_span in, gb_error *err, int *f
         size_t n = p.value.len;
         int ok = n >= 1 && (s[0] == '0' || s[0] == '1') && n <= 5 &&
                  (n == 1 || s[1] == '.');
-        double val = ok ? s[0] - '0' : 0, scale = 0.1;
+        int thousandths = ok ? (s[0] - '0') * 1000 : 0, scale = 100;
         for (size_t k = 2; ok && k < n; k++, scale /= 10) {
             if (s[k] < '0' || s[k] > '9')
                 ok = 0;
             else
-                val += (s[k] - '0') * scale;
+                thousandths += (s[k] - '0') * scale;
         }
-        if (!ok || val > 1.0) {
+        if (!ok || thousandths > 1000) {
             Py_DECREF(params);
             Py_DECREF(expires);
             Py_DECREF(q);
@@ -305,10 +305,12 @@ static PyObject *contact_object(const char *b, gb_span in, gb_error *err, int *f
             }
             return NULL;
         }
-        Py_SETREF(q, PyFloat_FromDouble(val));
+        /* exact decimal -> nearest double, so q=0.7 reads back as 0.7 */
+        Py_SETREF(q, PyFloat_FromDouble(thousandths / 1000.0));
     }
-    PyObject *items[5] = {display_name(b, &na), span_str(b, na.uri), expires, q, params};
-    return make_struct(ContactType, items, 5);
+    PyObject *items[6] = {display_name(b, &na), span_str(b, na.uri), expires, q, params,
+                          PyBool_FromLong(na.wildcard)};
+    return make_struct(ContactType, items, 6);
 }
 
 /* Via(transport, host, port, branch, rport, received, params, sent_by) */
@@ -482,7 +484,8 @@ static PyObject *message_from_bytes(PyObject *data, const gb_limits *lim,
     }
     gb_msg m;
     gb_error err;
-    gb_msg_init(&m, hdrs, cap);
+    m.headers = hdrs;
+    m.max_headers = cap;
     gb_error_code rc = gb_parse(buf, len, 0, lim, &m, &err);
     if (rc) {
         if (hdrs != stack)
@@ -503,7 +506,7 @@ static PyObject *message_from_bytes(PyObject *data, const gb_limits *lim,
         return NULL;
     }
     self->heap = NULL;
-    self->limits = *lim;
+    self->lenient = lim->lenient;
     self->msg = m;
     gb_header *dst = self->inline_headers;
     if (m.nheaders > INLINE_HEADERS) {
@@ -930,7 +933,8 @@ static int rebuild(MessageObject *self, field_list *fl, const char *body, size_t
     const char *b = BUF(self);
     build_args a = {.fl = fl, .body = body, .body_len = body_len};
     PyObject *fresh;
-    gb_limits lim = self->limits;
+    gb_limits lim = constructed_limits();
+    lim.lenient |= self->lenient;
     if (self->msg.kind == GB_REQUEST) {
         a.method = b + self->msg.method.off;
         a.method_len = self->msg.method.len;
@@ -1994,7 +1998,7 @@ static PyStructSequence_Field name_addr_fields[] = {
 static PyStructSequence_Field contact_fields[] = {
     {"display_name", "display name or None"}, {"uri", "the URI, or '*'"},
     {"expires", "expires parameter or None"}, {"q", "q parameter or None"},
-    {"params", "header parameters"}, {NULL}};
+    {"params", "header parameters"}, {"wildcard", "True for Contact: *"}, {NULL}};
 static PyStructSequence_Field via_fields[] = {
     {"transport", "UDP, TCP..."}, {"host", "sent-by host"}, {"port", "sent-by port or None"},
     {"branch", "branch or None"},
@@ -2008,7 +2012,7 @@ static PyStructSequence_Desc name_addr_desc = {"gbsip.NameAddress",
                                                "A parsed name-addr (From, To).",
                                                name_addr_fields, 4};
 static PyStructSequence_Desc contact_desc = {"gbsip.Contact", "One Contact value.",
-                                             contact_fields, 5};
+                                             contact_fields, 6};
 static PyStructSequence_Desc via_desc = {"gbsip.Via", "One Via value.", via_fields, 8};
 
 int gbpy_message_init(PyObject *module)

@@ -88,17 +88,21 @@ static inline gb_span mkspan(size_t off, size_t len)
 
 int gb_parse_uint(const char *p, size_t n, uint64_t max, uint64_t *out)
 {
-    if (n == 0 || n > 20)
+    if (n == 0)
+        return -1;
+    size_t i = 0;
+    while (i + 1 < n && p[i] == '0')
+        i++;
+    if (n - i > 19)   /* 19 digits cannot overflow 64 bits */
         return -1;
     uint64_t v = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (; i < n; i++) {
         if (!is_digit(p[i]))
             return -1;
-        unsigned d = (unsigned)(p[i] - '0');
-        if (v > (max - d) / 10)
-            return -1;
-        v = v * 10 + d;
+        v = v * 10 + (unsigned)(p[i] - '0');
     }
+    if (v > max)
+        return -1;
     *out = v;
     return 0;
 }
@@ -582,14 +586,18 @@ gb_error_code gb_parse_name_addr(const char *b, gb_span in, int allow_wildcard,
         } else {
             /* addr-spec: params after the first ';' are header params */
             size_t s = i;
-            while (i < end && b[i] != ';') {
-                if (b[i] == ',' || b[i] == '?' || is_lws(b[i]) || b[i] == '<' ||
-                    b[i] == '>' || b[i] == '"')
+            while (i < end && b[i] != ';' && !is_lws(b[i])) {
+                if (b[i] == ',' || b[i] == '?' || b[i] == '<' || b[i] == '>' || b[i] == '"')
                     return set_err(err, GB_ERR_NAME_ADDR, i,
                                    "address without <> contains a character that needs <>");
                 i++;
             }
             na->uri = mkspan(s, i - s);
+            while (i < end && is_lws(b[i]))
+                i++;
+            if (i < end && b[i] != ';')
+                return set_err(err, GB_ERR_NAME_ADDR, i,
+                               "address without <> contains whitespace; use <>");
             gb_uri u;
             gb_error_code rc = gb_parse_uri(b, na->uri, &u, err);
             if (rc)

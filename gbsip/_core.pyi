@@ -1,7 +1,9 @@
 """Type stubs for gbsip._core, the C extension (sans-IO SIP core)."""
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Final, NamedTuple, overload
+from typing import Any, Final, final
+
+from _typeshed import structseq
 
 _Buffer = bytes | bytearray | memoryview
 _HeaderList = Iterable[tuple[str, str]]
@@ -35,42 +37,81 @@ LENIENT_SPACING: Final[int]
 LENIENT_VERSION: Final[int]
 LENIENT_ALL: Final[int]
 
-class CSeq(NamedTuple):
-    number: int
-    method: str
+# The value types are C struct sequences: immutable tuples with named
+# fields (like os.stat_result), so they compare equal to plain tuples.
+@final
+class CSeq(structseq[Any], tuple[int, str]):
+    @property
+    def number(self) -> int: ...
+    @property
+    def method(self) -> str: ...
 
-class URI(NamedTuple):
-    raw: str
-    scheme: str
-    user: str | None          # %-escapes decoded
-    password: str | None
-    host: str                 # IPv6 keeps its brackets
-    port: int | None
-    params: dict[str, str | None]
-    headers: dict[str, str]
+@final
+class URI(structseq[Any], tuple[str, str, str | None, str | None, str, int | None,
+                               dict[str, str | None], dict[str, str | None]]):
+    @property
+    def raw(self) -> str: ...
+    @property
+    def scheme(self) -> str: ...          # lower-cased
+    @property
+    def user(self) -> str | None: ...     # %-escapes decoded
+    @property
+    def password(self) -> str | None: ...
+    @property
+    def host(self) -> str: ...            # IPv6 keeps its brackets
+    @property
+    def port(self) -> int | None: ...
+    @property
+    def params(self) -> dict[str, str | None]: ...
+    @property
+    def headers(self) -> dict[str, str | None]: ...
 
-class NameAddress(NamedTuple):
-    display_name: str | None  # unquoted, escapes removed
-    uri: str
-    tag: str | None
-    params: dict[str, str | None]
+@final
+class NameAddress(structseq[Any], tuple[str | None, str, str | None, dict[str, str | None]]):
+    @property
+    def display_name(self) -> str | None: ...  # unquoted, escapes removed
+    @property
+    def uri(self) -> str: ...
+    @property
+    def tag(self) -> str | None: ...
+    @property
+    def params(self) -> dict[str, str | None]: ...
 
-class Contact(NamedTuple):
-    display_name: str | None
-    uri: str                  # "*" for the wildcard (Contact: *)
-    expires: int | None
-    q: float | None
-    params: dict[str, str | None]
+@final
+class Contact(structseq[Any], tuple[str | None, str, int | None, float | None,
+                                   dict[str, str | None], bool]):
+    @property
+    def display_name(self) -> str | None: ...
+    @property
+    def uri(self) -> str: ...             # "*" for the wildcard
+    @property
+    def expires(self) -> int | None: ...
+    @property
+    def q(self) -> float | None: ...
+    @property
+    def params(self) -> dict[str, str | None]: ...
+    @property
+    def wildcard(self) -> bool: ...       # Contact: *
 
-class Via(NamedTuple):
-    transport: str            # upper-case as sent: "UDP", "TCP"...
-    host: str
-    port: int | None
-    branch: str | None
-    rport: int | bool | None  # None absent, True present without value, int value
-    received: str | None
-    params: dict[str, str | None]
-    sent_by: str              # "host[:port]" as on the wire
+@final
+class Via(structseq[Any], tuple[str, str, int | None, str | None, int | bool | None,
+                               str | None, dict[str, str | None], str]):
+    @property
+    def transport(self) -> str: ...       # as sent: "UDP", "TCP"...
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int | None: ...
+    @property
+    def branch(self) -> str | None: ...
+    @property
+    def rport(self) -> int | bool | None: ...  # None absent, True bare, int value
+    @property
+    def received(self) -> str | None: ...
+    @property
+    def params(self) -> dict[str, str | None]: ...
+    @property
+    def sent_by(self) -> str: ...         # "host[:port]" as on the wire
 
 class Headers:
     """Read-only multi-dict of a message's header lines, in wire order.
@@ -159,8 +200,9 @@ class Response(Message):
 def parse(data: _Buffer, *, lenient: int = 0, max_message: int = ...,
           max_headers: int = ..., max_line: int = ..., max_vias: int = ...,
           max_contacts: int = ..., validate: bool = False) -> Request | Response: ...
-def frame(data: _Buffer, *, lenient: int = 0,
-          max_message: int = ...) -> tuple[int, int] | None: ...
+def frame(data: _Buffer, *, lenient: int = 0, max_message: int = ...,
+          max_headers: int = ..., max_line: int = ..., max_vias: int = ...,
+          max_contacts: int = ...) -> tuple[int, int] | None: ...
 def parse_uri(value: str) -> URI: ...
 def parse_name_addr(value: str) -> NameAddress: ...
 def parse_via(value: str) -> list[Via]: ...

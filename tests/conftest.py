@@ -1,0 +1,23 @@
+"""Shared fixtures for the gbsip test suite.  Keep this small."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import corpus  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def seed_messages() -> dict[str, bytes]:
+    """The seed registration's four messages, by fixture name."""
+    return {c.name: c.data for c in corpus.load_all() if c.name.startswith("seed-")}
+
+
+@pytest.fixture(scope="session")
+def seed_register() -> bytes:
+    """The seed's first REGISTER (GB/T 28181-2016 §9.1.2.1), wire bytes."""
+    return corpus.load(corpus.DATA_DIR / "seed-1-register.sip").data
