@@ -8,11 +8,6 @@
 
 #include <string.h>
 
-static inline int is_wsp(char ch)
-{
-    return ch == ' ' || ch == '\t';
-}
-
 /* LWS also covers folded line ends left inside a value. */
 static inline int is_lws(char ch)
 {
@@ -93,13 +88,16 @@ int gb_parse_uint(const char *p, size_t n, uint64_t max, uint64_t *out)
     size_t i = 0;
     while (i + 1 < n && p[i] == '0')
         i++;
-    if (n - i > 19)   /* 19 digits cannot overflow 64 bits */
+    if (n - i > 20)
         return -1;
     uint64_t v = 0;
     for (; i < n; i++) {
         if (!is_digit(p[i]))
             return -1;
-        v = v * 10 + (unsigned)(p[i] - '0');
+        /* only a 20th digit can overflow 64 bits */
+        if (__builtin_mul_overflow(v, 10u, &v) ||
+            __builtin_add_overflow(v, (unsigned)(p[i] - '0'), &v))
+            return -1;
     }
     if (v > max)
         return -1;
@@ -535,6 +533,20 @@ static gb_error_code check_params(const char *b, gb_span params, gb_error *err,
     return GB_OK;
 }
 
+/* Header params from the ';' at semi up to end (RFC 3261: each ';' is
+ * followed by a parameter). */
+static gb_error_code header_params(const char *b, size_t semi, size_t end,
+                                   gb_name_addr *na, gb_error *err)
+{
+    size_t k = semi + 1;
+    while (k < end && is_lws(b[k]))
+        k++;
+    if (k >= end)
+        return set_err(err, GB_ERR_NAME_ADDR, semi, "';' without a parameter");
+    na->params = mkspan(semi + 1, end - semi - 1);
+    return check_params(b, na->params, err, GB_ERR_NAME_ADDR);
+}
+
 gb_error_code gb_parse_name_addr(const char *b, gb_span in, int allow_wildcard,
                                  gb_name_addr *na, gb_error *err)
 {
@@ -602,10 +614,8 @@ gb_error_code gb_parse_name_addr(const char *b, gb_span in, int allow_wildcard,
             gb_error_code rc = gb_parse_uri(b, na->uri, &u, err);
             if (rc)
                 return rc;
-            if (i < end) {
-                na->params = mkspan(i + 1, end - i - 1);
-                return check_params(b, na->params, err, GB_ERR_NAME_ADDR);
-            }
+            if (i < end)
+                return header_params(b, i, end, na, err);
             return GB_OK;
         }
     }
@@ -625,8 +635,7 @@ gb_error_code gb_parse_name_addr(const char *b, gb_span in, int allow_wildcard,
     if (i < end) {
         if (b[i] != ';')
             return set_err(err, GB_ERR_NAME_ADDR, i, "unexpected text after '>'");
-        na->params = mkspan(i + 1, end - i - 1);
-        return check_params(b, na->params, err, GB_ERR_NAME_ADDR);
+        return header_params(b, i, end, na, err);
     }
     return GB_OK;
 }

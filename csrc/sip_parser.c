@@ -982,8 +982,10 @@ gb_error_code gb_parse(const char *buf, size_t len, int stream,
                 while (cur->value.len && is_wsp(buf[cur->value.off + cur->value.len - 1]))
                     cur->value.len--;
             }
-            if (ce - cur_line_start > lim->max_line)
+            if (ce - cur_line_start > lim->max_line) {
+                c.line = cur->line; /* the header's own line, not the continuation */
                 return fail(&c, GB_ERR_LINE_TOO_LONG, cur_line_start, NULL, (gb_header_id)cur->id);
+            }
             pos = next;
             continue;
         }

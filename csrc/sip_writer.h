@@ -33,8 +33,9 @@ typedef struct {
 } gb_field;
 
 /* "METHOD uri SIP/2.0" CRLF, headers, Content-Length, CRLF, body.
- * Content-Length is written from body_len (a Content-Length among fields is
- * an error: returns -1). Returns 0, or -1 when the buffer is too small. */
+ * Content-Length always states body_len: a Content-Length among fields keeps
+ * its place but gets that value; without one it is appended.  Returns 0, or
+ * -1 when the buffer is too small. */
 int gb_build_request(gb_writer *w, const char *method, size_t method_len,
                      const char *uri, size_t uri_len,
                      const gb_field *fields, size_t nfields,
