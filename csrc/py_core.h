@@ -24,5 +24,7 @@ PyObject *gbpy_raise_parse_error(const gb_error *err);
 /* Per-concept module setup; each returns 0 or -1 with an exception set. */
 int gbpy_message_init(PyObject *module);
 int gbpy_digest_init(PyObject *module);
+int gbpy_device_init(PyObject *module);
+int gbpy_registrar_init(PyObject *module);
 
 #endif

@@ -123,6 +123,9 @@ PyMODINIT_FUNC PyInit__core(void)
         goto fail;
     if (gbpy_digest_init(m) < 0)
         goto fail;
+    if (gbpy_device_init(m) < 0) goto fail;
+    if (gbpy_registrar_init(m) < 0)
+        goto fail;
     return m;
 fail:
     Py_DECREF(m);

@@ -28,15 +28,24 @@ from gbsip._core import (
 from gbsip._limits import Lenient, Limits
 from gbsip._stream import StreamParser
 from gbsip._version import __version__
+from gbsip import digest, device
+from gbsip.device import Device, DeviceState
+from gbsip.errors import RegistrationError
+from gbsip.registrar import Registrar, RegistrarError
 
 __all__ = [
     "CSeq",
+    "Device",
+    "DeviceState",
     "Contact",
     "GBSIPError",
     "Headers",
     "Lenient",
     "Limits",
     "Message",
+    "Registrar",
+    "RegistrationError",
+    "RegistrarError",
     "NameAddress",
     "Request",
     "Response",
@@ -46,6 +55,8 @@ __all__ = [
     "URI",
     "Via",
     "__version__",
+    "device",
+    "digest",
     "format_gb_date",
     "frame",
     "parse",

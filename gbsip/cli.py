@@ -1,0 +1,187 @@
+"""The ``gbsip`` command line.
+
+Each subcommand lives in its own function; errors a person can act on are
+printed as one line and a non-zero exit status, never as a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from gbsip._core import GBSIPError
+from gbsip._version import __version__
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _run(coro: Any) -> int:
+    """Run a coroutine on uvloop when installed, else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)  # type: ignore[no-any-return]
+
+
+def _load_passwords(path: str) -> dict[str, str]:
+    """CSV lines ``device_id,password`` (a header line is allowed)."""
+    out: dict[str, str] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.reader(f):
+            if len(row) < 2 or not row[0].strip() or row[0].strip().lower() == "device_id":
+                continue
+            out[row[0].strip()] = row[1].strip()
+    return out
+
+
+def _event_dict(ev: Any) -> dict[str, Any]:
+    d = asdict(ev)
+    d["event"] = type(ev).__name__
+    return d
+
+
+def _format_event(ev: Any) -> str:
+    d = _event_dict(ev)
+    name = d.pop("event")
+    d.pop("time", None)
+    device = d.pop("device_id", None) or "-"
+    src = d.pop("source", None)
+    where = f"{src[0]}:{src[1]}/{d.pop('transport', '')}" if src else d.pop("transport", "")
+    rest = " ".join(f"{k}={v}" for k, v in d.items() if v not in (None, ""))
+    return f"{name:<12} {device:<22} {where:<28} {rest}".rstrip()
+
+
+# --------------------------------------------------------------------------
+# serve
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from gbsip.registrar import Refresh, Registrar, RegistrarError
+
+    passwords: Any = args.password
+    if args.passwords_file:
+        passwords = _load_passwords(args.passwords_file)
+    try:
+        reg = Registrar(
+            args.server_id,
+            host=args.host,
+            port=args.port,
+            transports=args.transport.split(","),
+            passwords=passwords,
+            realm=args.realm,
+            min_expires=args.min_expires,
+            max_expires=args.max_expires,
+            keepalive_interval=args.keepalive,
+            keepalive_timeout_count=args.keepalive_count,
+            qop="auth" if args.qop else None,
+            refresh=Refresh.TRUST_CALL_ID if args.trust_refresh else Refresh.CHALLENGE,
+            strict_ids=not args.any_id,
+            gb_version=args.gb_version,
+            keepalive_events=not args.quiet_keepalives,
+        )
+        await reg.start()
+    except RegistrarError as exc:
+        print(f"gbsip serve: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    addrs = ", ".join(f"{t}://{h}:{p}" for t, (h, p) in reg.addresses.items())
+    if not args.json:
+        print(f"gbsip {__version__} registrar {args.server_id} realm {reg.realm} on {addrs}",
+              flush=True)
+    else:
+        print(json.dumps({"event": "Listening", "server_id": args.server_id,
+                          "realm": reg.realm, "addresses": reg.addresses}), flush=True)
+
+    async def pump() -> None:
+        async for ev in reg.events():
+            if args.json:
+                print(json.dumps(_event_dict(ev), default=str), flush=True)
+            else:
+                print(_format_event(ev), flush=True)
+
+    printer = asyncio.ensure_future(pump())
+    waiter = asyncio.ensure_future(stop.wait())
+    duration = args.duration if args.duration and args.duration > 0 else None
+    await asyncio.wait({printer, waiter}, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    await reg.close()
+    await asyncio.gather(printer, return_exceptions=True)
+    if not args.json:
+        s = reg.stats()
+        print(f"stopped: {s['bindings']} bindings, {s['registrations']} registrations, "
+              f"{s['keepalives']} keepalives, {s['auth_failures']} auth failures", flush=True)
+    return EXIT_OK
+
+
+def _add_serve(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run a GB/T 28181 registrar (platform) and print events",
+                       description="Run a GB/T 28181 registrar and print its events.")
+    p.add_argument("--server-id", default="34020000002000000001",
+                   help="20-digit platform ID (default %(default)s)")
+    p.add_argument("--realm", help="Digest realm (default: first 10 digits of the server ID)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    p.add_argument("--port", type=int, default=5060, help="port, 0 for a free one (default %(default)s)")
+    p.add_argument("--transport", default="udp,tcp", help="udp, tcp or udp,tcp (default %(default)s)")
+    p.add_argument("--password", default="12345678",
+                   help="one password for every device (default %(default)s)")
+    p.add_argument("--passwords-file", help="CSV of device_id,password (overrides --password)")
+    p.add_argument("--min-expires", type=int, default=3600)
+    p.add_argument("--max-expires", type=int, default=86400)
+    p.add_argument("--keepalive", type=float, default=60, help="keepalive interval, seconds")
+    p.add_argument("--keepalive-count", type=int, default=3,
+                   help="missed keepalives before a device is offline")
+    p.add_argument("--qop", action="store_true", help='offer qop="auth" in challenges')
+    p.add_argument("--trust-refresh", action="store_true",
+                   help="accept refreshes on the same Call-ID without a challenge")
+    p.add_argument("--any-id", action="store_true", help="accept device IDs that are not 20 digits")
+    p.add_argument("--gb-version", help="send X-GB-Ver (2.0 = 2016, 3.0 = 2022)")
+    p.add_argument("--quiet-keepalives", action="store_true", help="no event per keepalive")
+    p.add_argument("--duration", type=float, default=0, help="stop after this many seconds")
+    p.add_argument("--json", action="store_true", help="print JSON lines")
+    p.set_defaults(func=lambda a: _run(_serve(a)))
+
+
+# --------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gbsip",
+        description="GB/T 28181 SIP registration engine: simulate cameras, run a platform.",
+    )
+    parser.add_argument("--version", action="version", version=f"gbsip {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_serve(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except GBSIPError as exc:
+        print(f"gbsip {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except FileNotFoundError as exc:
+        print(f"gbsip {args.command}: {exc.filename}: no such file", file=sys.stderr)
+        return EXIT_FAILED
