@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
+import errno
 import inspect
 import itertools
 import socket
@@ -340,30 +341,52 @@ class Registrar:
     async def start(self) -> None:
         """Bind the sockets and start serving."""
         self._loop = asyncio.get_running_loop()
-        port = self._port
-        try:
-            if "udp" in self._transports:
-                sock = self._bind_udp(port)
-                self._udp_socks.append(sock)
-                port = port or sock.getsockname()[1]
-                self._addresses["udp"] = sock.getsockname()[:2]
-                if self._accept is None:
-                    self._loop.add_reader(sock.fileno(), self._on_udp_pump, sock)
-                else:
-                    self._loop.add_reader(sock.fileno(), self._on_udp_python, sock)
-            if "tcp" in self._transports:
-                server = await asyncio.start_server(
-                    self._on_tcp, self.host, port, reuse_address=True,
-                    limit=_core.DEFAULT_MAX_MESSAGE,
-                )
-                self._tcp_servers.append(server)
-                self._addresses["tcp"] = server.sockets[0].getsockname()[:2]
-        except OSError as exc:
-            await self.close()
-            raise RegistrarError(
-                f"cannot listen on {self.host}:{port} ({exc.strerror or exc}); "
-                "choose another port or port=0 for a free one"
-            ) from exc
+        # With port=0 and both transports, UDP picks a free port and TCP must
+        # get the same one; another process may hold it for TCP, so retry.
+        attempts = 20 if self._port == 0 and len(self._transports) > 1 else 1
+        for attempt in range(attempts):
+            try:
+                await self._listen(self._port)
+                return
+            except OSError as exc:
+                port = self._addresses.get("udp", (None, self._port))[1]
+                self._release()
+                if attempt + 1 < attempts and exc.errno == errno.EADDRINUSE:
+                    continue
+                await self.close()
+                raise RegistrarError(
+                    f"cannot listen on {self.host}:{port} ({exc.strerror or exc}); "
+                    "choose another port or port=0 for a free one"
+                ) from exc
+
+    async def _listen(self, port: int) -> None:
+        assert self._loop is not None
+        if "udp" in self._transports:
+            sock = self._bind_udp(port)
+            self._udp_socks.append(sock)
+            port = port or sock.getsockname()[1]
+            self._addresses["udp"] = sock.getsockname()[:2]
+            reader = self._on_udp_pump if self._accept is None else self._on_udp_python
+            self._loop.add_reader(sock.fileno(), reader, sock)
+        if "tcp" in self._transports:
+            server = await asyncio.start_server(
+                self._on_tcp, self.host, port, reuse_address=True,
+                limit=_core.DEFAULT_MAX_MESSAGE,
+            )
+            self._tcp_servers.append(server)
+            self._addresses["tcp"] = server.sockets[0].getsockname()[:2]
+
+    def _release(self) -> None:
+        """Undo a partial _listen()."""
+        for sock in self._udp_socks:
+            if self._loop is not None:
+                self._loop.remove_reader(sock.fileno())
+            sock.close()
+        self._udp_socks.clear()
+        for server in self._tcp_servers:
+            server.close()
+        self._tcp_servers.clear()
+        self._addresses.clear()
 
     def _bind_udp(self, port: int) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
