@@ -4,7 +4,9 @@
  *
  *   cc -O2 -std=c11 -Wall -Wextra -Icsrc -o benchmarks/build/bench_digest \
  *      benchmarks/bench_digest.c csrc/digest.c csrc/sip_auth.c -lcrypto
- *   benchmarks/build/bench_digest [--quick]
+ *   benchmarks/build/bench_digest [--quick]      (or: make -C benchmarks bench_digest)
+ *   benchmarks/build/bench_digest --profile CASE ITERS   one case's verify
+ *                                  loop alone, for perf / valgrind --tool=callgrind
  *
  * A verification is what a registrar does with each REGISTER's
  * Authorization value: gb_digest_verify() tokenizes the credentials,
@@ -22,13 +24,21 @@
  *   Digest floor   the hashes RFC 7616 itself needs: HA1 (when from a
  *                  password), HA2, response.  This is the issue's floor.
  *   calls floor    exactly the EVP calls gb_digest_verify makes: the nonce
- *                  HMAC (2 x EVP_MD_CTX_copy_ex + update + final), HA1 when
- *                  from a password, HA2 only when the context's HA2 cache
- *                  misses, response.
+ *                  HMAC when the issued cache misses (2 x EVP_MD_CTX_copy_ex
+ *                  + update + final), HA1 when from a password, HA2 only
+ *                  when the context's HA2 cache misses, response.
  *
  * On a registrar every device registers to the same Request-URI, so HA2
- * comes from the cache; the last case gives each device its own digest-uri
- * to show the cost without it.
+ * comes from the cache; the "own digest-uri per device" case shows the cost
+ * without it.
+ *
+ * The nonces were issued just before (as on a registrar, which verifies
+ * each REGISTER seconds after its 401), so they are in the nonce object's
+ * issued cache and need no HMAC; the "not in the issued cache" case verifies
+ * the same requests
+ * against a nonce object with the cache off, i.e. with the HMAC, and its
+ * calls floor includes the HMAC.  A stage table at the end times the parts
+ * of "MD5, stored HA1" alone.
  *
  * Every case runs R repetitions of a loop of N verifications, interleaved
  * with the others so machine noise hits them alike; the table shows the
@@ -181,11 +191,12 @@ typedef struct {
     int hash;            /* 0 MD5, 1 SHA-256 */
     int with_ha1;        /* HA1 is computed from a password */
     int ha2_cached;      /* every request has the same digest-uri */
+    int nonce_hmac;      /* the nonce is authenticated by its HMAC (cache off) */
     double *t_verify, *t_calls, *t_digest;
 } bench_case;
 
 static gb_digest_ctx *ctx;
-static gb_digest_nonces *nonces;
+static gb_digest_nonces *nonces, *nonces_hmac; /* same key; the second without cache */
 static volatile unsigned sink;
 
 static double run_verify(const bench_case *bc, int n)
@@ -205,7 +216,7 @@ static double run_verify(const bench_case *bc, int n)
         chk.binding.n = r->binding_len;
         chk.request_uri.p = r->uri;
         chk.request_uri.n = r->uri_len;
-        bad += gb_digest_verify(ctx, nonces, r->header, sp, &chk, lookup,
+        bad += gb_digest_verify(ctx, bc->nonce_hmac ? nonces_hmac : nonces, r->header, sp, &chk, lookup,
                                 (void *)&bc->mode, &v) != GB_DIGEST_OK;
     }
     double t = (now_ns() - t0) / n;
@@ -264,16 +275,125 @@ static double run_floor(const bench_case *bc, int n, int with_hmac, int with_ha2
     return t;
 }
 
+/* ---- where the time goes: each stage alone on the same requests ---- */
+
+typedef struct {
+    gb_digest_input in;  /* what the response hash needs, from the parse */
+} staged;
+
+static staged stage_in[DEVICES];
+
+static double stage_tokenize(const request *reqs, int n)
+{
+    static gb_auth a;
+    unsigned acc = 0;
+    double t0 = now_ns();
+    for (int i = 0; i < n; i++) {
+        const request *r = &reqs[i & (DEVICES - 1)];
+        gb_span sp = {0, r->len};
+        acc += gb_auth_parse_one(r->header, sp, &a, NULL) + a.nparams;
+    }
+    sink += acc;
+    return (now_ns() - t0) / n;
+}
+
+static double stage_parse(const request *reqs, int n)
+{
+    static gb_auth a;
+    static gb_digest_credentials c;
+    unsigned acc = 0;
+    double t0 = now_ns();
+    for (int i = 0; i < n; i++) {
+        const request *r = &reqs[i & (DEVICES - 1)];
+        gb_span sp = {0, r->len};
+        acc += gb_auth_parse_one(r->header, sp, &a, NULL);
+        acc += gb_digest_parse_credentials(r->header, &a, &c, NULL) + c.alg;
+    }
+    sink += acc;
+    return (now_ns() - t0) / n;
+}
+
+static double stage_nonce(gb_digest_nonces *ns, const request *reqs, int n)
+{
+    unsigned bad = 0;
+    double t0 = now_ns();
+    for (int i = 0; i < n; i++) {
+        const request *r = &reqs[i & (DEVICES - 1)];
+        const staged *st = &stage_in[i & (DEVICES - 1)];
+        gb_bytes b = {r->binding, r->binding_len};
+        bad += gb_digest_nonce_check(ns, st->in.nonce, b, NOW, NULL) != GB_NONCE_FRESH;
+    }
+    double t = (now_ns() - t0) / n;
+    if (bad) {
+        fprintf(stderr, "nonce stage: %u nonces not fresh\n", bad);
+        exit(1);
+    }
+    return t;
+}
+
+static double stage_response(int n)
+{
+    char out[GB_DIGEST_HEX_MAX];
+    unsigned acc = 0;
+    double t0 = now_ns();
+    for (int i = 0; i < n; i++)
+        acc += (unsigned)gb_digest_response(ctx, &stage_in[i & (DEVICES - 1)].in, out, NULL) +
+               (unsigned char)out[0];
+    sink += acc;
+    return (now_ns() - t0) / n;
+}
+
+/* The response inputs of each MD5 request with its stored HA1. */
+static void prepare_stages(const request *reqs)
+{
+    static gb_auth a;
+    static gb_digest_credentials c;
+    for (int i = 0; i < DEVICES; i++) {
+        const request *r = &reqs[i];
+        gb_span sp = {0, r->len};
+        if (gb_auth_parse_one(r->header, sp, &a, NULL) ||
+            gb_digest_parse_credentials(r->header, &a, &c, NULL)) {
+            fprintf(stderr, "stage prepare: parse failed\n");
+            exit(1);
+        }
+        gb_digest_input *in = &stage_in[i].in;
+        memset(in, 0, sizeof *in);
+        in->alg = GB_DIGEST_MD5;
+        in->qop = GB_QOP_NONE;
+        in->username = (gb_bytes){r->header + c.username.value.off, c.username.value.len};
+        in->realm = (gb_bytes){REALM, 10};
+        in->ha1 = (gb_bytes){devices[i].ha1_md5, 32};
+        in->nonce = (gb_bytes){r->header + c.nonce.value.off, c.nonce.value.len};
+        in->method = (gb_bytes){"REGISTER", 8};
+        in->uri = (gb_bytes){r->header + c.uri.value.off, c.uri.value.len};
+    }
+}
+
+static double min_of(double *t, int r)
+{
+    double m = t[0];
+    for (int i = 1; i < r; i++)
+        if (t[i] < m)
+            m = t[i];
+    return m;
+}
+
 int main(int argc, char **argv)
 {
     int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
-    int N = quick ? 20000 : 100000, R = quick ? 5 : 15;
+    /* --profile CASE ITERS: only that case's verify loop (for perf/callgrind) */
+    int profile = argc > 3 && strcmp(argv[1], "--profile") == 0;
+    /* many short loops: on a shared machine the minimum of short runs is
+     * the figure least disturbed by other work */
+    int N = quick ? 10000 : 20000, R = quick ? 10 : 60;
 
     ctx = gb_digest_ctx_new();
     static const unsigned char key[32] = "bench-key-bench-key-bench-key-!";
     gb_digest_nonce_config cfg = {key, sizeof key, 300000, 4096, GB_NONCE_BASE64URL, 0};
     nonces = gb_digest_nonces_new(&cfg, NULL);
-    if (!ctx || !nonces)
+    cfg.flags = GB_NONCE_NO_CACHE;
+    nonces_hmac = gb_digest_nonces_new(&cfg, NULL);
+    if (!ctx || !nonces || !nonces_hmac)
         return 1;
     for (int i = 0; i < DEVICES; i++) {
         device *d = &devices[i];
@@ -287,9 +407,12 @@ int main(int argc, char **argv)
             k = (k + 1) & mask;
         slots[k] = i + 1;
     }
+    /* 3 x 1024 nonces issued: all still in the 4096-slot issued cache, as on
+     * a registrar that verifies each REGISTER soon after its 401 */
     prepare(ctx, nonces, reqs_md5, GB_DIGEST_MD5, 0);
     prepare(ctx, nonces, reqs_sha, GB_DIGEST_SHA256, 0);
     prepare(ctx, nonces, reqs_md5_uris, GB_DIGEST_MD5, 1);
+    prepare_stages(reqs_md5);
 
     EVP_MD *md5 = EVP_MD_fetch(NULL, "MD5", NULL), *sha = EVP_MD_fetch(NULL, "SHA2-256", NULL);
     EVP_MD_CTX *mc = EVP_MD_CTX_new(), *inner = EVP_MD_CTX_new(), *outer = EVP_MD_CTX_new(),
@@ -302,23 +425,32 @@ int main(int argc, char **argv)
     EVP_DigestInit_ex2(outer, sha, NULL);
     EVP_DigestUpdate(outer, pad, 64);
 
-    enum { NC = 4 };
-    static double tv[NC][64], tc[NC][64], td[NC][64];
+    enum { NC = 5 };
+    static double tv[NC][64], tc[NC][64], td[NC][64]; /* R <= 64 */
     bench_case cases[NC] = {
-        {"MD5, password lookup", reqs_md5, {0, 0}, 0, 1, 1, tv[0], tc[0], td[0]},
-        {"MD5, stored HA1", reqs_md5, {1, 0}, 0, 0, 1, tv[1], tc[1], td[1]},
-        {"SHA-256, password lookup", reqs_sha, {0, 1}, 1, 1, 1, tv[2], tc[2], td[2]},
-        {"MD5, stored HA1, own digest-uri per device", reqs_md5_uris, {1, 0}, 0, 0, 0,
+        {"MD5, password lookup", reqs_md5, {0, 0}, 0, 1, 1, 0, tv[0], tc[0], td[0]},
+        {"MD5, stored HA1", reqs_md5, {1, 0}, 0, 0, 1, 0, tv[1], tc[1], td[1]},
+        {"SHA-256, password lookup", reqs_sha, {0, 1}, 1, 1, 1, 0, tv[2], tc[2], td[2]},
+        {"MD5, stored HA1, own digest-uri per device", reqs_md5_uris, {1, 0}, 0, 0, 0, 0,
          tv[3], tc[3], td[3]},
+        {"MD5, stored HA1, nonce not in the issued cache (HMAC)", reqs_md5, {1, 0}, 0, 0, 1,
+         1, tv[4], tc[4], td[4]},
     };
+    if (profile) {
+        int c = atoi(argv[2]), iters = atoi(argv[3]);
+        if (c < 0 || c >= NC || iters <= 0)
+            return 2;
+        printf("%s: %.0f ns\n", cases[c].name, run_verify(&cases[c], iters));
+        return 0;
+    }
     for (int c = 0; c < NC; c++) /* warm up */
         run_verify(&cases[c], N / 4);
     for (int rep = 0; rep < R; rep++) {
         for (int c = 0; c < NC; c++) {
             EVP_MD *md = cases[c].hash ? sha : md5;
             cases[c].t_verify[rep] = run_verify(&cases[c], N);
-            cases[c].t_calls[rep] = run_floor(&cases[c], N, 1, !cases[c].ha2_cached, md, mc,
-                                              inner, outer, work);
+            cases[c].t_calls[rep] = run_floor(&cases[c], N, cases[c].nonce_hmac,
+                                              !cases[c].ha2_cached, md, mc, inner, outer, work);
             cases[c].t_digest[rep] = run_floor(&cases[c], N, 0, 1, md, mc, inner, outer, work);
         }
     }
@@ -336,6 +468,28 @@ int main(int argc, char **argv)
         printf("| %s | %.0f / %.0f | %.0f | %.0f | %.2fx | %.0f | %.2fx |\n", cases[c].name,
                v, vm, 1e9 / v, d, v / d, f, v / f);
     }
+
+    /* Stages of "MD5, stored HA1", each alone (min over R runs). */
+    static double st[6][64];
+    for (int rep = 0; rep < R; rep++) {
+        st[0][rep] = stage_tokenize(reqs_md5, N);
+        st[1][rep] = stage_parse(reqs_md5, N);
+        st[2][rep] = stage_nonce(nonces, reqs_md5, N);
+        st[3][rep] = stage_nonce(nonces_hmac, reqs_md5, N);
+        st[4][rep] = stage_response(N);
+        st[5][rep] = run_verify(&cases[1], N);
+    }
+    printf("\nStages of \"MD5, stored HA1\", each alone (min ns):\n\n");
+    printf("| stage | ns |\n|---|---|\n");
+    printf("| tokenize (gb_auth_parse_one) | %.0f |\n", min_of(st[0], R));
+    printf("| tokenize + Digest fields (gb_digest_parse_credentials) | %.0f |\n",
+           min_of(st[1], R));
+    printf("| nonce check, issued cache hit | %.0f |\n", min_of(st[2], R));
+    printf("| nonce check, HMAC-SHA256 | %.0f |\n", min_of(st[3], R));
+    printf("| response from stored HA1 (HA2 cached, gb_digest_response) | %.0f |\n",
+           min_of(st[4], R));
+    printf("| full gb_digest_verify | %.0f |\n", min_of(st[5], R));
+
     EVP_MD_CTX_free(mc);
     EVP_MD_CTX_free(inner);
     EVP_MD_CTX_free(outer);
@@ -343,6 +497,7 @@ int main(int argc, char **argv)
     EVP_MD_free(md5);
     EVP_MD_free(sha);
     gb_digest_nonces_free(nonces);
+    gb_digest_nonces_free(nonces_hmac);
     gb_digest_ctx_free(ctx);
     return sink == 12345 ? 2 : 0;
 }

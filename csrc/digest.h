@@ -9,7 +9,8 @@
  *
  * Server side: issue stateless nonces (gb_digest_nonce_issue: HMAC-SHA256
  * over a timestamp, a counter and the caller's binding, e.g. the source
- * address), and verify credentials (gb_digest_verify): parse, check realm,
+ * address; the newest ones are also kept in a fixed-size ring so checking
+ * them needs no HMAC), and verify credentials (gb_digest_verify): parse, check realm,
  * algorithm, qop, opaque and uri against the caller's policy, authenticate
  * the nonce, look the user up through a callback, recompute the response,
  * compare in constant time, then expire and replay-check the nonce.  Every
@@ -17,9 +18,9 @@
  *
  * Nothing here is global: gb_digest_ctx (prefetched EVP_MDs, one reused
  * EVP_MD_CTX and a 4-entry cache of HA2 = H(method:uri), which on a
- * registrar is the same for every device) and gb_digest_nonces (server key, HMAC state and the bounded
- * nc table) belong to the caller.  Neither is thread-safe: use one per
- * thread, or a lock.  Time is passed in (now_ms, milliseconds of any epoch
+ * registrar is the same for every device) and gb_digest_nonces (server
+ * key, HMAC state, the bounded nc table and the issued-nonce ring) belong
+ * to the caller.  Neither is thread-safe: use one per thread, or a lock.  Time is passed in (now_ms, milliseconds of any epoch
  * the caller keeps consistent, normally Unix time).
  */
 #ifndef GBSIP_DIGEST_H
@@ -227,7 +228,9 @@ typedef struct gb_digest_nonces gb_digest_nonces;
 enum { GB_NONCE_BASE64URL = 0, GB_NONCE_HEX = 1 };
 enum {
     /* Without qop there is no nc: accept each nonce once (RFC 2069 replay). */
-    GB_NONCE_SINGLE_USE = 1u << 0
+    GB_NONCE_SINGLE_USE = 1u << 0,
+    /* No issued-nonce cache: every check computes the HMAC. */
+    GB_NONCE_NO_CACHE = 1u << 1
 };
 
 typedef struct {
@@ -247,6 +250,17 @@ typedef struct {
 gb_digest_nonces *gb_digest_nonces_new(const gb_digest_nonce_config *cfg,
                                        const char **why);
 void gb_digest_nonces_free(gb_digest_nonces *n);
+
+/*
+ * The issued-nonce cache: the newest `slots` nonces issued by this object
+ * (with bindings up to 39 bytes) are recognised by a table lookup instead of
+ * recomputing their HMAC; every other nonce is checked by the HMAC as
+ * before, so results do not change, only the cost.  slots is rounded up to
+ * a power of two (16..65536), 64 bytes each; 0 turns the cache off.  New
+ * objects have 4096 slots (256 KiB) unless GB_NONCE_NO_CACHE is set.
+ * Returns 0, or -1 (out of memory or too large; the old cache is kept).
+ */
+int gb_digest_nonces_set_cache(gb_digest_nonces *n, uint32_t slots);
 
 /* A fresh nonce bound to binding, into out (cap >= 48).  Returns its length
  * or -1 (EVP failure). */
