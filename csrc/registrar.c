@@ -478,6 +478,8 @@ void gb_reg_event_clear(gb_reg_event *ev)
 static gb_reg_event *push_event(gb_registrar *r, int type, const char *id, size_t id_len,
                                 int64_t now)
 {
+    if (r->cfg.event_mask && type != GB_EV_NEED_SECRET && !(r->cfg.event_mask & (1u << type)))
+        return NULL;
     if (r->ev_count == r->ev_cap) {
         if (r->ev_cap >= r->cfg.max_events) {
             /* Bounded: the oldest event goes, and the loss is counted. */

@@ -98,6 +98,8 @@ typedef struct {
     const char *server_header;    /* Server header of answers; NULL: none */
     size_t server_header_len;
     int keepalive_events;         /* queue a KEEPALIVE event per keepalive; default 1 */
+    uint32_t event_mask;          /* queue only types with bit (1 << type) set;
+                                     0: all.  NEED_SECRET is always queued. */
 } gb_registrar_config;
 
 void gb_registrar_config_default(gb_registrar_config *c);

@@ -32,10 +32,12 @@ from gbsip import digest, device
 from gbsip.device import Device, DeviceState
 from gbsip.errors import RegistrationError
 from gbsip.registrar import Registrar, RegistrarError
+from gbsip.simulator import Faults, Simulator, SimulatorError
 
 __all__ = [
     "CSeq",
     "Device",
+    "Faults",
     "DeviceState",
     "Contact",
     "GBSIPError",
@@ -44,6 +46,8 @@ __all__ = [
     "Limits",
     "Message",
     "Registrar",
+    "Simulator",
+    "SimulatorError",
     "RegistrationError",
     "RegistrarError",
     "NameAddress",

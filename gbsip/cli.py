@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import csv
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -24,10 +25,18 @@ EXIT_USAGE = 2
 
 
 def _run(coro: Any) -> int:
-    """Run a coroutine on uvloop when installed, else on asyncio's loop."""
+    """Run a coroutine on uvloop when installed, else on asyncio's loop;
+    GBSIP_LOOP=asyncio (or uvloop) chooses."""
+    choice = os.environ.get("GBSIP_LOOP", "").lower()
+    if choice == "asyncio":
+        return asyncio.run(coro)
     try:
         import uvloop
     except ImportError:
+        if choice == "uvloop":
+            coro.close()
+            print("gbsip: GBSIP_LOOP=uvloop but uvloop is not installed", file=sys.stderr)
+            return EXIT_FAILED
         return asyncio.run(coro)
     return uvloop.run(coro)  # type: ignore[no-any-return]
 
@@ -86,7 +95,8 @@ async def _serve(args: argparse.Namespace) -> int:
             refresh=Refresh.TRUST_CALL_ID if args.trust_refresh else Refresh.CHALLENGE,
             strict_ids=not args.any_id,
             gb_version=args.gb_version,
-            keepalive_events=not args.quiet_keepalives,
+            keepalive_events=not (args.quiet_keepalives or args.quiet),
+            events=() if args.quiet else None,
         )
         await reg.start()
     except RegistrarError as exc:
@@ -121,8 +131,10 @@ async def _serve(args: argparse.Namespace) -> int:
     waiter.cancel()
     await reg.close()
     await asyncio.gather(printer, return_exceptions=True)
-    if not args.json:
-        s = reg.stats()
+    s = reg.stats()
+    if args.json:
+        print(json.dumps({"event": "Stopped", "stats": s}), flush=True)
+    else:
         print(f"stopped: {s['bindings']} bindings, {s['registrations']} registrations, "
               f"{s['keepalives']} keepalives, {s['auth_failures']} auth failures", flush=True)
     return EXIT_OK
@@ -151,6 +163,8 @@ def _add_serve(sub: Any) -> None:
     p.add_argument("--any-id", action="store_true", help="accept device IDs that are not 20 digits")
     p.add_argument("--gb-version", help="send X-GB-Ver (2.0 = 2016, 3.0 = 2022)")
     p.add_argument("--quiet-keepalives", action="store_true", help="no event per keepalive")
+    p.add_argument("--quiet", action="store_true",
+                   help="record and print no events (for load tests); stats at exit")
     p.add_argument("--duration", type=float, default=0, help="stop after this many seconds")
     p.add_argument("--json", action="store_true", help="print JSON lines")
     p.set_defaults(func=lambda a: _run(_serve(a)))
@@ -165,7 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gbsip {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from gbsip.simulate_cli import add_register, add_simulate
+
+    add_simulate(sub, _run)
     _add_serve(sub)
+    add_register(sub, _run)
     return parser
 
 

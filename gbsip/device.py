@@ -315,6 +315,7 @@ class Device:
         lenient: int = 0,
         seed: int | None = None,
         trace: Callable[[str, bytes], None] | None = None,
+        platform_utc_offset: timedelta = timedelta(hours=8),
     ) -> None:
         scheme, host, port = _parse_server(server)
         self.device_id = device_id
@@ -363,6 +364,8 @@ class Device:
         self._waiters: list[tuple[Callable[[DeviceEvent], bool], asyncio.Future[DeviceEvent]]] = []
         self._closed = False
         self._clock_offset: float | None = None
+        # GB §9.10 Dates are the platform's local time without a zone.
+        self._platform_utc_offset = platform_utc_offset.total_seconds()
         #: Every event so far, oldest first (bounded).
         self.history: collections.deque[DeviceEvent] = collections.deque(maxlen=10000)
         #: ICMP errors and failed connections seen.
@@ -628,10 +631,9 @@ class Device:
             if arg is not None:
                 date = datetime(1970, 1, 1) + timedelta(milliseconds=arg)
                 if flags & _EVF_DATE_GB:
-                    # GB §9.10: local (Beijing) time without a zone; compare
-                    # with our local wall clock.
-                    local_now = datetime.now()
-                    offset = (date - local_now).total_seconds()
+                    # GB §9.10: the platform's local time (Beijing unless
+                    # platform_utc_offset says otherwise), without a zone.
+                    offset = arg / 1000.0 - self._platform_utc_offset - time.time()
                 else:
                     offset = arg / 1000.0 - time.time()
                     date = date.replace(tzinfo=timezone.utc)

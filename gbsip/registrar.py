@@ -209,6 +209,20 @@ class Binding:
 
 
 _TRANSPORTS = ("udp", "tcp")
+_EVENT_CODES: dict[type[Event], int] = {
+    Registered: 1, Refreshed: 2, Unregistered: 3, Expired: 4, AuthFailed: 5, Rejected: 6,
+    Online: 7, Offline: 8, Keepalive: 9, Message: 10, Redirected: 12,
+}
+
+
+def _event_mask(events: Iterable[type[Event]] | None) -> int:
+    """Core event mask for the kinds to record (None: all)."""
+    if events is None:
+        return 0
+    mask = 1 << 31  # a bit no event uses, so an empty selection records nothing
+    for kind in events:
+        mask |= 1 << _EVENT_CODES[kind]
+    return mask
 _EV_NEED_SECRET = 11
 
 
@@ -223,6 +237,8 @@ class Registrar:
     mapping of device ID to password (or :class:`HA1`), or a callable
     (sync or async) ``device_id -> password | HA1 | None``.  ``port=0``
     picks a free port; read it from :attr:`address` once started.
+    ``events`` limits which event kinds are recorded (default: all; an
+    empty tuple records none, for load tests).
     """
 
     def __init__(
@@ -259,6 +275,7 @@ class Registrar:
         rate_per_source: int = 0,
         lenient: int = 0,
         keepalive_events: bool = True,
+        events: Iterable[type[Event]] | None = None,
         seed: int | None = None,
     ) -> None:
         transports = tuple(t.lower() for t in transports)
@@ -309,6 +326,7 @@ class Registrar:
             lenient=lenient,
             server_header=server_header,
             keepalive_events=keepalive_events,
+            event_mask=_event_mask(events),
         )
         if isinstance(passwords, Mapping):
             for device_id, secret in passwords.items():
