@@ -179,11 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gbsip {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from gbsip.conformance.cli import add_parser as add_conformance
     from gbsip.simulate_cli import add_register, add_simulate
 
     add_simulate(sub, _run)
     _add_serve(sub)
     add_register(sub, _run)
+    add_conformance(sub)
     return parser
 
 

@@ -1,0 +1,53 @@
+"""GB/T 28181 conformance suites, run by pytest.
+
+- :mod:`gbsip.conformance.platform`: gbsip plays the camera and checks a
+  platform (``--gb-platform udp://HOST:PORT``).
+- :mod:`gbsip.conformance.device`: gbsip plays the platform on
+  ``--gb-listen`` and checks the camera that registers to it.
+
+Run them with ``pytest --pyargs gbsip.conformance.platform --gb-platform ...``
+or ``gbsip conformance platform --gb-platform ...``; see docs/conformance.md.
+Each check is a test marked ``gb_check(id=..., clause=...)`` whose docstring
+names the GB/T 28181 or RFC clause it enforces.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import pytest
+
+__all__ = ["SUITES", "check", "plugin_args", "run"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SUITES = {
+    "platform": "gbsip.conformance.platform",
+    "device": "gbsip.conformance.device",
+}
+
+
+def check(id: str, clause: str) -> Callable[[F], F]:  # noqa: A002 - "id" reads best here
+    """Mark a test as conformance check ``id`` enforcing ``clause``."""
+    return pytest.mark.gb_check(id=id, clause=clause)  # type: ignore[no-any-return]
+
+
+def plugin_installed() -> bool:
+    """True when the ``gbsip`` pytest11 entry point is installed (then pytest
+    loads the plugin by itself and ``-p`` would register it twice)."""
+    from importlib.metadata import entry_points
+
+    return any(ep.value == "gbsip.pytest_plugin" for ep in entry_points(group="pytest11"))
+
+
+def plugin_args() -> list[str]:
+    """``["-p", "gbsip.pytest_plugin"]`` unless the entry point loads it."""
+    return [] if plugin_installed() else ["-p", "gbsip.pytest_plugin"]
+
+
+def run(suite: str, args: Sequence[str] = ()) -> int:
+    """Run one suite in this process with pytest.main; returns pytest's exit code."""
+    if suite not in SUITES:
+        raise ValueError(f"unknown suite {suite!r}: choose from {', '.join(SUITES)}")
+    return int(pytest.main([*plugin_args(), "-p", "no:cacheprovider", "--pyargs",
+                            SUITES[suite], *args]))

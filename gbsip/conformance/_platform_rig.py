@@ -1,0 +1,407 @@
+"""The platform the device suite plays: a small, strict GB/T 28181 UAS.
+
+It runs in a background thread on ``--gb-listen`` (UDP, or TCP with one
+connection per camera), records every request in order, and answers as a
+GB platform does:
+
+- REGISTER without valid credentials: ``401`` with ``realm`` (the SIP
+  domain), a fresh single-use ``nonce`` and ``algorithm=MD5``; ``qop="auth"``
+  is offered when the camera already holds a binding (refresh, unregister),
+  not on a first registration, so one session sees both kinds of answer.
+- REGISTER with credentials over an issued, unused nonce: checked field by
+  field; ``403`` when wrong, else ``200`` with the Contact echoed
+  (``;expires=``), ``Expires`` = min(asked, ``--gb-grant-expires``) and the
+  GB ``Date``.
+- Keepalive MESSAGE: ``200`` — or nothing while :attr:`drop_keepalives` is set.
+- A retransmitted request gets the cached answer (RFC 3261 §17.2.2).
+"""
+from __future__ import annotations
+
+import secrets
+import selectors
+import socket
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+import gbsip
+from gbsip.conformance._common import GBOptions, Trace
+from gbsip.digest import Credentials, compute_response
+
+T = TypeVar("T")
+
+
+@dataclass
+class Seen:
+    """One request the camera sent (retransmissions are counted, not listed)."""
+
+    at: float                      # time.monotonic()
+    method: str
+    request: gbsip.Request
+    raw: bytes
+    source: tuple[str, int]
+    kind: str = ""                 # register / unregister / keepalive / message / other
+    expires: int | None = None     # REGISTER: asked lifetime
+    sn: int | None = None          # keepalive SN
+    status: int = 0                # what the rig answered (0: nothing)
+    retransmissions: int = 0
+    dropped: bool = False          # keepalive deliberately left unanswered
+
+
+@dataclass
+class Nonce:
+    value: str
+    qop: bool
+    issued: float
+    used: bool = False
+
+
+@dataclass
+class AuthCheck:
+    """The camera's answer to one of our challenges, and what was wrong with it."""
+
+    seen: Seen
+    nonce: Nonce
+    credentials: Credentials | None
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Binding:
+    call_id: str
+    registered_at: float
+    granted: int
+
+
+def keepalive_problems(seen: Seen, options: GBOptions) -> list[str]:
+    """What is wrong with a keepalive MESSAGE (GB/T 28181-2016 §9.6.1)."""
+    req, problems = seen.request, []
+    ctype = (req.content_type or "").split(";")[0].strip()
+    if ctype.lower() != "application/manscdp+xml":
+        problems.append(f"Content-Type is {ctype or 'missing'!r}, expected Application/MANSCDP+xml")
+    try:
+        ruri_user = req.request_uri.user
+    except gbsip.GBSIPError:
+        ruri_user = None
+    if ruri_user != options.server_id:
+        problems.append(f"Request-URI {req.uri} does not name the server ID {options.server_id}")
+    to_user = gbsip.parse_uri(req.to.uri).user if req.to else None
+    if to_user != options.server_id:
+        problems.append(f"To user is {to_user!r}, expected the server ID {options.server_id}")
+    try:
+        root = ET.fromstring(req.body.decode("gb18030"))
+    except (UnicodeDecodeError, ET.ParseError) as exc:
+        return problems + [f"the body is not well-formed XML: {exc}"]
+    if root.tag != "Notify":
+        problems.append(f"root element is <{root.tag}>, expected <Notify>")
+    fields = {child.tag: (child.text or "").strip() for child in root}
+    if fields.get("CmdType") != "Keepalive":
+        problems.append(f"CmdType is {fields.get('CmdType')!r}, expected 'Keepalive'")
+    if not fields.get("SN", "").isdigit():
+        problems.append(f"SN is {fields.get('SN')!r}, expected a number")
+    if fields.get("DeviceID") != options.device_id:
+        problems.append(f"DeviceID is {fields.get('DeviceID')!r}, expected {options.device_id}")
+    if fields.get("Status") != "OK":
+        problems.append(f"Status is {fields.get('Status')!r}, expected 'OK'")
+    return problems
+
+
+def _keepalive_sn(req: gbsip.Request) -> int | None:
+    if not req.body or b"keepalive" not in req.body.lower():
+        return None
+    try:
+        root = ET.fromstring(req.body.decode("gb18030"))
+    except (UnicodeDecodeError, ET.ParseError):
+        return -1  # a keepalive we cannot read; keepalive_problems says why
+    if (root.findtext("CmdType") or "").strip() != "Keepalive":
+        return None
+    sn = (root.findtext("SN") or "").strip()
+    return int(sn) if sn.isdigit() else -1
+
+
+def _asked_expires(req: gbsip.Request) -> int | None:
+    for contact in req.contacts:
+        if contact.wildcard:
+            return 0
+        if contact.expires is not None:
+            return contact.expires
+    return req.expires
+
+
+class PlatformRig:
+    """A GB/T 28181 platform for one camera, in a thread (see module doc)."""
+
+    def __init__(self, options: GBOptions, trace: Trace) -> None:
+        assert options.listen is not None
+        self.options = options
+        self.trace = trace
+        self.listen = options.listen
+        self.realm = options.domain
+        self.cond = threading.Condition()
+        self.seen: list[Seen] = []
+        self.nonces: dict[str, Nonce] = {}
+        self.auth_checks: list[AuthCheck] = []
+        self.binding: Binding | None = None
+        self.registrations: list[tuple[float, Binding]] = []
+        self.drop_keepalives = False
+        self._cache: dict[tuple[str, str, str], tuple[bytes, Seen]] = {}
+        self._selector = selectors.DefaultSelector()
+        self._conns: dict[socket.socket, bytearray] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.started = time.monotonic()
+        family = socket.AF_INET6 if ":" in self.listen.host else socket.AF_INET
+        if self.listen.transport == "udp":
+            self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        else:
+            self.sock = socket.socket(family, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.sock.bind((self.listen.host, self.listen.port))
+            if self.listen.transport == "tcp":
+                self.sock.listen(16)
+        except OSError:
+            self.sock.close()
+            raise
+        self.address: tuple[str, int] = self.sock.getsockname()[:2]
+        self.sock.setblocking(False)
+        self._selector.register(self.sock, selectors.EVENT_READ)
+
+    # -- life -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="gbsip-platform-rig", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        for conn in list(self._conns):
+            conn.close()
+        self._conns.clear()
+        self._selector.close()
+        self.sock.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for key, _ in self._selector.select(0.05):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                try:
+                    if sock is self.sock and self.listen.transport == "udp":
+                        self._read_udp()
+                    elif sock is self.sock:
+                        conn, _addr = self.sock.accept()
+                        conn.setblocking(False)
+                        self._conns[conn] = bytearray()
+                        self._selector.register(conn, selectors.EVENT_READ)
+                    else:
+                        self._read_tcp(sock)
+                except OSError:
+                    continue
+
+    def _read_udp(self) -> None:
+        for _ in range(64):
+            try:
+                data, addr = self.sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            answer = self._handle(data, (addr[0], addr[1]))
+            if answer is not None:
+                self.trace.sent(answer, f"{addr[0]}:{addr[1]}")
+                self.sock.sendto(answer, addr)
+
+    def _read_tcp(self, conn: socket.socket) -> None:
+        chunk = conn.recv(65536)
+        if not chunk:
+            self._selector.unregister(conn)
+            self._conns.pop(conn, None)
+            conn.close()
+            return
+        buf = self._conns[conn]
+        buf += chunk
+        peer = conn.getpeername()[:2]
+        while buf.strip(b"\r\n"):
+            try:
+                framed = gbsip.frame(buf)
+            except gbsip.GBSIPError:
+                buf.clear()
+                return
+            if framed is None:
+                return
+            skip, length = framed
+            data = bytes(buf[skip:skip + length])
+            del buf[:skip + length]
+            answer = self._handle(data, (peer[0], peer[1]))
+            if answer is not None:
+                self.trace.sent(answer, f"{peer[0]}:{peer[1]}")
+                conn.sendall(answer)
+        buf.clear()
+
+    # -- waiting (called from the test thread) ------------------------------------
+
+    def wait(self, predicate: Callable[[], T], timeout: float) -> T:
+        """predicate() once it is truthy, or its last (falsy) value after timeout."""
+        with self.cond:
+            self.cond.wait_for(predicate, timeout)
+            return predicate()
+
+    def until(self, start: float, seconds: float) -> float:
+        """Seconds left until ``start + seconds`` (never negative)."""
+        return max(0.0, start + seconds - time.monotonic())
+
+    def snapshot(self) -> list[Seen]:
+        with self.cond:
+            return list(self.seen)
+
+    def of_kind(self, *kinds: str) -> list[Seen]:
+        with self.cond:
+            return [s for s in self.seen if s.kind in kinds]
+
+    # -- answering -----------------------------------------------------------------
+
+    def _handle(self, data: bytes, source: tuple[str, int]) -> bytes | None:
+        peer = f"{source[0]}:{source[1]}"
+        self.trace.received(data, peer)
+        try:
+            msg = gbsip.parse(data)
+        except gbsip.SIPParseError as exc:
+            self.trace.note(f"unparseable message from the camera: {exc}")
+            return None
+        if not isinstance(msg, gbsip.Request) or msg.method == "ACK":
+            return None
+        via = msg.via
+        key = (msg.method, (via.branch or "") if via else "", via.sent_by if via else "")
+        with self.cond:
+            cached = self._cache.get(key)
+            if cached is not None:
+                answer, seen = cached
+                seen.retransmissions += 1
+                self.cond.notify_all()
+                return answer or None
+            seen = Seen(time.monotonic(), msg.method, msg, data, source)
+            self.seen.append(seen)
+            if msg.method == "REGISTER":
+                answer = self._register(seen)
+            elif msg.method == "MESSAGE":
+                answer = self._message(seen)
+            else:
+                seen.kind = "other"
+                answer = self._reply(seen, 200)
+            self._cache[key] = (answer or b"", seen)
+            if len(self._cache) > 1024:  # bounded: the oldest transactions are long over
+                del self._cache[next(iter(self._cache))]
+            self.cond.notify_all()
+            return answer
+
+    def _reply(self, seen: Seen, status: int, headers: list[tuple[str, str]] | None = None,
+               reason: str | None = None) -> bytes:
+        seen.status = status
+        return bytes(seen.request.reply(status, reason, to_tag="gbsiprig",
+                                        headers=headers or [("Server", "gbsip-conformance")]))
+
+    def _gb_date(self) -> str:
+        local = datetime.now(timezone.utc).replace(tzinfo=None) + timedelta(
+            hours=self.options.utc_offset)
+        return gbsip.format_gb_date(local)
+
+    def _challenge(self, seen: Seen) -> bytes:
+        qop = self.binding is not None
+        value = secrets.token_hex(16)
+        self.nonces[value] = Nonce(value, qop, time.monotonic())
+        challenge = f'Digest realm="{self.realm}",nonce="{value}",algorithm=MD5'
+        if qop:
+            challenge += ',qop="auth"'
+        return self._reply(seen, 401, [("WWW-Authenticate", challenge)])
+
+    def _register(self, seen: Seen) -> bytes:
+        req = seen.request
+        seen.expires = _asked_expires(req)
+        seen.kind = "unregister" if seen.expires == 0 else "register"
+        creds = None
+        for value in req.headers.getall("Authorization"):
+            if value.strip().lower().startswith("digest"):
+                try:
+                    creds = Credentials.parse(value)
+                except gbsip.GBSIPError as exc:
+                    self.trace.note(f"unreadable Authorization {value!r}: {exc}")
+                break
+        nonce = self.nonces.get(creds.nonce) if creds is not None else None
+        if creds is None or nonce is None or nonce.used:
+            return self._challenge(seen)
+        nonce.used = True
+        check = AuthCheck(seen, nonce, creds, self._credential_problems(creds, nonce))
+        self.auth_checks.append(check)
+        if check.problems:
+            return self._reply(seen, 403)
+        if seen.expires == 0:
+            self.binding = None
+            return self._reply(seen, 200, [("Date", self._gb_date())])
+        asked = self.options.expires if seen.expires is None else seen.expires
+        granted = min(asked, self.options.grant_expires)
+        self.binding = Binding(req.call_id or "", seen.at, granted)
+        self.registrations.append((seen.at, self.binding))
+        contacts = [f"<{c.uri}>;expires={granted}" for c in req.contacts if not c.wildcard]
+        headers = [("Contact", c) for c in contacts]
+        headers += [("Expires", str(granted)), ("Date", self._gb_date())]
+        return self._reply(seen, 200, headers)
+
+    def _credential_problems(self, creds: Credentials, nonce: Nonce) -> list[str]:
+        """Everything wrong with an answer to our challenge (RFC 2617 §3.2.2,
+        RFC 7616 §3.4, GB/T 28181-2016 §9.1.2.1)."""
+        opts, problems = self.options, []
+        if creds.username != opts.device_id:
+            problems.append(f"username is {creds.username!r}, expected the device ID "
+                            f"{opts.device_id}")
+        if creds.realm != self.realm:
+            problems.append(f"realm is {creds.realm!r}, the challenge said {self.realm!r}")
+        if creds.algorithm is not None and creds.algorithm.upper() != "MD5":
+            problems.append(f"algorithm is {creds.algorithm!r}, the challenge said MD5")
+        if not creds.uri:
+            problems.append("uri is empty")
+        if nonce.qop:
+            if creds.qop != "auth":
+                problems.append(f"qop=\"auth\" was offered but the answer has qop={creds.qop!r}")
+            if creds.nc is None or len(creds.nc) != 8:
+                problems.append(f"nc must be 8 hex digits, got {creds.nc!r}")
+            if not creds.cnonce:
+                problems.append("cnonce is missing")
+        elif creds.qop is not None:
+            problems.append(f"qop={creds.qop!r} was not offered")
+        if problems:
+            return problems
+        expected = compute_response(
+            username=creds.username, realm=creds.realm, nonce=creds.nonce, method="REGISTER",
+            uri=creds.uri, password=opts.password, qop=creds.qop,
+            nc=creds.nc if creds.qop else None, cnonce=creds.cnonce if creds.qop else None)
+        if creds.response.lower() != expected:
+            problems.append(f"response is {creds.response}, expected {expected} for password "
+                            f"{opts.password!r} (--gb-password)")
+        return problems
+
+    def _message(self, seen: Seen) -> bytes | None:
+        sn = _keepalive_sn(seen.request)
+        if sn is None:
+            seen.kind = "message"
+            return self._reply(seen, 200)
+        seen.kind, seen.sn = "keepalive", sn
+        if self.drop_keepalives:
+            seen.dropped = True
+            return None
+        return self._reply(seen, 200)
+
+    # -- reading the record ----------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Counts for notes and failure messages."""
+        with self.cond:
+            kinds: dict[str, int] = {}
+            for s in self.seen:
+                kinds[s.kind] = kinds.get(s.kind, 0) + 1
+            return {"requests": kinds, "registered": self.binding is not None}

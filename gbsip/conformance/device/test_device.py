@@ -1,0 +1,276 @@
+"""GB/T 28181 device checks: registration, Digest, keepalive, refresh,
+recovery, unregistration.  gbsip plays the platform (``rig``).
+
+The checks watch one session of the camera and run in this order: the
+record of everything the camera sent is shared, and some checks steer the
+platform (stop answering keepalives, ask for unregistration).
+"""
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+import gbsip
+from gbsip.conformance import check
+from gbsip.conformance._common import GBOptions
+from gbsip.conformance._platform_rig import AuthCheck, PlatformRig, Seen, keepalive_problems
+
+
+
+def unregister_command(gb_options: GBOptions,
+                       proc: subprocess.Popen[bytes] | None) -> str | None:
+    """--gb-unregister-cmd with {pid} replaced by the --gb-device-cmd process id."""
+    if gb_options.unregister_cmd is None:
+        return None
+    return gb_options.unregister_cmd.replace("{pid}", str(proc.pid) if proc is not None else "")
+
+
+def _tolerance(interval: float) -> float:
+    """How far a keepalive may stray from its interval (timers, scheduling)."""
+    return max(0.2 * interval, 0.25)
+
+
+def _keepalives(rig: PlatformRig) -> list[Seen]:
+    return rig.of_kind("keepalive")
+
+
+@check("D01", "GB/T 28181-2016 §9.1.2.1")
+def test_registers_within_timeout(rig: PlatformRig, device_process: object,
+                                  gb_options: GBOptions) -> None:
+    """The camera registers (REGISTER, 401, REGISTER with credentials, 200)
+    within ``--gb-register-timeout`` seconds of the suite starting to listen
+    (GB/T 28181-2016 §9.1.2.1)."""
+    if rig.wait(lambda: rig.registrations, rig.until(rig.started, gb_options.register_timeout)):
+        return
+    seen = rig.of_kind("register")
+    if not seen:
+        raise rig.trace.fail(f"no REGISTER arrived at {gb_options.listen} within "
+                             f"{gb_options.register_timeout:g} s")
+    problems = [p for c in rig.auth_checks for p in c.problems]
+    raise rig.trace.fail(f"{len(seen)} REGISTER(s) arrived but none was accepted"
+                         + (f"; credential problems: {problems}" if problems else ""))
+
+
+@check("D02", "RFC 3261 §10.2, §8.1.1.7; GB/T 28181-2016 §9.1.2.1")
+def test_register_is_well_formed(registered: PlatformRig, gb_options: GBOptions) -> None:
+    """The first REGISTER names the device in From and To (the address of
+    record ``sip:<deviceID>@<domain>``), has a From tag, a Contact, an RFC
+    3261 branch (``z9hG4bK``), Max-Forwards and an expiry (RFC 3261 §10.2,
+    §8.1.1.7; GB/T 28181-2016 §9.1.2.1)."""
+    rig = registered
+    first = rig.of_kind("register", "unregister")[0].request
+    problems = []
+    for name, value in (("From", first.from_), ("To", first.to)):
+        user = gbsip.parse_uri(value.uri).user if value is not None else None
+        if user != gb_options.device_id:
+            problems.append(f"{name} user is {user!r}, expected {gb_options.device_id}")
+    if first.from_ is not None and not first.from_.tag:
+        problems.append("From has no tag")
+    if not first.contacts:
+        problems.append("no Contact")
+    branch = first.via.branch if first.via is not None else None
+    if not branch or not branch.startswith("z9hG4bK"):
+        problems.append(f"Via branch {branch!r} lacks the z9hG4bK magic cookie")
+    if first.max_forwards is None:
+        problems.append("no Max-Forwards")
+    if first.expires is None and all(c.expires is None for c in first.contacts):
+        problems.append("no Expires header or Contact expires parameter")
+    if problems:
+        raise rig.trace.fail("first REGISTER: " + "; ".join(problems))
+
+
+def _first_answer(rig: PlatformRig, qop: bool) -> AuthCheck | None:
+    for c in list(rig.auth_checks):
+        if c.nonce.qop is qop:
+            return c
+    return None
+
+
+@check("D03", "GB/T 28181-2016 §9.1.2.1; RFC 2617 §3.2.2; RFC 3261 §22.2")
+def test_answers_md5_challenge_without_qop(registered: PlatformRig) -> None:
+    """The answer to ``Digest realm, nonce, algorithm=MD5`` (no qop, as in
+    the seed registration) has the device ID as username, the challenge's
+    realm and nonce, no qop, and the right MD5 response (GB/T 28181-2016
+    §9.1.2.1; RFC 2617 §3.2.2; RFC 3261 §22.2)."""
+    rig = registered
+    answer = _first_answer(rig, qop=False)
+    if answer is None:
+        raise rig.trace.fail("the camera never answered a challenge without qop")
+    if answer.problems:
+        raise rig.trace.fail("answer to the MD5 challenge without qop: "
+                             + "; ".join(answer.problems))
+
+
+@check("D04", "GB/T 28181-2016 §9.6.1")
+def test_sends_keepalives_at_interval(registered: PlatformRig, gb_options: GBOptions) -> None:
+    """Once registered the camera sends keepalives every
+    ``--gb-keepalive-interval`` seconds (± 20 %, at least ± 0.25 s)
+    (GB/T 28181-2016 §9.6.1, default 60 s)."""
+    rig, interval = registered, gb_options.keepalive_interval
+    limit = interval * 4 + gb_options.timeout
+    kas = rig.wait(lambda: len(_keepalives(rig)) >= 3 and _keepalives(rig), limit)
+    if not kas:
+        raise rig.trace.fail(f"fewer than 3 keepalives in {limit:g} s "
+                             f"(got {len(_keepalives(rig))})")
+    gaps = [b.at - a.at for a, b in zip(kas, kas[1:])]
+    bad = [g for g in gaps if abs(g - interval) > _tolerance(interval)]
+    if bad:
+        raise rig.trace.fail(f"keepalive gaps {[round(g, 3) for g in gaps]} s; expected "
+                             f"{interval:g} ± {_tolerance(interval):g} s")
+
+
+@check("D05", "GB/T 28181-2016 §9.6.1, Appendix A")
+def test_keepalive_sn_grows(registered: PlatformRig, gb_options: GBOptions) -> None:
+    """Each keepalive carries a larger ``SN`` than the one before
+    (GB/T 28181-2016 §9.6.1; Appendix A command serial number)."""
+    rig = registered
+    kas = rig.wait(lambda: len(_keepalives(rig)) >= 2 and _keepalives(rig),
+                   gb_options.keepalive_interval * 3 + gb_options.timeout)
+    if not kas:
+        pytest.skip("fewer than 2 keepalives arrived (see D04)")
+    sns = [k.sn for k in kas]
+    if any(b is None or a is None or b <= a for a, b in zip(sns, sns[1:])):
+        raise rig.trace.fail(f"keepalive SNs in order of arrival: {sns}; each must grow")
+
+
+@check("D06", "GB/T 28181-2016 §9.6.1, Appendix A")
+def test_keepalive_is_well_formed_manscdp(registered: PlatformRig,
+                                         gb_options: GBOptions) -> None:
+    """Keepalives are ``MESSAGE sip:<serverID>@<domain>`` with ``Content-Type:
+    Application/MANSCDP+xml`` and a well-formed GB2312 XML body
+    ``<Notify><CmdType>Keepalive</CmdType><SN/><DeviceID/><Status>OK</Status>``
+    (GB/T 28181-2016 §9.6.1, Appendix A)."""
+    rig = registered
+    kas = rig.wait(lambda: _keepalives(rig),
+                   gb_options.keepalive_interval * 2 + gb_options.timeout)
+    if not kas:
+        pytest.skip("no keepalive arrived (see D04)")
+    for ka in kas:
+        problems = keepalive_problems(ka, gb_options)
+        if problems:
+            raise rig.trace.fail(f"keepalive SN {ka.sn}: " + "; ".join(problems))
+
+
+@check("D07", "RFC 3261 §10.2.4; GB/T 28181-2016 §9.1.2.1")
+def test_refreshes_before_expiry(registered: PlatformRig, gb_options: GBOptions) -> None:
+    """The camera registers again before the granted lifetime
+    (``--gb-grant-expires``) runs out (RFC 3261 §10.2.4; GB/T 28181-2016
+    §9.1.2.1)."""
+    rig = registered
+    start, binding = rig.registrations[0]
+    deadline = start + binding.granted
+
+    def refresh() -> Seen | None:
+        return next((s for s in rig.of_kind("register") if s.at > start), None)
+
+    seen = rig.wait(refresh, max(0.0, deadline - time.monotonic()) + gb_options.timeout)
+    if seen is None:
+        raise rig.trace.fail(f"no refresh within the granted {binding.granted} s "
+                             f"(+{gb_options.timeout:g} s)")
+    if seen.at > deadline:
+        raise rig.trace.fail(f"the refresh came {seen.at - start:.1f} s after the 200, "
+                             f"after the granted {binding.granted} s had run out")
+
+
+@check("D08", "RFC 2617 §3.2.2; RFC 7616 §3.4; GB/T 28181-2016 §9.1.2.1")
+def test_answers_md5_challenge_with_qop(registered: PlatformRig,
+                                        gb_options: GBOptions) -> None:
+    """The answer to a challenge with ``qop="auth"`` (offered on the refresh)
+    has ``qop=auth``, an 8-hex-digit ``nc``, a ``cnonce`` and the right
+    response (RFC 2617 §3.2.2; RFC 7616 §3.4; GB/T 28181-2016 §9.1.2.1)."""
+    rig = registered
+    answer = rig.wait(lambda: _first_answer(rig, qop=True), gb_options.timeout)
+    if answer is None:
+        offered = any(n.qop for n in list(rig.nonces.values()))
+        if not offered:
+            pytest.skip("no refresh was seen, so no qop challenge was made (see D07)")
+        raise rig.trace.fail("the camera did not answer the challenge with qop=\"auth\"")
+    if answer.problems:
+        raise rig.trace.fail("answer to the challenge with qop=auth: "
+                             + "; ".join(answer.problems))
+
+
+@check("D09", "GB/T 28181-2016 §9.6.1")
+def test_reregisters_after_keepalive_loss(registered: PlatformRig,
+                                          gb_options: GBOptions) -> None:
+    """When ``--gb-keepalive-timeout-count`` keepalives in a row go
+    unanswered the camera counts the platform offline and registers again
+    (GB/T 28181-2016 §9.6.1: 3 by default)."""
+    rig, interval = registered, gb_options.keepalive_interval
+    need = gb_options.keepalive_timeout_count
+    mark = len(rig.snapshot())
+    rig.drop_keepalives = True
+    rig.trace.note(f"platform stops answering keepalives; expecting a REGISTER after {need}")
+
+    def reregistered() -> Seen | None:
+        dropped = 0
+        for s in rig.snapshot()[mark:]:
+            if s.kind == "keepalive" and s.dropped:
+                dropped += 1
+            elif s.kind == "register" and dropped >= need:
+                return s
+        return None
+
+    limit = interval * (need + 2) + gb_options.timeout
+    try:
+        seen = rig.wait(reregistered, limit)
+    finally:
+        rig.drop_keepalives = False
+    dropped = sum(1 for s in rig.snapshot()[mark:] if s.dropped)
+    if seen is None:
+        if dropped == 0:
+            raise rig.trace.fail(f"no keepalive arrived in {limit:g} s to leave unanswered")
+        raise rig.trace.fail(f"{dropped} keepalives went unanswered and no REGISTER "
+                             f"followed within {limit:g} s")
+    # let the new registration complete before the next check
+    rig.wait(lambda: any(at >= seen.at for at, _ in rig.registrations), gb_options.timeout)
+
+
+@check("D10", "GB/T 28181-2016 §9.1; RFC 3261 §10.2.2")
+def test_unregisters_with_expires_zero(registered: PlatformRig, gb_options: GBOptions,
+                                       device_process: subprocess.Popen[bytes] | None) -> None:
+    """Asked to stop (``--gb-unregister-cmd``), the camera sends REGISTER
+    with ``Expires: 0`` on its Call-ID and answers the challenge, and the
+    platform's 200 ends the binding (GB/T 28181-2016 §9.1; RFC 3261
+    §10.2.2)."""
+    rig = registered
+    cmd = unregister_command(gb_options, device_process)
+    if cmd is not None:
+        rig.trace.note(f"asking the device to unregister: {cmd}")
+        subprocess.run(cmd, shell=True, timeout=gb_options.timeout,
+                       check=False)
+
+    def done() -> Seen | None:
+        return next((s for s in rig.of_kind("unregister") if s.status == 200), None)
+
+    seen = rig.wait(done, gb_options.timeout * 2)
+    if seen is not None:
+        return
+    attempts = rig.of_kind("unregister")
+    if attempts:
+        problems = [p for c in rig.auth_checks if c.seen.kind == "unregister"
+                    for p in c.problems]
+        raise rig.trace.fail(f"{len(attempts)} REGISTER Expires: 0 arrived but none was "
+                             f"authenticated: {problems or 'no answer to the challenge'}")
+    if cmd is None:
+        pytest.skip("the camera did not unregister by itself and no --gb-unregister-cmd "
+                    "was given to ask it")
+    raise rig.trace.fail(f"no REGISTER with Expires: 0 within {gb_options.timeout * 2:g} s "
+                         f"of running {cmd!r}")
+
+
+@check("D11", "RFC 3261 §10.2, §8.1.3.5")
+def test_keeps_call_id_and_grows_cseq(registered: PlatformRig) -> None:
+    """Every REGISTER of the session (first, challenge answers, refreshes,
+    re-registration, unregistration) uses one Call-ID, and each new one has
+    a higher CSeq than the last (RFC 3261 §10.2, §8.1.3.5)."""
+    rig = registered
+    regs = [s for s in rig.snapshot() if s.method == "REGISTER"]
+    call_ids = list(dict.fromkeys(s.request.call_id for s in regs))
+    if len(call_ids) != 1:
+        raise rig.trace.fail(f"the REGISTERs used {len(call_ids)} Call-IDs: {call_ids}")
+    cseqs = [s.request.cseq.number if s.request.cseq else None for s in regs]
+    if any(a is None or b is None or b <= a for a, b in zip(cseqs, cseqs[1:])):
+        raise rig.trace.fail(f"REGISTER CSeqs in order of arrival: {cseqs}; each must grow")
