@@ -73,6 +73,37 @@ def _format_event(ev: Any) -> str:
 # serve
 
 
+def _serve_workers(args: argparse.Namespace) -> int:
+    """``--workers N``: N registrar processes share the port (SO_REUSEPORT)."""
+    import subprocess
+
+    if args.port == 0:
+        print("gbsip serve: --workers needs an explicit --port", file=sys.stderr)
+        return EXIT_USAGE
+    argv: list[str] = []
+    skip = False
+    for a in args.argv:  # the same command line, less --workers
+        if skip:
+            skip = False
+        elif a == "--workers":
+            skip = True
+        elif not a.startswith("--workers="):
+            argv.append(a)
+    children = [subprocess.Popen([sys.executable, "-m", "gbsip", *argv, "--reuse-port"])
+                for _ in range(args.workers - 1)]
+    args.reuse_port = True
+    try:
+        return _run(_serve(args))
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
 async def _serve(args: argparse.Namespace) -> int:
     from gbsip.registrar import Refresh, Registrar, RegistrarError
 
@@ -97,6 +128,7 @@ async def _serve(args: argparse.Namespace) -> int:
             gb_version=args.gb_version,
             keepalive_events=not (args.quiet_keepalives or args.quiet),
             events=() if args.quiet else None,
+            reuse_port=args.reuse_port,
         )
         await reg.start()
     except RegistrarError as exc:
@@ -166,8 +198,12 @@ def _add_serve(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true",
                    help="record and print no events (for load tests); stats at exit")
     p.add_argument("--duration", type=float, default=0, help="stop after this many seconds")
+    p.add_argument("--workers", type=int, default=1,
+                   help="registrar processes sharing the port (SO_REUSEPORT); each keeps "
+                        "its own bindings, and the kernel sends each source to one of them")
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print JSON lines")
-    p.set_defaults(func=lambda a: _run(_serve(a)))
+    p.set_defaults(func=lambda a: _serve_workers(a) if a.workers > 1 else _run(_serve(a)))
 
 
 # --------------------------------------------------------------------------
@@ -192,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE

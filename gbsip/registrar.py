@@ -238,7 +238,9 @@ class Registrar:
     (sync or async) ``device_id -> password | HA1 | None``.  ``port=0``
     picks a free port; read it from :attr:`address` once started.
     ``events`` limits which event kinds are recorded (default: all; an
-    empty tuple records none, for load tests).
+    empty tuple records none, for load tests).  ``reuse_port`` lets several
+    registrar processes share one port (SO_REUSEPORT); the kernel sends each
+    source address to one of them, and each keeps its own bindings.
     """
 
     def __init__(
@@ -276,6 +278,7 @@ class Registrar:
         lenient: int = 0,
         keepalive_events: bool = True,
         events: Iterable[type[Event]] | None = None,
+        reuse_port: bool = False,
         seed: int | None = None,
     ) -> None:
         transports = tuple(t.lower() for t in transports)
@@ -297,6 +300,7 @@ class Registrar:
         self._utc_offset_ms = int(utc_offset.total_seconds() * 1000)
         self._clock = clock
         self._max_connections = max_connections
+        self._reuse_port = reuse_port
         self._lenient = lenient
         shared = passwords if isinstance(passwords, str) else None
         ask = callable(passwords)
@@ -389,7 +393,7 @@ class Registrar:
         if "tcp" in self._transports:
             server = await asyncio.start_server(
                 self._on_tcp, self.host, port, reuse_address=True,
-                limit=_core.DEFAULT_MAX_MESSAGE,
+                reuse_port=self._reuse_port or None, limit=_core.DEFAULT_MAX_MESSAGE,
             )
             self._tcp_servers.append(server)
             self._addresses["tcp"] = server.sockets[0].getsockname()[:2]
@@ -413,6 +417,8 @@ class Registrar:
             sock.setblocking(False)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+            if self._reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((self.host, port))
         except OSError:
             sock.close()

@@ -11,10 +11,13 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+import gbsip as gbsip_pkg
 
 from gbsip.registrar import Registered, Registrar, Unregistered
 
@@ -30,10 +33,19 @@ def loop_name(request: pytest.FixtureRequest) -> Iterator[str]:
     yield request.param
 
 
+# Children import the gbsip this test imported (the installed package in CI),
+# never a source tree that happens to be the working directory.
+_GBSIP_HOME = os.path.dirname(os.path.dirname(os.path.abspath(gbsip_pkg.__file__)))
+_CHILD = dict(cwd=tempfile.gettempdir(), stdin=subprocess.DEVNULL)
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=_GBSIP_HOME, **extra)
+
+
 def gbsip(*args: str, loop: str = "asyncio", timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, GBSIP_LOOP=loop)
     return subprocess.run([sys.executable, "-m", "gbsip", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+                          text=True, timeout=timeout, env=_env(GBSIP_LOOP=loop), **_CHILD)
 
 
 def _schema(report: dict[str, Any]) -> None:
@@ -228,6 +240,26 @@ def test_serve_port_in_use() -> None:
         p = gbsip("serve", "--port", str(port), "--transport", "udp", "--duration", "0.5")
     assert p.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in p.stderr
+
+
+def test_serve_workers_share_one_port_and_all_devices_register() -> None:
+    """`gbsip serve --workers 2`: two registrar processes on one port
+    (SO_REUSEPORT); a simulation against it registers every device."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gbsip", "serve", "--port", str(port), "--transport", "udp",
+         "--workers", "2", "--quiet", "--duration", "20"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), **_CHILD)
+    try:
+        lines = [server.stdout.readline() for _ in range(2)] if server.stdout else []
+        assert all(f"udp://127.0.0.1:{port}" in line for line in lines), lines
+        p = gbsip("simulate", "--server", f"udp://127.0.0.1:{port}", "--devices", "300",
+                  "--rate", "300", "--duration", "3", "--json", "--quiet")
+        assert p.returncode == 0, p.stderr
+        assert json.loads(p.stdout)["result"]["ever_registered"] == 300
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
 
 
 def test_no_command_prints_help() -> None:

@@ -28,7 +28,9 @@ def gbtester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess(*plugin_args(), "-p", "no:cacheprovider", *args,
+    # locust ships a pytest plugin that gevent-patches child sessions; keep it out
+    return pytester.runpytest_subprocess(*plugin_args(), "-p", "no:cacheprovider",
+                                         "-p", "no:locust", *args,
                                          timeout=60)
 
 
