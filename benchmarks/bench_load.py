@@ -193,6 +193,11 @@ def start_target(kind: str, workdir: str) -> Target:
     elif kind == "gbsip":
         cmd = [sys.executable, str(SERVE_QUIET), "--port", str(port), "--password", PASSWORD,
                "--server-id", SERVER_ID]
+    elif kind == "gbsip-workers":
+        # one registrar process per core on one port (SO_REUSEPORT), no events
+        cmd = [sys.executable, "-m", "gbsip", "serve", "--port", str(port), "--transport", "udp",
+               "--workers", str(os.cpu_count() or 2), "--quiet", "--min-expires", "60",
+               "--password", PASSWORD, "--server-id", SERVER_ID]
     elif kind == "kamailio":
         cmd = ["kamailio", "-f", str(KAMAILIO_CFG), "-l", f"udp:127.0.0.1:{port}", "-E", "-DD",
                "-n", "2", "-Y", workdir, "-P", f"{workdir}/kamailio-{port}.pid",
@@ -425,7 +430,7 @@ def cmd_generators(args: argparse.Namespace, workdir: str) -> dict[str, Any]:
     sim_rates = parse_rates(args.sim_rates)
     write_devices(devices, int(max(rates) * args.seconds))
     results: list[Run] = []
-    kinds = ["gbsip"] + (["kamailio"] if args.kamailio else [])
+    kinds = [args.gbsip_target] + (["kamailio"] if args.kamailio else [])
     out: dict[str, Any] = {
         "sipp": step_rates(args, "sipp", kinds, rates, workdir, devices, results),
         "simulate": step_rates(args, "simulate", kinds, sim_rates, workdir, devices, results),
@@ -539,6 +544,9 @@ def main() -> int:
     g.add_argument("--rates", default="4000,8000,10000,12000,14000,16000,18000,20000")
     g.add_argument("--sim-rates", default="10000,20000,30000,40000,50000")
     g.add_argument("--kamailio", action="store_true", help="also against Kamailio")
+    g.add_argument("--gbsip-target", default="gbsip", choices=("gbsip", "gbsip-serve", "gbsip-workers"),
+                   help="the gbsip registrar to load: one process (default), gbsip serve, "
+                        "or gbsip serve --workers <cores>")
     for q in (t, g):
         q.add_argument("--seconds", type=float, default=5,
                        help="registrations per run = rate x this (default 5)")

@@ -191,7 +191,7 @@ def test_register_against_a_registrar_shows_the_exchange(loop_name: str) -> None
                 sys.executable, "-m", "gbsip", "register", "--server", f"udp://{host}:{port}",
                 "--device-id", "34020000001320000042",
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                env=dict(os.environ, GBSIP_LOOP=loop_name))
+                env=_env(GBSIP_LOOP=loop_name), **_CHILD)
             out, err = await asyncio.wait_for(proc.communicate(), 30)
             events = []
             while True:
