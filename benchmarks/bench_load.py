@@ -536,7 +536,7 @@ def main() -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("targets", help="gbsip Registrar vs Kamailio, same generator")
     t.add_argument("--targets", default="gbsip,kamailio",
-                   help="comma list of gbsip, gbsip-serve, kamailio")
+                   help="comma list of gbsip, gbsip-serve, gbsip-workers, kamailio")
     t.add_argument("--rates", default="4000,8000,10000,12000,14000,16000,18000,20000")
     t.add_argument("--simulate", action="store_true", help="also step gbsip simulate")
     t.add_argument("--sim-rates", default="10000,20000,30000,40000,50000")
