@@ -42,23 +42,6 @@ static const struct {
 static const char *const evp_names[H__COUNT] = {"MD5", "SHA2-256", "SHA2-512/256"};
 static const uint8_t hash_bytes[H__COUNT] = {16, 32, 32};
 
-static int lower(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') ? c + 32 : c;
-}
-
-static int ieq(const char *a, size_t alen, const char *b, size_t blen)
-{
-    if (alen != blen)
-        return 0;
-    for (size_t i = 0; i < alen; i++) {
-        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
-        /* same byte (the usual case), or the same letter in another case */
-        if (x != y && ((x ^ y) != 0x20 || lower(x) != lower(y)))
-            return 0;
-    }
-    return 1;
-}
 
 static int beq(gb_bytes a, gb_bytes b)
 {
@@ -134,7 +117,7 @@ const char *gb_digest_alg_name(gb_digest_alg alg)
 gb_digest_alg gb_digest_alg_lookup(const char *s, size_t n)
 {
     for (unsigned i = 0; i < GB_DIGEST_ALG__COUNT; i++)
-        if (ieq(s, n, algs[i].name, algs[i].name_len))
+        if (gb_ieq(s, n, algs[i].name, algs[i].name_len))
             return (gb_digest_alg)i;
     return GB_DIGEST_ALG_UNKNOWN;
 }
@@ -446,7 +429,7 @@ static int field_id(const char *n, size_t len, size_t room)
     int id = -1;
     if (len < 2)
         return -1;
-    int c = lower((unsigned char)n[0]);
+    int c = gb_lower((unsigned char)n[0]);
     switch (len) {
     case 2: id = F_NC; break;
     case 3: id = c == 'u' ? F_URI : F_QOP; break;
@@ -455,7 +438,7 @@ static int field_id(const char *n, size_t len, size_t room)
     case 7: id = F_CHARSET; break;
     case 8:
         id = c == 'r' ? F_RESPONSE
-                      : lower((unsigned char)n[4]) == 'n' ? F_USERNAME : F_USERHASH;
+                      : gb_lower((unsigned char)n[4]) == 'n' ? F_USERNAME : F_USERHASH;
         break;
     case 9: id = F_ALGORITHM; break;
     default: return -1;
@@ -519,9 +502,9 @@ static int collect(const char *buf, const gb_auth *a, void *out,
 static int is_true(const char *buf, const gb_param *p, int *out)
 {
     const char *v = buf + p->value.off;
-    if (ieq(v, p->value.len, "true", 4))
+    if (gb_ieq(v, p->value.len, "true", 4))
         *out = 1;
-    else if (ieq(v, p->value.len, "false", 5))
+    else if (gb_ieq(v, p->value.len, "false", 5))
         *out = 0;
     else
         return 0;
@@ -560,9 +543,9 @@ gb_error_code gb_digest_parse_challenge(const char *buf, const gb_auth *a,
             size_t s = i;
             while (i < n && v[i] != ',' && v[i] != ' ' && v[i] != '\t')
                 i++;
-            if (ieq(v + s, i - s, "auth", 4))
+            if (gb_ieq(v + s, i - s, "auth", 4))
                 out->qop_mask |= GB_QOP_BIT(GB_QOP_AUTH);
-            else if (ieq(v + s, i - s, "auth-int", 8))
+            else if (gb_ieq(v + s, i - s, "auth-int", 8))
                 out->qop_mask |= GB_QOP_BIT(GB_QOP_AUTH_INT);
         }
     }
@@ -637,9 +620,9 @@ static gb_error_code cred_fields(const char *buf, const gb_auth *a,
                     "response length does not match the algorithm");
     if (out->qop.has_value) {
         const char *q = buf + out->qop.value.off;
-        if (ieq(q, out->qop.value.len, "auth", 4))
+        if (gb_ieq(q, out->qop.value.len, "auth", 4))
             out->qop_v = GB_QOP_AUTH;
-        else if (ieq(q, out->qop.value.len, "auth-int", 8))
+        else if (gb_ieq(q, out->qop.value.len, "auth-int", 8))
             out->qop_v = GB_QOP_AUTH_INT;
         else
             return perr(err, out->qop.value.off, "qop is neither auth nor auth-int");
@@ -1337,9 +1320,9 @@ static gb_bytes uri_host(gb_bytes u)
 {
     gb_bytes none = {NULL, 0};
     size_t i;
-    if (u.n > 4 && ieq(u.p, 4, "sip:", 4))
+    if (u.n > 4 && gb_ieq(u.p, 4, "sip:", 4))
         i = 4;
-    else if (u.n > 5 && ieq(u.p, 5, "sips:", 5))
+    else if (u.n > 5 && gb_ieq(u.p, 5, "sips:", 5))
         i = 5;
     else
         return none;
@@ -1379,7 +1362,7 @@ static int uri_matches(gb_bytes cred_uri, gb_bytes request_uri, int policy)
     if (policy != GB_URI_SAME_HOST)
         return 0;
     gb_bytes a = uri_host(cred_uri), b = uri_host(request_uri);
-    return a.n && ieq(a.p, a.n, b.p, b.n);
+    return a.n && gb_ieq(a.p, a.n, b.p, b.n);
 }
 
 static gb_digest_result verdict(gb_digest_verdict *v, gb_digest_result r,
@@ -1483,7 +1466,7 @@ gb_digest_result gb_digest_verify(gb_digest_ctx *ctx, gb_digest_nonces *nonces,
             int un = gb_digest_userhash(ctx, (gb_digest_alg)c->alg, real_user, realm, uh);
             if (un < 0)
                 return verdict(v, GB_DIGEST_INTERNAL, "OpenSSL digest failed");
-            if (!ieq(uh, (size_t)un, user.p, user.n))
+            if (!gb_ieq(uh, (size_t)un, user.p, user.n))
                 return verdict(v, GB_DIGEST_UNKNOWN_USER, "userhash does not match the user");
         }
     }

@@ -53,23 +53,6 @@ static int is_bare_value_char(unsigned char c)
     return cls[c] & C_BARE;
 }
 
-static int lower(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') ? c + 32 : c;
-}
-
-static int ieq(const char *a, size_t alen, const char *b, size_t blen)
-{
-    if (alen != blen)
-        return 0;
-    for (size_t i = 0; i < alen; i++) {
-        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
-        /* same byte (the usual case), or the same letter in another case */
-        if (x != y && ((x ^ y) != 0x20 || lower(x) != lower(y)))
-            return 0;
-    }
-    return 1;
-}
 
 static int fail(gb_error *err, uint32_t off, const char *reason)
 {
@@ -400,7 +383,7 @@ int gb_auth_find(const char *buf, const gb_auth *a, const char *name,
                  size_t name_len)
 {
     for (unsigned i = 0; i < a->nparams; i++)
-        if (ieq(buf + a->params[i].name.off, a->params[i].name.len, name, name_len))
+        if (gb_ieq(buf + a->params[i].name.off, a->params[i].name.len, name, name_len))
             return (int)i;
     return -1;
 }
@@ -408,7 +391,7 @@ int gb_auth_find(const char *buf, const gb_auth *a, const char *name,
 int gb_auth_scheme_is(const char *buf, const gb_auth *a, const char *name,
                       size_t name_len)
 {
-    return ieq(buf + a->scheme.off, a->scheme.len, name, name_len);
+    return gb_ieq(buf + a->scheme.off, a->scheme.len, name, name_len);
 }
 
 int gb_auth_is_capability(const char *buf, const gb_auth *a)

@@ -55,20 +55,7 @@ void gb_msg_init(gb_msg *msg, gb_header *headers, uint32_t max_headers)
 /* ------------------------------------------------------------------ */
 /* Names                                                               */
 
-static inline unsigned char lower(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c | 0x20) : c;
-}
 
-int gb_ieq(const char *a, size_t alen, const char *b, size_t blen)
-{
-    if (alen != blen)
-        return 0;
-    for (size_t i = 0; i < alen; i++)
-        if (lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
-            return 0;
-    return 1;
-}
 
 /* a (wire, any case) equals lit (lower-case letters, digits and '-'),
  * both n bytes.  OR-ing 0x20 folds case; no other byte of a token can
@@ -131,7 +118,7 @@ const char *gb_header_canonical_name(gb_header_id id)
 /* RFC 3261 §7.3.3 and later RFCs' compact forms. */
 static gb_header_id compact_form(unsigned char c)
 {
-    switch (lower(c)) {
+    switch (gb_lower(c)) {
     case 'v': return GB_HDR_VIA;
     case 'f': return GB_HDR_FROM;
     case 't': return GB_HDR_TO;

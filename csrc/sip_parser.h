@@ -256,7 +256,25 @@ const char *gb_error_text(gb_error_code code);
 /* Standard reason phrase for a status code ("Unauthorized"), or "Unknown". */
 const char *gb_status_phrase(unsigned status);
 
-/* Case-insensitive compare of two byte runs (ASCII). */
-int gb_ieq(const char *a, size_t alen, const char *b, size_t blen);
+/* ASCII lower case of one byte. */
+static inline int gb_lower(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') ? c + 32 : c;
+}
+
+/* Case-insensitive compare of two byte runs (ASCII); inline because the
+ * Digest and header paths call it per parameter. */
+static inline int gb_ieq(const char *a, size_t alen, const char *b, size_t blen)
+{
+    if (alen != blen)
+        return 0;
+    for (size_t i = 0; i < alen; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+        /* same byte (the usual case), or the same letter in another case */
+        if (x != y && ((x ^ y) != 0x20 || gb_lower(x) != gb_lower(y)))
+            return 0;
+    }
+    return 1;
+}
 
 #endif
