@@ -349,7 +349,7 @@ static int register_flow(gb_registrar *r, answer *a, const char *id, const char 
 }
 
 /* ---------------------------------------------------------------- */
-/* The seed (GB/T 28181 §9.1.2.1, /work/shared/seed)                 */
+/* The seed (GB/T 28181 §9.1.2.1, shared/seed/ of the project)       */
 
 static const char SEED1[] =
     "REGISTER sip:192.168.10.177:5060 SIP/2.0\r\n"
