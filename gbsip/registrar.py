@@ -628,12 +628,17 @@ class Registrar:
         self._timer = self._loop_or_running().call_at(at, self._on_timer)
 
     def _on_timer(self) -> None:
+        at = self._timer_at or 0.0
         self._timer = None
         self._timer_at = None
         if self._closed:
             return
         now, _ = self._now()
-        self._core.handle_timer(now)
+        # loop.time() * 1000 can floor to a millisecond before the deadline
+        # the timer was armed for; the core would then see nothing due and
+        # the same timer would fire again at once, forever under a virtual
+        # clock.  The loop woke because the deadline passed: say so.
+        self._core.handle_timer(max(now, round(at * 1000)))
         self._after()
 
     # -- UDP ----------------------------------------------------------------
