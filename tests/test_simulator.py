@@ -100,8 +100,9 @@ def test_tcp_one_connection_per_device(run) -> None:  # noqa: F811
         async with Registrar(SERVER_ID, port=0, transports=("tcp",), passwords=PASSWORD,
                              keepalive_events=False) as reg:
             host, port = reg.addresses["tcp"]
-            async with Simulator(300, server=f"tcp://{host}:{port}", rate=3000, duration=1.5,
-                                 keepalive_interval=0.5) as sim:
+            # intervals long enough for a sanitizer build's slower TCP path
+            async with Simulator(300, server=f"tcp://{host}:{port}", rate=3000, duration=3.0,
+                                 keepalive_interval=1.0) as sim:
                 report = await sim.run()
                 connections = reg.stats()["tcp_connections"]
             return report, connections
