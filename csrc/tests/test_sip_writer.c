@@ -8,23 +8,10 @@
 #include <stdlib.h>
 
 #include "check.h"
+#include "seed.h"
 #include "sip_fields.h"
 #include "sip_writer.h"
 
-static const char SEED_REGISTER1[] =
-    "REGISTER sip:192.168.10.177:5060 SIP/2.0\r\n"
-    "Via: SIP/2.0/UDP 192.168.10.117:5061;rport=5061;branch=z9hG4bK2509000523;received=192.168.10.117\r\n"
-    "From: <sip:34020000001320000001@192.168.10.177>;tag=2577708869\r\n"
-    "To: <sip:34020000001320000001@192.168.10.177>\r\n"
-    "Call-ID: 939764460\r\n"
-    "CSeq: 1 REGISTER\r\n"
-    "Contact: <sip:34020000001320000001@192.168.10.117:5061;line=6513f93347c330b>\r\n"
-    "Max-Forwards: 70\r\n"
-    "User-Agent: eXosip/3.6.0\r\n"
-    "Expires: 3600\r\n"
-    "Authorization: Capability, algorithm=\"H:MD5\"\r\n"
-    "Content-Length: 0\r\n"
-    "\r\n";
 
 /* The seed's 401, re-ordered the way gb_build_reply writes it. */
 static const char SEED_401_BUILT[] =
