@@ -120,6 +120,9 @@ class Proc:
 
     def __init__(self, cmd: list[str], **kw: Any) -> None:
         self.cmd = cmd
+        # `python -m gbsip` from the repository root would import the source
+        # tree (no built _core) instead of the installed package.
+        kw.setdefault("cwd", tempfile.gettempdir())
         self.popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True, **kw)
         self.pid = self.popen.pid
 

@@ -3,6 +3,22 @@
 The C extension (``gbsip._core``) parses, builds and authenticates SIP
 messages without doing any I/O; the asyncio roles are built on top of it.
 """
+import importlib as _importlib
+import os as _os
+
+try:
+    _importlib.import_module("gbsip._core")
+except ModuleNotFoundError as _exc:  # pragma: no cover - exercised by a subprocess test
+    if _exc.name != "gbsip._core":
+        raise
+    _here = _os.path.dirname(_os.path.abspath(__file__))
+    raise ImportError(
+        f"gbsip's C extension (gbsip._core) is not built in {_here}. This looks like "
+        "the source tree, which shadows an installed gbsip when Python runs from the "
+        "repository root. Run from another directory (after `pip install .`), or build "
+        "in place: `pip install -e .` or `python setup.py build_ext --inplace`."
+    ) from None
+
 from gbsip._core import (
     Contact,
     CSeq,

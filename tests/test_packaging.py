@@ -154,3 +154,68 @@ def test_installed_package_ships_stubs_and_py_typed() -> None:
     stub = pkg.joinpath("_core.pyi")
     assert stub.is_file()
     assert "def parse(" in stub.read_text(encoding="utf-8")
+
+
+def _run_status(cmd: list[str], cwd: Path, timeout: float = 120) -> tuple[int, str]:
+    proc = subprocess.run(cmd, cwd=cwd, env=_clean_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, timeout=timeout)
+    return proc.returncode, proc.stdout.decode(errors="replace")
+
+
+@pytest.mark.slow
+def test_cli_help_works_in_a_bare_venv_without_pytest(fresh_venv: Path) -> None:
+    """Issue 12: `pip install . && gbsip --help` works where pytest is not
+    installed (the conformance suites are imported only when run)."""
+    venv = fresh_venv.parent.parent
+    rc, out = _run_status([str(fresh_venv), "-I", "-c", "import pytest"], cwd=venv)
+    assert rc != 0, "the fresh venv must not have pytest for this test to mean anything"
+    for args in (["--help"], ["simulate", "--help"], ["serve", "--help"],
+                 ["conformance", "platform", "--help"]):
+        rc, out = _run_status([str(venv / "bin" / "gbsip"), *args], cwd=venv)
+        assert rc == 0, f"gbsip {' '.join(args)} exited {rc}:\n{out}"
+        assert "usage:" in out
+
+
+@pytest.mark.slow
+def test_simulate_runs_in_a_bare_venv_without_pytest(fresh_venv: Path) -> None:
+    """Issue 12: the README's first command, `gbsip simulate` against the
+    embedded registrar, runs in a bare venv (no pytest, no uvloop)."""
+    venv = fresh_venv.parent.parent
+    rc, out = _run_status([str(venv / "bin" / "gbsip"), "simulate", "--devices", "20",
+                           "--duration", "0.5", "--rate", "200"], cwd=venv)
+    assert rc == 0, out
+    assert "registered" in out
+
+
+@pytest.mark.slow
+def test_conformance_without_pytest_names_the_extra_to_install(fresh_venv: Path) -> None:
+    """Issue 12: `gbsip conformance` without pytest says what to install
+    (`gbsip[conformance]`) in one line and exits 2, no traceback."""
+    venv = fresh_venv.parent.parent
+    rc, out = _run_status([str(venv / "bin" / "gbsip"), "conformance", "platform",
+                           "--gb-platform", "udp://127.0.0.1:5060"], cwd=venv)
+    assert rc == 2, out
+    assert "gbsip[conformance]" in out
+    assert "Traceback" not in out
+
+
+@pytest.fixture(scope="module")
+def source_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The source tree without any built extension, as a fresh clone has it."""
+    src = tmp_path_factory.mktemp("checkout") / "gbsip-src"
+    shutil.copytree(ROOT, src, ignore=_IGNORE)
+    return src
+
+
+@pytest.mark.parametrize("cmd", [["-c", "import gbsip"], ["-m", "gbsip", "--help"]],
+                         ids=["import", "python-m"])
+def test_import_from_an_unbuilt_source_tree_says_what_to_do(
+        source_copy: Path, cmd: list[str]) -> None:
+    """Issue 12/15: importing gbsip (or `python -m gbsip`) from a checkout
+    without a built _core names the cause and both ways out, instead of a
+    bare ModuleNotFoundError."""
+    rc, out = _run_status([sys.executable, *cmd], cwd=source_copy)
+    assert rc != 0
+    assert "gbsip._core" in out and "not built" in out, out
+    assert "build_ext --inplace" in out and "another directory" in out, out
+    assert "ModuleNotFoundError" not in out

@@ -15,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-import pytest
+# pytest is imported where it is used: `gbsip --help`, `gbsip simulate` and
+# `gbsip serve` load this package for the command line and must work in an
+# environment without pytest (it is the `conformance` extra).
 
 __all__ = ["SUITES", "check", "plugin_args", "run"]
 
@@ -29,7 +31,25 @@ SUITES = {
 
 def check(id: str, clause: str) -> Callable[[F], F]:  # noqa: A002 - "id" reads best here
     """Mark a test as conformance check ``id`` enforcing ``clause``."""
+    import pytest
+
     return pytest.mark.gb_check(id=id, clause=clause)  # type: ignore[no-any-return]
+
+
+class MissingDependency(ImportError):
+    """An optional part of gbsip needs a package that is not installed."""
+
+
+def require_pytest() -> Any:
+    """The pytest module, or :class:`MissingDependency` saying what to install."""
+    try:
+        import pytest
+        import pytest_asyncio  # noqa: F401  (the suites' fixtures are async)
+    except ImportError as exc:
+        raise MissingDependency(
+            f"the conformance suites need pytest and pytest-asyncio ({exc.name} is "
+            "missing): pip install 'gbsip[conformance]'") from exc
+    return pytest
 
 
 def plugin_installed() -> bool:
@@ -49,5 +69,6 @@ def run(suite: str, args: Sequence[str] = ()) -> int:
     """Run one suite in this process with pytest.main; returns pytest's exit code."""
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r}: choose from {', '.join(SUITES)}")
+    pytest = require_pytest()
     return int(pytest.main([*plugin_args(), "-p", "no:cacheprovider", "--pyargs",
                             SUITES[suite], *args]))

@@ -9,6 +9,7 @@ Hook it into ``gbsip.cli.build_parser`` with ``add_parser(sub)``.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 # (flag, metavar or None for a switch, help); values are passed to pytest as given
@@ -73,8 +74,13 @@ def pytest_arguments(args: argparse.Namespace) -> list[str]:
 def run_command(args: argparse.Namespace) -> int:
     """Exit status: 0 every check passed or was skipped, 1 some failed, else
     pytest's own (2 interrupted, 4 usage error...)."""
-    from gbsip.conformance import run
+    from gbsip.conformance import MissingDependency, require_pytest, run
 
+    try:
+        require_pytest()
+    except MissingDependency as exc:
+        print(f"gbsip conformance: {exc}", file=sys.stderr)
+        return 2
     if args.suite == "platform" and not args.gb_platform:
         print("gbsip conformance platform: --gb-platform udp://HOST:PORT is required")
         return 2
