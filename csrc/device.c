@@ -899,6 +899,13 @@ static int64_t jittered(gb_fleet *f, uint32_t base_ms)
     return v < 1.0 ? 1 : (int64_t)v;
 }
 
+/* Milliseconds from then to now for an event's latency (0 when unknown). */
+static uint32_t ms_since(int64_t now, int64_t then)
+{
+    int64_t dt = now - then;
+    return dt > 0 && dt < (int64_t)UINT32_MAX ? (uint32_t)dt : 0;
+}
+
 /* The current attempt failed: report it and arrange the next one. */
 static void fail(gb_fleet *f, uint32_t i, int64_t now, unsigned status,
                  int reason, const char *text, size_t text_len)
@@ -911,6 +918,7 @@ static void fail(gb_fleet *f, uint32_t i, int64_t now, unsigned status,
         if (e) {
             e->status = (uint16_t)status;
             e->reason = (uint8_t)reason;
+            e->latency_ms = ms_since(now, d->cycle_start);
             if (!text) {
                 text = gb_dev_reason_text((gb_dev_reason)reason);
                 text_len = strlen(text);
@@ -938,6 +946,7 @@ static void fail(gb_fleet *f, uint32_t i, int64_t now, unsigned status,
         e->status = (uint16_t)status;
         e->reason = (uint8_t)reason;
         e->arg = at;
+        e->latency_ms = ms_since(now, d->cycle_start);
         if (!text) {
             text = gb_dev_reason_text((gb_dev_reason)reason);
             text_len = strlen(text);
@@ -984,6 +993,7 @@ static void keepalive_missed(gb_fleet *f, uint32_t i, int64_t now,
         e->value = d->msg.cseq;
         e->status = (uint16_t)status;
         e->arg = d->missed;
+        e->latency_ms = ms_since(now, d->msg.started);
     }
     if (d->missed < f->cfg.keepalive_max_missed)
         return;

@@ -104,8 +104,9 @@ typedef struct {
     uint8_t reason;         /* gb_dev_reason */
     uint16_t status;        /* SIP status, 0 when none */
     uint32_t value;
-    uint32_t latency_ms;    /* REGISTERED/REFRESHED: since the first REGISTER of
-                               the attempt; KEEPALIVE_ANSWERED: round trip */
+    uint32_t latency_ms;    /* REGISTERED/REFRESHED/FAILED/UNREGISTERED: since
+                               the first REGISTER of the attempt;
+                               KEEPALIVE_ANSWERED/MISSED: since it was sent */
     uint32_t flags;         /* GB_EVF_* */
     uint32_t text_off;      /* reason phrase, in gb_fleet_event_text() */
     uint32_t text_len;

@@ -15,6 +15,8 @@
 
 /* Exception classes, created once by py_module.c. */
 extern PyObject *gbpy_GBSIPError;
+extern PyObject *gbpy_LocalProtocolError;
+extern PyObject *gbpy_RemoteProtocolError;
 extern PyObject *gbpy_SIPParseError;
 
 /* Raise gbsip.SIPParseError for err; extra_line is added to err->line when

@@ -2020,7 +2020,7 @@ int gbpy_message_init(PyObject *module)
     PyDateTime_IMPORT;
     if (!PyDateTimeAPI)
         return -1;
-    PyObject *bases = PyTuple_Pack(2, gbpy_GBSIPError, PyExc_ValueError);
+    PyObject *bases = PyTuple_Pack(2, gbpy_LocalProtocolError, PyExc_ValueError);
     if (!bases)
         return -1;
     gbpy_SIPBuildError = PyErr_NewExceptionWithDoc(

@@ -2,6 +2,8 @@
 #include "py_core.h"
 
 PyObject *gbpy_GBSIPError;
+PyObject *gbpy_LocalProtocolError;
+PyObject *gbpy_RemoteProtocolError;
 PyObject *gbpy_SIPParseError;
 
 static const char *const error_codes[GB_ERR__COUNT] = {
@@ -105,7 +107,19 @@ PyMODINIT_FUNC PyInit__core(void)
         NULL, NULL);
     if (!gbpy_GBSIPError)
         goto fail;
-    PyObject *bases = PyTuple_Pack(2, gbpy_GBSIPError, PyExc_ValueError);
+    /* h11's split: the caller misused the API, or a peer sent bad SIP. */
+    gbpy_LocalProtocolError = PyErr_NewExceptionWithDoc(
+        "gbsip.LocalProtocolError",
+        "The API was used in a way that cannot work (a bad option, invalid SIP "
+        "to build, a call that makes no sense in the current state).",
+        gbpy_GBSIPError, NULL);
+    gbpy_RemoteProtocolError = PyErr_NewExceptionWithDoc(
+        "gbsip.RemoteProtocolError",
+        "A peer sent something malformed; .status is the SIP status to answer.",
+        gbpy_GBSIPError, NULL);
+    if (!gbpy_LocalProtocolError || !gbpy_RemoteProtocolError)
+        goto fail;
+    PyObject *bases = PyTuple_Pack(2, gbpy_RemoteProtocolError, PyExc_ValueError);
     if (!bases)
         goto fail;
     gbpy_SIPParseError = PyErr_NewExceptionWithDoc(
@@ -117,6 +131,8 @@ PyMODINIT_FUNC PyInit__core(void)
     if (!gbpy_SIPParseError)
         goto fail;
     if (PyModule_AddObjectRef(m, "GBSIPError", gbpy_GBSIPError) < 0 ||
+        PyModule_AddObjectRef(m, "LocalProtocolError", gbpy_LocalProtocolError) < 0 ||
+        PyModule_AddObjectRef(m, "RemoteProtocolError", gbpy_RemoteProtocolError) < 0 ||
         PyModule_AddObjectRef(m, "SIPParseError", gbpy_SIPParseError) < 0)
         goto fail;
     if (gbpy_message_init(m) < 0)

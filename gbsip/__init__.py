@@ -44,13 +44,22 @@ from gbsip._core import (
 from gbsip._limits import Lenient, Limits
 from gbsip._stream import StreamParser
 from gbsip._version import __version__
-from gbsip import digest, device
+from gbsip import digest, device, errors, events
 from gbsip.device import Device, DeviceState
-from gbsip.errors import RegistrationError
-from gbsip.registrar import Registrar, RegistrarError
-from gbsip.simulator import Faults, Simulator, SimulatorError
+from gbsip.errors import (
+    ConfigurationError,
+    LocalProtocolError,
+    MissingDependency,
+    RegistrarError,
+    RegistrationError,
+    RemoteProtocolError,
+    SimulatorError,
+)
+from gbsip.registrar import Registrar
+from gbsip.simulator import Faults, Simulator
 
 __all__ = [
+    "ConfigurationError",
     "CSeq",
     "Device",
     "Faults",
@@ -60,12 +69,15 @@ __all__ = [
     "Headers",
     "Lenient",
     "Limits",
+    "LocalProtocolError",
     "Message",
     "Registrar",
     "Simulator",
     "SimulatorError",
     "RegistrationError",
     "RegistrarError",
+    "RemoteProtocolError",
+    "MissingDependency",
     "NameAddress",
     "Request",
     "Response",
@@ -77,6 +89,8 @@ __all__ = [
     "__version__",
     "device",
     "digest",
+    "errors",
+    "events",
     "format_gb_date",
     "frame",
     "parse",

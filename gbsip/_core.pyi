@@ -11,10 +11,17 @@ _HeaderList = Iterable[tuple[str, str]]
 class GBSIPError(Exception):
     """Base class of every exception gbsip raises."""
 
-class SIPBuildError(GBSIPError, ValueError):
+class LocalProtocolError(GBSIPError):
+    """The API was used in a way that cannot work."""
+
+class RemoteProtocolError(GBSIPError):
+    """A peer sent something malformed; ``status`` is the SIP status to answer."""
+    status: int
+
+class SIPBuildError(LocalProtocolError, ValueError):
     """The caller asked for a message that would not be valid SIP."""
 
-class SIPParseError(GBSIPError, ValueError):
+class SIPParseError(RemoteProtocolError, ValueError):
     """Malformed SIP from a peer.  Says what and where, and what to answer."""
     code: str            # e.g. "CSEQ_METHOD"
     reason: str          # short human text

@@ -105,7 +105,8 @@ def _serve_workers(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from gbsip.registrar import Refresh, Registrar, RegistrarError
+    from gbsip.errors import ConfigurationError, RegistrarError
+    from gbsip.registrar import Refresh, Registrar
 
     passwords: Any = args.password
     if args.passwords_file:
@@ -131,6 +132,9 @@ async def _serve(args: argparse.Namespace) -> int:
             reuse_port=args.reuse_port,
         )
         await reg.start()
+    except ConfigurationError as exc:
+        print(f"gbsip serve: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except RegistrarError as exc:
         print(f"gbsip serve: {exc}", file=sys.stderr)
         return EXIT_FAILED

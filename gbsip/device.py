@@ -1,25 +1,37 @@
 """The GB/T 28181 device (UAC) role on asyncio.
 
 The state machine lives in the C core (``gbsip._core.Fleet``, a fleet of
-one here); this module owns the socket, the timer and the events.  Time goes
-into the core as ``loop.time()`` in whole milliseconds, and the core's next
-deadline is armed with ``loop.call_at``; works the same on uvloop.
+one here); this module owns the socket, and the shared driver
+(``gbsip._drive``) owns the timer and the events.  Works the same on
+uvloop.
 """
 from __future__ import annotations
 
 import asyncio
-import collections
 import enum
-import ipaddress
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Union
+from typing import Any, TypeVar
 
 from gbsip import _core
+from gbsip._address import is_ip, parse_target
+from gbsip._drive import Clock, Driver, EventStream, SIPStream
 from gbsip._version import __version__
-from gbsip.errors import GBSIPError, RegistrationError
+from gbsip.errors import ConfigurationError, LocalProtocolError, RegistrationError
+from gbsip.events import (
+    Challenged,
+    DeviceEvent,
+    Failed,
+    KeepaliveAnswered,
+    KeepaliveMissed,
+    KeepaliveSent,
+    KeepaliveTimeout,
+    Redirected,
+    Refreshed,
+    Registered,
+    Unregistered,
+)
 
 __all__ = [
     "Challenged",
@@ -37,10 +49,11 @@ __all__ = [
     "Unregistered",
 ]
 
+E = TypeVar("E", bound=DeviceEvent)
+
+# Event flags of the core (csrc device.h, GB_EVF_*).
 _EVF_STALE = 1
 _EVF_DATE_GB = 2
-_EVF_DATE_RFC1123 = 4
-_EVF_PROXY = 8
 
 
 class DeviceState(str, enum.Enum):
@@ -55,222 +68,62 @@ class DeviceState(str, enum.Enum):
     UNREGISTERED = "unregistered"
 
 
-@dataclass(frozen=True)
-class Registered:
-    """Registered (GB/T 28181 §9.1.2): granted lifetime, and the platform's
-    clock from the 200's ``Date`` (§9.10) when it sent one."""
-
-    expires: int
-    latency: float
-    date: datetime | None = None
-    clock_offset: float | None = None
+#: A fleet event as the core hands it over: (index, kind, status, reason,
+#: value, latency_ms, time_ms, arg, flags, text).
+FleetEventTuple = tuple[int, str, int, str, int, int, int, Any, int, str]
 
 
-@dataclass(frozen=True)
-class Refreshed:
-    """A refresh REGISTER was accepted."""
+class FleetEvents:
+    """Turns a fleet's event tuples into :mod:`gbsip.events` values (for a
+    :class:`Device`, and for a :class:`gbsip.Simulator`'s ``on_events``).
 
-    expires: int
-    latency: float
-    date: datetime | None = None
-    clock_offset: float | None = None
+    GB/T 28181 §9.10 Dates are the platform's local time without a zone;
+    ``platform_utc_offset`` says which (Beijing by default).
+    """
 
+    __slots__ = ("fleet", "clock", "platform_utc_offset")
 
-@dataclass(frozen=True)
-class Challenged:
-    """A 401/407 was answered with Digest credentials."""
+    def __init__(self, fleet: _core.Fleet, clock: Clock,
+                 platform_utc_offset: timedelta = timedelta(hours=8)) -> None:
+        self.fleet = fleet
+        self.clock = clock
+        self.platform_utc_offset = platform_utc_offset.total_seconds()
 
-    status: int
-    stale: bool
-
-
-@dataclass(frozen=True)
-class Failed:
-    """An attempt failed; the device tries again after ``retry_in`` seconds
-    (0: at once, at the redirect server)."""
-
-    status: int
-    reason: str
-    kind: str
-    retry_in: float
-
-
-@dataclass(frozen=True)
-class Redirected:
-    """A 3xx named another platform (GB/T 28181-2022 §9.1.2.3)."""
-
-    status: int
-    host: str
-    port: int
-    uri: str
-
-
-@dataclass(frozen=True)
-class KeepaliveSent:
-    """A keepalive MESSAGE went out (GB/T 28181 §9.6.1)."""
-
-    sn: int
-
-
-@dataclass(frozen=True)
-class KeepaliveAnswered:
-    """The platform answered a keepalive with a 2xx."""
-
-    sn: int
-    status: int
-    latency: float
-
-
-@dataclass(frozen=True)
-class KeepaliveMissed:
-    """A keepalive got no 2xx (``status`` 0: no answer at all)."""
-
-    sn: int
-    status: int
-    missed: int
-
-
-@dataclass(frozen=True)
-class KeepaliveTimeout:
-    """``missed`` keepalives in a row went unanswered: the platform is
-    considered offline and the device registers again."""
-
-    missed: int
-
-
-@dataclass(frozen=True)
-class Unregistered:
-    """The device stopped; ``status`` 200 when the platform confirmed."""
-
-    status: int
-    reason: str
-
-
-DeviceEvent = Union[
-    Registered, Refreshed, Challenged, Failed, Redirected, KeepaliveSent,
-    KeepaliveAnswered, KeepaliveMissed, KeepaliveTimeout, Unregistered,
-]
-
-_EventTuple = tuple[int, str, int, str, int, int, int, Any, int, str]
-
-
-def _parse_server(server: str) -> tuple[str, str, int]:
-    """``udp://host:port`` / ``tcp://[::1]:5060`` / ``host:port`` ->
-    (transport, host, port)."""
-    transport = "udp"
-    rest = server
-    if "://" in server:
-        scheme, rest = server.split("://", 1)
-        transport = scheme.lower()
-        if transport not in ("udp", "tcp"):
-            raise ValueError(f"server scheme must be udp:// or tcp://: {server!r}")
-    rest = rest.rstrip("/")
-    if rest.startswith("["):
-        host, _, tail = rest[1:].partition("]")
-        port = int(tail[1:]) if tail.startswith(":") else 5060
-    elif rest.count(":") == 1:
-        host, p = rest.split(":")
-        port = int(p)
-    else:
-        host, port = rest, 5060
-    if not host or not 0 < port < 65536:
-        raise ValueError(f"bad server address: {server!r}")
-    return transport, host, port
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-class _UDPProtocol(asyncio.DatagramProtocol):
-    def __init__(self, device: Device) -> None:
-        self._device = device
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        self._device._received(data)
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP unreachable and friends: a real device would just time out.
-        self._device.transport_errors += 1
-
-
-class _TCPConnection:
-    """One stream to one destination, kept for all traffic (2022 §9.1.1 f)."""
-
-    def __init__(self, device: Device, dest: int) -> None:
-        self.device = device
-        self.dest = dest
-        self.writer: asyncio.StreamWriter | None = None
-        self.queue: list[bytes] = []
-        self.task: asyncio.Task[None] | None = None
-        self.local_port = 0
-
-    def send(self, data: bytes) -> None:
-        if self.writer is not None and not self.writer.is_closing():
-            self.writer.write(data)
-            return
-        self.queue.append(data)
-        if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self.run())
-
-    async def connect(self) -> None:
-        host, port = await self.device._resolve(self.dest)
-        local = (self.device.local_host, 0)
-        reader, writer = await asyncio.open_connection(host, port, local_addr=local)
-        self.writer = writer
-        self.local_port = writer.get_extra_info("sockname")[1]
-        self.task = asyncio.get_running_loop().create_task(self.read(reader))
-
-    async def run(self) -> None:
-        try:
-            await self.connect()
-        except OSError:
-            self.queue.clear()
-            self.device._transport_error()
-            return
-        assert self.writer is not None
-        for data in self.queue:
-            self.writer.write(data)
-        self.queue.clear()
-
-    async def read(self, reader: asyncio.StreamReader) -> None:
-        buf = bytearray()
-        try:
-            while True:
-                chunk = await reader.read(65536)
-                if not chunk:
-                    break
-                buf += chunk
-                while True:
-                    try:
-                        framed = _core.frame(buf)
-                    except GBSIPError:
-                        buf.clear()  # unframeable: drop what we have
-                        break
-                    if framed is None:
-                        if not buf.strip(b"\r\n"):
-                            buf.clear()
-                        break
-                    skip, length = framed
-                    self.device._received(bytes(buf[skip:skip + length]))
-                    del buf[:skip + length]
-        except (OSError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            if self.writer is not None:
-                self.writer.close()
-            self.writer = None
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
+    def convert(self, raw: FleetEventTuple, device_id: str) -> DeviceEvent:
+        _i, kind, status, reason, value, latency_ms, time_ms, arg, flags, text = raw
+        latency = latency_ms / 1000.0
+        common: dict[str, Any] = {"device_id": device_id, "time": self.clock.unix(time_ms)}
+        if kind in ("registered", "refreshed"):
+            date = offset = None
+            if arg is not None:
+                date = datetime(1970, 1, 1) + timedelta(milliseconds=arg)
+                if flags & _EVF_DATE_GB:
+                    offset = arg / 1000.0 - self.platform_utc_offset - time.time()
+                else:
+                    offset = arg / 1000.0 - time.time()
+                    date = date.replace(tzinfo=timezone.utc)
+            cls = Registered if kind == "registered" else Refreshed
+            return cls(value, latency, date, offset, **common)
+        if kind == "challenged":
+            return Challenged(status, bool(flags & _EVF_STALE), **common)
+        if kind == "failed":
+            return Failed(status, text, reason, max(0.0, (arg - time_ms) / 1000.0), latency,
+                          **common)
+        if kind == "redirected":
+            host, port, uri = self.fleet.destination(value)
+            return Redirected(status, host, port, uri, **common)
+        if kind == "keepalive_sent":
+            return KeepaliveSent(value, **common)
+        if kind == "keepalive_answered":
+            return KeepaliveAnswered(value, status, latency, **common)
+        if kind == "keepalive_missed":
+            return KeepaliveMissed(value, status, arg, latency, text if status else "",
+                                   **common)
+        if kind == "keepalive_timeout":
+            return KeepaliveTimeout(value, **common)
+        if kind == "unregistered":
+            return Unregistered(status, text, reason, latency, **common)
+        raise LocalProtocolError(f"unknown device event {kind!r} from the core")
 
 
 class Device:
@@ -283,8 +136,10 @@ class Device:
                 print(event)
 
     Entering registers (``RegistrationError`` when the first attempt fails
-    for good); leaving unregisters.  Intervals are in seconds.  ``trace``
-    sees every message sent and received (for logs and ``--trace``).
+    for good); leaving unregisters; :meth:`abort` stops at once without.
+    Intervals are in seconds.  ``trace`` sees every message sent and
+    received (for logs and ``--trace``); ``on_event`` every event as it
+    happens.
     """
 
     def __init__(
@@ -315,23 +170,24 @@ class Device:
         lenient: int = 0,
         seed: int | None = None,
         trace: Callable[[str, bytes], None] | None = None,
+        on_event: Callable[[DeviceEvent], object] | None = None,
         platform_utc_offset: timedelta = timedelta(hours=8),
     ) -> None:
-        scheme, host, port = _parse_server(server)
+        target = parse_target(server)
         self.device_id = device_id
-        self.transport = (transport or scheme).lower()
+        self.transport = (transport or target.transport).lower()
         if self.transport not in ("udp", "tcp"):
-            raise ValueError("transport must be 'udp' or 'tcp'")
-        self.server_host = host
-        self.server_port = port
+            raise ConfigurationError("transport must be 'udp' or 'tcp'")
+        self.server_host = target.host
+        self.server_port = target.port
         self.local_host = local_host
         self.local_port = local_port
         self._fleet = _core.Fleet(
             server_id=server_id,
             domain=domain,
             request_uri=request_uri,
-            server_host=host,
-            server_port=port,
+            server_host=target.host,
+            server_port=target.port,
             transport=self.transport,
             password=password,
             user_agent=user_agent,
@@ -353,21 +209,17 @@ class Device:
         self._index = self._fleet.add(device_id)
         #: Called with ("send", bytes) / ("recv", bytes) for every message.
         self.trace = trace
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._platform_utc_offset = platform_utc_offset
+        self._events: EventStream[DeviceEvent] = EventStream(10000, history=10000)
+        if on_event is not None:
+            self._events.add_listener(on_event)
+        self._convert: FleetEvents | None = None
+        self._driver: Driver | None = None
         self._udp: asyncio.DatagramTransport | None = None
-        self._tcp: dict[int, _TCPConnection] = {}
+        self._tcp: dict[int, SIPStream] = {}
         self._addrs: dict[int, tuple[str, int]] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: int | None = None
-        self._pending: collections.deque[DeviceEvent] = collections.deque(maxlen=10000)
-        self._wakeup: asyncio.Future[None] | None = None
-        self._waiters: list[tuple[Callable[[DeviceEvent], bool], asyncio.Future[DeviceEvent]]] = []
-        self._closed = False
         self._clock_offset: float | None = None
-        # GB §9.10 Dates are the platform's local time without a zone.
-        self._platform_utc_offset = platform_utc_offset.total_seconds()
-        #: Every event so far, oldest first (bounded).
-        self.history: collections.deque[DeviceEvent] = collections.deque(maxlen=10000)
+        self._closed = False
         #: ICMP errors and failed connections seen.
         self.transport_errors = 0
 
@@ -381,9 +233,9 @@ class Device:
     def expires_at(self) -> float | None:
         """When the registration runs out, as Unix time (s); None if none."""
         at = self._fleet.expires_at(self._index)
-        if at is None or self._loop is None:
+        if at is None or self._driver is None:
             return None
-        return time.time() + (at / 1000.0 - self._loop.time())
+        return self._driver.clock.unix(at)
 
     @property
     def clock_offset(self) -> float | None:
@@ -393,6 +245,15 @@ class Device:
     @property
     def keepalive_sn(self) -> int:
         return self._fleet.keepalive_sn(self._index)
+
+    @property
+    def history(self) -> Any:
+        """Every event so far, oldest first (the last 10,000)."""
+        return self._events.history
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def stats(self) -> dict[str, Any]:
         """Counters of the core (messages sent, retransmissions, strays...)."""
@@ -408,15 +269,22 @@ class Device:
     async def start(self) -> Registered:
         """Open the transport and register; returns the Registered event or
         raises ``RegistrationError`` (after which the device is closed)."""
-        self._loop = asyncio.get_running_loop()
+        if self._closed:
+            raise LocalProtocolError("a closed Device cannot start again: create a new Device")
+        if self._driver is not None:
+            raise LocalProtocolError(f"the device has already started ({self.state.value})")
+        clock = Clock(asyncio.get_running_loop())
+        self._convert = FleetEvents(self._fleet, clock, self._platform_utc_offset)
+        self._driver = Driver(clock, deadline=self._fleet.next_deadline,
+                              fire=self._fleet.handle_timer, flush=self._flush)
         await self._open()
-        fut = self._wait_for(
+        fut = self._events.watch(
             lambda e: isinstance(e, Registered)
             or (isinstance(e, Failed) and e.retry_in > 0))
-        if not self._fleet.start(self._index, self._now()):
+        if not self._fleet.start(self._index, self._driver.now()):
             fut.cancel()
-            raise GBSIPError(f"cannot start a device that is {self.state.value}")
-        self._pump()
+            raise LocalProtocolError(f"cannot start a device that is {self.state.value}")
+        self._driver.settle()
         event = await fut
         if isinstance(event, Failed):
             await self.close()
@@ -426,62 +294,70 @@ class Device:
 
     async def close(self) -> Unregistered | None:
         """Unregister (``Expires: 0``, challenged like any REGISTER) and close
-        the transport.  Returns the Unregistered event."""
-        if self._closed or self._loop is None:
+        the transport.  Returns the Unregistered event (None when the device
+        never started or is already closed)."""
+        if self._closed or self._driver is None:
+            self._closed = True
             return None
         result: Unregistered | None = None
-        fut = self._wait_for(lambda e: isinstance(e, Unregistered))
-        if self._fleet.stop(self._index, self._now()):
-            self._pump()
+        fut = self._events.watch(lambda e: isinstance(e, Unregistered))
+        if self._fleet.stop(self._index, self._driver.now()):
+            self._driver.settle()
             event = await fut
             assert isinstance(event, Unregistered)
             result = event
         else:
             fut.cancel()
+        self.abort()
+        return result
+
+    def abort(self) -> None:
+        """Stop at once: no unregistration, the timer and the transport are
+        closed, :meth:`events` iterators end and waits fail.  The platform
+        keeps the binding until it expires (what a camera losing power does)."""
+        if self._closed:
+            return
         self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._driver is not None:
+            self._driver.close()
         if self._udp is not None:
             self._udp.close()
             self._udp = None
-        for conn in self._tcp.values():
-            conn.close()
+        for stream in self._tcp.values():
+            stream.abort()
         self._tcp.clear()
-        self._wake()
-        return result
+        self._events.close()
 
-    async def events(self) -> AsyncIterator[DeviceEvent]:
-        """Every event since the device was created, then new ones as they
-        happen; ends when the device is closed.  One consumer at a time."""
-        while True:
-            while self._pending:
-                yield self._pending.popleft()
-            if self._closed:
-                return
-            self._wakeup = asyncio.get_running_loop().create_future()
-            await self._wakeup
+    def events(self) -> AsyncIterator[DeviceEvent]:
+        """Every event not yet taken (since the device was created), then new
+        ones as they happen; ends when the device is closed."""
+        return self._events.__aiter__()
+
+    def add_listener(self, listener: Callable[[DeviceEvent], object]) -> Callable[[], None]:
+        """Call ``listener(event)`` for every event from now on; returns a
+        function that removes it."""
+        return self._events.add_listener(listener)
 
     async def send_keepalive(self) -> KeepaliveAnswered | KeepaliveMissed:
         """Send a keepalive now and wait for its outcome (a 2xx, or missed:
         refused or Timer F)."""
-        if self._loop is None or self._closed:
-            raise GBSIPError("device is not running")
-        sn = self._fleet.send_keepalive(self._index, self._now())
+        if self._driver is None or self._closed:
+            raise LocalProtocolError("the device is not running: start() it first")
+        sn = self._fleet.send_keepalive(self._index, self._driver.now())
         if sn < 0:
-            raise GBSIPError(f"no keepalive while {self.state.value}")
-        fut = self._wait_for(
+            raise LocalProtocolError(f"no keepalive while {self.state.value}")
+        fut = self._events.watch(
             lambda e: isinstance(e, (KeepaliveAnswered, KeepaliveMissed)) and e.sn == sn)
-        self._pump()
+        self._driver.settle()
         event = await fut
         assert isinstance(event, (KeepaliveAnswered, KeepaliveMissed))
         return event
 
-    async def wait_for(self, kind: type[Any] | tuple[type[Any], ...],
-                       timeout: float | None = None) -> DeviceEvent:
-        """The next event of this type (not one already seen)."""
-        fut = self._wait_for(lambda e: isinstance(e, kind))
-        return await asyncio.wait_for(fut, timeout)
+    async def wait_for(self, kind: type[E] | tuple[type[E], ...],
+                       timeout: float | None = None) -> E:
+        """The next event of that type not yet taken from :meth:`events`
+        (the events before it are taken too)."""
+        return await self._events.wait_for(kind, None, timeout)
 
     # ---- fault injection ---------------------------------------------------
 
@@ -503,64 +379,92 @@ class Device:
         Over TCP the connection is closed and the next message opens a new
         one.  Returns the new local port (0 for TCP until reconnected)."""
         if self.transport == "tcp":
-            for conn in self._tcp.values():
-                conn.close()
+            for stream in self._tcp.values():
+                stream.close()
             self._tcp.clear()
             return 0
-        assert self._loop is not None
         old = self._udp
-        transport, _ = await self._loop.create_datagram_endpoint(
+        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
             lambda: _UDPProtocol(self), local_addr=(self.local_host, 0))
-        self._udp = transport  # type: ignore[assignment]
+        self._udp = transport
         if old is not None:
             old.close()
         return int(transport.get_extra_info("sockname")[1])
 
     # ---- glue ---------------------------------------------------------------
 
-    def _now(self) -> int:
-        assert self._loop is not None
-        return int(self._loop.time() * 1000)
-
     async def _open(self) -> None:
-        assert self._loop is not None
+        loop = asyncio.get_running_loop()
         self._addrs[0] = await self._resolve(0)
         host_index = self._fleet.local_host(self.local_host)
         if self.transport == "udp":
-            transport, _ = await self._loop.create_datagram_endpoint(
+            transport, _ = await loop.create_datagram_endpoint(
                 lambda: _UDPProtocol(self),
                 local_addr=(self.local_host, self.local_port))
-            self._udp = transport  # type: ignore[assignment]
+            self._udp = transport
             port = transport.get_extra_info("sockname")[1]
         else:
-            conn = _TCPConnection(self, 0)
             try:
-                await conn.connect()
+                stream = await self._connect(0)
             except OSError as exc:
                 raise RegistrationError(0, f"cannot connect: {exc}", "transport") from exc
-            self._tcp[0] = conn
-            port = conn.local_port
+            port = stream.local[1]
         self._fleet.set_local(self._index, host_index, port)
 
     async def _resolve(self, dest: int) -> tuple[str, int]:
         if dest in self._addrs:
             return self._addrs[dest]
         host, port, _ = self._fleet.destination(dest)
-        if not _is_ip(host):
-            assert self._loop is not None
-            infos = await self._loop.getaddrinfo(host, port, type=2)  # SOCK_DGRAM
-            host = infos[0][4][0]
+        if not is_ip(host):
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=2)  # DGRAM
+            host = str(infos[0][4][0])
         self._addrs[dest] = (host, port)
         return host, port
+
+    def _new_stream(self, dest: int) -> SIPStream:
+        """The one connection to a destination, kept for all traffic
+        (GB/T 28181-2022 §9.1.1 f); writes wait until it is up."""
+        stream = SIPStream(self._on_tcp_messages, on_closed=self._on_tcp_closed)
+        stream.tag = dest
+        self._tcp[dest] = stream
+        return stream
+
+    async def _connect(self, dest: int, stream: SIPStream | None = None) -> SIPStream:
+        stream = stream or self._new_stream(dest)
+        try:
+            host, port = await self._resolve(dest)
+            await asyncio.get_running_loop().create_connection(
+                lambda: stream, host, port, local_addr=(self.local_host, 0))
+        except OSError:
+            if self._tcp.get(dest) is stream:
+                del self._tcp[dest]
+            raise
+        return stream
+
+    async def _connect_later(self, stream: SIPStream) -> None:
+        try:
+            await self._connect(stream.tag, stream)
+        except OSError:
+            self._transport_error()
+
+    def _on_tcp_messages(self, stream: SIPStream, frames: list[bytes]) -> None:
+        for data in frames:
+            self._received(data)
+
+    def _on_tcp_closed(self, stream: SIPStream, exc: Exception | None) -> None:
+        # the next message opens a new connection
+        if self._tcp.get(stream.tag) is stream:
+            del self._tcp[stream.tag]
 
     def _send(self, dest: int, data: bytes) -> None:
         if self.trace is not None:
             self.trace("send", data)
         if self.transport == "tcp":
-            conn = self._tcp.get(dest)
-            if conn is None:
-                conn = self._tcp[dest] = _TCPConnection(self, dest)
-            conn.send(data)
+            stream = self._tcp.get(dest)
+            if stream is None:
+                stream = self._new_stream(dest)
+                asyncio.get_running_loop().create_task(self._connect_later(stream))
+            stream.write(data)
             return
         if self._udp is None:
             return
@@ -568,8 +472,7 @@ class Device:
         if addr is not None:
             self._udp.sendto(data, addr)
         else:
-            assert self._loop is not None
-            self._loop.create_task(self._send_later(dest, data))
+            asyncio.get_running_loop().create_task(self._send_later(dest, data))
 
     async def _send_later(self, dest: int, data: bytes) -> None:
         try:
@@ -581,104 +484,38 @@ class Device:
             self._udp.sendto(data, addr)
 
     def _received(self, data: bytes) -> None:
-        if self._closed:
+        if self._closed or self._driver is None:
             return
         if self.trace is not None:
             self.trace("recv", data)
-        self._fleet.feed(data, self._now())
-        self._pump()
+        self._fleet.feed(data, self._driver.now())
+        self._driver.settle()
 
     def _transport_error(self) -> None:
         self.transport_errors += 1
-        if not self._closed:
-            self._fleet.transport_error(self._index, self._now())
-            self._pump()
+        if not self._closed and self._driver is not None:
+            self._fleet.transport_error(self._index, self._driver.now())
+            self._driver.settle()
 
-    def _on_timer(self) -> None:
-        # call_at may run a hair early: never let "now" fall before the
-        # deadline it was armed for, or the core would see nothing due.
-        at = self._timer_at or 0
-        self._timer = None
-        self._timer_at = None
-        if self._closed:
-            return
-        self._fleet.handle_timer(max(self._now(), at))
-        self._pump()
-
-    def _pump(self) -> None:
+    def _flush(self) -> None:
+        """The driver's flush: send what the core queued, publish its events."""
         for _index, dest, data in self._fleet.pop_datagrams():
             self._send(dest, data)
+        assert self._convert is not None
         for raw in self._fleet.pop_events():
-            self._dispatch(self._convert(raw))
-        if self._closed:
-            return
-        deadline = self._fleet.next_deadline()
-        if deadline == self._timer_at and self._timer is not None:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-            self._timer_at = None
-        if deadline is not None:
-            assert self._loop is not None
-            self._timer_at = deadline
-            self._timer = self._loop.call_at(deadline / 1000.0, self._on_timer)
+            event = self._convert.convert(raw, self.device_id)
+            if isinstance(event, (Registered, Refreshed)) and event.clock_offset is not None:
+                self._clock_offset = event.clock_offset
+            self._events.publish(event)
 
-    def _convert(self, raw: _EventTuple) -> DeviceEvent:
-        _i, kind, status, reason, value, latency_ms, time_ms, arg, flags, text = raw
-        if kind in ("registered", "refreshed"):
-            date = offset = None
-            if arg is not None:
-                date = datetime(1970, 1, 1) + timedelta(milliseconds=arg)
-                if flags & _EVF_DATE_GB:
-                    # GB §9.10: the platform's local time (Beijing unless
-                    # platform_utc_offset says otherwise), without a zone.
-                    offset = arg / 1000.0 - self._platform_utc_offset - time.time()
-                else:
-                    offset = arg / 1000.0 - time.time()
-                    date = date.replace(tzinfo=timezone.utc)
-                self._clock_offset = offset
-            cls = Registered if kind == "registered" else Refreshed
-            return cls(value, latency_ms / 1000.0, date, offset)
-        if kind == "challenged":
-            return Challenged(status, bool(flags & _EVF_STALE))
-        if kind == "failed":
-            return Failed(status, text, reason, max(0.0, (arg - time_ms) / 1000.0))
-        if kind == "redirected":
-            host, port, uri = self._fleet.destination(value)
-            return Redirected(status, host, port, uri)
-        if kind == "keepalive_sent":
-            return KeepaliveSent(value)
-        if kind == "keepalive_answered":
-            return KeepaliveAnswered(value, status, latency_ms / 1000.0)
-        if kind == "keepalive_missed":
-            return KeepaliveMissed(value, status, arg)
-        if kind == "keepalive_timeout":
-            return KeepaliveTimeout(value)
-        if kind == "unregistered":
-            return Unregistered(status, text)
-        raise GBSIPError(f"unknown device event {kind!r}")
 
-    def _dispatch(self, event: DeviceEvent) -> None:
-        self.history.append(event)
-        self._pending.append(event)
-        still = []
-        for pred, fut in self._waiters:
-            if fut.done():
-                continue
-            if pred(event):
-                fut.set_result(event)
-            else:
-                still.append((pred, fut))
-        self._waiters = still
-        self._wake()
+class _UDPProtocol(asyncio.DatagramProtocol):
+    def __init__(self, device: Device) -> None:
+        self._device = device
 
-    def _wake(self) -> None:
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self._device._received(data)
 
-    def _wait_for(self, pred: Callable[[DeviceEvent], bool]) -> asyncio.Future[DeviceEvent]:
-        assert self._loop is not None
-        fut: asyncio.Future[DeviceEvent] = self._loop.create_future()
-        self._waiters.append((pred, fut))
-        return fut
+    def error_received(self, exc: Exception) -> None:
+        # ICMP unreachable and friends: a real device would just time out.
+        self._device.transport_errors += 1

@@ -41,6 +41,7 @@ from typing import NamedTuple, TypeVar, Union
 
 from gbsip import _core
 from gbsip._core import GBSIPError, SIPParseError
+from gbsip.errors import DigestError
 
 __all__ = [
     "Algorithm",
@@ -62,10 +63,6 @@ __all__ = [
     "is_capability_hint",
     "verify",
 ]
-
-
-class DigestError(GBSIPError, ValueError):
-    """The Digest API was called with arguments it cannot work with."""
 
 
 class Algorithm(str, enum.Enum):

@@ -1,9 +1,58 @@
-"""Exceptions of the asyncio roles (the parser's live in ``gbsip._core``)."""
+"""Every exception gbsip raises, in one place.
+
+Two kinds, as in h11:
+
+- :class:`LocalProtocolError`: *you* asked for something that cannot be
+  done: a bad option (:class:`ConfigurationError`, also a ``ValueError``),
+  invalid SIP to build (:class:`gbsip.SIPBuildError`), a call that makes no
+  sense in the current state (``send_keepalive()`` on a closed device).
+- :class:`RemoteProtocolError`: a *peer* sent something malformed;
+  ``status`` is the SIP status a server should answer
+  (:class:`gbsip.SIPParseError` says where and why).
+
+A peer's negative answer (401, 403, 423, 5xx) is not an exception: it is a
+``Response``, a Digest ``Verdict`` or an event.  The one place that raises
+on it is ``async with Device(...)``, whose contract is "registered inside
+the block": :class:`RegistrationError`.
+"""
 from __future__ import annotations
 
-from gbsip._core import GBSIPError
+# Defined by the C core so that its own errors (SIPParseError, SIPBuildError)
+# derive from them.
+from gbsip._core import (
+    GBSIPError,
+    LocalProtocolError,
+    RemoteProtocolError,
+    SIPBuildError,
+    SIPParseError,
+)
 
-__all__ = ["GBSIPError", "RegistrationError"]
+__all__ = [
+    "ConfigurationError",
+    "DigestError",
+    "GBSIPError",
+    "LocalProtocolError",
+    "MissingDependency",
+    "RegistrarError",
+    "RegistrationError",
+    "RemoteProtocolError",
+    "SIPBuildError",
+    "SIPParseError",
+    "SimulatorError",
+]
+
+class ConfigurationError(LocalProtocolError, ValueError):
+    """An option or argument is out of range or inconsistent; the message
+    names the option."""
+
+
+class DigestError(LocalProtocolError, ValueError):
+    """The Digest API was called with arguments it cannot work with."""
+
+
+class MissingDependency(GBSIPError, ImportError):
+    """An optional part of gbsip needs a package that is not installed; the
+    message says which extra to install."""
 
 
 class RegistrationError(GBSIPError):
@@ -21,3 +70,11 @@ class RegistrationError(GBSIPError):
         self.status = status
         self.reason = reason
         self.kind = kind
+
+
+class RegistrarError(GBSIPError):
+    """The registrar cannot run (the port is in use, the address is wrong)."""
+
+
+class SimulatorError(GBSIPError):
+    """The simulation cannot go on (no answer from the server, no sockets...)."""

@@ -39,7 +39,6 @@ import logging
 import os
 import selectors
 import time
-from array import array
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +49,16 @@ from locust.exception import StopUser
 from locust.rpc import Message
 from locust.runners import STATE_INIT, STATE_STOPPING, MasterRunner
 
+from gbsip.events import (
+    DeviceEvent,
+    Failed,
+    KeepaliveAnswered,
+    KeepaliveMissed,
+    KeepaliveTimeout,
+    Refreshed,
+    Registered,
+    Unregistered,
+)
 from gbsip.simulator import Simulator
 
 __all__ = [
@@ -221,76 +230,51 @@ class _Engine:
 
 # ---- one block of devices -----------------------------------------------------------------
 
-class _Sim(Simulator):
-    """A Simulator that also turns the core's events into finished
-    transactions (see :meth:`_after`).  Engine thread only."""
+class _Transactions:
+    """Turns a block's device events into finished transactions for Locust:
+    (request type, response time in ms, failure or None).  Engine thread
+    only; given to the Simulator as its ``on_events``."""
 
-    def __init__(self, sink: Callable[[list[tuple[str, float, str | None]]], None],
-                 **kw: Any) -> None:
-        super().__init__(**kw)
+    def __init__(self, index_of: Callable[[str], int], devices: int, timer_f_ms: int,
+                 sink: Callable[[list[tuple[str, float, str | None]]], None]) -> None:
+        self._index_of = index_of
         self._sink = sink
-        self._fleet.keep_events(True)  # every event back from pump/tick/service
-        n = self.devices
-        self._timer_f = 64 * round(self.t1 * 1000)
-        self._online = bytearray(n)          # registered: a failure is a REFRESH's
-        self._reg_start = array("q", [-1]) * n  # ms; -1: unknown (a refresh's start)
-        self._ka_sent = array("q", [-1]) * n
+        self._timer_f = timer_f_ms
+        self._online = bytearray(devices)  # registered: a failure is a REFRESH's
 
-    def halt(self) -> None:
-        """End the hold now: the ramp stops where it is, the run settles and
-        unregisters the devices started so far."""
-        self.devices = max(1, self._started)  # the ramp and unregistering stop here
-        self.duration = 0.0
-
-    def _start(self, first: int, count: int) -> None:
-        if count > 0:
-            now = self._now()
-            self._reg_start[first:first + count] = array("q", [now]) * count
-        super()._start(first, count)
-
-    def _after(self, evs: list[Any] | None = None) -> None:
-        if evs:
-            self._sink(self._transactions(evs))
-        super()._after(evs)
-
-    def _transactions(self, evs: list[Any]) -> list[tuple[str, float, str | None]]:
-        """Core events -> (request type, response time ms, failure or None)."""
+    def __call__(self, evs: list[DeviceEvent]) -> None:
         out: list[tuple[str, float, str | None]] = []
-        online, reg_start, ka_sent = self._online, self._reg_start, self._ka_sent
-        for dev, kind, status, reason, _value, latency, t, arg, _flags, text in evs:
-            if kind == "registered" or kind == "refreshed":
-                out.append((REGISTER if kind == "registered" else REFRESH, latency, None))
+        online = self._online
+        for ev in evs:
+            dev = self._index_of(ev.device_id or "")
+            if isinstance(ev, (Registered, Refreshed)):
+                out.append((REGISTER if isinstance(ev, Registered) else REFRESH,
+                            ev.latency * 1000, None))
                 online[dev] = 1
-                reg_start[dev] = -1
-            elif kind == "failed":
-                started = reg_start[dev]
-                rt = latency or (t - started if started >= 0 else
-                                 self._timer_f if reason == "timeout" else 0)
+            elif isinstance(ev, Failed):
+                rt = ev.latency * 1000 or (self._timer_f if ev.kind == "timeout" else 0)
                 out.append((REFRESH if online[dev] else REGISTER, rt,
-                            _failure(reason, status, text)))
+                            _failure(ev.kind, ev.status, ev.reason)))
                 online[dev] = 0
-                reg_start[dev] = arg if arg is not None else t  # the retry's start
-            elif kind == "keepalive_sent":
-                ka_sent[dev] = t
-            elif kind == "keepalive_answered":
-                out.append((KEEPALIVE, latency, None))
-            elif kind == "keepalive_missed":
-                sent = ka_sent[dev]
-                out.append((KEEPALIVE, t - sent if sent >= 0 else self._timer_f,
-                            _failure("timeout" if not status else "rejected", status, text)))
-            elif kind == "keepalive_timeout":
+            elif isinstance(ev, KeepaliveAnswered):
+                out.append((KEEPALIVE, ev.latency * 1000, None))
+            elif isinstance(ev, KeepaliveMissed):
+                out.append((KEEPALIVE, ev.latency * 1000 or self._timer_f,
+                            _failure("timeout" if not ev.status else "rejected", ev.status,
+                                     ev.reason)))
+            elif isinstance(ev, KeepaliveTimeout):
                 online[dev] = 0
-                reg_start[dev] = t  # offline: the device registers again now
-            elif kind == "unregistered":
+            elif isinstance(ev, Unregistered):
                 online[dev] = 0
-                if reason in ("not_registered", "abandoned"):
+                if ev.kind in ("not_registered", "abandoned"):
                     continue  # nothing was sent
-                if reason == "none" and 200 <= status < 300:
-                    out.append((UNREGISTER, latency, None))
+                if ev.kind == "none" and 200 <= ev.status < 300:
+                    out.append((UNREGISTER, ev.latency * 1000, None))
                 else:
-                    rt = latency or (self._timer_f if reason == "timeout" else 0)
-                    out.append((UNREGISTER, rt, _failure(reason, status, text)))
-        return out
+                    rt = ev.latency * 1000 or (self._timer_f if ev.kind == "timeout" else 0)
+                    out.append((UNREGISTER, rt, _failure(ev.kind, ev.status, ev.reason)))
+        if out:
+            self._sink(out)
 
 
 def _failure(reason: str, status: int, text: str) -> str:
@@ -319,7 +303,7 @@ class _Block:
         self.server = ""
         self.first_id = self.last_id = ""
         self.report: dict[str, Any] | None = None
-        self._sim: _Sim | None = None
+        self._sim: Simulator | None = None
         self._pending: list[tuple[str, float, str | None]] = []
         self._rx_bytes = 0
         engine.call(self._launch)
@@ -335,7 +319,7 @@ class _Block:
         sizes)."""
         if not self._pending or self._sim is None:
             return
-        rx = int(self._sim._fleet.sim_stats()["io"]["rx_bytes"])
+        rx = int(self._sim.stats()["messages"]["bytes_received"])
         recs, self._pending = self._pending, []
         share = (rx - self._rx_bytes) // len(recs)
         self._rx_bytes = rx
@@ -346,9 +330,11 @@ class _Block:
         self.engine.loop.create_task(self._run())
 
     async def _run(self) -> None:
-        sim: _Sim | None = None
+        sim: Simulator | None = None
         try:
-            sim = self._sim = _Sim(self._sink, **self.kw)
+            sim = self._sim = Simulator(**self.kw)
+            timer_f = 64 * round(sim.t1 * 1000)
+            sim.on_events = _Transactions(sim.index_of, sim.devices, timer_f, self._sink)
             await sim.open()
             self.server = sim.server
             self.first_id = sim.device_id(0)
@@ -372,7 +358,7 @@ class _Block:
 
     def _halt(self) -> None:
         if self._sim is not None:
-            self._sim.halt()
+            self._sim.stop()
 
     # gevent thread
 

@@ -23,7 +23,7 @@ import itertools
 import selectors
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import pytest
 
@@ -329,54 +329,52 @@ def _clock_for(request: pytest.FixtureRequest) -> GBClock | None:
 # Registrar and devices
 
 from gbsip.device import Device  # noqa: E402  (after the option hooks, for readability)
-from gbsip.registrar import Event, Registrar  # noqa: E402
+from gbsip._drive import EventStream  # noqa: E402
+from gbsip.events import RegistrarEvent  # noqa: E402
+from gbsip.registrar import Registrar  # noqa: E402
+
+Event = RegistrarEvent
+E = TypeVar("E", bound=RegistrarEvent)
 
 
 class RecordingRegistrar(Registrar):
     """A :class:`gbsip.Registrar` that also keeps every event in
-    :attr:`recorded` (without consuming :meth:`events`, so ``wait_for``
-    still works) and notes it in the test's trace."""
+    :attr:`recorded` (a listener: :meth:`events` and ``wait_for`` still see
+    every event) and notes it in the test's trace."""
 
     def __init__(self, *args: Any, trace: Trace | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.recorded: list[Event] = []
+        self.recorded: list[RegistrarEvent] = []
         self.trace = trace
-        self._recorded_waiters: list[tuple[Callable[[Event], bool], asyncio.Future[Event]]] = []
+        # the recorder's own stream, only for its watch(): the queue is not read
+        self._recorder: EventStream[RegistrarEvent] = EventStream(1)
+        self.add_listener(self._record)
 
-    def _emit(self, ev: Event) -> None:
+    def _record(self, ev: RegistrarEvent) -> None:
         self.recorded.append(ev)
         if self.trace is not None:
             self.trace.note(f"registrar event {type(ev).__name__} "
                             f"device={ev.device_id} from={ev.source}")
-        keep = []
-        for pred, fut in self._recorded_waiters:
-            if fut.done():
-                continue
-            if pred(ev):
-                fut.set_result(ev)
-            else:
-                keep.append((pred, fut))
-        self._recorded_waiters = keep
-        super()._emit(ev)
+        self._recorder.publish(ev)
 
-    async def wait_recorded(self, kind: type[Event] | tuple[type[Event], ...],
+    async def wait_recorded(self, kind: type[E] | tuple[type[E], ...],
                             device_id: str | None = None,
-                            timeout: float | None = 10.0) -> Event:
+                            timeout: float | None = 10.0) -> E:
         """The first recorded event of that kind (for that device), past or
-        future — unlike :meth:`wait_for`, which only sees new ones."""
+        future — unlike :meth:`wait_for`, which takes from :meth:`events`."""
+        __tracebackhide__ = True
 
-        def pred(ev: Event) -> bool:
+        def pred(ev: RegistrarEvent) -> bool:
             return isinstance(ev, kind) and (device_id is None or ev.device_id == device_id)
 
         for ev in self.recorded:
             if pred(ev):
-                return ev
-        fut: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
-        self._recorded_waiters.append((pred, fut))
-        return await asyncio.wait_for(fut, timeout)
+                return cast(E, ev)
+        found = await asyncio.wait_for(self._recorder.watch(pred), timeout)
+        return cast(E, found)
 
-    def of(self, kind: type[Event] | tuple[type[Event], ...],
-           device_id: str | None = None) -> list[Event]:
+    def of(self, kind: type[E] | tuple[type[E], ...],
+           device_id: str | None = None) -> list[E]:
         """Recorded events of that kind (for that device)."""
         return [ev for ev in self.recorded
                 if isinstance(ev, kind) and (device_id is None or ev.device_id == device_id)]
@@ -403,23 +401,14 @@ def _device_ids(first: str) -> Iterator[str]:
 
 
 async def _dispose(dev: Device, timeout: float) -> None:
-    """Unregister and close; if the platform does not answer in time, close
-    the device's sockets and timer anyway (Device has no abort())."""
+    """Unregister and close; if the platform does not answer in time, stop
+    the device anyway."""
     try:
         await asyncio.wait_for(dev.close(), timeout)
-        return
     except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - cleanup must go on
         pass
-    dev._closed = True  # noqa: SLF001
-    if dev._timer is not None:  # noqa: SLF001
-        dev._timer.cancel()  # noqa: SLF001
-    if dev._udp is not None:  # noqa: SLF001
-        dev._udp.close()  # noqa: SLF001
-        dev._udp = None  # noqa: SLF001
-    for conn in dev._tcp.values():  # noqa: SLF001
-        conn.close()
-    dev._tcp.clear()  # noqa: SLF001
-    dev._wake()  # noqa: SLF001
+    finally:
+        dev.abort()
 
 
 if pytest_asyncio is not None:

@@ -1,9 +1,10 @@
 """The GB/T 28181 platform role: a registrar driven from asyncio.
 
 State lives in the C core (:class:`gbsip._core.RegistrarCore`); this module
-owns the sockets and the timer and turns the core's events into frozen
-dataclasses.  UDP datagrams are received and answered in batches inside C
-(``recvmmsg``/``sendmmsg``), so Python wakes once per batch, not per packet.
+owns the sockets, and the shared driver (``gbsip._drive``) owns the timer
+and turns the core's events into :mod:`gbsip.events` values.  UDP datagrams
+are received and answered in batches inside C (``recvmmsg``/``sendmmsg``),
+so Python wakes once per batch, not per packet.
 
     async with Registrar("34020000002000000001", port=0, passwords="12345678") as reg:
         async for event in reg.events():
@@ -12,137 +13,80 @@ dataclasses.  UDP datagrams are received and answered in batches inside C
 from __future__ import annotations
 
 import asyncio
-import collections
 import enum
 import errno
 import inspect
 import itertools
 import socket
 import time
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Union
+from typing import Any, TypeVar, Union
 
 from gbsip import _core
-from gbsip._core import GBSIPError
+from gbsip._drive import Clock, Driver, EventStream, SIPStream
+from gbsip._drive.stream import INCOMPLETE_TIMEOUT
+from gbsip.errors import ConfigurationError, LocalProtocolError, RegistrarError
+from gbsip.events import (
+    Address,
+    AuthFailed,
+    DeviceRedirected,
+    DeviceRefreshed,
+    DeviceRegistered,
+    DeviceUnregistered,
+    Expired,
+    Keepalive,
+    MessageReceived,
+    Offline,
+    Online,
+    RegistrarEvent,
+    Rejected,
+)
 
 __all__ = [
     "AuthFailed",
     "Binding",
-    "Event",
+    "DeviceRedirected",
+    "DeviceRefreshed",
+    "DeviceRegistered",
+    "DeviceUnregistered",
     "Expired",
     "HA1",
     "Keepalive",
-    "Message",
+    "MessageReceived",
     "Offline",
     "Online",
     "Redirect",
-    "Redirected",
     "Refresh",
-    "Refreshed",
     "Refuse",
-    "Registered",
     "Registrar",
     "RegistrarError",
+    "RegistrarEvent",
     "Rejected",
-    "Unregistered",
 ]
 
-Address = tuple[str, int]
+E = TypeVar("E", bound=RegistrarEvent)
+
+# Names before 0.2, kept for one release (see CHANGELOG.md).
+_DEPRECATED = {
+    "Event": RegistrarEvent,
+    "Registered": DeviceRegistered,
+    "Refreshed": DeviceRefreshed,
+    "Unregistered": DeviceUnregistered,
+    "Redirected": DeviceRedirected,
+    "Message": MessageReceived,
+}
 
 
-class RegistrarError(GBSIPError):
-    """The registrar cannot start or was misused (port in use, bad option)."""
-
-
-# --------------------------------------------------------------------------
-# Events
-
-@dataclass(frozen=True)
-class Event:
-    """Base class of registrar events; ``time`` is the loop's monotonic time."""
-
-    device_id: str | None
-    source: Address | None
-    transport: str
-    time: float
-
-
-@dataclass(frozen=True)
-class Registered(Event):
-    """A device registered (GB/T 28181 §9.1.2.1)."""
-
-    contact: str
-    expires: int
-    user_agent: str | None
-
-
-@dataclass(frozen=True)
-class Refreshed(Event):
-    """A registered device renewed its binding."""
-
-    contact: str
-    expires: int
-    user_agent: str | None
-
-
-@dataclass(frozen=True)
-class Unregistered(Event):
-    """A device removed its binding (Expires: 0)."""
-
-
-@dataclass(frozen=True)
-class Expired(Event):
-    """A binding reached its expiry without a refresh."""
-
-
-@dataclass(frozen=True)
-class AuthFailed(Event):
-    """Credentials were refused; ``status`` is what the device was answered."""
-
-    reason: str
-    status: int
-
-
-@dataclass(frozen=True)
-class Rejected(Event):
-    """A request was refused as malformed or not acceptable (or dropped: status 0)."""
-
-    status: int
-    reason: str | None
-
-
-@dataclass(frozen=True)
-class Online(Event):
-    """A device came back after being offline."""
-
-
-@dataclass(frozen=True)
-class Offline(Event):
-    """A device missed ``keepalive_timeout_count`` keepalives (GB/T 28181 §9.6.1)."""
-
-
-@dataclass(frozen=True)
-class Keepalive(Event):
-    """A keepalive MESSAGE was answered 200."""
-
-    sn: int
-    status: str | None
-
-
-@dataclass(frozen=True)
-class Message(Event):
-    """Another MANSCDP MESSAGE (Catalog, Alarm...), answered 200."""
-
-    body: str
-
-
-@dataclass(frozen=True)
-class Redirected(Event):
-    """A REGISTER was answered 302 to another platform (2022 edition §9.1.2.3)."""
-
-    target: str
+def __getattr__(name: str) -> Any:
+    new = _DEPRECATED.get(name)
+    if new is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(f"gbsip.registrar.{name} is deprecated: use gbsip.events.{new.__name__}",
+                  DeprecationWarning, stacklevel=2)
+    return new
 
 
 # --------------------------------------------------------------------------
@@ -202,20 +146,23 @@ class Binding:
     cseq: int
     source: Address
     transport: str
-    expires_at: float          # loop time
-    registered_at: float       # loop time
-    last_keepalive: float | None
+    expires_at: float          # Unix time (s)
+    registered_at: float       # Unix time (s)
+    last_keepalive: float | None  # Unix time (s)
     online: bool
 
 
 _TRANSPORTS = ("udp", "tcp")
-_EVENT_CODES: dict[type[Event], int] = {
-    Registered: 1, Refreshed: 2, Unregistered: 3, Expired: 4, AuthFailed: 5, Rejected: 6,
-    Online: 7, Offline: 8, Keepalive: 9, Message: 10, Redirected: 12,
+# The core's event codes (csrc registrar.h, gb_reg_event_type).
+_EV_NEED_SECRET = 11
+_EVENT_CODES: dict[type[RegistrarEvent], int] = {
+    DeviceRegistered: 1, DeviceRefreshed: 2, DeviceUnregistered: 3, Expired: 4,
+    AuthFailed: 5, Rejected: 6, Online: 7, Offline: 8, Keepalive: 9, MessageReceived: 10,
+    DeviceRedirected: 12,
 }
 
 
-def _event_mask(events: Iterable[type[Event]] | None) -> int:
+def _event_mask(events: Iterable[type[RegistrarEvent]] | None) -> int:
     """Core event mask for the kinds to record (None: all)."""
     if events is None:
         return 0
@@ -223,11 +170,30 @@ def _event_mask(events: Iterable[type[Event]] | None) -> int:
     for kind in events:
         mask |= 1 << _EVENT_CODES[kind]
     return mask
-_EV_NEED_SECRET = 11
 
 
 def _transport_name(code: int) -> str:
     return _TRANSPORTS[code] if 0 <= code < len(_TRANSPORTS) else "?"
+
+
+# One constructor per core event code: (device_id, common, status, expires,
+# sn, reason, text, extra) -> event.  `common` holds source, transport, time.
+_Maker = Callable[[Any, dict[str, Any], int, int, int, Any, Any, Any], RegistrarEvent]
+_MAKERS: dict[int, _Maker] = {
+    1: lambda d, c, st, ex, sn, r, t, x: DeviceRegistered(
+        t or "", ex, x, device_id=d or "", **c),
+    2: lambda d, c, st, ex, sn, r, t, x: DeviceRefreshed(
+        t or "", ex, x, device_id=d or "", **c),
+    3: lambda d, c, st, ex, sn, r, t, x: DeviceUnregistered(device_id=d or "", **c),
+    4: lambda d, c, st, ex, sn, r, t, x: Expired(device_id=d or "", **c),
+    5: lambda d, c, st, ex, sn, r, t, x: AuthFailed(r or "", st, device_id=d, **c),
+    6: lambda d, c, st, ex, sn, r, t, x: Rejected(st, r, device_id=d, **c),
+    7: lambda d, c, st, ex, sn, r, t, x: Online(device_id=d or "", **c),
+    8: lambda d, c, st, ex, sn, r, t, x: Offline(device_id=d or "", **c),
+    9: lambda d, c, st, ex, sn, r, t, x: Keepalive(sn, t, device_id=d or "", **c),
+    10: lambda d, c, st, ex, sn, r, t, x: MessageReceived(t or "", device_id=d, **c),
+    12: lambda d, c, st, ex, sn, r, t, x: DeviceRedirected(t or "", device_id=d, **c),
+}
 
 
 class Registrar:
@@ -238,9 +204,14 @@ class Registrar:
     (sync or async) ``device_id -> password | HA1 | None``.  ``port=0``
     picks a free port; read it from :attr:`address` once started.
     ``events`` limits which event kinds are recorded (default: all; an
-    empty tuple records none, for load tests).  ``reuse_port`` lets several
-    registrar processes share one port (SO_REUSEPORT); the kernel sends each
-    source address to one of them, and each keeps its own bindings.
+    empty tuple records none, for load tests).  ``on_event`` (or
+    :meth:`add_listener`) sees every recorded event as it happens.
+    ``tcp_incomplete_timeout``: seconds a TCP message may wait for the
+    rest of its bytes before it is answered 400 and the connection closed.
+    ``reuse_port`` lets several registrar processes share one port
+    (SO_REUSEPORT); the kernel sends each source address to one of them,
+    and each keeps its own bindings.  A registrar runs once: after
+    :meth:`close` make a new one.
     """
 
     def __init__(
@@ -274,23 +245,25 @@ class Registrar:
         max_pending: int = 1024,
         max_events: int = 65536,
         max_connections: int = 10000,
+        tcp_incomplete_timeout: float = INCOMPLETE_TIMEOUT,
         rate_per_source: int = 0,
         lenient: int = 0,
         keepalive_events: bool = True,
-        events: Iterable[type[Event]] | None = None,
+        events: Iterable[type[RegistrarEvent]] | None = None,
+        on_event: Callable[[RegistrarEvent], object] | None = None,
         reuse_port: bool = False,
         seed: int | None = None,
     ) -> None:
         transports = tuple(t.lower() for t in transports)
         for t in transports:
             if t not in _TRANSPORTS:
-                raise RegistrarError(f"unknown transport {t!r}: use 'udp' and/or 'tcp'")
+                raise ConfigurationError(f"unknown transport {t!r}: use 'udp' and/or 'tcp'")
         if not transports:
-            raise RegistrarError("at least one transport is needed")
+            raise ConfigurationError("at least one transport is needed")
         if qop not in (None, "auth"):
-            raise RegistrarError("qop must be None or 'auth'")
+            raise ConfigurationError("qop must be None or 'auth'")
         if keepalive_interval <= 0 and keepalive_timeout_count:
-            raise RegistrarError("keepalive_interval must be positive")
+            raise ConfigurationError("keepalive_interval must be positive")
         self.server_id = server_id
         self.host = host
         self._port = port
@@ -298,8 +271,9 @@ class Registrar:
         self._passwords = passwords
         self._accept = accept
         self._utc_offset_ms = int(utc_offset.total_seconds() * 1000)
-        self._clock = clock
+        self._wall = clock
         self._max_connections = max_connections
+        self._tcp_incomplete_timeout = tcp_incomplete_timeout
         self._reuse_port = reuse_port
         self._lenient = lenient
         shared = passwords if isinstance(passwords, str) else None
@@ -327,6 +301,7 @@ class Registrar:
             max_transactions=max_transactions,
             max_pending=max_pending,
             max_events=max_events,
+            rate_per_source=rate_per_source,
             lenient=lenient,
             server_header=server_header,
             keepalive_events=keepalive_events,
@@ -336,20 +311,18 @@ class Registrar:
             for device_id, secret in passwords.items():
                 self.set_password(device_id, secret)
         self.realm = realm or server_id[:10]
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stream: EventStream[RegistrarEvent] = EventStream(max_events)
+        if on_event is not None:
+            self._stream.add_listener(on_event)
+        self._clock: Clock | None = None
+        self._driver: Driver | None = None
         self._udp_socks: list[socket.socket] = []
         self._tcp_servers: list[asyncio.AbstractServer] = []
-        self._conns: dict[int, asyncio.StreamWriter] = {}
-        self._conn_tasks: set[asyncio.Task[Any]] = set()
+        self._conns: dict[int, SIPStream] = {}
         self._conn_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
-        self._events: collections.deque[Event] = collections.deque(maxlen=max_events)
-        self._event_waiters: list[asyncio.Future[None]] = []
-        self.events_dropped = 0
         self._addresses: dict[str, Address] = {}
-        self._closed = False
+        self._state = "new"  # -> running -> closed
 
     # -- lifetime -----------------------------------------------------------
 
@@ -362,7 +335,15 @@ class Registrar:
 
     async def start(self) -> None:
         """Bind the sockets and start serving."""
-        self._loop = asyncio.get_running_loop()
+        if self._state != "new":
+            raise LocalProtocolError(
+                "this Registrar is already running" if self._state == "running" else
+                "a closed Registrar cannot start again: create a new Registrar")
+        loop = asyncio.get_running_loop()
+        self._clock = Clock(loop, self._wall)
+        self._driver = Driver(self._clock, deadline=self._core.next_deadline,
+                              fire=self._core.handle_timer, flush=self._drain)
+        self._state = "running"
         # With port=0 and both transports, UDP picks a free port and TCP must
         # get the same one; another process may hold it for TCP, so retry.
         attempts = 20 if self._port == 0 and len(self._transports) > 1 else 1
@@ -382,27 +363,26 @@ class Registrar:
                 ) from exc
 
     async def _listen(self, port: int) -> None:
-        assert self._loop is not None
+        loop = self._loop()
         if "udp" in self._transports:
             sock = self._bind_udp(port)
             self._udp_socks.append(sock)
             port = port or sock.getsockname()[1]
             self._addresses["udp"] = sock.getsockname()[:2]
             reader = self._on_udp_pump if self._accept is None else self._on_udp_python
-            self._loop.add_reader(sock.fileno(), reader, sock)
+            loop.add_reader(sock.fileno(), reader, sock)
         if "tcp" in self._transports:
-            server = await asyncio.start_server(
-                self._on_tcp, self.host, port, reuse_address=True,
-                reuse_port=self._reuse_port or None, limit=_core.DEFAULT_MAX_MESSAGE,
-            )
+            server = await loop.create_server(
+                self._new_stream, self.host, port, reuse_address=True,
+                reuse_port=self._reuse_port or None)
             self._tcp_servers.append(server)
             self._addresses["tcp"] = server.sockets[0].getsockname()[:2]
 
     def _release(self) -> None:
         """Undo a partial _listen()."""
+        loop = self._loop()
         for sock in self._udp_socks:
-            if self._loop is not None:
-                self._loop.remove_reader(sock.fileno())
+            loop.remove_reader(sock.fileno())
             sock.close()
         self._udp_socks.clear()
         for server in self._tcp_servers:
@@ -426,35 +406,35 @@ class Registrar:
         return sock
 
     async def close(self) -> None:
-        """Stop serving; bindings are forgotten with the registrar."""
-        if self._closed:
+        """Stop serving; bindings are forgotten with the registrar.  A
+        second call does nothing."""
+        if self._state == "closed":
             return
-        self._closed = True
-        loop = self._loop
+        was_running = self._state == "running"
+        self._state = "closed"
+        if self._driver is not None:
+            self._driver.close()
+        if was_running:
+            self._release_all()
+            for stream in list(self._conns.values()):
+                stream.close()
+            for server in self._tcp_servers:
+                await server.wait_closed()
+            self._tcp_servers.clear()
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._stream.close()
+
+    def _release_all(self) -> None:
+        loop = self._loop()
         for sock in self._udp_socks:
-            if loop is not None:
-                loop.remove_reader(sock.fileno())
+            loop.remove_reader(sock.fileno())
             sock.close()
         self._udp_socks.clear()
         for server in self._tcp_servers:
             server.close()
-        for writer in list(self._conns.values()):
-            writer.close()
-        if self._conn_tasks:
-            # closed transports make each reader see EOF and return
-            await asyncio.wait(set(self._conn_tasks), timeout=5)
-        for server in self._tcp_servers:
-            await server.wait_closed()
-        self._tcp_servers.clear()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._timer is not None:
-            self._timer.cancel()
-        for fut in self._event_waiters:
-            if not fut.done():
-                fut.set_result(None)
 
     # -- public state -------------------------------------------------------
 
@@ -464,7 +444,7 @@ class Registrar:
         for t in _TRANSPORTS:
             if t in self._addresses:
                 return self._addresses[t]
-        raise RegistrarError("the registrar is not started")
+        raise LocalProtocolError("the registrar is not started")
 
     @property
     def addresses(self) -> dict[str, Address]:
@@ -501,7 +481,7 @@ class Registrar:
     def stats(self) -> dict[str, int]:
         """Counters of the core (received, answered, challenges...)."""
         s = dict(self._core.stats())
-        s["events_dropped_python"] = self.events_dropped
+        s["events_dropped_python"] = self._stream.dropped
         s["tcp_connections"] = len(self._conns)
         return s
 
@@ -509,6 +489,7 @@ class Registrar:
         (device_id, contact, _n, ua, call_id, cseq, src, expires_at, registered_at,
          last_ka, online) = t
         contacts = tuple(uri for uri, _ in self._core.contacts(device_id))
+        unix = self._unix
         return Binding(
             device_id=device_id,
             contact=contact,
@@ -518,141 +499,88 @@ class Registrar:
             cseq=cseq,
             source=(src[0], src[1]),
             transport=_transport_name(src[2]),
-            expires_at=expires_at / 1000,
-            registered_at=registered_at / 1000,
-            last_keepalive=last_ka / 1000 if last_ka else None,
+            expires_at=unix(expires_at),
+            registered_at=unix(registered_at),
+            last_keepalive=unix(last_ka) if last_ka else None,
             online=online,
         )
 
     # -- events -------------------------------------------------------------
 
-    async def events(self) -> AsyncIterator[Event]:
-        """Every event from now on, in order, until the registrar closes."""
-        while True:
-            while self._events:
-                yield self._events.popleft()
-            if self._closed:
-                return
-            fut = self._loop_or_running().create_future()
-            self._event_waiters.append(fut)
-            try:
-                await fut
-            finally:
-                if fut in self._event_waiters:
-                    self._event_waiters.remove(fut)
+    def events(self) -> AsyncIterator[RegistrarEvent]:
+        """Every event not yet taken, in order, then new ones as they happen,
+        until the registrar closes."""
+        return self._stream.__aiter__()
 
-    async def wait_for(
-        self,
-        kind: type[Event] | tuple[type[Event], ...],
-        device_id: str | None = None,
-        timeout: float | None = 10.0,
-    ) -> Event:
-        """The next event of that kind (for that device), skipping others."""
+    async def wait_for(self, kind: type[E] | tuple[type[E], ...],
+                       device_id: str | None = None,
+                       timeout: float | None = 10.0) -> E:
+        """The next event of that kind (for that device) not yet taken from
+        :meth:`events`; the events before it are taken too."""
+        return await self._stream.wait_for(kind, device_id, timeout)
 
-        async def find() -> Event:
-            async for ev in self.events():
-                if isinstance(ev, kind) and (device_id is None or ev.device_id == device_id):
-                    return ev
-            raise RegistrarError("registrar closed while waiting for an event")
+    def add_listener(self, listener: Callable[[RegistrarEvent], object]) -> Callable[[], None]:
+        """Call ``listener(event)`` for every event from now on, consumed or
+        not (a recorder, a logger); returns a function that removes it."""
+        return self._stream.add_listener(listener)
 
-        return await asyncio.wait_for(find(), timeout)
+    @property
+    def events_dropped(self) -> int:
+        """Events thrown away because nobody took them and the queue was full."""
+        return self._stream.dropped
 
-    def _loop_or_running(self) -> asyncio.AbstractEventLoop:
-        return self._loop or asyncio.get_running_loop()
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        if self._clock is None:
+            raise LocalProtocolError("the registrar is not started")
+        return self._clock.loop
 
-    def _emit(self, ev: Event) -> None:
-        if len(self._events) == self._events.maxlen:
-            self.events_dropped += 1
-        self._events.append(ev)
-        for fut in self._event_waiters:
-            if not fut.done():
-                fut.set_result(None)
-        self._event_waiters.clear()
+    def _unix(self, ms: int) -> float:
+        return self._clock.unix(ms) if self._clock is not None else ms / 1000.0
+
+    def _now(self) -> tuple[int, int]:
+        """(monotonic ms for timers, the platform's local wall ms for Date)."""
+        assert self._clock is not None
+        return self._clock.now_ms(), int(self._wall() * 1000) + self._utc_offset_ms
 
     def _drain(self) -> None:
-        for t in self._core.pop_events():
-            (kind, device_id, status, expires, sn, time_ms, pending_id, src, reason,
-             text, extra) = t
-            source = (src[0], src[1]) if src[0] and src[1] else None
-            transport = _transport_name(src[2])
-            when = time_ms / 1000
+        """The driver's flush: the core's events become Python events."""
+        publish = self._stream.publish
+        for (kind, device_id, status, expires, sn, time_ms, pending_id, src, reason,
+             text, extra) in self._core.pop_events():
             if kind == _EV_NEED_SECRET:
                 self._spawn(self._lookup(pending_id, device_id, src))
                 continue
-            base = (device_id, source, transport, when)
-            ev: Event
-            if kind == 1:
-                ev = Registered(*base, contact=text or "", expires=expires, user_agent=extra)
-            elif kind == 2:
-                ev = Refreshed(*base, contact=text or "", expires=expires, user_agent=extra)
-            elif kind == 3:
-                ev = Unregistered(*base)
-            elif kind == 4:
-                ev = Expired(*base)
-            elif kind == 5:
-                ev = AuthFailed(*base, reason=reason or "", status=status)
-            elif kind == 6:
-                ev = Rejected(*base, status=status, reason=reason)
-            elif kind == 7:
-                ev = Online(*base)
-            elif kind == 8:
-                ev = Offline(*base)
-            elif kind == 9:
-                ev = Keepalive(*base, sn=sn, status=text)
-            elif kind == 10:
-                ev = Message(*base, body=text or "")
-            elif kind == 12:
-                ev = Redirected(*base, target=text or "")
-            else:
+            make = _MAKERS.get(kind)
+            if make is None:
                 continue
-            self._emit(ev)
+            common = {
+                "source": (src[0], src[1]) if src[0] and src[1] else None,
+                "transport": _transport_name(src[2]),
+                "time": self._unix(time_ms),
+            }
+            publish(make(device_id, common, status, expires, sn, reason, text, extra))
 
-    # -- time ---------------------------------------------------------------
+    def _publish_now(self, ev: RegistrarEvent) -> None:
+        self._stream.publish(ev)
 
-    def _now(self) -> tuple[int, int]:
-        loop = self._loop_or_running()
-        return int(loop.time() * 1000), int(self._clock() * 1000) + self._utc_offset_ms
-
-    def _after(self) -> None:
-        """After any input: publish events and re-arm the timer."""
-        self._drain()
-        deadline = self._core.next_deadline()
-        if deadline is None:
-            return
-        at = deadline / 1000
-        if self._timer_at is not None and self._timer_at <= at and self._timer is not None:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = at
-        self._timer = self._loop_or_running().call_at(at, self._on_timer)
-
-    def _on_timer(self) -> None:
-        at = self._timer_at or 0.0
-        self._timer = None
-        self._timer_at = None
-        if self._closed:
-            return
-        now, _ = self._now()
-        # loop.time() * 1000 can floor to a millisecond before the deadline
-        # the timer was armed for; the core would then see nothing due and
-        # the same timer would fire again at once, forever under a virtual
-        # clock.  The loop woke because the deadline passed: say so.
-        self._core.handle_timer(max(now, round(at * 1000)))
-        self._after()
+    def _common(self, source: Address | None, transport: str) -> dict[str, Any]:
+        assert self._clock is not None
+        return {"source": source, "transport": transport, "time": self._clock.unix_now()}
 
     # -- UDP ----------------------------------------------------------------
 
     def _on_udp_pump(self, sock: socket.socket) -> None:
+        assert self._driver is not None
         now, wall = self._now()
         try:
             self._core.pump_udp(sock.fileno(), now, wall)
         except OSError:
             pass  # an ICMP error surfaced on the socket; the next read goes on
-        self._after()
+        self._driver.settle()
 
     def _on_udp_python(self, sock: socket.socket) -> None:
         # With an accept hook each REGISTER visits Python before the core.
+        assert self._driver is not None
         for _ in range(256):
             try:
                 data, addr = sock.recvfrom(65536)
@@ -666,18 +594,19 @@ class Registrar:
                     sock.sendto(answer[0], (answer[1][0], answer[1][1]))
                 except OSError:
                     pass
-        self._after()
+        self._driver.settle()
 
     def _handle(self, data: bytes, host: str, port: int, transport: int,
                 conn_id: int) -> tuple[bytes, tuple[Any, ...]] | None:
         now, wall = self._now()
         if self._accept is not None:
-            verdict = self._consult(data)
+            verdict = self._consult(data, (host, port), _transport_name(transport))
             if verdict is not None:
                 return verdict
         return self._core.handle(data, host, port, transport, conn_id, now, wall)
 
-    def _consult(self, data: bytes) -> tuple[bytes, tuple[Any, ...]] | None:
+    def _consult(self, data: bytes, source: Address,
+                 transport: str) -> tuple[bytes, tuple[Any, ...]] | None:
         assert self._accept is not None
         try:
             msg = _core.parse(data, lenient=self._lenient)
@@ -695,68 +624,43 @@ class Registrar:
         via = msg.via
         dest = (via.received or via.host, int(via.rport) if isinstance(via.rport, int) and
                 not isinstance(via.rport, bool) else (via.port or 5060), 0, 0) if via else ("", 0, 0, 0)
+        common = self._common(source, transport)
         if isinstance(decision, Redirect):
             reply = msg.reply(302, headers=[("Contact", f"<{decision.target}>")])
-            self._emit(Redirected(device_id, None, "udp", self._loop_or_running().time(),
-                                  target=decision.target))
+            self._publish_now(DeviceRedirected(decision.target, device_id=device_id, **common))
         else:
             reply = msg.reply(decision.status, decision.reason)
-            self._emit(Rejected(device_id, None, "udp", self._loop_or_running().time(),
-                                status=decision.status, reason=decision.reason))
+            self._publish_now(Rejected(decision.status, decision.reason, device_id=device_id,
+                                       **common))
         return bytes(reply), dest
 
     # -- TCP ----------------------------------------------------------------
 
-    async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._conns) >= self._max_connections:
-            writer.close()
-            return
-        conn_id = next(self._conn_ids)
-        self._conns[conn_id] = writer
-        task = asyncio.current_task()
-        if task is not None:
-            self._conn_tasks.add(task)
-        peer = writer.get_extra_info("peername") or ("", 0)
-        host, port = peer[0], peer[1]
-        buf = bytearray()
-        try:
-            while not self._closed:
-                chunk = await reader.read(65536)
-                if not chunk:
-                    break
-                buf += chunk
-                while True:
-                    try:
-                        framed = _core.frame(buf, lenient=self._lenient)
-                    except _core.SIPParseError as exc:
-                        # A stream cannot resynchronise after garbage.
-                        self._emit(Rejected(None, (host, port), "tcp",
-                                            self._loop_or_running().time(),
-                                            status=exc.status, reason=exc.reason))
-                        return
-                    if framed is None:
-                        if len(buf) > _core.DEFAULT_MAX_MESSAGE:
-                            return
-                        # drop CRLF keep-alives that have piled up
-                        stripped = buf.lstrip(b"\r\n")
-                        if len(stripped) != len(buf):
-                            del buf[: len(buf) - len(stripped)]
-                        break
-                    skip, length = framed
-                    data = bytes(buf[skip: skip + length])
-                    del buf[: skip + length]
-                    answer = self._handle(data, host, port, 1, conn_id)
-                    if answer is not None:
-                        writer.write(answer[0])
-                    self._after()
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            self._conns.pop(conn_id, None)
-            if task is not None:
-                self._conn_tasks.discard(task)
-            writer.close()
+    def _new_stream(self) -> SIPStream:
+        stream = SIPStream(self._on_tcp_messages, on_closed=self._on_tcp_closed,
+                           on_refused=self._on_tcp_refused, lenient=self._lenient,
+                           incomplete_timeout=self._tcp_incomplete_timeout)
+        if len(self._conns) >= self._max_connections or self._state != "running":
+            stream.close()  # refused: closes as soon as it is connected
+            return stream
+        stream.tag = next(self._conn_ids)
+        self._conns[stream.tag] = stream
+        return stream
+
+    def _on_tcp_messages(self, stream: SIPStream, frames: list[bytes]) -> None:
+        assert self._driver is not None
+        host, port = stream.peer
+        for data in frames:
+            answer = self._handle(data, host, port, 1, stream.tag)
+            if answer is not None:
+                stream.write(answer[0])
+        self._driver.settle()
+
+    def _on_tcp_refused(self, stream: SIPStream, exc: _core.SIPParseError) -> None:
+        self._publish_now(Rejected(exc.status, exc.reason, **self._common(stream.peer, "tcp")))
+
+    def _on_tcp_closed(self, stream: SIPStream, exc: Exception | None) -> None:
+        self._conns.pop(stream.tag, None)
 
     # -- secret lookups -----------------------------------------------------
 
@@ -773,11 +677,11 @@ class Registrar:
             if inspect.isawaitable(secret):
                 secret = await secret
         except Exception as exc:  # the user's lookup failed: refuse the device
-            self._emit(AuthFailed(device_id, (src[0], src[1]), _transport_name(src[2]),
-                                  self._loop_or_running().time(),
-                                  reason=f"password lookup failed: {exc!r}", status=403))
+            self._publish_now(AuthFailed(
+                f"password lookup failed: {exc!r}", 403, device_id=device_id,
+                **self._common((src[0], src[1]), _transport_name(src[2]))))
             secret = None
-        if self._closed:
+        if self._state != "running":
             return
         if isinstance(secret, HA1):
             kind, value = 2, secret.value
@@ -789,14 +693,15 @@ class Registrar:
         answer = self._core.resume(pending_id, kind, value, now, wall)
         if answer is not None:
             self._send(answer[0], answer[1])
-        self._after()
+        assert self._driver is not None
+        self._driver.settle()
 
     def _send(self, data: bytes, dest: tuple[Any, ...]) -> None:
         host, port, transport, conn_id = dest
         if transport == 1:
-            writer = self._conns.get(conn_id)
-            if writer is not None:
-                writer.write(data)
+            stream = self._conns.get(conn_id)
+            if stream is not None:
+                stream.write(data)
             return
         for sock in self._udp_socks:
             try:

@@ -176,12 +176,12 @@ def _verdict(r: dict[str, Any]) -> str | None:
 
 
 async def _simulate(args: argparse.Namespace) -> int:
-    from gbsip.device import _parse_server
-    from gbsip.registrar import RegistrarError
-    from gbsip.simulator import Simulator, SimulatorError
+    from gbsip._address import parse_target
+    from gbsip.errors import RegistrarError, SimulatorError
+    from gbsip.simulator import Simulator
 
     try:
-        transport = args.transport or (_parse_server(args.server)[0] if args.server else "udp")
+        transport = args.transport or (parse_target(args.server).transport if args.server else "udp")
         faults: dict[str, float] = {}
         for spec in args.fault or []:
             kind, _, frac = spec.partition("=")
@@ -356,11 +356,11 @@ def add_simulate(sub: Any, run: Any) -> None:
 
 
 async def _register(args: argparse.Namespace) -> int:
-    from gbsip.device import Device, _parse_server
-    from gbsip.errors import RegistrationError
-    from gbsip.registrar import RegistrarError
+    from gbsip._address import parse_target
+    from gbsip.device import Device
+    from gbsip.errors import RegistrarError, RegistrationError
 
-    transport = args.transport or (_parse_server(args.server)[0] if args.server else "udp")
+    transport = args.transport or (parse_target(args.server).transport if args.server else "udp")
     args.keepalive = None
     out = sys.stdout
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import gbsip
 from gbsip.conformance import SUITES, plugin_args
-from gbsip.registrar import Offline, Online, Registered, Registrar
+from gbsip.events import DeviceRegistered, Offline, Online
+from gbsip.registrar import Registrar
 
 #: the directory holding the gbsip package this test run imports
 ROOT = Path(gbsip.__file__).resolve().parent.parent
@@ -98,7 +99,7 @@ class ThreadedRegistrar:
     async def _record(self) -> None:
         assert self.reg is not None
         async for ev in self.reg.events():
-            if isinstance(ev, (Registered, Online, Offline)) and ev.device_id:
+            if isinstance(ev, (DeviceRegistered, Online, Offline)) and ev.device_id:
                 state = "offline" if isinstance(ev, Offline) else "online"
                 (self.statedir / ev.device_id).write_text(state)
 

@@ -19,7 +19,8 @@ import pytest
 
 import gbsip as gbsip_pkg
 
-from gbsip.registrar import Registered, Registrar, Unregistered
+from gbsip.events import DeviceRegistered, DeviceUnregistered
+from gbsip.registrar import Registrar
 
 from device_helpers import free_port
 
@@ -50,14 +51,16 @@ def gbsip(*args: str, loop: str = "asyncio", timeout: float = 60) -> subprocess.
 
 def _schema(report: dict[str, Any]) -> None:
     """The documented report fields (docs/simulate.md), with their types."""
-    top = {"gbsip": str, "server": str, "transport": str, "devices": int, "ok": bool,
+    top = {"gbsip": str, "server": str, "transport": str, "devices": int, "started": int,
+           "stopped": bool, "ok": bool,
            "config": dict, "result": dict, "ramp": dict, "totals": dict, "failures": dict,
            "latency_ms": dict, "messages": dict, "churn": dict, "faults": dict,
            "unregistration": dict, "final_states": dict, "elapsed": float,
            "cpu_seconds": float, "cpu_percent": float, "memory": dict}
     for key, kind in top.items():
         assert isinstance(report[key], kind), key
-    assert set(report["result"]) == {"registered", "ever_registered", "not_registered", "examples"}
+    assert set(report["result"]) == {"registered", "ever_registered", "not_started",
+                                     "not_registered", "examples"}
     for name in ("register", "refresh", "message"):
         assert set(report["latency_ms"][name]) == {"count", "mean", "p50", "p95", "p99",
                                                    "p999", "max"}
@@ -196,7 +199,7 @@ def test_register_against_a_registrar_shows_the_exchange(loop_name: str) -> None
             events = []
             while True:
                 try:
-                    events.append(await reg.wait_for((Registered, Unregistered), timeout=0.2))
+                    events.append(await reg.wait_for((DeviceRegistered, DeviceUnregistered), timeout=0.2))
                 except asyncio.TimeoutError:
                     break
             assert proc.returncode is not None
@@ -208,7 +211,7 @@ def test_register_against_a_registrar_shows_the_exchange(loop_name: str) -> None
                  "SIP/2.0 401 Unauthorized", "SIP/2.0 200 OK", "Expires: 0",
                  "registered: expires 3600 s", "unregistered: 200"):
         assert line in out
-    assert [type(e).__name__ for e in events] == ["Registered", "Unregistered"]
+    assert [type(e).__name__ for e in events] == ["DeviceRegistered", "DeviceUnregistered"]
     assert all(e.device_id == "34020000001320000042" for e in events)
 
 

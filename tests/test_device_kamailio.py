@@ -118,11 +118,11 @@ def test_registers_refreshes_keeps_alive_and_unregisters(run, kamailio: int,  # 
 
     dev = run(scenario())
     history = list(dev.history)
-    assert history[0] == Challenged(401, False)
+    assert history[0] == Challenged(401, False, device_id=DEVICE)
     assert isinstance(history[1], Registered) and history[1].expires == 2
     assert any(isinstance(e, Refreshed) for e in history)
     assert any(isinstance(e, KeepaliveAnswered) for e in history)
-    assert history[-1] == Unregistered(200, "OK")
+    assert history[-1] == Unregistered(200, "OK", device_id=DEVICE)
     stats = dev.stats()
     assert stats["failures"] == 0 and stats["strays"] == 0
     if transport == "tcp":

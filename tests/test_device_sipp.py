@@ -109,12 +109,12 @@ def test_registers_through_401_then_200(run, sipp_uas, transport: str) -> None: 
         return list(dev.history)
 
     history = run(scenario())
-    assert history[0] == Challenged(401, False)
+    assert history[0] == Challenged(401, False, device_id=DEVICE)
     registered = history[1]
     assert isinstance(registered, Registered)
     assert registered.expires == 3600
     assert registered.date == datetime(2013, 6, 26, 16, 8, 37, 164000)
-    assert history[-1] == Unregistered(200, "OK")
+    assert history[-1] == Unregistered(200, "OK", device_id=DEVICE)
     rc, log = uas.result()
     assert rc == 0, log
 

@@ -18,7 +18,8 @@ import pytest
 
 pytest.importorskip("locust")
 
-from gbsip.registrar import Registered, Registrar, Unregistered  # noqa: E402
+from gbsip.events import DeviceRegistered, DeviceUnregistered  # noqa: E402
+from gbsip.registrar import Registrar  # noqa: E402
 
 from device_helpers import free_port  # noqa: E402
 
@@ -74,10 +75,10 @@ async def run_fleet(tmp: Path) -> tuple[dict[str, Any], dict[str, dict[str, str]
 
     async def watch() -> None:
         async for ev in reg.events():
-            if isinstance(ev, Registered):
+            if isinstance(ev, DeviceRegistered):
                 seen["registered"].append(ev.device_id)
                 seen["sources"].setdefault(ev.device_id, set()).add(ev.source)
-            elif isinstance(ev, Unregistered):
+            elif isinstance(ev, DeviceUnregistered):
                 seen["unregistered"].add(ev.device_id)
 
     master_port = free_port()

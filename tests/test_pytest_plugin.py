@@ -40,12 +40,12 @@ def test_fixtures_give_a_registered_device(gbtester: pytest.Pytester) -> None:
     gbtester.makepyfile("""
         import pytest
         from gbsip.device import DeviceState
-        from gbsip.registrar import Registered
+        from gbsip.events import DeviceRegistered
 
         @pytest.mark.asyncio
         async def test_registered(gb_registrar, gb_device):
             assert gb_device.state is DeviceState.REGISTERED
-            ev = await gb_registrar.wait_recorded(Registered, gb_device.device_id, timeout=5)
+            ev = await gb_registrar.wait_recorded(DeviceRegistered, gb_device.device_id, timeout=5)
             assert ev.device_id == "34020000001320000001"
             assert gb_registrar.binding("34020000001320000001") is not None
 
@@ -62,7 +62,7 @@ def test_fixtures_give_a_registered_device(gbtester: pytest.Pytester) -> None:
         @pytest.mark.gb_registrar(min_expires=60)
         @pytest.mark.gb_device(expires=60)
         async def test_markers(gb_registrar, gb_device):
-            ev = await gb_registrar.wait_recorded(Registered, timeout=5)
+            ev = await gb_registrar.wait_recorded(DeviceRegistered, timeout=5)
             assert ev.expires == 60
     """)
     result = run(gbtester)
@@ -75,7 +75,7 @@ def test_gb_clock_runs_an_hour_of_keepalives_in_moments(gbtester: pytest.Pyteste
     gbtester.makepyfile("""
         import time
         import pytest
-        from gbsip.registrar import Offline, Refreshed
+        from gbsip.events import DeviceRefreshed, Offline
 
         @pytest.mark.asyncio
         @pytest.mark.gb_device(keepalive_interval=None)
@@ -90,7 +90,7 @@ def test_gb_clock_runs_an_hour_of_keepalives_in_moments(gbtester: pytest.Pyteste
         async def test_refresh(gb_clock, gb_registrar, gb_device):
             start = time.monotonic()
             await gb_clock.advance(3600)
-            assert gb_registrar.of(Refreshed, gb_device.device_id)
+            assert gb_registrar.of(DeviceRefreshed, gb_device.device_id)
             assert not gb_registrar.of(Offline)
             assert gb_device.keepalive_sn >= 55
             assert time.monotonic() - start < 20
@@ -114,7 +114,7 @@ def test_failure_shows_the_sip_exchange(gbtester: pytest.Pytester) -> None:
         "*gbsip SIP exchange*",
         "*-> udp://127.0.0.1:*: REGISTER sip:34020000002000000001@3402000000 SIP/2.0",
         "*SIP/2.0 401 Unauthorized",
-        "*registrar event Registered device=34020000001320000001*",
+        "*registrar event DeviceRegistered device=34020000001320000001*",
     ])
 
 
@@ -151,13 +151,13 @@ def test_gb_platform_sends_devices_to_that_platform(gbtester: pytest.Pytester,
     and gb_clock refuses to pretend it controls a real platform's time."""
     gbtester.makepyfile("""
         import pytest
-        from gbsip.registrar import Registered
+        from gbsip.events import DeviceRegistered
 
         @pytest.mark.asyncio
         async def test_there(gb_options, gb_registrar, gb_device):
             assert gb_device.server_port == gb_options.platform.port
             assert gb_options.platform.port != gb_registrar.address[1]
-            assert gb_registrar.of(Registered) == []
+            assert gb_registrar.of(DeviceRegistered) == []
 
         def test_clock(gb_clock):
             pass

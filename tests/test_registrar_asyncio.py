@@ -13,29 +13,27 @@ import hashlib
 import itertools
 import re
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 
 import gbsip
-from gbsip.registrar import (
-    HA1,
+from gbsip.errors import ConfigurationError, LocalProtocolError
+from gbsip.events import (
     AuthFailed,
+    DeviceRedirected,
+    DeviceRefreshed,
+    DeviceRegistered,
+    DeviceUnregistered,
     Expired,
     Keepalive,
     Offline,
     Online,
-    Redirect,
-    Redirected,
-    Refreshed,
-    Refuse,
-    Registered,
-    Registrar,
-    RegistrarError,
     Rejected,
-    Unregistered,
 )
+from gbsip.registrar import HA1, Redirect, Refuse, Registrar, RegistrarError
 
 SERVER_ID = "34020000002000000001"
 REALM = "3402000000"
@@ -290,8 +288,8 @@ def test_udp_registration(run: Runner, host: str) -> None:
             ok = await uac.register(dev(1))
             assert ok.status == 200 and GB_DATE.match(ok.headers["Date"])
             assert ok.headers["Expires"] == "3600"
-            ev = await reg.wait_for(Registered, timeout=5)
-            assert isinstance(ev, Registered)
+            ev = await reg.wait_for(DeviceRegistered, timeout=5)
+            assert isinstance(ev, DeviceRegistered)
             assert ev.device_id == dev(1) and ev.transport == "udp"
             assert ev.source == uac.local and ev.expires == 3600 and ev.user_agent == "test-uac/1"
             binding = reg.bindings[dev(1)]
@@ -309,7 +307,7 @@ def test_tcp_registration(run: Runner, host: str) -> None:
             uac = await TcpUac.open(reg.addresses["tcp"])
             ok = await uac.register(dev(2))
             assert ok.status == 200 and GB_DATE.match(ok.headers["Date"])
-            ev = await reg.wait_for(Registered, timeout=5)
+            ev = await reg.wait_for(DeviceRegistered, timeout=5)
             assert ev.transport == "tcp" and ev.source == uac.local
             assert reg.bindings[dev(2)].transport == "tcp"
             await uac.close()
@@ -379,7 +377,7 @@ def test_unregister_and_expiry_events(run: Runner) -> None:
             uac = await UdpUac.open(reg.address)
             assert (await uac.register(dev(40))).status == 200
             assert (await uac.register(dev(40), expires=0, cseq=3)).status == 200
-            ev = await reg.wait_for(Unregistered, timeout=5)
+            ev = await reg.wait_for(DeviceUnregistered, timeout=5)
             assert ev.device_id == dev(40) and dev(40) not in reg.bindings
             assert (await uac.register(dev(41), expires=1)).status == 200
             ev = await reg.wait_for(Expired, dev(41), timeout=5)
@@ -395,7 +393,7 @@ def test_refresh_event(run: Runner) -> None:
             uac = await UdpUac.open(reg.address)
             await uac.register(dev(42))
             await uac.register(dev(42), cseq=3)
-            ev = await reg.wait_for(Refreshed, timeout=5)
+            ev = await reg.wait_for(DeviceRefreshed, timeout=5)
             assert ev.device_id == dev(42)
             uac.close()
     run(main)
@@ -509,7 +507,7 @@ def test_accept_hook_redirect(run: Runner) -> None:
             uac = await UdpUac.open(reg.address)
             ans = await uac.ask(register_request(dev(72), uac.local))
             assert ans.status == 302 and ans.contacts[0].uri == target
-            ev = await reg.wait_for(Redirected, timeout=5)
+            ev = await reg.wait_for(DeviceRedirected, timeout=5)
             assert ev.target == target  # type: ignore[attr-defined]
             assert len(reg) == 0
             uac.close()
@@ -622,14 +620,17 @@ def test_port_in_use_raises_registrar_error(run: Runner, transports: tuple[str, 
     run(main)
 
 
-def test_bad_options_raise_registrar_error() -> None:
-    """Misuse is reported at construction: unknown transport, no transport, bad qop."""
-    with pytest.raises(RegistrarError):
+def test_bad_options_raise_configuration_error() -> None:
+    """Misuse is reported at construction: unknown transport, no transport,
+    bad qop — a ConfigurationError, which is a LocalProtocolError and a ValueError."""
+    with pytest.raises(ConfigurationError, match="sctp"):
         Registrar(SERVER_ID, transports=("sctp",))
-    with pytest.raises(RegistrarError):
+    with pytest.raises(ConfigurationError, match="transport"):
         Registrar(SERVER_ID, transports=())
-    with pytest.raises(RegistrarError):
+    with pytest.raises(ConfigurationError, match="qop"):
         Registrar(SERVER_ID, qop="auth-int")
+    assert issubclass(ConfigurationError, LocalProtocolError)
+    assert issubclass(ConfigurationError, ValueError)
 
 
 def test_close_is_idempotent_and_ends_event_iteration(run: Runner) -> None:
@@ -649,4 +650,117 @@ def test_close_is_idempotent_and_ends_event_iteration(run: Runner) -> None:
         await reg.close()
         await asyncio.wait_for(task, 5)
         assert seen == []
+    run(main)
+
+
+def test_start_after_close_is_refused_and_nothing_listens(run: Runner) -> None:
+    """Issue 14: start() on a closed Registrar raises LocalProtocolError and
+    binds nothing (the port stays free); a second close() is harmless."""
+    async def main() -> None:
+        reg = registrar(transports=("udp",))
+        await reg.start()
+        port = reg.address[1]
+        await reg.close()
+        with pytest.raises(LocalProtocolError, match="closed Registrar cannot start"):
+            await reg.start()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", port))  # free: nobody re-bound it
+        await reg.close()
+    run(main)
+
+
+def test_start_twice_is_refused(run: Runner) -> None:
+    """A running Registrar cannot start again (it would bind a second socket)."""
+    async def main() -> None:
+        async with registrar(transports=("udp",)) as reg:
+            with pytest.raises(LocalProtocolError, match="already running"):
+                await reg.start()
+    run(main)
+
+
+def test_listeners_see_every_event_without_consuming_it(run: Runner) -> None:
+    """on_event and add_listener() see each event as it happens; events()
+    and wait_for() still get it; the function add_listener returns removes it."""
+    async def main() -> None:
+        early: list[Any] = []
+        later: list[Any] = []
+        reg = registrar(transports=("udp",), on_event=early.append)
+        async with reg:
+            remove = reg.add_listener(later.append)
+            uac = await UdpUac.open(reg.address)
+            assert (await uac.register(dev(95))).status == 200
+            ev = await reg.wait_for(DeviceRegistered, dev(95), timeout=5)
+            assert ev in early and ev in later
+            remove()
+            assert (await uac.register(dev(96))).status == 200
+            ev2 = await reg.wait_for(DeviceRegistered, dev(96), timeout=5)
+            assert ev2 in early and ev2 not in later
+            uac.close()
+    run(main)
+
+
+def test_event_times_and_binding_times_are_unix_time(run: Runner) -> None:
+    """Issue 15: what a user sees is on one clock: event.time and the
+    binding's registered_at/expires_at are Unix time, like Device.expires_at."""
+    async def main() -> None:
+        async with registrar(transports=("udp",)) as reg:
+            uac = await UdpUac.open(reg.address)
+            before = time.time()
+            assert (await uac.register(dev(97))).status == 200
+            ev = await reg.wait_for(DeviceRegistered, dev(97), timeout=5)
+            after = time.time()
+            assert before - 1 <= ev.time <= after + 1
+            b = reg.bindings[dev(97)]
+            assert before - 1 <= b.registered_at <= after + 1
+            assert abs(b.expires_at - (b.registered_at + 3600)) < 1
+            uac.close()
+    run(main)
+
+
+def test_old_event_names_still_import_with_a_deprecation_warning() -> None:
+    """Renamed in 0.2 (CHANGELOG.md): gbsip.registrar.Registered & co. still
+    work for one release, warning which gbsip.events name to use."""
+    import gbsip.registrar as registrar_module
+
+    for old, new in [("Registered", DeviceRegistered), ("Refreshed", DeviceRefreshed),
+                     ("Unregistered", DeviceUnregistered), ("Redirected", DeviceRedirected),
+                     ("Message", gbsip.events.MessageReceived),
+                     ("Event", gbsip.events.RegistrarEvent)]:
+        with pytest.warns(DeprecationWarning, match=f"gbsip.events.{new.__name__}"):
+            assert getattr(registrar_module, old) is new
+
+
+def test_tcp_garbage_is_answered_400_then_closed(run: Runner) -> None:
+    """RFC 3261 §18.3 and the stream policy (gbsip.StreamParser): a request
+    whose Content-Length is malformed cannot be framed; its head is still
+    readable, so it gets a 400 naming the problem, then the connection closes."""
+    async def main() -> None:
+        async with registrar(transports=("tcp",)) as reg:
+            bad = await TcpUac.open(reg.addresses["tcp"])
+            request = register_request(dev(93), bad.local, transport="TCP")
+            request = request.replace(b"Content-Length: 0", b"Content-Length: ten")
+            await bad.write(request)
+            answer = await bad.recv()
+            assert answer.status == 400 and "Content-Length" in answer.reason
+            assert answer.call_id == f"cid-{dev(93)}"
+            assert await asyncio.wait_for(bad.reader.read(), 5) == b""  # then closed
+            ev = await reg.wait_for(Rejected, timeout=5)
+            assert ev.status == 400 and ev.transport == "tcp"
+            await bad.close()
+    run(main)
+
+
+def test_tcp_incomplete_message_times_out_with_400(run: Runner) -> None:
+    """Issue 14: a Content-Length larger than what arrives no longer holds
+    the connection forever: after the incomplete-message timeout the request
+    is answered 400 and the connection closed."""
+    async def main() -> None:
+        async with registrar(transports=("tcp",), tcp_incomplete_timeout=0.3) as reg:
+            conn = await TcpUac.open(reg.addresses["tcp"])
+            request = register_request(dev(94), conn.local, transport="TCP")
+            await conn.write(request.replace(b"Content-Length: 0", b"Content-Length: 50"))
+            answer = await conn.recv(5)
+            assert answer.status == 400 and "ncomplete" in answer.reason
+            assert await asyncio.wait_for(conn.reader.read(), 5) == b""
+            await conn.close()
     run(main)

@@ -7,6 +7,7 @@ intervals; load is bounded in devices and time.
 """
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import tempfile
@@ -337,3 +338,58 @@ def test_bad_options_are_refused() -> None:
     with pytest.raises(ValueError, match="scheme"):
         Simulator(10, server="sctp://127.0.0.1:5060")
 
+
+
+def test_on_events_delivers_every_device_event_with_its_id(run) -> None:  # noqa: F811
+    """Simulator(on_events=...): each device's events arrive as gbsip.events
+    values with device_id set — the same vocabulary as gbsip.Device."""
+    from gbsip.events import Challenged, KeepaliveAnswered, Registered, Unregistered
+
+    async def scenario() -> tuple[list[Any], dict[str, Any], list[str]]:
+        seen: list[Any] = []
+        async with Registrar(SERVER_ID, port=0, transports=("udp",), passwords=PASSWORD,
+                             keepalive_events=False) as reg:
+            host, port = reg.address
+            async with Simulator(20, server=f"udp://{host}:{port}", rate=None, duration=0.6,
+                                 keepalive_interval=0.2, on_events=seen.extend) as sim:
+                report = await sim.run()
+                ids = [sim.device_id(i) for i in range(20)]
+        return seen, report, ids
+
+    seen, report, ids = run(scenario())
+    assert report["ok"]
+    for kind in (Challenged, Registered, KeepaliveAnswered, Unregistered):
+        got = {e.device_id for e in seen if isinstance(e, kind)}
+        assert got == set(ids), kind.__name__
+    registered = [e for e in seen if isinstance(e, Registered)]
+    assert all(e.expires == 3600 and e.latency >= 0 and e.time > 1e9 for e in registered)
+    assert len(registered) == report["totals"]["registrations"] == 20
+
+
+def test_stop_ends_the_run_early_and_unregisters_what_started(run) -> None:  # noqa: F811
+    """Simulator.stop(): the ramp stops where it is, the hold ends, the
+    started devices unregister, run() returns a report that says so."""
+
+    async def scenario() -> tuple[dict[str, Any], int, float]:
+        async with Registrar(SERVER_ID, port=0, transports=("udp",), passwords=PASSWORD,
+                             keepalive_events=False) as reg:
+            host, port = reg.address
+            async with Simulator(100_000, server=f"udp://{host}:{port}", rate=500,
+                                 duration=60) as sim:
+                loop = asyncio.get_running_loop()
+                loop.call_later(0.5, sim.stop)
+                t0 = time.monotonic()
+                report = await sim.run()
+                took = time.monotonic() - t0
+            return report, len(reg), took
+
+    report, bindings_left, took = run(scenario())
+    assert took < 15  # not the 60 s hold nor the 200 s ramp
+    assert report["stopped"] is True
+    started = report["started"]
+    assert 0 < started < 100_000
+    assert report["result"]["not_started"] == 100_000 - started
+    assert report["result"]["registered"] == started and report["ok"]
+    assert report["result"]["not_registered"] == {}
+    assert report["unregistration"]["unregistered"] == started
+    assert bindings_left == 0

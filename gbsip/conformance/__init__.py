@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from gbsip.errors import MissingDependency
+
 # pytest is imported where it is used: `gbsip --help`, `gbsip simulate` and
 # `gbsip serve` load this package for the command line and must work in an
 # environment without pytest (it is the `conformance` extra).
@@ -34,10 +36,6 @@ def check(id: str, clause: str) -> Callable[[F], F]:  # noqa: A002 - "id" reads 
     import pytest
 
     return pytest.mark.gb_check(id=id, clause=clause)  # type: ignore[no-any-return]
-
-
-class MissingDependency(ImportError):
-    """An optional part of gbsip needs a package that is not installed."""
 
 
 def require_pytest() -> Any:

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 import gbsip
+from gbsip import StreamParser
 from gbsip.conformance._common import GBOptions, Target, Trace
 from gbsip.digest import Challenge, compute_response
 
@@ -72,7 +73,7 @@ class Camera:
                                                  timeout=self.timeout,
                                                  source_address=(self.local_host, 0))
         self.local_port = int(self.sock.getsockname()[1])
-        self._buf = bytearray()
+        self._stream = StreamParser()
         self.call_id = f"{secrets.token_hex(8)}@{self.local_host}"
         self.from_tag = secrets.token_hex(5)
         self.cseq = 0
@@ -188,12 +189,15 @@ class Camera:
         deadline = time.monotonic() + timeout
         while True:
             if self.transport == "tcp":
-                framed = gbsip.frame(self._buf) if self._buf.strip(b"\r\n") else None
-                if framed is not None:
-                    skip, length = framed
-                    data = bytes(self._buf[skip:skip + length])
-                    del self._buf[:skip + length]
-                    return data
+                try:
+                    frame = self._stream.next_frame()
+                except gbsip.SIPParseError as exc:
+                    # the stream cannot resynchronise: nothing more will come
+                    self.trace.note(f"unframeable stream from the platform: {exc.reason}")
+                    self.sock.close()
+                    return None
+                if frame is not None:
+                    return frame
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
@@ -209,7 +213,7 @@ class Camera:
                 return None
             if not chunk:
                 return None
-            self._buf += chunk
+            self._stream.feed(chunk)
 
     def receive(self, timeout: float) -> gbsip.Response | None:
         """The next response (requests from the platform are answered 200)."""

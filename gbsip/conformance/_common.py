@@ -7,45 +7,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from gbsip._address import Target, parse_target
+
 __all__ = ["GBOptions", "Target", "Trace", "CheckFailed", "parse_target", "unknown_device_id"]
-
-
-@dataclass(frozen=True)
-class Target:
-    """A SIP peer address: transport (``udp``/``tcp``), host, port."""
-
-    transport: str
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.transport}://{host}:{self.port}"
-
-
-def parse_target(url: str, default_port: int = 5060) -> Target:
-    """``udp://127.0.0.1:5060``, ``tcp://[::1]:5070`` or ``host:port`` (UDP)."""
-    transport, rest = "udp", url.strip()
-    if "://" in rest:
-        scheme, rest = rest.split("://", 1)
-        transport = scheme.lower()
-    if transport not in ("udp", "tcp"):
-        raise ValueError(f"{url!r}: the scheme must be udp:// or tcp://")
-    rest = rest.rstrip("/")
-    if rest.startswith("["):
-        host, _, tail = rest[1:].partition("]")
-        port_text = tail[1:] if tail.startswith(":") else ""
-    elif rest.count(":") == 1:
-        host, port_text = rest.split(":")
-    else:
-        host, port_text = rest, ""
-    try:
-        port = int(port_text) if port_text else default_port
-    except ValueError:
-        raise ValueError(f"{url!r}: the port must be a number") from None
-    if not host or not 0 < port < 65536:
-        raise ValueError(f"{url!r}: expected udp://HOST:PORT or tcp://HOST:PORT")
-    return Target(transport, host, port)
 
 
 def unknown_device_id(device_id: str) -> str:

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import gbsip
+from gbsip import StreamParser
 from gbsip.conformance._common import GBOptions, Trace
 from gbsip.digest import Credentials, compute_response
 
@@ -150,7 +151,7 @@ class PlatformRig:
         self.drop_keepalives = False
         self._cache: dict[tuple[str, str, str], tuple[bytes, Seen]] = {}
         self._selector = selectors.DefaultSelector()
-        self._conns: dict[socket.socket, bytearray] = {}
+        self._conns: dict[socket.socket, StreamParser] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.started = time.monotonic()
@@ -199,7 +200,7 @@ class PlatformRig:
                     elif sock is self.sock:
                         conn, _addr = self.sock.accept()
                         conn.setblocking(False)
-                        self._conns[conn] = bytearray()
+                        self._conns[conn] = StreamParser()
                         self._selector.register(conn, selectors.EVENT_READ)
                     else:
                         self._read_tcp(sock)
@@ -220,29 +221,35 @@ class PlatformRig:
     def _read_tcp(self, conn: socket.socket) -> None:
         chunk = conn.recv(65536)
         if not chunk:
-            self._selector.unregister(conn)
-            self._conns.pop(conn, None)
-            conn.close()
+            self._drop(conn)
             return
-        buf = self._conns[conn]
-        buf += chunk
+        parser = self._conns[conn]
+        parser.feed(chunk)
         peer = conn.getpeername()[:2]
-        while buf.strip(b"\r\n"):
+        where = f"{peer[0]}:{peer[1]}"
+        while True:
             try:
-                framed = gbsip.frame(buf)
-            except gbsip.GBSIPError:
-                buf.clear()
+                data = parser.next_frame()
+            except gbsip.SIPParseError as exc:
+                # the stream cannot resynchronise: answer if we can, then close
+                self.trace.note(f"unframeable stream from the camera: {exc.reason}")
+                answer = parser.refusal(exc)
+                if answer is not None:
+                    self.trace.sent(answer, where)
+                    conn.sendall(answer)
+                self._drop(conn)
                 return
-            if framed is None:
+            if data is None:
                 return
-            skip, length = framed
-            data = bytes(buf[skip:skip + length])
-            del buf[:skip + length]
             answer = self._handle(data, (peer[0], peer[1]))
             if answer is not None:
-                self.trace.sent(answer, f"{peer[0]}:{peer[1]}")
+                self.trace.sent(answer, where)
                 conn.sendall(answer)
-        buf.clear()
+
+    def _drop(self, conn: socket.socket) -> None:
+        self._selector.unregister(conn)
+        self._conns.pop(conn, None)
+        conn.close()
 
     # -- waiting (called from the test thread) ------------------------------------
 

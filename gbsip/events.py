@@ -1,0 +1,278 @@
+"""Every event gbsip reports, in one place.
+
+Events are small frozen values with a useful repr, so a test reads
+``assert ev == Challenged(401, False, device_id=ID)``.  Two families share
+the :class:`Event` base:
+
+- :class:`RegistrarEvent`: what the platform (:class:`gbsip.Registrar`) saw
+  a device do: ``DeviceRegistered``, ``DeviceRefreshed``, ``Keepalive``,
+  ``Offline``...  Each carries the device's source address and transport.
+- :class:`DeviceEvent`: what happened to a camera (:class:`gbsip.Device`, or
+  one device of a :class:`gbsip.Simulator`): ``Registered``, ``Challenged``,
+  ``KeepaliveAnswered``...
+
+Where the two views of one step differ, the names differ: the platform sees
+``DeviceRegistered`` when the camera sees ``Registered``.
+
+``time`` is Unix time in seconds (wall clock, the clock ``Device.expires_at``
+and ``Binding.expires_at`` use); intervals (``latency``, ``retry_in``) are
+measured on the loop's monotonic clock.  ``time`` and ``latency`` are
+measurements, not what happened: they are left out of ``==`` so expected
+events can be written without them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+__all__ = [
+    "Address",
+    "AuthFailed",
+    "Challenged",
+    "DeviceEvent",
+    "DeviceRedirected",
+    "DeviceRefreshed",
+    "DeviceRegistered",
+    "DeviceUnregistered",
+    "Event",
+    "Expired",
+    "Failed",
+    "Keepalive",
+    "KeepaliveAnswered",
+    "KeepaliveMissed",
+    "KeepaliveSent",
+    "KeepaliveTimeout",
+    "MessageReceived",
+    "Offline",
+    "Online",
+    "Redirected",
+    "Refreshed",
+    "Registered",
+    "RegistrarEvent",
+    "Rejected",
+    "Unregistered",
+]
+
+Address = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base of every gbsip event.  ``device_id`` is ``None`` only where the
+    message it came from named no device (garbage, a stray request)."""
+
+    device_id: str | None = field(default=None, kw_only=True)
+    #: Unix time (s) at which it happened; not compared by ``==``.
+    time: float = field(default=0.0, kw_only=True, compare=False)
+
+
+# --------------------------------------------------------------------------
+# The platform's view (gbsip.Registrar)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrarEvent(Event):
+    """Something a :class:`gbsip.Registrar` saw; ``source`` is the packet's
+    address (``None`` when not known) and ``transport`` ``"udp"``/``"tcp"``."""
+
+    source: Address | None = field(default=None, kw_only=True)
+    transport: str = field(default="udp", kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRegistered(RegistrarEvent):
+    """A device registered (GB/T 28181 §9.1.2.1)."""
+
+    contact: str
+    expires: int
+    user_agent: str | None
+    device_id: str = field(default="", kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRefreshed(RegistrarEvent):
+    """A registered device renewed its binding."""
+
+    contact: str
+    expires: int
+    user_agent: str | None
+    device_id: str = field(default="", kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceUnregistered(RegistrarEvent):
+    """A device removed its binding (``Expires: 0``, GB/T 28181 §9.1.2.2)."""
+
+    device_id: str = field(default="", kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Expired(RegistrarEvent):
+    """A binding reached its expiry without a refresh."""
+
+    device_id: str = field(default="", kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthFailed(RegistrarEvent):
+    """Credentials were refused; ``status`` is what the device was answered."""
+
+    reason: str
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected(RegistrarEvent):
+    """A request was refused as malformed or not acceptable (``status`` 0:
+    dropped without an answer)."""
+
+    status: int
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Online(RegistrarEvent):
+    """A device came back after being offline."""
+
+    device_id: str = field(default="", kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Offline(RegistrarEvent):
+    """A device missed ``keepalive_timeout_count`` keepalives (GB/T 28181 §9.6.1)."""
+
+    device_id: str = field(default="", kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Keepalive(RegistrarEvent):
+    """A keepalive MESSAGE was answered 200 (GB/T 28181 §9.6.1)."""
+
+    sn: int
+    status: str | None
+    device_id: str = field(default="", kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived(RegistrarEvent):
+    """Another MANSCDP MESSAGE (Catalog, Alarm...), answered 200."""
+
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRedirected(RegistrarEvent):
+    """A REGISTER was answered 302 to another platform (2022 edition §9.1.2.3)."""
+
+    target: str
+
+
+# --------------------------------------------------------------------------
+# The camera's view (gbsip.Device, gbsip.Simulator)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEvent(Event):
+    """Something that happened to one camera; ``device_id`` is its ID."""
+
+
+@dataclass(frozen=True, slots=True)
+class Registered(DeviceEvent):
+    """Registered (GB/T 28181 §9.1.2): granted lifetime, and the platform's
+    clock from the 200's ``Date`` (§9.10) when it sent one."""
+
+    expires: int
+    latency: float = field(compare=False)
+    date: datetime | None = None
+    clock_offset: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refreshed(DeviceEvent):
+    """A refresh REGISTER was accepted."""
+
+    expires: int
+    latency: float = field(compare=False)
+    date: datetime | None = None
+    clock_offset: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Challenged(DeviceEvent):
+    """A 401/407 was answered with Digest credentials."""
+
+    status: int
+    stale: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Failed(DeviceEvent):
+    """An attempt failed; the device tries again after ``retry_in`` seconds
+    (0: at once, at the redirect server).  ``latency``: seconds from the
+    attempt's first REGISTER to the failure."""
+
+    status: int
+    reason: str
+    kind: str
+    retry_in: float
+    latency: float = field(default=0.0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Redirected(DeviceEvent):
+    """A 3xx named another platform (GB/T 28181-2022 §9.1.2.3)."""
+
+    status: int
+    host: str
+    port: int
+    uri: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeepaliveSent(DeviceEvent):
+    """A keepalive MESSAGE went out (GB/T 28181 §9.6.1)."""
+
+    sn: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeepaliveAnswered(DeviceEvent):
+    """The platform answered a keepalive with a 2xx."""
+
+    sn: int
+    status: int
+    latency: float = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class KeepaliveMissed(DeviceEvent):
+    """A keepalive got no 2xx (``status`` 0: no answer at all; ``reason``
+    the refusal's phrase); ``latency``: seconds from sending it to giving
+    up on it."""
+
+    sn: int
+    status: int
+    missed: int
+    latency: float = field(default=0.0, compare=False)
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class KeepaliveTimeout(DeviceEvent):
+    """``missed`` keepalives in a row went unanswered: the platform is
+    considered offline and the device registers again."""
+
+    missed: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unregistered(DeviceEvent):
+    """The device stopped; ``status`` 200 when the platform confirmed.
+    ``kind`` says why otherwise (``"not_registered"``, ``"abandoned"``,
+    ``"timeout"``, ``"rejected"``...), ``latency`` the unregister REGISTER's
+    round trip (0 when nothing was sent)."""
+
+    status: int
+    reason: str
+    kind: str = "none"
+    latency: float = field(default=0.0, compare=False)
