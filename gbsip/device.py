@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from gbsip import _core
 from gbsip._address import is_ip, parse_target
-from gbsip._drive import Clock, Driver, EventStream, SIPStream
+from gbsip._drive import Clock, Driver, EventStream, Lifetime, SIPStream
 from gbsip._version import __version__
 from gbsip.errors import ConfigurationError, LocalProtocolError, RegistrationError
 from gbsip.events import (
@@ -126,7 +126,7 @@ class FleetEvents:
         raise LocalProtocolError(f"unknown device event {kind!r} from the core")
 
 
-class Device:
+class Device(Lifetime):
     """A GB/T 28181 camera that registers, refreshes, keeps alive and
     unregisters::
 
@@ -258,13 +258,6 @@ class Device:
     def stats(self) -> dict[str, Any]:
         """Counters of the core (messages sent, retransmissions, strays...)."""
         return self._fleet.stats()
-
-    async def __aenter__(self) -> Device:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     async def start(self) -> Registered:
         """Open the transport and register; returns the Registered event or

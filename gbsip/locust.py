@@ -335,7 +335,7 @@ class _Block:
             sim = self._sim = Simulator(**self.kw)
             timer_f = 64 * round(sim.t1 * 1000)
             sim.on_events = _Transactions(sim.index_of, sim.devices, timer_f, self._sink)
-            await sim.open()
+            await sim.start()
             self.server = sim.server
             self.first_id = sim.device_id(0)
             self.last_id = sim.device_id(sim.devices - 1)

@@ -26,7 +26,7 @@ from datetime import timedelta
 from typing import Any, TypeVar, Union
 
 from gbsip import _core
-from gbsip._drive import Clock, Driver, EventStream, SIPStream
+from gbsip._drive import Clock, Driver, EventStream, Lifetime, SIPStream
 from gbsip._drive.stream import INCOMPLETE_TIMEOUT
 from gbsip.errors import ConfigurationError, LocalProtocolError, RegistrarError
 from gbsip.events import (
@@ -196,7 +196,7 @@ _MAKERS: dict[int, _Maker] = {
 }
 
 
-class Registrar:
+class Registrar(Lifetime):
     """A GB/T 28181 registrar (platform) on UDP and/or TCP.
 
     ``passwords`` is one shared password (as many GB platforms use), a
@@ -326,13 +326,6 @@ class Registrar:
 
     # -- lifetime -----------------------------------------------------------
 
-    async def __aenter__(self) -> Registrar:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
     async def start(self) -> None:
         """Bind the sockets and start serving."""
         if self._state != "new":
@@ -353,7 +346,7 @@ class Registrar:
                 return
             except OSError as exc:
                 port = self._addresses.get("udp", (None, self._port))[1]
-                self._release()
+                self._stop_listening()
                 if attempt + 1 < attempts and exc.errno == errno.EADDRINUSE:
                     continue
                 await self.close()
@@ -378,17 +371,19 @@ class Registrar:
             self._tcp_servers.append(server)
             self._addresses["tcp"] = server.sockets[0].getsockname()[:2]
 
-    def _release(self) -> None:
-        """Undo a partial _listen()."""
+    def _stop_listening(self) -> list[asyncio.AbstractServer]:
+        """Close the listening sockets (all, or what a failed _listen()
+        opened); returns the TCP servers, which finish closing later."""
         loop = self._loop()
         for sock in self._udp_socks:
             loop.remove_reader(sock.fileno())
             sock.close()
         self._udp_socks.clear()
-        for server in self._tcp_servers:
+        servers, self._tcp_servers = self._tcp_servers, []
+        for server in servers:
             server.close()
-        self._tcp_servers.clear()
         self._addresses.clear()
+        return servers
 
     def _bind_udp(self, port: int) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -415,26 +410,16 @@ class Registrar:
         if self._driver is not None:
             self._driver.close()
         if was_running:
-            self._release_all()
+            servers = self._stop_listening()
             for stream in list(self._conns.values()):
                 stream.close()
-            for server in self._tcp_servers:
+            for server in servers:
                 await server.wait_closed()
-            self._tcp_servers.clear()
             for task in list(self._tasks):
                 task.cancel()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
         self._stream.close()
-
-    def _release_all(self) -> None:
-        loop = self._loop()
-        for sock in self._udp_socks:
-            loop.remove_reader(sock.fileno())
-            sock.close()
-        self._udp_socks.clear()
-        for server in self._tcp_servers:
-            server.close()
 
     # -- public state -------------------------------------------------------
 

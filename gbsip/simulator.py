@@ -29,7 +29,7 @@ from typing import Any, Union
 
 from gbsip import _core
 from gbsip._address import parse_target
-from gbsip._drive import Clock, Driver, SIPStream
+from gbsip._drive import Clock, Driver, Lifetime, SIPStream
 from gbsip._version import __version__
 from gbsip.device import FleetEvents, FleetEventTuple
 from gbsip.errors import ConfigurationError, SimulatorError
@@ -96,7 +96,7 @@ def _cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-class Simulator:
+class Simulator(Lifetime):
     """A fleet of simulated GB/T 28181 cameras (see docs/simulate.md).
 
     ``devices`` cameras with IDs ``id_prefix`` + serial (from ``id_start``,
@@ -350,8 +350,9 @@ class Simulator:
             raise SimulatorError(f"cannot resolve {host}: {exc.strerror or exc}") from exc
         return str(infos[0][4][0]), self.server_port
 
-    async def open(self) -> None:
-        """Resolve the server and open the sockets (``async with`` does it)."""
+    async def start(self) -> None:
+        """Resolve the server and open the sockets (``async with`` does it;
+        also called :meth:`open`)."""
         if self._opened:
             return
         self._loop = asyncio.get_running_loop()
@@ -400,6 +401,10 @@ class Simulator:
                     else ["::" if v6 else "0.0.0.0"]
         self._opened = True
 
+    async def open(self) -> None:
+        """The same as :meth:`start`."""
+        await self.start()
+
     @staticmethod
     def _is_loopback(ip: str) -> bool:
         try:
@@ -430,13 +435,6 @@ class Simulator:
         for i in range(self.devices):
             s = self._socks[i % len(self._socks)]
             self._fleet.set_local(i, h, s.getsockname()[1])
-
-    async def __aenter__(self) -> Simulator:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Close sockets and connections (devices still registered are left
@@ -746,7 +744,7 @@ class Simulator:
         """Ramp up, hold for ``duration`` (counted from the first REGISTER),
         churn and inject faults on the way, wait until every device has an
         outcome, unregister everyone; returns the final report."""
-        await self.open()
+        await self.start()
         assert self._loop is not None
         loop = self._loop
         self._cpu0 = _cpu_seconds()

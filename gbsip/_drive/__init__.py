@@ -18,6 +18,7 @@ core (or a scripted peer) plus the same four pieces from here:
 from gbsip._drive.clock import Clock
 from gbsip._drive.driver import Driver
 from gbsip._drive.events import EventStream
+from gbsip._drive.lifetime import Lifetime
 from gbsip._drive.stream import SIPStream
 
-__all__ = ["Clock", "Driver", "EventStream", "SIPStream"]
+__all__ = ["Clock", "Driver", "EventStream", "Lifetime", "SIPStream"]
