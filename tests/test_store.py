@@ -1,0 +1,116 @@
+"""Binding stores (gbsip.store): what a registrar writes survives the process."""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gbsip.errors import ConfigurationError
+from gbsip.store import RedisStore, SQLiteStore, StoredBinding, StoreError, open_store
+
+from redis_helpers import needs_redis, redis_port  # noqa: F401  (fixture)
+
+NOW = 1_700_000_000.0
+
+
+def binding(device_id: str, *, expires_in: float = 3600, node: str = "a") -> StoredBinding:
+    return StoredBinding(
+        device_id=device_id,
+        contacts=((f"sip:{device_id}@192.168.10.117:5061;line=6513f93347c330b",
+                   NOW + expires_in),),
+        user_agent="eXosip/3.6.0", call_id="939764460", cseq=2,
+        source=("192.168.10.117", 5061), transport="udp",
+        expires_at=NOW + expires_in, registered_at=NOW - 5, last_keepalive=None,
+        online=True, node=node)
+
+
+def test_stored_binding_round_trips_through_json() -> None:
+    b = binding("34020000001320000001")
+    assert StoredBinding.from_json(b.to_json()) == b
+
+
+def test_sqlite_store_keeps_batches_and_drops_what_expired(tmp_path: Path) -> None:
+    """A saved batch is there for the next process; removals and bindings
+    expired by load time are gone."""
+    path = str(tmp_path / "bindings.db")
+
+    async def main() -> list[StoredBinding]:
+        store = SQLiteStore(path)
+        await store.save([binding("1"), binding("2"), binding("3", expires_in=-1)], [], "a")
+        await store.save([], ["2"], "a")
+        await store.close()
+        again = SQLiteStore(path)  # a new process would open it like this
+        try:
+            return await again.load(NOW)
+        finally:
+            await again.close()
+
+    assert [b.device_id for b in asyncio.run(main())] == ["1"]
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_sqlite_store_keeps_each_nodes_rows_apart(tmp_path: Path) -> None:
+    """Several registrars (serve --workers N) share one file: each loads and
+    removes only its own rows; load(node=None) shows the whole table."""
+    async def main() -> tuple[list[str], list[str], int]:
+        store = SQLiteStore(str(tmp_path / "b.db"))
+        await store.save([binding("1", node="a"), binding("1", node="b"),
+                          binding("2", node="b")], [], "")
+        await store.save([], ["1"], "a")
+        own = [b.device_id for b in await store.load(NOW, "b")]
+        a = [b.device_id for b in await store.load(NOW, "a")]
+        total = len(await store.load(NOW))
+        await store.close()
+        return own, a, total
+
+    own, a, total = asyncio.run(main())
+    assert sorted(own) == ["1", "2"] and a == [] and total == 2
+
+
+def test_sqlite_store_that_cannot_open_says_which_file(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "no" / "such" / "dir" / "b.db"))
+    with pytest.raises(StoreError, match="no/such/dir"):
+        asyncio.run(store.load(NOW))
+
+
+def test_open_store_reads_the_command_line_spec(tmp_path: Path) -> None:
+    assert isinstance(open_store(str(tmp_path / "x.db")), SQLiteStore)
+    r = open_store("redis://127.0.0.1:6390/3")
+    assert isinstance(r, RedisStore) and (r.port, r.db) == (6390, 3)
+    with pytest.raises(ConfigurationError, match="redis://"):
+        open_store("postgres://x")
+    with pytest.raises(ConfigurationError, match="database"):
+        open_store("redis://127.0.0.1/abc")
+
+
+@needs_redis
+def test_redis_store_is_shared_by_registrars_on_one_server(redis_port: int) -> None:  # noqa: F811
+    """Two registrars (nodes) write to one Redis: each sees its own rows at
+    start, and the whole table is one view of both."""
+    async def main() -> tuple[list[str], list[str], list[str]]:
+        a = RedisStore("127.0.0.1", redis_port, prefix="t1:")
+        b = RedisStore("127.0.0.1", redis_port, prefix="t1:")
+        await a.save([binding("1", node="a"), binding("3", node="a", expires_in=-1)], [], "a")
+        await b.save([binding("2", node="b")], [], "b")
+        await b.save([], ["1"], "b")  # not b's row: stays
+        mine = [x.device_id for x in await a.load(NOW, "a")]
+        everyone = sorted(x.device_id for x in await b.load(NOW))
+        await a.save([], ["1"], "a")
+        after = [x.device_id for x in await a.load(NOW)]
+        await a.close()
+        await b.close()
+        return mine, everyone, after
+
+    mine, everyone, after = asyncio.run(main())
+    assert mine == ["1"] and everyone == ["1", "2"] and after == ["2"]
+
+
+def test_redis_store_without_a_server_says_where_it_looked() -> None:
+    from device_helpers import free_port
+
+    store = RedisStore("127.0.0.1", free_port())
+    with pytest.raises(StoreError, match="redis://127.0.0.1"):
+        asyncio.run(store.load(NOW))
