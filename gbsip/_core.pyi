@@ -210,7 +210,7 @@ def parse_date(value: str) -> datetime: ...
 def format_gb_date(value: datetime) -> str: ...
 def status_phrase(status: int) -> str: ...
 
-# --- Digest (csrc/py_digest.c) ---
+# --- Digest (csrc/python/py_digest.c) ---
 
 from collections.abc import Callable, Sequence
 
@@ -262,7 +262,7 @@ class DigestNonces:
     def issue(self, now: float, binding: _Text | None = b"") -> str: ...
     def check(self, nonce: _Text, now: float, binding: _Text | None = b"") -> tuple[int, float | None]: ...
 
-# --- Device (csrc/py_device.c) ---
+# --- Device (csrc/python/py_device.c) ---
 
 # (index, type, status, reason, value, latency_ms, time_ms, arg, flags, text)
 # type: "registered" "refreshed" "challenged" "failed" "redirected"
@@ -334,7 +334,7 @@ class Fleet:
     def sim_stats(self) -> dict[str, Any]: ...
     def outcomes(self, limit: int, /) -> tuple[int, int, dict[str, int], list[tuple[int, str, int, str]]]: ...
 
-# --- Registrar (csrc/py_registrar.c) ---
+# --- Registrar (csrc/python/py_registrar.c) ---
 
 _Peer = tuple[str, int, int, int]   # host, port, transport (0 UDP, 1 TCP), conn_id
 _RegEvent = tuple[int, str | None, int, int, int, int, int, _Peer, str | None,

@@ -33,7 +33,7 @@ def _error(data: bytes, **kwargs: int) -> gbsip.SIPParseError:
 
 
 def test_default_limits_documented_values() -> None:
-    """The documented defaults (csrc/sip_parser.h): 64 KiB, 128 headers, 8192-byte lines, 32 Vias, 32 Contacts."""
+    """The documented defaults (csrc/core/sip_parser.h): 64 KiB, 128 headers, 8192-byte lines, 32 Vias, 32 Contacts."""
     limits = gbsip.Limits()
     assert (limits.max_message, limits.max_headers, limits.max_line,
             limits.max_vias, limits.max_contacts) == (65536, 128, 8192, 32, 32)
