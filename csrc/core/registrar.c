@@ -1435,10 +1435,58 @@ static int remove_line(char *buf, size_t *len, uint32_t line)
     return 0;
 }
 
+/* RFC 3261 §8.1.1: the headers every request carries and every answer
+ * echoes (§8.2.6.2).  GB_LENIENT_MISSING_HEADERS lets the parser accept a
+ * request without them, so handling checks here before it reads one. */
+static const gb_header_id mandatory_ids[] = {GB_HDR_VIA, GB_HDR_FROM, GB_HDR_TO,
+                                             GB_HDR_CALL_ID, GB_HDR_CSEQ};
+
 static int mandatory(gb_header_id id)
 {
-    return id == GB_HDR_VIA || id == GB_HDR_FROM || id == GB_HDR_TO ||
-           id == GB_HDR_CALL_ID || id == GB_HDR_CSEQ;
+    for (size_t k = 0; k < sizeof(mandatory_ids) / sizeof(mandatory_ids[0]); k++)
+        if (mandatory_ids[k] == id)
+            return 1;
+    return 0;
+}
+
+/* The first mandatory header the request lacks, GB_HDR_OTHER when none. */
+static gb_header_id first_missing(const gb_msg *m)
+{
+    for (size_t k = 0; k < sizeof(mandatory_ids) / sizeof(mandatory_ids[0]); k++)
+        if (!m->first[mandatory_ids[k]])
+            return mandatory_ids[k];
+    return GB_HDR_OTHER;
+}
+
+/* Reason phrase of the 400 for a missing header (static text). */
+static const char *missing_reason(gb_header_id id)
+{
+    switch (id) {
+    case GB_HDR_FROM:
+        return "Missing From header";
+    case GB_HDR_TO:
+        return "Missing To header";
+    case GB_HDR_CALL_ID:
+        return "Missing Call-ID header";
+    case GB_HDR_CSEQ:
+        return "Missing CSeq header";
+    default:
+        return "Missing Via header";
+    }
+}
+
+/* Nothing can be answered (no Via to answer along, or no request at all):
+ * count the drop and say why in an event. */
+static gb_reg_status drop_unanswerable(gb_registrar *r, const char *why, const gb_peer *src,
+                                       int64_t now)
+{
+    r->st.dropped_unparseable++;
+    gb_reg_event *ev = push_event(r, GB_EV_REJECTED, NULL, 0, now);
+    if (ev) {
+        ev->reason = why;
+        ev->source = *src;
+    }
+    return GB_REG_DROPPED;
 }
 
 /* A message that failed strict parsing.  When the headers an answer needs
@@ -1485,16 +1533,9 @@ static gb_reg_status handle_bad(gb_registrar *r, const char *buf, size_t len,
             break;
     }
     gb_reg_status st;
-    if (!ok || m.kind != GB_REQUEST || m.method_id == GB_METHOD_ACK || !m.first[GB_HDR_VIA] ||
-        !m.first[GB_HDR_FROM] || !m.first[GB_HDR_TO] || !m.first[GB_HDR_CALL_ID] ||
-        !m.first[GB_HDR_CSEQ]) {
-        r->st.dropped_unparseable++;
-        gb_reg_event *ev = push_event(r, GB_EV_REJECTED, NULL, 0, now);
-        if (ev) {
-            ev->reason = err->reason;
-            ev->source = *src;
-        }
-        st = GB_REG_DROPPED;
+    if (!ok || m.kind != GB_REQUEST || m.method_id == GB_METHOD_ACK ||
+        first_missing(&m) != GB_HDR_OTHER) {
+        st = drop_unanswerable(r, err->reason, src, now);
     } else {
         req_ctx c = {.r = r, .b = b, .m = &m, .src = src, .now = now, .wall = wall, .out = out};
         st = reject(&c, err->status ? err->status : 400, err->reason, NULL, 0);
@@ -1523,6 +1564,9 @@ static gb_reg_status process(gb_registrar *r, const char *buf, size_t len,
     }
     if (m.method_id == GB_METHOD_ACK)
         return GB_REG_NONE;
+    gb_header_id missing = first_missing(&m);
+    if (missing == GB_HDR_VIA)
+        return drop_unanswerable(r, missing_reason(missing), src, now);
 
     char key[TXN_KEY_MAX];
     size_t klen = 0;
@@ -1549,7 +1593,9 @@ static gb_reg_status process(gb_registrar *r, const char *buf, size_t len,
     gb_reg_status st;
     uint64_t want_pending = 0;
     gb_uri ru;
-    if (gb_parse_uri(buf, m.uri, &ru, NULL) != GB_OK) {
+    if (missing != GB_HDR_OTHER) {
+        st = reject(&c, 400, missing_reason(missing), NULL, 0);
+    } else if (gb_parse_uri(buf, m.uri, &ru, NULL) != GB_OK) {
         st = reject(&c, 400, "Malformed Request-URI", NULL, 0);
     } else if (!ru.is_sip) {
         st = reject(&c, 416, NULL, NULL, 0);

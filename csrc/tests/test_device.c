@@ -154,10 +154,10 @@ static const char *header(const sent *s, const char *name)
     return out;
 }
 
-/* Answer the request in s with status and extra header lines ("A: b\r\n"...),
- * fed to the fleet at now.  Returns what gb_fleet_handle_datagram did. */
-static long respond(gb_fleet *f, const sent *s, unsigned status,
-                    const char *extra, int64_t now)
+/* The answer to the request in s with status and extra header lines
+ * ("A: b\r\n"...), built into out; its length, or -100 / -101. */
+static long build_response(const sent *s, unsigned status, const char *extra,
+                           char *out, size_t cap)
 {
     gb_header hdrs[64];
     gb_msg req;
@@ -179,13 +179,22 @@ static long respond(gb_fleet *f, const sent *s, unsigned status,
                                   (size_t)(end - colon - 2)};
         line = end + 2;
     }
-    char out[4096];
     gb_writer w;
-    gb_w_init(&w, out, sizeof out);
+    gb_w_init(&w, out, cap);
     gb_reply_opts o = {.to_tag = "srv", .to_tag_len = 3, .fields = fields, .nfields = nf};
     if (gb_build_reply(&w, s->buf, &req, status, &o))
         return -101;
-    return gb_fleet_handle_datagram(f, out, w.len, now);
+    return (long)w.len;
+}
+
+/* Answer the request in s (see build_response), fed to the fleet at now.
+ * Returns what gb_fleet_handle_datagram did. */
+static long respond(gb_fleet *f, const sent *s, unsigned status,
+                    const char *extra, int64_t now)
+{
+    char out[4096];
+    long n = build_response(s, status, extra, out, sizeof out);
+    return n < 0 ? n : gb_fleet_handle_datagram(f, out, (size_t)n, now);
 }
 
 static int count_events(gb_fleet *f, int type)
@@ -662,6 +671,42 @@ static void test_strays_are_counted(void)
     gb_fleet_free(f);
 }
 
+/* Issue 12's class of bug, device side: a response that lacks a mandatory
+ * header (RFC 3261 §8.2.6.2), under every leniency, is never matched by a
+ * header it does not have and never read out of bounds. */
+static void test_response_missing_headers_any_leniency(void)
+{
+    static const char *names[] = {"Via: ", "From: ", "To: ", "Call-ID: ", "CSeq: "};
+    for (unsigned len = 0; len <= GB_LENIENT_ALL; len++)
+        for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+            gb_dev_config cfg;
+            base_config(&cfg);
+            cfg.lenient = len;
+            gb_fleet *f = make_fleet(&cfg);
+            gb_fleet_add(f, ID, 20);
+            gb_fleet_start(f, 0, 0);
+            sent s;
+            take_one(f, &s);
+            /* the 200 the platform would send, then without one header */
+            char out[4096];
+            long n = build_response(&s, 200, NULL, out, sizeof out - 1);
+            CHECK(n > 0);
+            out[n > 0 ? n : 0] = '\0';
+            char *line = strstr(out, names[k]);
+            CHECK(line != NULL);
+            char *end = line ? strstr(line, "\r\n") : NULL;
+            if (!end)
+                continue;
+            size_t cut = (size_t)(end + 2 - line);
+            memmove(line, end + 2, (size_t)n - (size_t)(line - out) - cut);
+            long r = gb_fleet_handle_datagram(f, out, (size_t)n - cut, 5);
+            int matching = k == 0 || k == 3 || k == 4; /* Via branch, Call-ID, CSeq */
+            CHECK(r == -1 || (!matching && r == 0));
+            CHECK(gb_fleet_state(f, 0) == (r == 0 ? GB_DEV_REGISTERED : GB_DEV_REGISTERING));
+            gb_fleet_free(f);
+        }
+}
+
 /* GB/T 28181-2022 §9.1.2.3: 302 -> register at the Contact; a refusal there
  * or lost keepalives -> back to the redirect server. */
 static void test_redirect(void)
@@ -904,6 +949,7 @@ int main(void)
     test_skip_keepalives();
     test_drop_responses();
     test_strays_are_counted();
+    test_response_missing_headers_any_leniency();
     test_redirect();
     test_unregister();
     test_options_in_register();

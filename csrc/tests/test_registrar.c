@@ -1287,6 +1287,162 @@ static void test_garbage_dropped_and_counted(void)
     gb_registrar_free(r);
 }
 
+/* The status line of the answer starts with `want` (read raw: an answer to
+ * a request without To has no To either, which a strict parse refuses). */
+static int answer_starts(const answer *a, const char *want)
+{
+    size_t n = strlen(want);
+    return a->st == GB_REG_REPLY && a->len >= n && memcmp(a->buf, want, n) == 0;
+}
+
+/* The base configuration with these leniencies. */
+static gb_registrar *mk_lenient(uint32_t lenient)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    c.lenient = lenient;
+    return mk(&c);
+}
+
+/* Issue 12: RFC 3261 §8.1.1 makes To, From, Call-ID, CSeq and Via
+ * mandatory; GB_LENIENT_MISSING_HEADERS lets the parser accept a request
+ * without them, so the registrar itself must answer 400 naming the one
+ * that is missing (RFC 3261 §8.2.2 lets it), never read a header that is
+ * not there. */
+static void test_missing_header_answered_400_naming_it(void)
+{
+    gb_registrar *r = mk_lenient(GB_LENIENT_MISSING_HEADERS);
+    gb_peer p = peer4(10, 0, 0, 5, 5061);
+    answer a;
+    static const struct {
+        const char *line, *status;
+    } cases[] = {
+        {"To: <sip:" DEV "@" REALM ">\r\n", "SIP/2.0 400 Missing To header\r\n"},
+        {"Call-ID: call-1\r\n", "SIP/2.0 400 Missing Call-ID header\r\n"},
+        {"CSeq: 1 REGISTER\r\n", "SIP/2.0 400 Missing CSeq header\r\n"},
+        {"From: <sip:" DEV "@" REALM ">;tag=ft" DEV "\r\n",
+         "SIP/2.0 400 Missing From header\r\n"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char msg[8192];
+        req q = {.cseq = 1, .expires = 3600};
+        size_t n = build(msg, sizeof(msg), &q);
+        char *at = strstr(msg, cases[i].line);
+        CHECK(at != NULL);
+        if (!at)
+            continue;
+        size_t cut = strlen(cases[i].line);
+        memmove(at, at + cut, n - (size_t)(at - msg) - cut);
+        n -= cut;
+        feed(r, &a, msg, n, &p, NOW0, WALL_SEED);
+        if (!answer_starts(&a, cases[i].status))
+            fprintf(stderr, "  case %zu: got \"%.*s\"\n", i, (int)(a.len > 60 ? 60 : a.len), a.buf);
+        CHECK(answer_starts(&a, cases[i].status));
+    }
+    CHECK_EQ_INT(gb_registrar_binding_count(r), 0);
+    gb_registrar_free(r);
+}
+
+/* Issue 12's reproducer: a REGISTER of only a request line, a Via and
+ * Content-Length: 0; and a MANSCDP keepalive without From. */
+static void test_bare_register_and_fromless_message_answered(void)
+{
+    gb_registrar *r = mk_lenient(GB_LENIENT_ALL);
+    gb_peer p = peer4(10, 0, 0, 5, 5061);
+    answer a;
+    static const char bare[] = "REGISTER " RURI " SIP/2.0\r\n"
+                               "Via: SIP/2.0/UDP 10.0.0.5:5061;branch=z9hG4bKbare\r\n"
+                               "Content-Length: 0\r\n\r\n";
+    feed(r, &a, bare, sizeof(bare) - 1, &p, NOW0, WALL_SEED);
+    CHECK(answer_starts(&a, "SIP/2.0 400 Missing From header\r\n"));
+    static const char fromless[] =
+        "MESSAGE sip:" SERVER_ID "@" REALM " SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 10.0.0.5:5061;branch=z9hG4bKnofrom\r\n"
+        "To: <sip:" SERVER_ID "@" REALM ">\r\n"
+        "Call-ID: ka-1\r\n"
+        "CSeq: 20 MESSAGE\r\n"
+        "Content-Type: Application/MANSCDP+xml\r\n"
+        "Content-Length: 60\r\n\r\n"
+        "<Notify><CmdType>Keepalive</CmdType><SN>1</SN></Notify>\r\n\r\n\r\n";
+    feed(r, &a, fromless, sizeof(fromless) - 1, &p, NOW0, WALL_SEED);
+    CHECK(answer_starts(&a, "SIP/2.0 400 Missing From header\r\n"));
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.rejected, 2);
+    CHECK_EQ_INT(st.answered, 2);
+    gb_registrar_free(r);
+}
+
+/* Without a Via there is nowhere to send an answer (RFC 3261 §18.2.2):
+ * the request is dropped and counted, under any leniency. */
+static void test_request_without_via_dropped_and_counted(void)
+{
+    gb_registrar *r = mk_lenient(GB_LENIENT_ALL);
+    gb_peer p = peer4(10, 0, 0, 5, 5061);
+    answer a;
+    static const char novia[] = "REGISTER " RURI " SIP/2.0\r\n"
+                                "To: <sip:" DEV "@" REALM ">\r\n"
+                                "Content-Length: 0\r\n\r\n";
+    CHECK_EQ_INT(feed(r, &a, novia, sizeof(novia) - 1, &p, NOW0, WALL_SEED), GB_REG_DROPPED);
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.dropped_unparseable, 1);
+    CHECK_EQ_INT(st.answered, 0);
+    gb_registrar_free(r);
+}
+
+/* Every leniency combination against requests missing every subset of the
+ * mandatory headers: an answer or a counted drop, each time (under ASan
+ * this is the out-of-bounds check of issue 12). */
+static void test_any_leniency_any_missing_header_never_crashes(void)
+{
+    static const char *lines[] = {
+        "Via: SIP/2.0/UDP 10.0.0.5:5061;branch=z9hG4bKx%u\r\n",
+        "From: <sip:" DEV "@" REALM ">;tag=1\r\n",
+        "To: <sip:" DEV "@" REALM ">\r\n",
+        "Call-ID: c%u\r\n",
+        "CSeq: %u %s\r\n",
+    };
+    static const char *methods[] = {"REGISTER", "MESSAGE", "OPTIONS", "INVITE"};
+    gb_peer p = peer4(10, 0, 0, 5, 5061);
+    for (uint32_t len = 0; len <= GB_LENIENT_ALL; len++) {
+        gb_registrar_config c;
+        cfg_base(&c);
+        c.lenient = len;
+        c.ask_for_secrets = 1;
+        gb_registrar *r = mk(&c);
+        unsigned answered = 0, dropped = 0, sent = 0;
+        for (unsigned mask = 0; mask < 32; mask++)
+            for (size_t mi = 0; mi < 4; mi++) {
+                char msg[2048];
+                int n = snprintf(msg, sizeof(msg), "%s " RURI " SIP/2.0\r\n", methods[mi]);
+                for (unsigned k = 0; k < 5; k++)
+                    if (mask & (1u << k))
+                        n += snprintf(msg + n, sizeof(msg) - (size_t)n, lines[k],
+                                      sent + 1, methods[mi]);
+                n += snprintf(msg + n, sizeof(msg) - (size_t)n,
+                              "Content-Type: Application/MANSCDP+xml\r\n"
+                              "Content-Length: 40\r\n\r\n"
+                              "<Notify><CmdType>Keepalive</CmdType>\r\n");
+                answer a;
+                gb_reg_status st = feed(r, &a, msg, (size_t)n, &p, NOW0, WALL_SEED);
+                sent++;
+                answered += st == GB_REG_REPLY;
+                dropped += st == GB_REG_DROPPED;
+                CHECK(st == GB_REG_REPLY || st == GB_REG_DROPPED);
+            }
+        gb_registrar_stats st;
+        gb_registrar_get_stats(r, &st);
+        CHECK_EQ_INT(st.answered, answered);
+        CHECK_EQ_INT(st.dropped_unparseable + st.dropped_pending_full, dropped);
+        evlist l = {0};
+        do
+            pop_all(r, &l);
+        while (l.n);
+        gb_registrar_free(r);
+    }
+}
+
 /* Replace the first `from` in a freshly built REGISTER with `to`. */
 static size_t mutate(char *out, size_t cap, const char *from, const char *to)
 {
@@ -1571,6 +1727,10 @@ int main(void)
     test_limit_max_transactions();
     test_rate_per_source();
     test_garbage_dropped_and_counted();
+    test_missing_header_answered_400_naming_it();
+    test_bare_register_and_fromless_message_answered();
+    test_request_without_via_dropped_and_counted();
+    test_any_leniency_any_missing_header_never_crashes();
     test_malformed_gets_400_with_reason();
     test_method_and_extension_errors();
     test_truncations_and_flips();
