@@ -40,7 +40,7 @@ void gb_limits_default(gb_limits *lim)
     lim->max_message = 65536;
     lim->max_headers = 128;
     lim->max_line = 8192;
-    lim->max_vias = 32;
+    lim->max_vias = 70;
     lim->max_contacts = 32;
     lim->lenient = 0;
 }

@@ -112,7 +112,8 @@ typedef struct {
     uint32_t max_message;   /* whole message incl. body; default 65536 */
     uint32_t max_headers;   /* header lines; default 128 */
     uint32_t max_line;      /* one line incl. folded continuations; default 8192 */
-    uint32_t max_vias;      /* Via values (after splitting lists); default 32 */
+    uint32_t max_vias;      /* Via values (after splitting lists); default 70,
+                               as many hops as Max-Forwards allows */
     uint32_t max_contacts;  /* Contact values; default 32 */
     uint32_t lenient;       /* GB_LENIENT_* flags */
 } gb_limits;

@@ -1970,7 +1970,7 @@ static PyObject *py_status_phrase(PyObject *m, PyObject *v)
 static PyMethodDef module_functions[] = {
     {"parse", (PyCFunction)(void (*)(void))py_parse, METH_FASTCALL | METH_KEYWORDS,
      "parse(data, *, lenient=0, max_message=65536, max_headers=128, max_line=8192,\n"
-     "      max_vias=32, max_contacts=32, validate=False) -> Request | Response\n\n"
+     "      max_vias=70, max_contacts=32, validate=False) -> Request | Response\n\n"
      "Parse one SIP message held in one datagram."},
     {"frame", (PyCFunction)(void (*)(void))py_frame, METH_FASTCALL | METH_KEYWORDS,
      "frame(data, *, lenient=0, max_message=65536, ...) -> (skip, length) | None\n\n"
