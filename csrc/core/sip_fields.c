@@ -325,6 +325,102 @@ int gb_list_next(gb_list_iter *it, gb_span *item, gb_error *err)
     return 1;
 }
 
+/* RFC 3986 §3.2.2 IPv6address (RFC 4291 §2.2, and RFC 5954's correction
+ * of RFC 3261's ABNF) in b[s..e): eight 16-bit groups of 1-4 hex digits,
+ * the last two may be a dotted IPv4 address, one "::" may stand for one or
+ * more zero groups.  So RFC 5118 §4.10's [2001:db8:::192.0.2.1] is refused.
+ * Returns SIZE_MAX when valid, else the offset of the fault and *why. */
+static size_t ipv6_address_check(const char *b, size_t s, size_t e, const char **why)
+{
+    unsigned groups = 0;
+    int elided = 0;
+    size_t i = s;
+    if (e - s >= 2 && b[s] == ':' && b[s + 1] == ':') {
+        elided = 1;
+        i = s + 2;
+    } else if (i < e && b[i] == ':') {
+        *why = "IPv6 reference starts with a single colon";
+        return i;
+    }
+    while (i < e) {
+        size_t g = i;
+        while (i < e && is_hex(b[i]))
+            i++;
+        if (i < e && b[i] == '.') {
+            /* IPv4address as the last 32 bits: dec-octet "." x4 */
+            i = g;
+            for (int k = 0; k < 4; k++) {
+                size_t d = i;
+                unsigned v = 0;
+                while (i < e && is_digit(b[i]) && i - d < 3)
+                    v = v * 10 + (unsigned)(b[i++] - '0');
+                if (i == d || v > 255 || (i - d > 1 && b[d] == '0')) {
+                    *why = "malformed IPv4 part of an IPv6 reference";
+                    return d;
+                }
+                if (k < 3) {
+                    if (i >= e || b[i] != '.') {
+                        *why = "malformed IPv4 part of an IPv6 reference";
+                        return i;
+                    }
+                    i++;
+                }
+            }
+            if (i != e) {
+                *why = "IPv4 part of an IPv6 reference is not at its end";
+                return i;
+            }
+            groups += 2;
+            break;
+        }
+        if (i == g || i - g > 4) {
+            *why = i == g ? "empty group in an IPv6 reference (\":::\" or a stray colon)"
+                          : "IPv6 group of more than 4 hex digits";
+            return g;
+        }
+        groups++;
+        if (i == e)
+            break;
+        /* b[i] == ':' (ipv6_reference lets only hex, ':' and '.' in) */
+        if (i + 1 < e && b[i + 1] == ':') {
+            if (elided) {
+                *why = "more than one \"::\" in an IPv6 reference";
+                return i;
+            }
+            elided = 1;
+            i += 2;
+        } else if (i + 1 == e) {
+            *why = "IPv6 reference ends with a single colon";
+            return i;
+        } else {
+            i++;
+        }
+    }
+    if (elided ? groups > 7 : groups != 8) {
+        *why = elided ? "too many groups in an IPv6 reference"
+                      : "IPv6 reference without \"::\" needs eight groups";
+        return s;
+    }
+    return SIZE_MAX;
+}
+
+/* An IPv6 reference "[" IPv6address "]" at b[*i] == '[': *i moves past
+ * the "]".  SIZE_MAX when valid, else the offset of the fault and *why. */
+static size_t ipv6_reference(const char *b, size_t *i, size_t end, const char **why)
+{
+    size_t s = *i + 1, j = s;
+    while (j < end && (is_hex(b[j]) || b[j] == ':' || b[j] == '.'))
+        j++;
+    if (j >= end || b[j] != ']' || j == s) {
+        *why = "malformed IPv6 reference";
+        return j;
+    }
+    size_t bad = ipv6_address_check(b, s, j, why);
+    if (bad == SIZE_MAX)
+        *i = j + 1;
+    return bad;
+}
+
 /* ------------------------------------------------------------------ */
 /* URIs                                                                */
 
@@ -454,12 +550,10 @@ gb_error_code gb_parse_uri(const char *b, gb_span in, gb_uri *u, gb_error *err)
     /* host */
     size_t hs = i;
     if (i < end && b[i] == '[') {
-        i++;
-        while (i < end && (is_hex(b[i]) || b[i] == ':' || b[i] == '.'))
-            i++;
-        if (i >= end || b[i] != ']' || i == hs + 1)
-            return set_err(err, GB_ERR_URI, i, "malformed IPv6 reference");
-        i++;
+        const char *why;
+        size_t bad = ipv6_reference(b, &i, end, &why);
+        if (bad != SIZE_MAX)
+            return set_err(err, GB_ERR_URI, bad, why);
         u->ipv6 = 1;
     } else {
         while (i < end && (is_alnum(b[i]) || b[i] == '-' || b[i] == '.'))
@@ -682,11 +776,10 @@ gb_error_code gb_parse_via(const char *b, gb_span in, gb_via *v, gb_error *err)
         return set_err(err, GB_ERR_VIA, i, "Via needs whitespace before the sent-by");
     size_t hs = i;
     if (i < end && b[i] == '[') {
-        while (i < end && b[i] != ']')
-            i++;
-        if (i >= end)
-            return set_err(err, GB_ERR_VIA, hs, "malformed IPv6 reference in Via");
-        i++;
+        const char *why;
+        size_t bad = ipv6_reference(b, &i, end, &why);
+        if (bad != SIZE_MAX)
+            return set_err(err, GB_ERR_VIA, bad, why);
     } else {
         while (i < end && (is_alnum(b[i]) || b[i] == '-' || b[i] == '.'))
             i++;
