@@ -149,18 +149,18 @@ static const char *const state_names[GB_DEV_STATE__COUNT] = {
     "unregistering", "unregistered",
 };
 
-static const char *const event_names[GB_EV__COUNT] = {
+static const char *const event_names[GB_DEV_EV__COUNT] = {
     [0] = "none",
-    [GB_EV_REGISTERED] = "registered",
-    [GB_EV_REFRESHED] = "refreshed",
-    [GB_EV_CHALLENGED] = "challenged",
-    [GB_EV_FAILED] = "failed",
-    [GB_EV_REDIRECTED] = "redirected",
-    [GB_EV_KEEPALIVE_SENT] = "keepalive_sent",
-    [GB_EV_KEEPALIVE_ANSWERED] = "keepalive_answered",
-    [GB_EV_KEEPALIVE_MISSED] = "keepalive_missed",
-    [GB_EV_KEEPALIVE_TIMEOUT] = "keepalive_timeout",
-    [GB_EV_UNREGISTERED] = "unregistered",
+    [GB_DEV_EV_REGISTERED] = "registered",
+    [GB_DEV_EV_REFRESHED] = "refreshed",
+    [GB_DEV_EV_CHALLENGED] = "challenged",
+    [GB_DEV_EV_FAILED] = "failed",
+    [GB_DEV_EV_REDIRECTED] = "redirected",
+    [GB_DEV_EV_KEEPALIVE_SENT] = "keepalive_sent",
+    [GB_DEV_EV_KEEPALIVE_ANSWERED] = "keepalive_answered",
+    [GB_DEV_EV_KEEPALIVE_MISSED] = "keepalive_missed",
+    [GB_DEV_EV_KEEPALIVE_TIMEOUT] = "keepalive_timeout",
+    [GB_DEV_EV_UNREGISTERED] = "unregistered",
 };
 
 static const char *const reason_names[GB_DEV_R__COUNT][2] = {
@@ -186,7 +186,7 @@ const char *gb_dev_state_name(gb_dev_state s)
 
 const char *gb_dev_event_name(gb_dev_event_type t)
 {
-    return (unsigned)t < GB_EV__COUNT ? event_names[t] : "unknown";
+    return (unsigned)t < GB_DEV_EV__COUNT ? event_names[t] : "unknown";
 }
 
 const char *gb_dev_reason_name(gb_dev_reason r)
@@ -907,7 +907,7 @@ static void fail(gb_fleet *f, uint32_t i, int64_t now, unsigned status,
     if (d->state == GB_DEV_UNREGISTERING) {
         set_state(f, d, GB_DEV_UNREGISTERED);
         f->stats.unregistrations++;
-        gb_dev_event *e = push_event(f, i, GB_EV_UNREGISTERED, now);
+        gb_dev_event *e = push_event(f, i, GB_DEV_EV_UNREGISTERED, now);
         if (e) {
             e->status = (uint16_t)status;
             e->reason = (uint8_t)reason;
@@ -933,7 +933,7 @@ static void fail(gb_fleet *f, uint32_t i, int64_t now, unsigned status,
     int back = d->dest != 0 && d->redirects < MAX_REDIRECTS;
     d->dest = 0;
     int64_t at = back ? now : now + jittered(f, f->cfg.retry_interval_ms);
-    gb_dev_event *e = push_event(f, i, GB_EV_FAILED, now);
+    gb_dev_event *e = push_event(f, i, GB_DEV_EV_FAILED, now);
     if (e) {
         e->status = (uint16_t)status;
         e->reason = (uint8_t)reason;
@@ -966,7 +966,7 @@ static void send_keepalive(gb_fleet *f, uint32_t i, int64_t now)
         tx_forget(tx);
         return;
     }
-    gb_dev_event *e = push_event(f, i, GB_EV_KEEPALIVE_SENT, now);
+    gb_dev_event *e = push_event(f, i, GB_DEV_EV_KEEPALIVE_SENT, now);
     if (e)
         e->value = tx->cseq;
 }
@@ -979,7 +979,7 @@ static void keepalive_missed(gb_fleet *f, uint32_t i, int64_t now,
     f->stats.keepalives_missed++;
     if (d->missed < 255)
         d->missed++;
-    gb_dev_event *e = push_event(f, i, GB_EV_KEEPALIVE_MISSED, now);
+    gb_dev_event *e = push_event(f, i, GB_DEV_EV_KEEPALIVE_MISSED, now);
     if (e) {
         e->value = d->msg.cseq;
         e->status = (uint16_t)status;
@@ -988,7 +988,7 @@ static void keepalive_missed(gb_fleet *f, uint32_t i, int64_t now,
     if (d->missed < f->cfg.keepalive_max_missed)
         return;
     f->stats.keepalive_timeouts++;
-    e = push_event(f, i, GB_EV_KEEPALIVE_TIMEOUT, now);
+    e = push_event(f, i, GB_DEV_EV_KEEPALIVE_TIMEOUT, now);
     if (e)
         e->value = d->missed;
     d->missed = 0;
@@ -1263,7 +1263,7 @@ int gb_fleet_stop(gb_fleet *f, uint32_t dev, int64_t now)
             tx_forget(&d->reg);
         set_state(f, d, GB_DEV_UNREGISTERED);
         f->stats.unregistrations++;
-        gb_dev_event *e = push_event(f, dev, GB_EV_UNREGISTERED, now);
+        gb_dev_event *e = push_event(f, dev, GB_DEV_EV_UNREGISTERED, now);
         if (e) {
             e->reason = GB_DEV_R_NOT_REGISTERED;
             const char *t = gb_dev_reason_text(GB_DEV_R_NOT_REGISTERED);
@@ -1296,7 +1296,7 @@ int gb_fleet_abandon(gb_fleet *f, uint32_t dev, int64_t now)
     clear_auth(d);
     d->missed = 0;
     set_state(f, d, GB_DEV_UNREGISTERED);
-    gb_dev_event *e = push_event(f, dev, GB_EV_UNREGISTERED, now);
+    gb_dev_event *e = push_event(f, dev, GB_DEV_EV_UNREGISTERED, now);
     if (e) {
         e->reason = GB_DEV_R_ABANDONED;
         const char *t = gb_dev_reason_text(GB_DEV_R_ABANDONED);
@@ -1425,7 +1425,7 @@ static void on_register_ok(gb_fleet *f, uint32_t i, const char *buf,
         set_state(f, d, GB_DEV_UNREGISTERED);
         f->stats.unregistrations++;
         d->registered_until = GB_DEV_NEVER;
-        gb_dev_event *e = push_event(f, i, GB_EV_UNREGISTERED, now);
+        gb_dev_event *e = push_event(f, i, GB_DEV_EV_UNREGISTERED, now);
         if (e) {
             e->status = m->status;
             e->latency_ms = (uint32_t)(now - d->cycle_start);
@@ -1455,7 +1455,7 @@ static void on_register_ok(gb_fleet *f, uint32_t i, const char *buf,
         f->stats.registrations++;
     else
         f->stats.refreshes++;
-    gb_dev_event *e = push_event(f, i, first ? GB_EV_REGISTERED : GB_EV_REFRESHED, now);
+    gb_dev_event *e = push_event(f, i, first ? GB_DEV_EV_REGISTERED : GB_DEV_EV_REFRESHED, now);
     if (!e)
         return;
     e->status = m->status;
@@ -1468,7 +1468,7 @@ static void on_register_ok(gb_fleet *f, uint32_t i, const char *buf,
         int64_t days = days_from_civil(date.year, (unsigned)date.month, (unsigned)date.day);
         e->arg = (((days * 24 + date.hour) * 60 + date.minute) * 60 + date.second) * 1000 +
                  (date.has_millisecond ? date.millisecond : 0);
-        e->flags |= date.format == GB_DATE_GB ? GB_EVF_DATE_GB : GB_EVF_DATE_RFC1123;
+        e->flags |= date.format == GB_DATE_GB ? GB_DEV_EVF_DATE_GB : GB_DEV_EVF_DATE_RFC1123;
     }
 }
 
@@ -1545,10 +1545,10 @@ static void on_challenge(gb_fleet *f, uint32_t i, const char *buf,
     d->proxy = (uint8_t)proxy;
     d->nc = 0;
     f->stats.challenges++;
-    gb_dev_event *e = push_event(f, i, GB_EV_CHALLENGED, now);
+    gb_dev_event *e = push_event(f, i, GB_DEV_EV_CHALLENGED, now);
     if (e) {
         e->status = m->status;
-        e->flags = (c->is_stale ? GB_EVF_STALE : 0) | (proxy ? GB_EVF_PROXY : 0);
+        e->flags = (c->is_stale ? GB_DEV_EVF_STALE : 0) | (proxy ? GB_DEV_EVF_PROXY : 0);
         e->value = d->challenges;
     }
     int kind = d->reg.kind;
@@ -1613,7 +1613,7 @@ static void on_redirect(gb_fleet *f, uint32_t i, const char *buf,
     f->stats.redirects++;
     d->redirects++;
     d->dest = (uint8_t)k;
-    gb_dev_event *e = push_event(f, i, GB_EV_REDIRECTED, now);
+    gb_dev_event *e = push_event(f, i, GB_DEV_EV_REDIRECTED, now);
     if (e) {
         e->status = m->status;
         e->value = k;
@@ -1659,7 +1659,7 @@ static void on_message_final(gb_fleet *f, uint32_t i, const gb_msg *m,
     if (m->status >= 200 && m->status < 300) {
         d->missed = 0;
         f->stats.keepalives_answered++;
-        gb_dev_event *e = push_event(f, i, GB_EV_KEEPALIVE_ANSWERED, now);
+        gb_dev_event *e = push_event(f, i, GB_DEV_EV_KEEPALIVE_ANSWERED, now);
         if (e) {
             e->value = d->msg.cseq;
             e->status = m->status;

@@ -60,20 +60,20 @@ typedef enum {
 } gb_dev_state;
 
 typedef enum {
-    GB_EV_REGISTERED = 1,   /* value: granted expires (s); arg: platform Date */
-    GB_EV_REFRESHED,        /* same fields as REGISTERED */
-    GB_EV_CHALLENGED,       /* status 401/407; flags: GB_EVF_STALE */
-    GB_EV_FAILED,           /* status (0: no response), reason; arg: retry at */
-    GB_EV_REDIRECTED,       /* status 3xx; value: destination index */
-    GB_EV_KEEPALIVE_SENT,   /* value: SN */
-    GB_EV_KEEPALIVE_ANSWERED, /* value: SN; status 2xx */
-    GB_EV_KEEPALIVE_MISSED, /* value: SN; status (0: none); arg: missed so far */
-    GB_EV_KEEPALIVE_TIMEOUT,/* value: missed count; the device registers again */
-    GB_EV_UNREGISTERED,     /* status 200, or the refusal / 0 with a reason */
-    GB_EV__COUNT
+    GB_DEV_EV_REGISTERED = 1,       /* value: granted expires (s); arg: platform Date */
+    GB_DEV_EV_REFRESHED,            /* same fields as REGISTERED */
+    GB_DEV_EV_CHALLENGED,           /* status 401/407; flags: GB_DEV_EVF_STALE */
+    GB_DEV_EV_FAILED,               /* status (0: no response), reason; arg: retry at */
+    GB_DEV_EV_REDIRECTED,           /* status 3xx; value: destination index */
+    GB_DEV_EV_KEEPALIVE_SENT,       /* value: SN */
+    GB_DEV_EV_KEEPALIVE_ANSWERED,   /* value: SN; status 2xx */
+    GB_DEV_EV_KEEPALIVE_MISSED,     /* value: SN; status (0: none); arg: missed so far */
+    GB_DEV_EV_KEEPALIVE_TIMEOUT,    /* value: missed count; the device registers again */
+    GB_DEV_EV_UNREGISTERED,         /* status 200, or the refusal / 0 with a reason */
+    GB_DEV_EV__COUNT
 } gb_dev_event_type;
 
-/* Why a registration failed (GB_EV_FAILED, GB_EV_UNREGISTERED). */
+/* Why a registration failed (GB_DEV_EV_FAILED, GB_DEV_EV_UNREGISTERED). */
 typedef enum {
     GB_DEV_R_NONE = 0,
     GB_DEV_R_REJECTED,        /* a final non-2xx response (see status) */
@@ -92,10 +92,10 @@ typedef enum {
 } gb_dev_reason;
 
 enum {
-    GB_EVF_STALE = 1u << 0,       /* CHALLENGED: stale=true */
-    GB_EVF_DATE_GB = 1u << 1,     /* REGISTERED: arg is a GB (local time) Date */
-    GB_EVF_DATE_RFC1123 = 1u << 2,/* REGISTERED: arg is an RFC 1123 (GMT) Date */
-    GB_EVF_PROXY = 1u << 3        /* CHALLENGED: 407 */
+    GB_DEV_EVF_STALE = 1u << 0,        /* CHALLENGED: stale=true */
+    GB_DEV_EVF_DATE_GB = 1u << 1,      /* REGISTERED: arg is a GB (local time) Date */
+    GB_DEV_EVF_DATE_RFC1123 = 1u << 2, /* REGISTERED: arg is an RFC 1123 (GMT) Date */
+    GB_DEV_EVF_PROXY = 1u << 3         /* CHALLENGED: 407 */
 };
 
 typedef struct {
@@ -106,7 +106,7 @@ typedef struct {
     uint32_t value;
     uint32_t latency_ms;    /* REGISTERED/REFRESHED: since the first REGISTER of
                                the attempt; KEEPALIVE_ANSWERED: round trip */
-    uint32_t flags;         /* GB_EVF_* */
+    uint32_t flags;         /* GB_DEV_EVF_* */
     uint32_t text_off;      /* reason phrase, in gb_fleet_event_text() */
     uint32_t text_len;
     int64_t time_ms;        /* now when it happened */

@@ -478,7 +478,7 @@ void gb_reg_event_clear(gb_reg_event *ev)
 static gb_reg_event *push_event(gb_registrar *r, int type, const char *id, size_t id_len,
                                 int64_t now)
 {
-    if (r->cfg.event_mask && type != GB_EV_NEED_SECRET && !(r->cfg.event_mask & (1u << type)))
+    if (r->cfg.event_mask && type != GB_REG_EV_NEED_SECRET && !(r->cfg.event_mask & (1u << type)))
         return NULL;
     if (r->ev_count == r->ev_cap) {
         if (r->ev_cap >= r->cfg.max_events) {
@@ -807,7 +807,7 @@ static gb_reg_status reject(req_ctx *c, unsigned status, const char *reason,
                             const char *id, size_t id_len)
 {
     c->r->st.rejected++;
-    gb_reg_event *ev = push_event(c->r, GB_EV_REJECTED, id, id_len, c->now);
+    gb_reg_event *ev = push_event(c->r, GB_REG_EV_REJECTED, id, id_len, c->now);
     if (ev) {
         ev->status = (uint16_t)status;
         ev->reason = reason;
@@ -931,7 +931,7 @@ static void auth_failed(req_ctx *c, const char *id, size_t id_len, const char *w
                         unsigned status)
 {
     c->r->st.auth_failures++;
-    gb_reg_event *ev = push_event(c->r, GB_EV_AUTH_FAILED, id, id_len, c->now);
+    gb_reg_event *ev = push_event(c->r, GB_REG_EV_AUTH_FAILED, id, id_len, c->now);
     if (ev) {
         ev->reason = why;
         ev->status = (uint16_t)status;
@@ -1034,7 +1034,7 @@ static gb_reg_status do_register(req_ctx *c, lookup_state *ls, uint64_t *pending
         gb_w_bytes(&w, r->cfg.redirect_to, r->cfg.redirect_to_len);
         gb_w_bytes(&w, ">", 1);
         scratch_end(c, &w, "Contact");
-        gb_reg_event *ev = push_event(r, GB_EV_REDIRECTED, id, id_len, c->now);
+        gb_reg_event *ev = push_event(r, GB_REG_EV_REDIRECTED, id, id_len, c->now);
         if (ev) {
             ev->source = *c->src;
             ev->status = 302;
@@ -1162,7 +1162,7 @@ static gb_reg_status do_register(req_ctx *c, lookup_state *ls, uint64_t *pending
             gb_w_uint(&w, r->cfg.min_expires);
             scratch_end(c, &w, "Min-Expires");
             r->st.rejected++;
-            gb_reg_event *ev = push_event(r, GB_EV_REJECTED, id, id_len, c->now);
+            gb_reg_event *ev = push_event(r, GB_REG_EV_REJECTED, id, id_len, c->now);
             if (ev) {
                 ev->status = 423;
                 ev->reason = "expires below Min-Expires";
@@ -1241,7 +1241,7 @@ static gb_reg_status do_register(req_ctx *c, lookup_state *ls, uint64_t *pending
         /* unregistered (or nothing was registered) */
         if (bd) {
             r->st.unregistrations++;
-            gb_reg_event *ev = push_event(r, GB_EV_UNREGISTERED, id, id_len, c->now);
+            gb_reg_event *ev = push_event(r, GB_REG_EV_UNREGISTERED, id, id_len, c->now);
             if (ev)
                 ev->source = *c->src;
             binding_drop(r, bd);
@@ -1267,7 +1267,7 @@ static gb_reg_status do_register(req_ctx *c, lookup_state *ls, uint64_t *pending
         r->st.registrations++;
     else
         r->st.refreshes++;
-    gb_reg_event *ev = push_event(r, created ? GB_EV_REGISTERED : GB_EV_REFRESHED, id, id_len,
+    gb_reg_event *ev = push_event(r, created ? GB_REG_EV_REGISTERED : GB_REG_EV_REFRESHED, id, id_len,
                                   c->now);
     if (ev) {
         ev->expires = granted;
@@ -1277,7 +1277,7 @@ static gb_reg_status do_register(req_ctx *c, lookup_state *ls, uint64_t *pending
             ev->extra_len = bd->ua_len;
     }
     if (!created && !was_online) {
-        ev = push_event(r, GB_EV_ONLINE, id, id_len, c->now);
+        ev = push_event(r, GB_REG_EV_ONLINE, id, id_len, c->now);
         if (ev)
             ev->source = *c->src;
     }
@@ -1358,7 +1358,7 @@ static gb_reg_status do_message(req_ctx *c)
     map_slot *slot = map_find(&r->bindings, id, id_len);
     binding *bd = slot ? slot->val : NULL;
     if (!keepalive) {
-        gb_reg_event *ev = push_event(r, GB_EV_MESSAGE, id, id_len, c->now);
+        gb_reg_event *ev = push_event(r, GB_REG_EV_MESSAGE, id, id_len, c->now);
         if (ev) {
             ev->source = *c->src;
             event_text(ev, b + m->body.off, m->body.len);
@@ -1375,13 +1375,13 @@ static gb_reg_status do_message(req_ctx *c)
             c->now + (int64_t)r->cfg.keepalive_interval_ms * r->cfg.keepalive_timeout_count;
     if (!bd->online) {
         bd->online = 1;
-        gb_reg_event *ev = push_event(r, GB_EV_ONLINE, id, id_len, c->now);
+        gb_reg_event *ev = push_event(r, GB_REG_EV_ONLINE, id, id_len, c->now);
         if (ev)
             ev->source = *c->src;
     }
     heap_fix(r, bd->heap_pos);
     if (r->cfg.keepalive_events) {
-        gb_reg_event *ev = push_event(r, GB_EV_KEEPALIVE, id, id_len, c->now);
+        gb_reg_event *ev = push_event(r, GB_REG_EV_KEEPALIVE, id, id_len, c->now);
         if (ev) {
             gb_span sn = xml_text(b, m->body, "SN");
             uint64_t v = 0;
@@ -1481,7 +1481,7 @@ static gb_reg_status drop_unanswerable(gb_registrar *r, const char *why, const g
                                        int64_t now)
 {
     r->st.dropped_unparseable++;
-    gb_reg_event *ev = push_event(r, GB_EV_REJECTED, NULL, 0, now);
+    gb_reg_event *ev = push_event(r, GB_REG_EV_REJECTED, NULL, 0, now);
     if (ev) {
         ev->reason = why;
         ev->source = *src;
@@ -1640,7 +1640,7 @@ static gb_reg_status process(gb_registrar *r, const char *buf, size_t len,
         size_t slot = (size_t)(t - r->txns);
         t->pending_id = ((uint64_t)slot << 32) | (++r->pending_gen & 0xffffffffu);
         r->pending_count++;
-        gb_reg_event *ev = push_event(r, GB_EV_NEED_SECRET, NULL, 0, now);
+        gb_reg_event *ev = push_event(r, GB_REG_EV_NEED_SECRET, NULL, 0, now);
         if (ev) {
             /* the device ID is the To user; re-derive it for the event */
             const gb_header *to = &m.headers[m.first[GB_HDR_TO] - 1];
@@ -1749,7 +1749,7 @@ void gb_registrar_handle_timer(gb_registrar *r, int64_t now)
         }
         if (!b->ncontacts) {
             r->st.expirations++;
-            gb_reg_event *ev = push_event(r, GB_EV_EXPIRED, b->id, b->id_len, now);
+            gb_reg_event *ev = push_event(r, GB_REG_EV_EXPIRED, b->id, b->id_len, now);
             if (ev)
                 ev->source = b->source;
             binding_drop(r, b);
@@ -1758,7 +1758,7 @@ void gb_registrar_handle_timer(gb_registrar *r, int64_t now)
         if (b->online && b->keepalive_deadline && b->keepalive_deadline <= now) {
             /* GB/T 28181 §9.6.1: timeout_count missed keepalives */
             b->online = 0;
-            gb_reg_event *ev = push_event(r, GB_EV_OFFLINE, b->id, b->id_len, now);
+            gb_reg_event *ev = push_event(r, GB_REG_EV_OFFLINE, b->id, b->id_len, now);
             if (ev)
                 ev->source = b->source;
         }

@@ -146,23 +146,24 @@ gb_reg_status gb_registrar_resume(gb_registrar *r, uint64_t pending_id, int kind
 int64_t gb_registrar_next_deadline(const gb_registrar *r); /* INT64_MAX: none */
 void gb_registrar_handle_timer(gb_registrar *r, int64_t now_ms);
 
+/* The values are what RegistrarCore.pop_events() reports: append only. */
 typedef enum {
-    GB_EV_REGISTERED = 1,
-    GB_EV_REFRESHED,
-    GB_EV_UNREGISTERED,
-    GB_EV_EXPIRED,
-    GB_EV_AUTH_FAILED,
-    GB_EV_REJECTED,
-    GB_EV_ONLINE,
-    GB_EV_OFFLINE,
-    GB_EV_KEEPALIVE,
-    GB_EV_MESSAGE,          /* another MANSCDP MESSAGE, answered 200 */
-    GB_EV_NEED_SECRET,      /* pending: look up the device's secret */
-    GB_EV_REDIRECTED
-} gb_event_type;
+    GB_REG_EV_REGISTERED = 1,
+    GB_REG_EV_REFRESHED,
+    GB_REG_EV_UNREGISTERED,
+    GB_REG_EV_EXPIRED,
+    GB_REG_EV_AUTH_FAILED,
+    GB_REG_EV_REJECTED,
+    GB_REG_EV_ONLINE,
+    GB_REG_EV_OFFLINE,
+    GB_REG_EV_KEEPALIVE,
+    GB_REG_EV_MESSAGE,          /* another MANSCDP MESSAGE, answered 200 */
+    GB_REG_EV_NEED_SECRET,      /* pending: look up the device's secret */
+    GB_REG_EV_REDIRECTED
+} gb_reg_event_type;
 
 typedef struct {
-    uint8_t type;           /* gb_event_type */
+    uint8_t type;           /* gb_reg_event_type */
     uint8_t id_len;
     uint16_t status;        /* answer sent (AUTH_FAILED, REJECTED...) */
     uint32_t expires;       /* granted (REGISTERED, REFRESHED) */

@@ -67,7 +67,7 @@ typedef struct {
     uint64_t fail_reason[GB_DEV_R__COUNT];
     uint64_t fail_status[STATUS_SLOTS];
     uint64_t unreg_reason[GB_DEV_R__COUNT];
-    uint64_t ev_count[GB_EV__COUNT];
+    uint64_t ev_count[GB_DEV_EV__COUNT];
     uint64_t rx_datagrams, rx_bytes, rx_batches, rx_truncated, rx_unmatched;
     uint64_t tx_datagrams, tx_bytes, tx_calls, tx_dropped, tx_unroutable;
     uint64_t icmp_errors;
@@ -77,7 +77,7 @@ typedef struct {
 } FleetObject;
 
 static PyObject *state_str[GB_DEV_STATE__COUNT];
-static PyObject *event_str[GB_EV__COUNT];
+static PyObject *event_str[GB_DEV_EV__COUNT];
 static PyObject *reason_str[GB_DEV_R__COUNT];
 
 static int check_index(FleetObject *self, Py_ssize_t i)
@@ -426,7 +426,7 @@ static PyObject *event_tuple(const gb_dev_event *e, const char *text)
         return NULL;
     }
     return Py_BuildValue("(IOIOIILNIN)", e->dev,
-                         event_str[e->type < GB_EV__COUNT ? e->type : 0],
+                         event_str[e->type < GB_DEV_EV__COUNT ? e->type : 0],
                          (unsigned)e->status,
                          reason_str[e->reason < GB_DEV_R__COUNT ? e->reason : 0],
                          e->value, e->latency_ms, (long long)e->time_ms, arg, e->flags,
@@ -456,7 +456,7 @@ static PyObject *Fleet_pop_events(FleetObject *self, PyObject *Py_UNUSED(a))
         }
         PyObject *t = Py_BuildValue(
             "(IOIOIILNIN)", e[k].dev,
-            event_str[e[k].type < GB_EV__COUNT ? e[k].type : 0],
+            event_str[e[k].type < GB_DEV_EV__COUNT ? e[k].type : 0],
             (unsigned)e[k].status,
             reason_str[e[k].reason < GB_DEV_R__COUNT ? e[k].reason : 0],
             e[k].value, e[k].latency_ms, (long long)e[k].time_ms, arg,
@@ -747,24 +747,24 @@ static PyObject *collect(FleetObject *self)
         return NULL;
     for (size_t k = 0; k < n; k++) {
         const gb_dev_event *ev = &e[k];
-        if (ev->type < GB_EV__COUNT)
+        if (ev->type < GB_DEV_EV__COUNT)
             self->ev_count[ev->type]++;
         switch (ev->type) {
-        case GB_EV_REGISTERED:
+        case GB_DEV_EV_REGISTERED:
             hist_add(&self->h_register, ev->latency_ms);
             break;
-        case GB_EV_REFRESHED:
+        case GB_DEV_EV_REFRESHED:
             hist_add(&self->h_refresh, ev->latency_ms);
             break;
-        case GB_EV_KEEPALIVE_ANSWERED:
+        case GB_DEV_EV_KEEPALIVE_ANSWERED:
             hist_add(&self->h_message, ev->latency_ms);
             break;
-        case GB_EV_FAILED:
+        case GB_DEV_EV_FAILED:
             if (ev->reason < GB_DEV_R__COUNT)
                 self->fail_reason[ev->reason]++;
             self->fail_status[ev->status < STATUS_SLOTS ? ev->status : 0]++;
             break;
-        case GB_EV_UNREGISTERED:
+        case GB_DEV_EV_UNREGISTERED:
             if (ev->reason < GB_DEV_R__COUNT)
                 self->unreg_reason[ev->reason]++;
             break;
@@ -1241,7 +1241,7 @@ static PyObject *Fleet_sim_stats(FleetObject *self, PyObject *Py_UNUSED(a))
         if (r < 0)
             goto fail;
     }
-    for (int k = 1; k < GB_EV__COUNT; k++)
+    for (int k = 1; k < GB_DEV_EV__COUNT; k++)
         if (dict_put_u64(events, gb_dev_event_name((gb_dev_event_type)k), self->ev_count[k]) < 0)
             goto fail;
     if (dict_put_u64(io, "rx_datagrams", self->rx_datagrams) < 0 ||
@@ -1420,7 +1420,7 @@ int gbpy_device_init(PyObject *module)
     for (int k = 0; k < GB_DEV_STATE__COUNT; k++)
         if (!(state_str[k] = PyUnicode_InternFromString(gb_dev_state_name((gb_dev_state)k))))
             return -1;
-    for (int k = 0; k < GB_EV__COUNT; k++)
+    for (int k = 0; k < GB_DEV_EV__COUNT; k++)
         if (!(event_str[k] = PyUnicode_InternFromString(gb_dev_event_name((gb_dev_event_type)k))))
             return -1;
     for (int k = 0; k < GB_DEV_R__COUNT; k++)

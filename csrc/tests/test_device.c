@@ -291,18 +291,18 @@ static void test_seed_reproduced(void)
     CHECK_EQ_INT(gb_fleet_handle_datagram(f, SEED_401, sizeof SEED_401 - 1, 1010), 0);
     CHECK(take_one(f, &s) > 0);
     CHECK_MEM(s.buf, s.len, SEED_REGISTER_2);
-    CHECK_EQ_INT(count_events(f, GB_EV_CHALLENGED), 1);
+    CHECK_EQ_INT(count_events(f, GB_DEV_EV_CHALLENGED), 1);
 
     CHECK_EQ_INT(gb_fleet_handle_datagram(f, SEED_200, sizeof SEED_200 - 1, 1020), 0);
     CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_REGISTERED);
-    const gb_dev_event *e = last_event(f, GB_EV_REGISTERED);
+    const gb_dev_event *e = last_event(f, GB_DEV_EV_REGISTERED);
     CHECK(e != NULL);
     if (e) {
         CHECK_EQ_INT(e->value, 3600);
         CHECK_EQ_INT(e->status, 200);
         CHECK_EQ_INT(e->latency_ms, 20);
         CHECK_EQ_INT(e->arg, 1372262917164LL); /* 2013-06-26T16:08:37.164 */
-        CHECK(e->flags & GB_EVF_DATE_GB);
+        CHECK(e->flags & GB_DEV_EVF_DATE_GB);
     }
     CHECK_EQ_INT(gb_fleet_expires_at(f, 0), 1020 + 3600 * 1000);
     /* the retransmitted 200 is absorbed, not a stray */
@@ -342,7 +342,7 @@ static void test_udp_retransmission_timing(void)
     CHECK_EQ_INT(gb_fleet_next_deadline(f), 32000);
     gb_fleet_handle_timer(f, 32000);
     CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_FAILED);
-    const gb_dev_event *e = last_event(f, GB_EV_FAILED);
+    const gb_dev_event *e = last_event(f, GB_DEV_EV_FAILED);
     CHECK(e && e->reason == GB_DEV_R_TIMEOUT && e->status == 0);
     CHECK(e && e->arg == 32000 + 60000); /* jitter 0 */
     CHECK_EQ_INT(gb_fleet_get_stats(f)->retransmissions, 10);
@@ -403,10 +403,10 @@ static void test_423_retries_with_min_expires(void)
     CHECK(take_one(f, &s) > 0);
     CHECK(has_line(&s, "Expires: 3600"));
     CHECK(has_line(&s, "CSeq: 2 REGISTER"));
-    CHECK_EQ_INT(count_events(f, GB_EV_FAILED), 0);
+    CHECK_EQ_INT(count_events(f, GB_DEV_EV_FAILED), 0);
     /* a 423 that does not raise the floor is a failure, not a loop */
     CHECK_EQ_INT(respond(f, &s, 423, "Min-Expires: 3600\r\n", 20), 0);
-    const gb_dev_event *e = last_event(f, GB_EV_FAILED);
+    const gb_dev_event *e = last_event(f, GB_DEV_EV_FAILED);
     CHECK(e && e->reason == GB_DEV_R_BAD_MIN_EXPIRES && e->status == 423);
     gb_fleet_free(f);
 }
@@ -429,7 +429,7 @@ static void test_403_fails_and_retries(void)
     take_one(f, &s);
     CHECK_EQ_INT(respond(f, &s, 403, NULL, 10), 0);
     CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_FAILED);
-    const gb_dev_event *e = last_event(f, GB_EV_FAILED);
+    const gb_dev_event *e = last_event(f, GB_DEV_EV_FAILED);
     CHECK(e != NULL);
     int64_t at = e ? e->arg : 0;
     if (e) {
@@ -468,7 +468,7 @@ static void test_wrong_password_is_auth_rejected(void)
           GB_DIGEST_WRONG_RESPONSE);
     respond(f, &s, 401, ch, 10);
     CHECK_EQ_INT(gb_fleet_out_count(f), 0);
-    const gb_dev_event *e = last_event(f, GB_EV_FAILED);
+    const gb_dev_event *e = last_event(f, GB_DEV_EV_FAILED);
     CHECK(e && e->reason == GB_DEV_R_AUTH_REJECTED && e->status == 401);
     /* back to the shared password: the next attempt succeeds */
     gb_fleet_set_password(f, 0, NULL, 0);
@@ -514,12 +514,12 @@ static void test_refresh_stale_and_qop(void)
     auth = header(&s, "Authorization");
     CHECK(strstr(auth, "nonce=\"n2\"") != NULL);
     CHECK(strstr(auth, "nc=00000001") != NULL);
-    const gb_dev_event *e = last_event(f, GB_EV_CHALLENGED);
-    CHECK(e && (e->flags & GB_EVF_STALE));
-    CHECK_EQ_INT(count_events(f, GB_EV_FAILED), 0);
+    const gb_dev_event *e = last_event(f, GB_DEV_EV_CHALLENGED);
+    CHECK(e && (e->flags & GB_DEV_EVF_STALE));
+    CHECK_EQ_INT(count_events(f, GB_DEV_EV_FAILED), 0);
     respond(f, &s, 200, "Expires: 100\r\n", t + 50020);
-    CHECK_EQ_INT(count_events(f, GB_EV_REFRESHED), 1);
-    CHECK_EQ_INT(count_events(f, GB_EV_REGISTERED), 0);
+    CHECK_EQ_INT(count_events(f, GB_DEV_EV_REFRESHED), 1);
+    CHECK_EQ_INT(count_events(f, GB_DEV_EV_REGISTERED), 0);
     CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_REGISTERED);
     CHECK_EQ_INT(gb_fleet_get_stats(f)->failures, 0);
     gb_fleet_free(f);
@@ -539,7 +539,7 @@ static void test_granted_expiry_from_contact(void)
     respond(f, &s, 200,
             "Contact: <sip:other@127.0.0.1:6000>;expires=10, "
             "<sip:" ID "@127.0.0.1:5099>;expires=1800\r\nExpires: 3600\r\n", 10);
-    const gb_dev_event *e = last_event(f, GB_EV_REGISTERED);
+    const gb_dev_event *e = last_event(f, GB_DEV_EV_REGISTERED);
     CHECK(e && e->value == 1800);
     CHECK_EQ_INT(gb_fleet_expires_at(f, 0), 10 + 1800000);
     gb_fleet_free(f);
@@ -568,7 +568,7 @@ static void test_keepalive_loss_reregisters(void)
     CHECK(strstr(s.buf, "<DeviceID>" ID "</DeviceID>") != NULL);
     CHECK(strstr(s.buf, "<Status>OK</Status>") != NULL);
     CHECK_EQ_INT(respond(f, &s, 200, NULL, t + 1005), 0);
-    CHECK_EQ_INT(count_events(f, GB_EV_KEEPALIVE_ANSWERED), 1);
+    CHECK_EQ_INT(count_events(f, GB_DEV_EV_KEEPALIVE_ANSWERED), 1);
     /* now the platform goes silent (retransmissions go out meanwhile) */
     int sends = 0, rt = 0;
     for (int64_t now = t + 1006; now <= t + 5000; now = gb_fleet_next_deadline(f)) {
@@ -586,8 +586,8 @@ static void test_keepalive_loss_reregisters(void)
     CHECK_EQ_INT(sends, 3);          /* SN 2, 3, 4 */
     CHECK(rt > 0);
     CHECK_EQ_INT(gb_fleet_keepalive_sn(f, 0), 4);
-    CHECK_EQ_INT(count_events(f, GB_EV_KEEPALIVE_MISSED), 3);
-    const gb_dev_event *e = last_event(f, GB_EV_KEEPALIVE_TIMEOUT);
+    CHECK_EQ_INT(count_events(f, GB_DEV_EV_KEEPALIVE_MISSED), 3);
+    const gb_dev_event *e = last_event(f, GB_DEV_EV_KEEPALIVE_TIMEOUT);
     CHECK(e && e->value == 3 && e->time_ms == t + 5000);
     CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_REGISTERING);
     /* the new REGISTER is the last thing queued */
@@ -731,7 +731,7 @@ static void test_redirect(void)
     CHECK_EQ_INT(gb_fleet_dest(f, 1, &host, &port, NULL), 0);
     CHECK_MEM(host.p, host.n, "127.0.0.2");
     CHECK_EQ_INT(port, 5070);
-    const gb_dev_event *e = last_event(f, GB_EV_REDIRECTED);
+    const gb_dev_event *e = last_event(f, GB_DEV_EV_REDIRECTED);
     CHECK(e && e->value == 1 && e->status == 302);
     /* the target refuses: straight back to the redirect server */
     respond(f, &s, 403, NULL, 20);
@@ -764,7 +764,7 @@ static void test_redirect(void)
         }
     }
     CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_FAILED);
-    e = last_event(f, GB_EV_FAILED);
+    e = last_event(f, GB_DEV_EV_FAILED);
     CHECK(e && e->arg >= 2000 + 54000);
     gb_fleet_free(f);
 }
@@ -792,14 +792,14 @@ static void test_unregister(void)
     CHECK(strstr(header(&s, "Authorization"), "nonce=\"n9\"") != NULL);
     respond(f, &s, 200, NULL, t + 120);
     CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_UNREGISTERED);
-    const gb_dev_event *e = last_event(f, GB_EV_UNREGISTERED);
+    const gb_dev_event *e = last_event(f, GB_DEV_EV_UNREGISTERED);
     CHECK(e && e->status == 200);
     CHECK_EQ_INT(gb_fleet_next_deadline(f), GB_DEV_NEVER);
     /* stopping a device that never registered sends nothing */
     gb_fleet_add(f, "34020000001320000002", 20);
     CHECK_EQ_INT(gb_fleet_stop(f, 1, t + 200), 0);
     CHECK_EQ_INT(gb_fleet_out_count(f), 0);
-    e = last_event(f, GB_EV_UNREGISTERED);
+    e = last_event(f, GB_DEV_EV_UNREGISTERED);
     CHECK(e && e->dev == 1 && e->reason == GB_DEV_R_NOT_REGISTERED);
     gb_fleet_free(f);
 }
@@ -925,7 +925,7 @@ static void test_last_failure_and_abandon(void)
     CHECK_EQ_INT(gb_fleet_out_count(f), 0);
     CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_UNREGISTERED);
     CHECK_EQ_INT(gb_fleet_next_deadline(f), GB_DEV_NEVER);
-    const gb_dev_event *e = last_event(f, GB_EV_UNREGISTERED);
+    const gb_dev_event *e = last_event(f, GB_DEV_EV_UNREGISTERED);
     CHECK(e && e->reason == GB_DEV_R_ABANDONED && e->status == 0);
     CHECK_EQ_INT(gb_fleet_abandon(f, 0, now), -1);
     CHECK_EQ_INT(gb_fleet_start(f, 0, now + 1), 0);

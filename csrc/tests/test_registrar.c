@@ -393,7 +393,7 @@ static void test_seed_replay(void)
     CHECK_EQ_INT(a.dest.port, 5061);
     CHECK_EQ_INT(a.dest.ip[3], 117);
     pop_all(r, &l);
-    CHECK_EQ_INT(count_type(&l, GB_EV_AUTH_FAILED), 0); /* Capability is no credential */
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_AUTH_FAILED), 0); /* Capability is no credential */
 
     CHECK_EQ_INT(feed(r, &a, SEED3, sizeof(SEED3) - 1, &cam, NOW0 + 40, WALL_SEED), GB_REG_REPLY);
     CHECK_EQ_INT(status_of(&a), 200);
@@ -404,7 +404,7 @@ static void test_seed_replay(void)
     CHECK(hval_is(&a, "CSeq", "2 REGISTER"));
     CHECK(hcount(&a, "X-GB-Ver") == 0);
     pop_all(r, &l);
-    const gb_reg_event *ev = find_type(&l, GB_EV_REGISTERED);
+    const gb_reg_event *ev = find_type(&l, GB_REG_EV_REGISTERED);
     CHECK(ev != NULL);
     if (ev) {
         CHECK_MEM(ev->id, ev->id_len, DEV);
@@ -570,7 +570,7 @@ static void test_wildcard_unregister(void)
     CHECK_EQ_INT(hcount(&a, "Contact"), 0);
     CHECK_EQ_INT(gb_registrar_binding_count(r), 0);
     pop_all(r, &l);
-    CHECK_EQ_INT(count_type(&l, GB_EV_UNREGISTERED), 1);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_UNREGISTERED), 1);
     evs_free(&l);
     gb_registrar_free(r);
 }
@@ -641,7 +641,7 @@ static void test_clamp_to_max(void)
     CHECK(hval_is(&a, "Expires", "7200"));
     CHECK(hval_is(&a, "Contact", "<sip:" DEV "@10.0.0.5:5061>;expires=7200"));
     pop_all(r, &l);
-    const gb_reg_event *ev = find_type(&l, GB_EV_REGISTERED);
+    const gb_reg_event *ev = find_type(&l, GB_REG_EV_REGISTERED);
     CHECK(ev && ev->expires == 7200);
     /* no Expires at all: default_expires (3600) */
     req d = {.id = DEV2, .cseq = 1, .expires = -1, .auth = NULL};
@@ -670,7 +670,7 @@ static void test_403_wrong_password(void)
     CHECK_EQ_INT(hcount(&a, "WWW-Authenticate"), 0); /* no second challenge */
     CHECK_EQ_INT(gb_registrar_binding_count(r), 0);
     pop_all(r, &l);
-    const gb_reg_event *ev = find_type(&l, GB_EV_AUTH_FAILED);
+    const gb_reg_event *ev = find_type(&l, GB_REG_EV_AUTH_FAILED);
     CHECK(ev != NULL);
     if (ev) {
         CHECK_EQ_INT(ev->status, 403);
@@ -695,7 +695,7 @@ static void test_403_unknown_device(void)
     CHECK_EQ_INT(register_flow(r, &a, DEV2, "c2", 1, 3600, "pw1", &p, NOW0), 403);
     CHECK(reason_has(&a, "unknown"));
     pop_all(r, &l);
-    const gb_reg_event *ev = find_type(&l, GB_EV_AUTH_FAILED);
+    const gb_reg_event *ev = find_type(&l, GB_REG_EV_AUTH_FAILED);
     CHECK(ev && ev->reason && strstr(ev->reason, "unknown"));
     /* the known device with its own password registers */
     CHECK_EQ_INT(register_flow(r, &a, DEV, "c1", 1, 3600, "pw1", &p, NOW0), 200);
@@ -792,8 +792,8 @@ static void test_qop_auth_nc_replay(void)
     send_req(r, &a, &q, &p, NOW0 + 2, WALL_SEED);
     CHECK_EQ_INT(status_of(&a), 401);
     pop_all(r, &l);
-    CHECK_EQ_INT(count_type(&l, GB_EV_AUTH_FAILED), 1);
-    CHECK_EQ_INT(count_type(&l, GB_EV_REFRESHED), 0);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_AUTH_FAILED), 1);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_REFRESHED), 0);
     /* nc=2 with the same nonce is a fresh use */
     CHECK_EQ_INT(answer_challenge(&ch, NULL, DEV, PASSWORD, 2, auth, sizeof(auth)), 0);
     q.cseq = 4;
@@ -820,7 +820,7 @@ static void test_refresh_policy(void)
         send_req(r, &a, &q, &p, NOW0 + 1000, WALL_SEED);
         CHECK_EQ_INT(status_of(&a), policy == GB_REFRESH_TRUST_CALL_ID ? 200 : 401);
         pop_all(r, &l);
-        CHECK_EQ_INT(count_type(&l, GB_EV_REFRESHED), policy == GB_REFRESH_TRUST_CALL_ID);
+        CHECK_EQ_INT(count_type(&l, GB_REG_EV_REFRESHED), policy == GB_REFRESH_TRUST_CALL_ID);
         /* never trusted: another Call-ID, or another source port */
         req other = {.call_id = "other", .cseq = 9, .expires = 3600};
         send_req(r, &a, &other, &p, NOW0 + 2000, WALL_SEED);
@@ -854,7 +854,7 @@ static void test_pending_secret_lookup(void)
     q.auth = auth;
     CHECK_EQ_INT(send_req(r, &a, &q, &p, NOW0 + 1, WALL_SEED), GB_REG_PENDING);
     pop_all(r, &l);
-    const gb_reg_event *ev = find_type(&l, GB_EV_NEED_SECRET);
+    const gb_reg_event *ev = find_type(&l, GB_REG_EV_NEED_SECRET);
     CHECK(ev != NULL);
     uint64_t pid = ev ? ev->pending_id : 0;
     if (ev)
@@ -911,7 +911,7 @@ static void test_keepalive_online_offline(void)
     CHECK_EQ_INT(status_of(&a), 200);
     CHECK_EQ_INT(a.dest.port, 7000);
     pop_all(r, &l);
-    const gb_reg_event *ev = find_type(&l, GB_EV_KEEPALIVE);
+    const gb_reg_event *ev = find_type(&l, GB_REG_EV_KEEPALIVE);
     CHECK(ev != NULL);
     if (ev) {
         CHECK_EQ_INT(ev->sn, 43);
@@ -925,24 +925,24 @@ static void test_keepalive_online_offline(void)
     CHECK_EQ_INT(gb_registrar_next_deadline(r) <= NOW0 + 4000, 1);
     gb_registrar_handle_timer(r, NOW0 + 3999);
     pop_all(r, &l);
-    CHECK_EQ_INT(count_type(&l, GB_EV_OFFLINE), 0);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_OFFLINE), 0);
     gb_registrar_handle_timer(r, NOW0 + 4000);
     pop_all(r, &l);
-    CHECK_EQ_INT(count_type(&l, GB_EV_OFFLINE), 1);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_OFFLINE), 1);
     CHECK(gb_registrar_binding_get(r, DEV, strlen(DEV), &v));
     CHECK(!v.online);
     CHECK_EQ_INT(gb_registrar_binding_count(r), 1); /* offline is not unregistered */
     /* once offline, no second OFFLINE */
     gb_registrar_handle_timer(r, NOW0 + 9000);
     pop_all(r, &l);
-    CHECK_EQ_INT(count_type(&l, GB_EV_OFFLINE), 0);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_OFFLINE), 0);
     /* a keepalive brings it back */
     req ka2 = ka;
     ka2.cseq = 21;
     send_req(r, &a, &ka2, &p, NOW0 + 9500, WALL_SEED);
     CHECK_EQ_INT(status_of(&a), 200);
     pop_all(r, &l);
-    CHECK_EQ_INT(count_type(&l, GB_EV_ONLINE), 1);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_ONLINE), 1);
     CHECK(gb_registrar_binding_get(r, DEV, strlen(DEV), &v));
     CHECK(v.online);
 
@@ -991,11 +991,11 @@ static void test_expiry_by_timer(void)
     gb_registrar_handle_timer(r, NOW0 + 9999);
     CHECK_EQ_INT(gb_registrar_next_deadline(r), NOW0 + 10000);
     pop_all(r, &l);
-    CHECK_EQ_INT(count_type(&l, GB_EV_EXPIRED), 0);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_EXPIRED), 0);
     CHECK_EQ_INT(gb_registrar_binding_count(r), 1);
     gb_registrar_handle_timer(r, NOW0 + 10000);
     pop_all(r, &l);
-    CHECK_EQ_INT(count_type(&l, GB_EV_EXPIRED), 1);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_EXPIRED), 1);
     CHECK_EQ_INT(gb_registrar_binding_count(r), 0);
     gb_registrar_handle_timer(r, NOW0 + 60000);
     CHECK_EQ_INT(gb_registrar_next_deadline(r), INT64_MAX);
@@ -1026,7 +1026,7 @@ static void test_retransmission_cached(void)
     feed(r, &a1, msg, n, &p, NOW0, WALL_SEED);
     CHECK_EQ_INT(status_of(&a1), 200);
     pop_all(r, &l);
-    CHECK_EQ_INT(count_type(&l, GB_EV_REGISTERED), 1);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_REGISTERED), 1);
     /* the same datagram later (another wall time): byte-identical answer */
     feed(r, &a2, msg, n, &p, NOW0 + 500, WALL_SEED + 500);
     CHECK_EQ_INT(a2.st, GB_REG_REPLY);
@@ -1107,7 +1107,7 @@ static void test_redirect(void)
     CHECK_EQ_INT(status_of(&a), 302);
     CHECK(hval_is(&a, "Contact", "<sip:34020000002000000002@10.1.1.1:5060>"));
     pop_all(r, &l);
-    const gb_reg_event *ev = find_type(&l, GB_EV_REDIRECTED);
+    const gb_reg_event *ev = find_type(&l, GB_REG_EV_REDIRECTED);
     CHECK(ev != NULL);
     CHECK_EQ_INT(gb_registrar_binding_count(r), 0);
     evs_free(&l);
