@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gb_containers.h"
 #include "sip_auth.h"
 #include "sip_fields.h"
 #include "sip_writer.h"
@@ -111,16 +112,14 @@ struct gb_fleet {
         user_agent, contact_params, gb_version;
     gb_digest_ctx *dctx;
     uint64_t rng_state;
+    gb_hash_key hkey;          /* keys the Call-ID table's hash */
     uint32_t timer_f;
 
     gb_dev *devs;
     uint32_t ndevs, cap;
 
-    uint32_t *heap;
-    uint32_t nheap;
-
-    uint32_t *table;           /* index + 1; 0 empty */
-    uint32_t table_mask;
+    gb_heap heap;              /* device indexes by deadline; room for all */
+    gb_index table;            /* Call-ID number -> index + 1 */
 
     own_str local_hosts[MAX_INTERN];
     uint32_t nlocal;
@@ -201,22 +200,11 @@ const char *gb_dev_reason_text(gb_dev_reason r)
 
 /* ---- small helpers ----------------------------------------------------------- */
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
-
 static uint64_t rnd(gb_fleet *f)
 {
     if (f->cfg.rng)
         return f->cfg.rng(f->cfg.rng_arg);
-    f->rng_state += 0x9e3779b97f4a7c15ULL; /* splitmix64 */
-    return mix64(f->rng_state);
+    return gb_splitmix64(&f->rng_state);
 }
 
 /* Uniform in [0, 1). */
@@ -338,59 +326,14 @@ void gb_dev_config_default(gb_dev_config *cfg)
 
 /* ---- heap (earliest deadline on top) ---------------------------------------- */
 
-static void heap_swap(gb_fleet *f, uint32_t a, uint32_t b)
+static int64_t dev_deadline(const void *ctx, uint32_t i)
 {
-    uint32_t x = f->heap[a], y = f->heap[b];
-    f->heap[a] = y;
-    f->heap[b] = x;
-    f->devs[y].heap_pos = a;
-    f->devs[x].heap_pos = b;
+    return ((const gb_fleet *)ctx)->devs[i].deadline;
 }
 
-static int64_t heap_key(const gb_fleet *f, uint32_t pos)
+static void dev_moved(void *ctx, uint32_t i, uint32_t pos)
 {
-    return f->devs[f->heap[pos]].deadline;
-}
-
-static void heap_up(gb_fleet *f, uint32_t pos)
-{
-    while (pos > 0) {
-        uint32_t parent = (pos - 1) / 2;
-        if (heap_key(f, parent) <= heap_key(f, pos))
-            break;
-        heap_swap(f, parent, pos);
-        pos = parent;
-    }
-}
-
-static void heap_down(gb_fleet *f, uint32_t pos)
-{
-    for (;;) {
-        uint32_t l = 2 * pos + 1, r = l + 1, m = pos;
-        if (l < f->nheap && heap_key(f, l) < heap_key(f, m))
-            m = l;
-        if (r < f->nheap && heap_key(f, r) < heap_key(f, m))
-            m = r;
-        if (m == pos)
-            return;
-        heap_swap(f, pos, m);
-        pos = m;
-    }
-}
-
-static void heap_remove(gb_fleet *f, uint32_t pos)
-{
-    uint32_t last = f->nheap - 1;
-    f->devs[f->heap[pos]].heap_pos = NONE_POS;
-    if (pos != last) {
-        f->heap[pos] = f->heap[last];
-        f->devs[f->heap[pos]].heap_pos = pos;
-    }
-    f->nheap--;
-    if (pos < f->nheap) {
-        heap_up(f, pos);
-        heap_down(f, f->devs[f->heap[pos]].heap_pos);
-    }
+    ((gb_fleet *)ctx)->devs[i].heap_pos = pos;
 }
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -404,87 +347,56 @@ static void reschedule(gb_fleet *f, uint32_t i)
     t = min64(t, min64(d->reg_at, d->ka_at));
     d->deadline = t;
     if (t == GB_DEV_NEVER) {
-        if (d->heap_pos != NONE_POS)
-            heap_remove(f, d->heap_pos);
-        return;
-    }
-    if (d->heap_pos == NONE_POS) {
-        d->heap_pos = f->nheap;
-        f->heap[f->nheap++] = i; /* the heap array has room for every device */
-        heap_up(f, d->heap_pos);
+        if (d->heap_pos != NONE_POS) {
+            gb_heap_remove(&f->heap, d->heap_pos, dev_deadline, dev_moved, f);
+            d->heap_pos = NONE_POS;
+        }
+    } else if (d->heap_pos == NONE_POS) {
+        gb_heap_push(&f->heap, i, dev_deadline, dev_moved, f); /* room for every device */
     } else {
-        heap_up(f, d->heap_pos);
-        heap_down(f, d->heap_pos);
+        gb_heap_fix(&f->heap, d->heap_pos, dev_deadline, dev_moved, f);
     }
 }
 
 /* ---- Call-ID table --------------------------------------------------------- */
 
-static uint32_t table_slot(const gb_fleet *f, uint64_t key)
+static uint64_t key_hash(const gb_fleet *f, uint64_t key)
 {
-    return (uint32_t)(mix64(key) & f->table_mask);
+    return gb_siphash(&f->hkey, &key, sizeof key);
+}
+
+static uint64_t table_ref_hash(const void *ctx, uint32_t ref)
+{
+    const gb_fleet *f = ctx;
+    return key_hash(f, f->devs[ref - 1].key);
+}
+
+static int table_ref_eq(const void *ctx, uint32_t ref, const void *key)
+{
+    return ((const gb_fleet *)ctx)->devs[ref - 1].key == *(const uint64_t *)key;
 }
 
 static long table_find(const gb_fleet *f, uint64_t key)
 {
-    for (uint32_t s = table_slot(f, key);; s = (s + 1) & f->table_mask) {
-        uint32_t v = f->table[s];
-        if (v == 0)
-            return -1;
-        if (f->devs[v - 1].key == key)
-            return (long)(v - 1);
-    }
+    uint32_t ref = gb_index_find(&f->table, key_hash(f, key), table_ref_eq, f, &key);
+    return (long)ref - 1;
 }
 
 static void table_put(gb_fleet *f, uint32_t idx)
 {
-    uint32_t s = table_slot(f, f->devs[idx].key);
-    while (f->table[s])
-        s = (s + 1) & f->table_mask;
-    f->table[s] = idx + 1;
+    gb_index_add(&f->table, key_hash(f, f->devs[idx].key), idx + 1);
 }
 
-/* Backward-shift deletion keeps probe runs unbroken without tombstones. */
 static void table_del(gb_fleet *f, uint64_t key)
 {
-    uint32_t s = table_slot(f, key);
-    while (f->table[s] && f->devs[f->table[s] - 1].key != key)
-        s = (s + 1) & f->table_mask;
-    if (!f->table[s])
-        return;
-    f->table[s] = 0;
-    for (uint32_t j = (s + 1) & f->table_mask; f->table[j];
-         j = (j + 1) & f->table_mask) {
-        uint32_t home = table_slot(f, f->devs[f->table[j] - 1].key);
-        /* move j into the hole when its home is not in (s, j] cyclically */
-        int in_between = s <= j ? (home > s && home <= j) : (home > s || home <= j);
-        if (!in_between) {
-            f->table[s] = f->table[j];
-            f->table[j] = 0;
-            s = j;
-        }
-    }
+    uint32_t *slot = gb_index_slot(&f->table, key_hash(f, key), table_ref_eq, f, &key);
+    if (*slot)
+        gb_index_remove_at(&f->table, slot, table_ref_hash, f);
 }
 
 static int table_grow(gb_fleet *f, uint32_t want_devices)
 {
-    uint32_t size = f->table_mask + 1;
-    if (f->table && (uint64_t)want_devices * 2 <= size)
-        return 0;
-    uint64_t n = 16;
-    while (n < (uint64_t)want_devices * 2)
-        n *= 2;
-    if (n > UINT32_MAX)
-        return -1;
-    uint32_t *t = calloc((size_t)n, sizeof *t);
-    if (!t)
-        return -1;
-    free(f->table);
-    f->table = t;
-    f->table_mask = (uint32_t)(n - 1);
-    for (uint32_t i = 0; i < f->ndevs; i++)
-        table_put(f, i);
-    return 0;
+    return gb_index_reserve(&f->table, want_devices, table_ref_hash, f);
 }
 
 /* ---- interned strings --------------------------------------------------------- */
@@ -613,7 +525,7 @@ static long credentials(gb_fleet *f, const gb_dev *d, const gb_tx *tx,
 {
     char cnonce[16], nc[8], resp[GB_DIGEST_HEX_MAX];
     const char *why = NULL;
-    fmt_hex16(cnonce, mix64(tx->branch ^ 0x636e6f6e6365ULL));
+    fmt_hex16(cnonce, gb_mix64(tx->branch ^ 0x636e6f6e6365ULL));
     static const char hex[] = "0123456789abcdef";
     for (int i = 7, v = 0; i >= 0; i--, v += 4)
         nc[i] = hex[(tx->nc >> v) & 15];
@@ -761,7 +673,7 @@ static int emit_register(gb_fleet *f, uint32_t i, int retransmit, int *why)
 
 static uint64_t message_call_id(const gb_dev *d, uint32_t cseq)
 {
-    return d->key ^ mix64(cseq);
+    return d->key ^ gb_mix64(cseq);
 }
 
 static int emit_message(gb_fleet *f, uint32_t i, int retransmit)
@@ -788,7 +700,7 @@ static int emit_message(gb_fleet *f, uint32_t i, int retransmit)
         W_LIT(&w, "From: ");
         w_aor(f, &w, d->id, d->id_len);
         W_LIT(&w, ";tag=");
-        w_num(&w, (uint32_t)mix64(tx->branch));
+        w_num(&w, (uint32_t)gb_mix64(tx->branch));
         W_LIT(&w, "\r\nTo: ");
         if (f->cfg.server_id.n)
             w_aor(f, &w, f->cfg.server_id.p, f->cfg.server_id.n);
@@ -1035,6 +947,7 @@ gb_fleet *gb_fleet_new(const gb_dev_config *cfg, uint32_t capacity,
     f->cfg = *cfg;
     f->timer_f = 64 * cfg->t1_ms;
     f->rng_state = cfg->seed;
+    f->hkey = gb_hash_key_from(cfg->hash_key);
     int bad = 0;
 #define OWN(field) bad |= own_set(&f->field, cfg->field.p ? cfg->field.p : "", \
                                   cfg->field.p ? cfg->field.n : 0)
@@ -1099,9 +1012,8 @@ gb_fleet *gb_fleet_new(const gb_dev_config *cfg, uint32_t capacity,
     uint32_t cap = capacity ? capacity : 1;
     if (!bad) {
         f->devs = malloc((size_t)cap * sizeof *f->devs);
-        f->heap = malloc((size_t)cap * sizeof *f->heap);
         f->cap = cap;
-        bad |= !f->devs || !f->heap || table_grow(f, cap);
+        bad |= !f->devs || gb_heap_reserve(&f->heap, cap) || table_grow(f, cap);
     }
     if (bad) {
         gb_fleet_free(f);
@@ -1132,8 +1044,8 @@ void gb_fleet_free(gb_fleet *f)
     }
     gb_digest_ctx_free(f->dctx);
     free(f->devs);
-    free(f->heap);
-    free(f->table);
+    gb_heap_free(&f->heap);
+    gb_index_free(&f->table);
     free(f->out);
     free(f->out_buf);
     free(f->ev);
@@ -1151,10 +1063,8 @@ long gb_fleet_add(gb_fleet *f, const char *id, size_t id_len)
         if (!nd)
             return -1;
         f->devs = nd;
-        uint32_t *nh = realloc(f->heap, (size_t)ncap * sizeof *nh);
-        if (!nh)
+        if (gb_heap_reserve(&f->heap, ncap))
             return -1;
-        f->heap = nh;
         f->cap = ncap;
     }
     if (table_grow(f, f->ndevs + 1))
@@ -1703,7 +1613,7 @@ long gb_fleet_handle_message(gb_fleet *f, const char *buf, const gb_msg *m,
         return -1;
     }
     int is_reg = m->method_id == GB_METHOD_REGISTER;
-    uint64_t key = is_reg ? callid : callid ^ mix64(m->cseq);
+    uint64_t key = is_reg ? callid : callid ^ gb_mix64(m->cseq);
     long found = table_find(f, key);
     if (found < 0) {
         f->stats.strays++;
@@ -1819,9 +1729,9 @@ void gb_fleet_handle_timer(gb_fleet *f, int64_t now)
 {
     /* Each firing moves the device's deadline past now or removes it, so
      * this ends; the bound is belt and braces. */
-    uint64_t budget = (uint64_t)f->nheap * 8 + 64;
-    while (f->nheap && heap_key(f, 0) <= now && budget--) {
-        uint32_t i = f->heap[0];
+    uint64_t budget = (uint64_t)f->heap.len * 8 + 64;
+    while (f->heap.len && dev_deadline(f, f->heap.items[0]) <= now && budget--) {
+        uint32_t i = f->heap.items[0];
         fire(f, i, now);
         reschedule(f, i);
     }
@@ -1829,7 +1739,7 @@ void gb_fleet_handle_timer(gb_fleet *f, int64_t now)
 
 int64_t gb_fleet_next_deadline(const gb_fleet *f)
 {
-    return f->nheap ? heap_key(f, 0) : GB_DEV_NEVER;
+    return f->heap.len ? dev_deadline(f, f->heap.items[0]) : GB_DEV_NEVER;
 }
 
 /* ---- queues and queries --------------------------------------------------------- */
@@ -1927,7 +1837,7 @@ size_t gb_fleet_queue_memory(const gb_fleet *f)
 size_t gb_fleet_memory(const gb_fleet *f)
 {
     size_t n = sizeof *f + (size_t)f->cap * (sizeof(gb_dev) + sizeof(uint32_t)) +
-               ((size_t)f->table_mask + 1) * sizeof(uint32_t);
+               gb_index_bytes(&f->table);
     for (uint32_t i = 0; i < f->ndevs; i++)
         if (f->devs[i].password)
             n += strlen(f->devs[i].password) + 1;

@@ -154,6 +154,8 @@ typedef struct {
     unsigned allowed_algs;    /* GB_DIGEST_ALG_BIT mask; 0: all */
     unsigned lenient;         /* GB_LENIENT_* used to parse responses */
     uint64_t seed;            /* PRNG seed when rng is NULL */
+    unsigned char hash_key[16]; /* keys the Call-ID table's hash (SipHash):
+                                   the caller's secret randomness */
     gb_dev_rng_fn rng;        /* optional: every random draw comes from here */
     void *rng_arg;
 } gb_dev_config;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "digest.h"
+#include "gb_containers.h"
 #include "sip_fields.h"
 #include "sip_writer.h"
 
@@ -13,30 +14,6 @@
 
 /* ------------------------------------------------------------------ */
 /* Small tools                                                         */
-
-static uint64_t hash_bytes(const void *p, size_t n, uint64_t h)
-{
-    /* FNV-1a, then a final mix so that linear probing spreads well. */
-    const unsigned char *s = p;
-    h ^= 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= s[i];
-        h *= 0x100000001b3ull;
-    }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    return h;
-}
-
-static uint64_t prng_next(uint64_t *state)
-{
-    /* splitmix64: the caller seeds it, so tests are deterministic */
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 static char *dup_bytes(const char *p, size_t n)
 {
@@ -85,90 +62,6 @@ size_t gb_peer_ip_text(const gb_peer *p, char *out, size_t cap)
 }
 
 /* ------------------------------------------------------------------ */
-/* A string-keyed open-addressing table (backward-shift deletion).     */
-
-typedef struct {
-    uint64_t hash;
-    const char *key;     /* points into the value */
-    uint32_t key_len;
-    void *val;
-} map_slot;
-
-typedef struct {
-    map_slot *slots;
-    size_t cap;          /* power of two */
-    size_t count;
-} strmap;
-
-static int map_grow(strmap *m)
-{
-    size_t ncap = m->cap ? m->cap * 2 : 64;
-    map_slot *ns = calloc(ncap, sizeof(map_slot));
-    if (!ns)
-        return -1;
-    for (size_t i = 0; i < m->cap; i++) {
-        map_slot *s = &m->slots[i];
-        if (!s->val)
-            continue;
-        size_t j = s->hash & (ncap - 1);
-        while (ns[j].val)
-            j = (j + 1) & (ncap - 1);
-        ns[j] = *s;
-    }
-    free(m->slots);
-    m->slots = ns;
-    m->cap = ncap;
-    return 0;
-}
-
-static map_slot *map_find(const strmap *m, const char *key, size_t len)
-{
-    if (!m->cap)
-        return NULL;
-    uint64_t h = hash_bytes(key, len, 0);
-    for (size_t j = h & (m->cap - 1);; j = (j + 1) & (m->cap - 1)) {
-        map_slot *s = &m->slots[j];
-        if (!s->val)
-            return NULL;
-        if (s->hash == h && s->key_len == len && memcmp(s->key, key, len) == 0)
-            return s;
-    }
-}
-
-static int map_put(strmap *m, const char *key, size_t len, void *val)
-{
-    if ((m->count + 1) * 2 > m->cap && map_grow(m) < 0)
-        return -1;
-    uint64_t h = hash_bytes(key, len, 0);
-    size_t j = h & (m->cap - 1);
-    while (m->slots[j].val)
-        j = (j + 1) & (m->cap - 1);
-    m->slots[j] = (map_slot){h, key, (uint32_t)len, val};
-    m->count++;
-    return 0;
-}
-
-static void map_remove(strmap *m, map_slot *s)
-{
-    size_t mask = m->cap - 1, i = (size_t)(s - m->slots);
-    size_t j = i;
-    m->slots[i].val = NULL;
-    for (;;) {
-        j = (j + 1) & mask;
-        if (!m->slots[j].val)
-            break;
-        size_t home = m->slots[j].hash & mask;
-        /* move back when j's home is not within (i, j] */
-        if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
-            m->slots[i] = m->slots[j];
-            m->slots[j].val = NULL;
-            i = j;
-        }
-    }
-    m->count--;
-}
-
-/* ------------------------------------------------------------------ */
 /* State                                                               */
 
 typedef struct {
@@ -177,9 +70,22 @@ typedef struct {
     int64_t expires_at;
 } reg_contact;
 
+/* What bindings and secrets have in common: they are found by device ID
+ * through an id_table (slab reference + keyed index). */
 typedef struct {
-    char id[GB_REG_MAX_ID];
+    uint64_t hash;           /* keyed hash of id */
+    uint32_t ref;            /* in the id_table's slab */
     uint8_t id_len;
+    char id[GB_REG_MAX_ID];
+} id_head;
+
+typedef struct {
+    gb_slab slab;            /* of id_head * (first member of the record) */
+    gb_index ix;
+} id_table;
+
+typedef struct {
+    id_head h;
     uint8_t online;
     uint8_t ncontacts;
     uint32_t cseq;
@@ -196,8 +102,7 @@ typedef struct {
 } binding;
 
 typedef struct {
-    char id[GB_REG_MAX_ID];
-    uint8_t id_len;
+    id_head h;
     uint8_t is_ha1;
     uint32_t len;
     char *secret;
@@ -221,10 +126,14 @@ typedef struct {
     char key[TXN_KEY_MAX];
 } txn;
 
-#define RATE_SLOTS 1024
+/* Per-source rate: 256 sets of 4 slots, the set chosen by keyed hash, a
+ * slot owned by one full address for its one-second window. */
+#define RATE_SETS 256
+#define RATE_WAYS 4
 
 typedef struct {
-    uint64_t ip_hash;
+    uint8_t family;          /* 0: never used */
+    uint8_t ip[16];
     int64_t window_start;
     uint32_t count;
 } rate_slot;
@@ -235,21 +144,114 @@ struct gb_registrar {
     gb_digest_ctx *dctx;
     gb_digest_nonces *nonces;
     uint64_t prng;
-    strmap bindings;
-    strmap secrets;
-    binding **heap;
-    size_t heap_len, heap_cap;
+    gb_hash_key hkey;         /* keys every table's hash */
+    id_table bindings;
+    id_table secrets;
+    gb_heap heap;             /* binding refs by binding_deadline() */
     txn *txns;                /* ring, cfg.max_transactions */
     size_t txn_head, txn_count;
-    uint32_t *txn_index;      /* slot+1, open addressing */
-    size_t txn_index_cap;
+    gb_index txn_ix;          /* slot + 1, by keyed hash of the key */
     uint64_t pending_gen;
     size_t pending_count;
     gb_reg_event *events;     /* ring */
     size_t ev_cap, ev_head, ev_count;
-    rate_slot rate[RATE_SLOTS];
+    rate_slot rate[RATE_SETS * RATE_WAYS];
     gb_registrar_stats st;
 };
+
+/* ------------------------------------------------------------------ */
+/* Bindings and secrets by device ID                                   */
+
+typedef struct {
+    const char *p;
+    size_t n;
+    uint64_t hash;
+} id_key;
+
+static uint64_t id_ref_hash(const void *ctx, uint32_t ref)
+{
+    return ((const id_head *)gb_slab_get(&((const id_table *)ctx)->slab, ref))->hash;
+}
+
+static int id_ref_eq(const void *ctx, uint32_t ref, const void *key)
+{
+    const id_head *h = gb_slab_get(&((const id_table *)ctx)->slab, ref);
+    const id_key *k = key;
+    return h->hash == k->hash && h->id_len == k->n && memcmp(h->id, k->p, k->n) == 0;
+}
+
+/* The record (binding or secret_entry) with this ID, or NULL. */
+static void *id_find(const gb_registrar *r, const id_table *t, const char *id, size_t n)
+{
+    id_key k = {id, n, gb_siphash(&r->hkey, id, n)};
+    uint32_t ref = gb_index_find(&t->ix, k.hash, id_ref_eq, t, &k);
+    return ref ? gb_slab_get(&t->slab, ref) : NULL;
+}
+
+/* Name the record whose first member is h and add it.  0, or -1 when out
+ * of memory (nothing added). */
+static int id_add(const gb_registrar *r, id_table *t, id_head *h, const char *id, size_t n)
+{
+    memcpy(h->id, id, n);
+    h->id_len = (uint8_t)n;
+    h->hash = gb_siphash(&r->hkey, id, n);
+    if (gb_index_reserve(&t->ix, (size_t)t->ix.count + 1, id_ref_hash, t) < 0 ||
+        !(h->ref = gb_slab_put(&t->slab, h)))
+        return -1;
+    gb_index_add(&t->ix, h->hash, h->ref);
+    return 0;
+}
+
+static void id_table_free(id_table *t)
+{
+    gb_index_free(&t->ix);
+    gb_slab_free(&t->slab);
+}
+
+static void id_remove(id_table *t, id_head *h)
+{
+    id_key k = {h->id, h->id_len, h->hash};
+    gb_index_remove_at(&t->ix, gb_index_slot(&t->ix, h->hash, id_ref_eq, t, &k), id_ref_hash, t);
+    gb_slab_del(&t->slab, h->ref);
+}
+
+/* The next record of the table from *cursor on (0 at the start), or NULL. */
+static void *id_next(const id_table *t, size_t *cursor)
+{
+    while (*cursor < t->slab.len) {
+        void *rec = t->slab.items[(*cursor)++];
+        if (rec)
+            return rec;
+    }
+    return NULL;
+}
+
+/* Cached transactions by their key (slot + 1 in the ring). */
+
+static uint64_t txn_ref_hash(const void *ctx, uint32_t ref)
+{
+    return ((const gb_registrar *)ctx)->txns[ref - 1].hash;
+}
+
+typedef struct {
+    const char *p;
+    size_t n;
+    uint64_t hash;
+} txn_probe;
+
+static int txn_ref_eq(const void *ctx, uint32_t ref, const void *key)
+{
+    const txn *t = &((const gb_registrar *)ctx)->txns[ref - 1];
+    const txn_probe *k = key;
+    return t->hash == k->hash && t->key_len == k->n && memcmp(t->key, k->p, k->n) == 0;
+}
+
+/* This very transaction (not another with the same key). */
+static int txn_ref_is(const void *ctx, uint32_t ref, const void *key)
+{
+    (void)ctx;
+    return ref == *(const uint32_t *)key;
+}
 
 void gb_registrar_config_default(gb_registrar_config *c)
 {
@@ -270,14 +272,6 @@ void gb_registrar_config_default(gb_registrar_config *c)
     c->max_events = 65536;
     c->transaction_ms = 32000;
     c->keepalive_events = 1;
-}
-
-static size_t pow2_at_least(size_t n)
-{
-    size_t p = 16;
-    while (p < n)
-        p <<= 1;
-    return p;
 }
 
 /* Copy a configuration string into r->strings and repoint it there. */
@@ -324,10 +318,10 @@ gb_registrar *gb_registrar_new(const gb_registrar_config *cfg, const char **why)
                    cfg->redirect_to_len + cfg->server_header_len + 1;
     r->strings = malloc(total);
     r->dctx = gb_digest_ctx_new();
+    r->hkey = gb_hash_key_from(cfg->hash_key);
     r->txns = calloc(cfg->max_transactions, sizeof(txn));
-    r->txn_index_cap = pow2_at_least((size_t)cfg->max_transactions * 2);
-    r->txn_index = calloc(r->txn_index_cap, sizeof(uint32_t));
-    if (!r->strings || !r->dctx || !r->txns || !r->txn_index) {
+    if (!r->strings || !r->dctx || !r->txns ||
+        gb_index_reserve(&r->txn_ix, cfg->max_transactions, txn_ref_hash, r) < 0) {
         gb_registrar_free(r);
         *why = "out of memory (or OpenSSL digests unavailable)";
         return NULL;
@@ -389,23 +383,22 @@ void gb_registrar_free(gb_registrar *r)
 {
     if (!r)
         return;
-    for (size_t i = 0; i < r->bindings.cap; i++)
-        if (r->bindings.slots[i].val)
-            binding_free(r->bindings.slots[i].val);
-    free(r->bindings.slots);
-    for (size_t i = 0; i < r->secrets.cap; i++)
-        if (r->secrets.slots[i].val) {
-            secret_entry *s = r->secrets.slots[i].val;
-            free(s->secret);
-            free(s);
-        }
-    free(r->secrets.slots);
-    free(r->heap);
+    size_t cur = 0;
+    for (binding *b; (b = id_next(&r->bindings, &cur));)
+        binding_free(b);
+    id_table_free(&r->bindings);
+    cur = 0;
+    for (secret_entry *e; (e = id_next(&r->secrets, &cur));) {
+        free(e->secret);
+        free(e);
+    }
+    id_table_free(&r->secrets);
+    gb_heap_free(&r->heap);
     if (r->txns)
         for (size_t i = 0; i < r->cfg.max_transactions; i++)
             txn_clear(r, &r->txns[i]);
     free(r->txns);
-    free(r->txn_index);
+    gb_index_free(&r->txn_ix);
     for (size_t i = 0; i < r->ev_count; i++)
         gb_reg_event_clear(&r->events[(r->ev_head + i) % r->ev_cap]);
     free(r->events);
@@ -423,29 +416,26 @@ int gb_registrar_set_secret(gb_registrar *r, const char *id, size_t id_len,
 {
     if (!id_len || id_len > GB_REG_MAX_ID)
         return -1;
-    map_slot *s = map_find(&r->secrets, id, id_len);
+    secret_entry *e = id_find(r, &r->secrets, id, id_len);
     char *copy = dup_bytes(secret, secret_len);
     if (!copy)
         return -1;
-    if (s) {
-        secret_entry *e = s->val;
+    if (e) {
         free(e->secret);
         e->secret = copy;
         e->len = (uint32_t)secret_len;
         e->is_ha1 = (uint8_t)!!is_ha1;
         return 0;
     }
-    secret_entry *e = calloc(1, sizeof(*e));
+    e = calloc(1, sizeof(*e));
     if (!e) {
         free(copy);
         return -1;
     }
-    memcpy(e->id, id, id_len);
-    e->id_len = (uint8_t)id_len;
     e->secret = copy;
     e->len = (uint32_t)secret_len;
     e->is_ha1 = (uint8_t)!!is_ha1;
-    if (map_put(&r->secrets, e->id, id_len, e) < 0) {
+    if (id_add(r, &r->secrets, &e->h, id, id_len) < 0) {
         free(copy);
         free(e);
         return -1;
@@ -455,11 +445,10 @@ int gb_registrar_set_secret(gb_registrar *r, const char *id, size_t id_len,
 
 int gb_registrar_forget_secret(gb_registrar *r, const char *id, size_t id_len)
 {
-    map_slot *s = map_find(&r->secrets, id, id_len);
-    if (!s)
+    secret_entry *e = id_find(r, &r->secrets, id, id_len);
+    if (!e)
         return 0;
-    secret_entry *e = s->val;
-    map_remove(&r->secrets, s);
+    id_remove(&r->secrets, &e->h);
     free(e->secret);
     free(e);
     return 1;
@@ -548,72 +537,31 @@ static int64_t binding_deadline(const binding *b)
     return d;
 }
 
-static void heap_swap(gb_registrar *r, size_t a, size_t b)
+static int64_t heap_key(const void *ctx, uint32_t ref)
 {
-    binding *t = r->heap[a];
-    r->heap[a] = r->heap[b];
-    r->heap[b] = t;
-    r->heap[a]->heap_pos = (uint32_t)a;
-    r->heap[b]->heap_pos = (uint32_t)b;
+    return binding_deadline(gb_slab_get(&((const gb_registrar *)ctx)->bindings.slab, ref));
 }
 
-static void heap_fix(gb_registrar *r, size_t i)
+static void heap_moved(void *ctx, uint32_t ref, uint32_t pos)
 {
-    /* sift up, then down */
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (binding_deadline(r->heap[p]) <= binding_deadline(r->heap[i]))
-            break;
-        heap_swap(r, i, p);
-        i = p;
-    }
-    for (;;) {
-        size_t l = 2 * i + 1, m = i;
-        if (l < r->heap_len && binding_deadline(r->heap[l]) < binding_deadline(r->heap[m]))
-            m = l;
-        if (l + 1 < r->heap_len && binding_deadline(r->heap[l + 1]) < binding_deadline(r->heap[m]))
-            m = l + 1;
-        if (m == i)
-            break;
-        heap_swap(r, i, m);
-        i = m;
-    }
+    ((binding *)gb_slab_get(&((gb_registrar *)ctx)->bindings.slab, ref))->heap_pos = pos;
 }
 
-static int heap_push(gb_registrar *r, binding *b)
+/* The binding's deadline changed: restore its place. */
+static void heap_fix(gb_registrar *r, binding *b)
 {
-    if (r->heap_len == r->heap_cap) {
-        size_t ncap = r->heap_cap ? r->heap_cap * 2 : 64;
-        binding **nh = realloc(r->heap, ncap * sizeof(*nh));
-        if (!nh)
-            return -1;
-        r->heap = nh;
-        r->heap_cap = ncap;
-    }
-    r->heap[r->heap_len] = b;
-    b->heap_pos = (uint32_t)r->heap_len++;
-    heap_fix(r, b->heap_pos);
-    return 0;
+    gb_heap_fix(&r->heap, b->heap_pos, heap_key, heap_moved, r);
 }
 
-static void heap_remove(gb_registrar *r, binding *b)
+static binding *heap_top(const gb_registrar *r)
 {
-    size_t i = b->heap_pos, last = r->heap_len - 1;
-    if (i != last) {
-        heap_swap(r, i, last);
-        r->heap_len--;
-        heap_fix(r, i);
-    } else {
-        r->heap_len--;
-    }
+    return r->heap.len ? gb_slab_get(&r->bindings.slab, r->heap.items[0]) : NULL;
 }
 
 static void binding_drop(gb_registrar *r, binding *b)
 {
-    map_slot *s = map_find(&r->bindings, b->id, b->id_len);
-    if (s)
-        map_remove(&r->bindings, s);
-    heap_remove(r, b);
+    gb_heap_remove(&r->heap, b->heap_pos, heap_key, heap_moved, r);
+    id_remove(&r->bindings, &b->h);
     binding_free(b);
 }
 
@@ -626,39 +574,13 @@ static size_t txn_oldest(const gb_registrar *r)
     return (r->txn_head + cap - r->txn_count) % cap;
 }
 
-static uint32_t *txn_index_slot(gb_registrar *r, uint64_t hash, const char *key, size_t len)
-{
-    size_t mask = r->txn_index_cap - 1;
-    for (size_t j = hash & mask;; j = (j + 1) & mask) {
-        uint32_t v = r->txn_index[j];
-        if (!v)
-            return &r->txn_index[j];
-        txn *t = &r->txns[v - 1];
-        if (t->hash == hash && t->key_len == len && memcmp(t->key, key, len) == 0)
-            return &r->txn_index[j];
-    }
-}
-
+/* Take t out of the index, if it is there (a failed resume did already). */
 static void txn_index_remove(gb_registrar *r, txn *t)
 {
-    size_t mask = r->txn_index_cap - 1;
-    uint32_t *slot = txn_index_slot(r, t->hash, t->key, t->key_len);
-    if (!*slot)
-        return;
-    size_t i = (size_t)(slot - r->txn_index), j = i;
-    r->txn_index[i] = 0;
-    for (;;) {
-        j = (j + 1) & mask;
-        uint32_t v = r->txn_index[j];
-        if (!v)
-            break;
-        size_t home = r->txns[v - 1].hash & mask;
-        if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
-            r->txn_index[i] = v;
-            r->txn_index[j] = 0;
-            i = j;
-        }
-    }
+    uint32_t ref = (uint32_t)(t - r->txns) + 1;
+    uint32_t *slot = gb_index_slot(&r->txn_ix, t->hash, txn_ref_is, r, &ref);
+    if (*slot)
+        gb_index_remove_at(&r->txn_ix, slot, txn_ref_hash, r);
 }
 
 static void txn_drop_oldest(gb_registrar *r)
@@ -707,8 +629,9 @@ static size_t txn_key(const char *b, const gb_msg *m, char *key)
 
 static txn *txn_lookup(gb_registrar *r, const char *key, size_t len, uint64_t hash)
 {
-    uint32_t *slot = txn_index_slot(r, hash, key, len);
-    return *slot ? &r->txns[*slot - 1] : NULL;
+    txn_probe k = {key, len, hash};
+    uint32_t ref = gb_index_find(&r->txn_ix, hash, txn_ref_eq, r, &k);
+    return ref ? &r->txns[ref - 1] : NULL;
 }
 
 static txn *txn_insert(gb_registrar *r, const char *key, size_t len, uint64_t hash,
@@ -727,7 +650,7 @@ static txn *txn_insert(gb_registrar *r, const char *key, size_t len, uint64_t ha
     t->key_len = (uint16_t)len;
     t->hash = hash;
     t->expires_at = expires_at;
-    *txn_index_slot(r, hash, key, len) = (uint32_t)slot + 1;
+    gb_index_add(&r->txn_ix, hash, (uint32_t)slot + 1);
     return t;
 }
 
@@ -775,7 +698,7 @@ static gb_reg_status send_reply(req_ctx *c, unsigned status, const char *reason)
     gb_registrar *r = c->r;
     char tag[16];
     static const char hex[] = "0123456789abcdef";
-    uint64_t v = prng_next(&r->prng);
+    uint64_t v = gb_splitmix64(&r->prng);
     for (int i = 0; i < 10; i++, v >>= 4)
         tag[i] = hex[v & 15];
     char ip[64];
@@ -870,9 +793,8 @@ static int lookup_secret(void *arg, gb_bytes username, gb_bytes realm, int userh
         out->value = (gb_bytes){ls->secret, ls->secret_len};
         return 0;
     }
-    map_slot *s = map_find(&ls->r->secrets, username.p, username.n);
-    if (s) {
-        secret_entry *e = s->val;
+    secret_entry *e = id_find(ls->r, &ls->r->secrets, username.p, username.n);
+    if (e) {
         out->kind = e->is_ha1 ? GB_SECRET_HA1 : GB_SECRET_PASSWORD;
         out->value = (gb_bytes){e->secret, e->len};
         return 0;
@@ -1043,8 +965,7 @@ static gb_reg_status do_register(req_ctx *c, lookup_state *ls, uint64_t *pending
         return send_reply(c, 302, NULL);
     }
 
-    map_slot *slot = map_find(&r->bindings, id, id_len);
-    binding *bd = slot ? slot->val : NULL;
+    binding *bd = id_find(r, &r->bindings, id, id_len);
     const gb_header *cid = &m->headers[m->first[GB_HDR_CALL_ID] - 1];
     int same_call = bd && bd->call_id_len == cid->value.len &&
                     memcmp(bd->call_id, b + cid->value.off, cid->value.len) == 0;
@@ -1184,23 +1105,16 @@ static gb_reg_status do_register(req_ctx *c, lookup_state *ls, uint64_t *pending
         for (size_t i = 0; i < nwant; i++)
             any_live |= want[i].expires > 0;
         if (any_live) {
-            if (r->bindings.count >= r->cfg.max_bindings)
+            if (r->bindings.ix.count >= r->cfg.max_bindings)
                 return reject(c, 503, "Registrar full (max_bindings)", id, id_len);
             bd = calloc(1, sizeof(*bd));
-            if (bd) {
-                memcpy(bd->id, id, id_len);
-                bd->id_len = (uint8_t)id_len;
-            }
-            if (!bd || map_put(&r->bindings, bd->id, id_len, bd) < 0) {
+            if (!bd || gb_heap_reserve(&r->heap, (size_t)r->heap.len + 1) < 0 ||
+                id_add(r, &r->bindings, &bd->h, id, id_len) < 0) {
                 free(bd);
                 return send_reply(c, 500, "Out of memory");
             }
             bd->registered_at = c->now;
-            if (heap_push(r, bd) < 0) {
-                map_remove(&r->bindings, map_find(&r->bindings, id, id_len));
-                free(bd);
-                return send_reply(c, 500, "Out of memory");
-            }
+            gb_heap_push(&r->heap, bd->h.ref, heap_key, heap_moved, r);
             created = 1;
         }
     }
@@ -1261,7 +1175,7 @@ static gb_reg_status do_register(req_ctx *c, lookup_state *ls, uint64_t *pending
     if (r->cfg.keepalive_interval_ms && r->cfg.keepalive_timeout_count && (!was_online || created))
         bd->keepalive_deadline =
             c->now + (int64_t)r->cfg.keepalive_interval_ms * r->cfg.keepalive_timeout_count;
-    heap_fix(r, bd->heap_pos);
+    heap_fix(r, bd);
 
     if (created)
         r->st.registrations++;
@@ -1355,8 +1269,7 @@ static gb_reg_status do_message(req_ctx *c)
     size_t id_len = fu.user.len > GB_REG_MAX_ID ? GB_REG_MAX_ID : fu.user.len;
     gb_span cmd = xml_text(b, m->body, "CmdType");
     int keepalive = gb_ieq(b + cmd.off, cmd.len, "Keepalive", 9);
-    map_slot *slot = map_find(&r->bindings, id, id_len);
-    binding *bd = slot ? slot->val : NULL;
+    binding *bd = id_find(r, &r->bindings, id, id_len);
     if (!keepalive) {
         gb_reg_event *ev = push_event(r, GB_REG_EV_MESSAGE, id, id_len, c->now);
         if (ev) {
@@ -1379,7 +1292,7 @@ static gb_reg_status do_message(req_ctx *c)
         if (ev)
             ev->source = *c->src;
     }
-    heap_fix(r, bd->heap_pos);
+    heap_fix(r, bd);
     if (r->cfg.keepalive_events) {
         gb_reg_event *ev = push_event(r, GB_REG_EV_KEEPALIVE, id, id_len, c->now);
         if (ev) {
@@ -1398,18 +1311,43 @@ static gb_reg_status do_message(req_ctx *c)
 /* ------------------------------------------------------------------ */
 /* Dispatch                                                            */
 
+/* Requests a second per source address.  The source keeps its slot for
+ * its one-second window; a colliding address takes another slot of the
+ * set (or one whose window is over) and never resets or shares this one.
+ * When every slot of the set is another source's live window, the request
+ * goes through untracked and is counted. */
 static int rate_ok(gb_registrar *r, const gb_peer *src, int64_t now)
 {
     if (!r->cfg.rate_per_source)
         return 1;
-    uint64_t h = hash_bytes(src->ip, src->family == 6 ? 16 : 4, src->family);
-    rate_slot *s = &r->rate[h % RATE_SLOTS];
-    if (s->ip_hash != h || now - s->window_start >= 1000) {
-        s->ip_hash = h;
-        s->window_start = now;
-        s->count = 0;
+    size_t alen = src->family == 6 ? 16 : 4;
+    unsigned char addr[17];
+    addr[0] = src->family;
+    memcpy(addr + 1, src->ip, alen);
+    rate_slot *set = &r->rate[gb_siphash(&r->hkey, addr, alen + 1) % RATE_SETS * RATE_WAYS];
+    rate_slot *mine = NULL, *spare = NULL;
+    for (int w = 0; w < RATE_WAYS && !mine; w++) {
+        rate_slot *s = &set[w];
+        if (s->family == src->family && memcmp(s->ip, src->ip, alen) == 0)
+            mine = s;
+        else if (!spare && (!s->family || now - s->window_start >= 1000))
+            spare = s;
     }
-    return ++s->count <= r->cfg.rate_per_source;
+    if (!mine && !spare) {
+        r->st.rate_untracked++;
+        return 1;
+    }
+    if (!mine) {
+        mine = spare;
+        memset(mine, 0, sizeof(*mine));
+        mine->family = src->family;
+        memcpy(mine->ip, src->ip, alen);
+        mine->window_start = now;
+    } else if (now - mine->window_start >= 1000) {
+        mine->window_start = now;
+        mine->count = 0;
+    }
+    return ++mine->count <= r->cfg.rate_per_source;
 }
 
 /* Remove the header that starts on 1-based line `line` (with its folded
@@ -1574,7 +1512,7 @@ static gb_reg_status process(gb_registrar *r, const char *buf, size_t len,
     if (!own) {
         klen = txn_key(buf, &m, key);
         if (klen) {
-            khash = hash_bytes(key, klen, 0);
+            khash = gb_siphash(&r->hkey, key, klen);
             txn *t = txn_lookup(r, key, klen, khash);
             if (t) {
                 /* RFC 3261 §17.2.1: a retransmission gets the same answer */
@@ -1724,7 +1662,8 @@ gb_reg_status gb_registrar_resume(gb_registrar *r, uint64_t pending_id, int kind
 
 int64_t gb_registrar_next_deadline(const gb_registrar *r)
 {
-    int64_t d = r->heap_len ? binding_deadline(r->heap[0]) : NO_DEADLINE;
+    const binding *top = heap_top(r);
+    int64_t d = top ? binding_deadline(top) : NO_DEADLINE;
     if (r->txn_count) {
         const txn *t = &r->txns[txn_oldest(r)];
         if (t->expires_at < d)
@@ -1737,8 +1676,7 @@ void gb_registrar_handle_timer(gb_registrar *r, int64_t now)
 {
     while (r->txn_count && r->txns[txn_oldest(r)].expires_at <= now)
         txn_drop_oldest(r);
-    while (r->heap_len && binding_deadline(r->heap[0]) <= now) {
-        binding *b = r->heap[0];
+    for (binding *b; (b = heap_top(r)) && binding_deadline(b) <= now;) {
         for (unsigned i = 0; i < b->ncontacts;) {
             if (b->contacts[i].expires_at <= now) {
                 free(b->contacts[i].uri);
@@ -1749,7 +1687,7 @@ void gb_registrar_handle_timer(gb_registrar *r, int64_t now)
         }
         if (!b->ncontacts) {
             r->st.expirations++;
-            gb_reg_event *ev = push_event(r, GB_REG_EV_EXPIRED, b->id, b->id_len, now);
+            gb_reg_event *ev = push_event(r, GB_REG_EV_EXPIRED, b->h.id, b->h.id_len, now);
             if (ev)
                 ev->source = b->source;
             binding_drop(r, b);
@@ -1758,11 +1696,11 @@ void gb_registrar_handle_timer(gb_registrar *r, int64_t now)
         if (b->online && b->keepalive_deadline && b->keepalive_deadline <= now) {
             /* GB/T 28181 §9.6.1: timeout_count missed keepalives */
             b->online = 0;
-            gb_reg_event *ev = push_event(r, GB_REG_EV_OFFLINE, b->id, b->id_len, now);
+            gb_reg_event *ev = push_event(r, GB_REG_EV_OFFLINE, b->h.id, b->h.id_len, now);
             if (ev)
                 ev->source = b->source;
         }
-        heap_fix(r, b->heap_pos);
+        heap_fix(r, b);
     }
 }
 
@@ -1771,8 +1709,8 @@ void gb_registrar_handle_timer(gb_registrar *r, int64_t now)
 
 static void view_of(const binding *b, gb_binding_view *v)
 {
-    v->id = b->id;
-    v->id_len = b->id_len;
+    v->id = b->h.id;
+    v->id_len = b->h.id_len;
     v->contact = b->ncontacts ? b->contacts[0].uri : NULL;
     v->contact_len = b->ncontacts ? b->contacts[0].uri_len : 0;
     v->ncontacts = b->ncontacts;
@@ -1794,40 +1732,32 @@ static void view_of(const binding *b, gb_binding_view *v)
 
 size_t gb_registrar_binding_count(const gb_registrar *r)
 {
-    return r->bindings.count;
+    return r->bindings.ix.count;
 }
 
 int gb_registrar_binding_next(const gb_registrar *r, size_t *cursor, gb_binding_view *v)
 {
-    while (*cursor < r->bindings.cap) {
-        const map_slot *s = &r->bindings.slots[(*cursor)++];
-        if (s->val) {
-            view_of(s->val, v);
-            return 1;
-        }
-    }
-    return 0;
+    const binding *b = id_next(&r->bindings, cursor);
+    if (b)
+        view_of(b, v);
+    return b != NULL;
 }
 
 int gb_registrar_binding_get(const gb_registrar *r, const char *id, size_t id_len,
                              gb_binding_view *v)
 {
-    map_slot *s = map_find(&r->bindings, id, id_len);
-    if (!s)
-        return 0;
-    view_of(s->val, v);
-    return 1;
+    const binding *b = id_find(r, &r->bindings, id, id_len);
+    if (b)
+        view_of(b, v);
+    return b != NULL;
 }
 
 int gb_registrar_binding_contact(const gb_registrar *r, const char *id, size_t id_len,
                                  uint32_t n, const char **uri, size_t *uri_len,
                                  int64_t *expires_at)
 {
-    map_slot *s = map_find(&r->bindings, id, id_len);
-    if (!s)
-        return 0;
-    const binding *b = s->val;
-    if (n >= b->ncontacts)
+    const binding *b = id_find(r, &r->bindings, id, id_len);
+    if (!b || n >= b->ncontacts)
         return 0;
     *uri = b->contacts[n].uri;
     *uri_len = b->contacts[n].uri_len;
@@ -1838,16 +1768,15 @@ int gb_registrar_binding_contact(const gb_registrar *r, const char *id, size_t i
 void gb_registrar_get_stats(const gb_registrar *r, gb_registrar_stats *s)
 {
     *s = r->st;
-    s->bindings = r->bindings.count;
+    s->bindings = r->bindings.ix.count;
     s->pending = r->pending_count;
     s->transactions = r->txn_count;
-    /* binding structs, their strings and the table and heap slots */
-    uint64_t bytes = (uint64_t)r->bindings.cap * sizeof(map_slot) +
-                     (uint64_t)r->heap_cap * sizeof(binding *);
-    for (size_t i = 0; i < r->bindings.cap; i++) {
-        const binding *b = r->bindings.slots[i].val;
-        if (!b)
-            continue;
+    /* binding structs, their strings, and the index, slab and heap slots */
+    uint64_t bytes = gb_index_bytes(&r->bindings.ix) +
+                     (uint64_t)r->bindings.slab.cap * (sizeof(void *) + sizeof(uint32_t)) +
+                     (uint64_t)r->heap.cap * sizeof(uint32_t);
+    size_t cur = 0;
+    for (const binding *b; (b = id_next(&r->bindings, &cur));) {
         bytes += sizeof(*b) + b->call_id_len + b->ua_len + b->ncontacts * sizeof(reg_contact);
         for (unsigned k = 0; k < b->ncontacts; k++)
             bytes += b->contacts[k].uri_len;

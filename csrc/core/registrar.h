@@ -87,6 +87,8 @@ typedef struct {
     const char *redirect_to;      /* answer every REGISTER with 302 to this URI */
     size_t redirect_to_len;
     uint64_t seed;                /* PRNG seed for tags (the caller's randomness) */
+    unsigned char hash_key[16];   /* keys the hash of every table (SipHash):
+                                     the caller's secret randomness */
     uint32_t max_bindings;        /* default 1,000,000 */
     uint32_t max_contacts;        /* per device; default 8 */
     uint32_t max_transactions;    /* cached answers; default 65536 */
@@ -217,7 +219,8 @@ typedef struct {
     uint64_t received, answered, retransmissions_absorbed, dropped_unparseable,
         dropped_rate, dropped_pending_full, rejected, challenges, auth_failures,
         registrations, refreshes, unregistrations, expirations, keepalives,
-        events_dropped, transactions_evicted, stray_responses;
+        events_dropped, transactions_evicted, stray_responses,
+        rate_untracked;   /* rate_per_source: a source that found no slot */
     uint64_t bindings, pending, transactions;
     uint64_t binding_bytes;   /* heap held by bindings (approximate) */
 } gb_registrar_stats;

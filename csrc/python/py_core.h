@@ -21,6 +21,11 @@ extern PyObject *gbpy_SIPParseError;
  * the error came from a sub-parser working inside one header.  Returns NULL. */
 PyObject *gbpy_raise_parse_error(const gb_error *err);
 
+/* The 16-byte key of the core's table hashes (SipHash) from the caller's
+ * hash_key argument: bytes of that length, or None for one drawn from
+ * OpenSSL's RAND_bytes (seeded by the OS).  0, or -1 with an exception. */
+int gbpy_hash_key(PyObject *arg, unsigned char out[16]);
+
 /* Per-concept module setup; each returns 0 or -1 with an exception set. */
 int gbpy_message_init(PyObject *module);
 int gbpy_digest_init(PyObject *module);

@@ -123,11 +123,11 @@ static PyObject *Fleet_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         "gb_version", "capability_header", "expires", "refresh_fraction",
         "jitter", "retry_interval", "keepalive_interval",
         "keepalive_max_missed", "t1", "t2", "max_challenges",
-        "preemptive_auth", "lenient", "seed", "capacity", NULL};
+        "preemptive_auth", "lenient", "seed", "capacity", "hash_key", NULL};
     PyObject *server_id = NULL, *domain = NULL, *request_uri = NULL,
              *message_uri = NULL, *server_host = NULL, *transport = NULL,
              *password = NULL, *user_agent = NULL, *contact_params = NULL,
-             *gb_version = NULL, *seed = Py_None;
+             *gb_version = NULL, *seed = Py_None, *hash_key = Py_None;
     int server_port = 5060, capability = 1, preemptive = 1;
     unsigned long expires = 3600, retry = 60000, ka = 60000, ka_missed = 3,
                   t1 = 500, t2 = 4000, max_ch = 3, lenient = 0, capacity = 1;
@@ -137,11 +137,11 @@ static PyObject *Fleet_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         return NULL;
     }
     if (!PyArg_ParseTupleAndKeywords(
-            args, kw, "|$OOOOOiOOOOOpkddkkkkkkpkOk", kwlist, &server_id, &domain,
+            args, kw, "|$OOOOOiOOOOOpkddkkkkkkpkOkO", kwlist, &server_id, &domain,
             &request_uri, &message_uri, &server_host, &server_port, &transport,
             &password, &user_agent, &contact_params, &gb_version, &capability,
             &expires, &fraction, &jitter, &retry, &ka, &ka_missed, &t1, &t2,
-            &max_ch, &preemptive, &lenient, &seed, &capacity))
+            &max_ch, &preemptive, &lenient, &seed, &capacity, &hash_key))
         return NULL;
     gb_dev_config cfg;
     gb_dev_config_default(&cfg);
@@ -191,6 +191,8 @@ static PyObject *Fleet_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     cfg.max_challenges = (uint32_t)max_ch;
     cfg.preemptive_auth = preemptive;
     cfg.lenient = (unsigned)lenient;
+    if (gbpy_hash_key(hash_key, cfg.hash_key) < 0)
+        return NULL;
     if (seed == Py_None) {
         unsigned char r[8];
         if (RAND_bytes(r, sizeof r) != 1) {

@@ -1,6 +1,9 @@
 /* py_module.c - gbsip._core: module object, exception classes. */
 #include "py_core.h"
 
+#include <openssl/rand.h>
+#include <string.h>
+
 PyObject *gbpy_GBSIPError;
 PyObject *gbpy_SIPParseError;
 
@@ -85,6 +88,20 @@ PyObject *gbpy_raise_parse_error(const gb_error *err)
     PyErr_SetObject(gbpy_SIPParseError, exc);
     Py_DECREF(exc);
     return NULL;
+}
+
+int gbpy_hash_key(PyObject *arg, unsigned char out[16])
+{
+    if (arg == Py_None)
+        return RAND_bytes(out, 16) == 1
+                   ? 0
+                   : (PyErr_SetString(gbpy_GBSIPError, "OpenSSL RAND_bytes failed"), -1);
+    if (!PyBytes_Check(arg) || PyBytes_GET_SIZE(arg) != 16) {
+        PyErr_SetString(PyExc_ValueError, "hash_key must be 16 bytes, or None for a random one");
+        return -1;
+    }
+    memcpy(out, PyBytes_AS_STRING(arg), 16);
+    return 0;
 }
 
 static struct PyModuleDef core_module = {

@@ -152,22 +152,22 @@ static int core_init(RegistrarCoreObject *self, PyObject *args, PyObject *kwds)
         "fixed_nonce", "nonce_key", "nonce_lifetime", "redirect_to", "seed",
         "max_bindings", "max_contacts", "max_transactions", "max_pending", "max_events",
         "transaction_ms", "rate_per_source", "lenient", "server_header",
-        "keepalive_events", "event_mask", NULL};
+        "keepalive_events", "event_mask", "hash_key", NULL};
     gb_registrar_config cfg;
     gb_registrar_config_default(&cfg);
     PyObject *server_id, *realm = Py_None, *shared = Py_None, *gbver = Py_None,
              *fixed = Py_None, *key = Py_None, *redirect = Py_None, *seed = Py_None,
-             *server_header = Py_None;
+             *server_header = Py_None, *hash_key = Py_None;
     int ask = 0, qop = 0, strict = 1, kev = 1, refresh = cfg.refresh_policy,
         uri_policy = cfg.uri_policy;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "U|$OOpIIIIIpiipOOOIOOIIIIIIIIOpI:RegistrarCore", kwlist, &server_id,
+            args, kwds, "U|$OOpIIIIIpiipOOOIOOIIIIIIIIOpIO:RegistrarCore", kwlist, &server_id,
             &realm, &shared, &ask, &cfg.min_expires, &cfg.max_expires, &cfg.default_expires,
             &cfg.keepalive_interval_ms, &cfg.keepalive_timeout_count, &qop, &refresh, &strict,
             &uri_policy, &gbver, &fixed, &key, &cfg.nonce_lifetime, &redirect, &seed,
             &cfg.max_bindings, &cfg.max_contacts, &cfg.max_transactions, &cfg.max_pending,
             &cfg.max_events, &cfg.transaction_ms, &cfg.rate_per_source, &cfg.lenient,
-            &server_header, &kev, &cfg.event_mask))
+            &server_header, &kev, &cfg.event_mask, &hash_key))
         return -1;
     Py_ssize_t sl;
     cfg.server_id = PyUnicode_AsUTF8AndSize(server_id, &sl);
@@ -197,6 +197,8 @@ static int core_init(RegistrarCoreObject *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(gbpy_GBSIPError, "OpenSSL RAND_bytes failed");
         return -1;
     }
+    if (gbpy_hash_key(hash_key, cfg.hash_key) < 0)
+        return -1;
     if (kp) {
         cfg.nonce_key = (const unsigned char *)kp;
         cfg.nonce_key_len = kn;

@@ -11,6 +11,7 @@
 #include "check.h"
 #include "seed.h"
 #include "digest.h"
+#include "gb_containers.h"
 #include "registrar.h"
 #include "sip_auth.h"
 #include "sip_parser.h"
@@ -1265,6 +1266,59 @@ static void test_rate_per_source(void)
     gb_registrar_free(r);
 }
 
+/* The rate table's set of an IPv4 source under the configured key (the
+ * registrar's own placement: keyed hash of family and address). */
+static unsigned rate_set_of(const gb_registrar_config *c, const gb_peer *p)
+{
+    unsigned char addr[5] = {4, p->ip[0], p->ip[1], p->ip[2], p->ip[3]};
+    gb_hash_key k = gb_hash_key_from(c->hash_key);
+    return (unsigned)(gb_siphash(&k, addr, sizeof addr) % 256);
+}
+
+/* Issue 14: sources that share a set of the rate table keep their own
+ * counts: one never resets or spends another's.  Five sources in one set of
+ * four: the fifth goes through untracked (and counted), the four keep
+ * their limits. */
+static void test_rate_colliding_sources_keep_their_counts(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    c.rate_per_source = 2;
+    for (int i = 0; i < 16; i++)
+        c.hash_key[i] = (unsigned char)(0xa0 + i);
+    gb_registrar *r = mk(&c);
+    gb_peer same[5];
+    gb_peer first = peer4(10, 1, 0, 1, 5061);
+    unsigned set = rate_set_of(&c, &first);
+    int n = 0;
+    for (unsigned v = 1; n < 5 && v < 65536; v++) {
+        gb_peer p = peer4(10, 1, (uint8_t)(v >> 8), (uint8_t)v, 5061);
+        if (rate_set_of(&c, &p) == set)
+            same[n++] = p;
+    }
+    CHECK_EQ_INT(n, 5);
+    answer a;
+    int answered[5] = {0};
+    for (int round = 0; round < 3; round++)
+        for (int k = 0; k < 5; k++) {
+            req q = {.cseq = 1, .expires = 3600};
+            answered[k] += send_req(r, &a, &q, &same[k], NOW0, WALL_SEED) == GB_REG_REPLY;
+        }
+    for (int k = 0; k < 4; k++)
+        CHECK_EQ_INT(answered[k], 2);
+    CHECK_EQ_INT(answered[4], 3);
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.rate_untracked, 3);
+    CHECK_EQ_INT(st.dropped_rate, 4);
+    /* a window over frees its slot for the fifth source */
+    req q = {.cseq = 1, .expires = 3600};
+    for (int i = 0; i < 3; i++)
+        answered[4] += send_req(r, &a, &q, &same[4], NOW0 + 1000, WALL_SEED) == GB_REG_REPLY;
+    CHECK_EQ_INT(answered[4], 5);
+    gb_registrar_free(r);
+}
+
 /* ---------------------------------------------------------------- */
 /* Bad input                                                         */
 
@@ -1726,6 +1780,7 @@ int main(void)
     test_limit_max_events();
     test_limit_max_transactions();
     test_rate_per_source();
+    test_rate_colliding_sources_keep_their_counts();
     test_garbage_dropped_and_counted();
     test_missing_header_answered_400_naming_it();
     test_bare_register_and_fromless_message_answered();

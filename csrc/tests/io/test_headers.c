@@ -7,6 +7,7 @@
  */
 #include "device.h"
 #include "digest.h"
+#include "gb_containers.h"
 #include "registrar.h"
 #include "sip_auth.h"
 #include "sip_fields.h"
