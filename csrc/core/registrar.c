@@ -10,7 +10,15 @@
 #include "sip_writer.h"
 
 #define NO_DEADLINE INT64_MAX
-#define MAX_REPLY_FIELDS 24
+/* Contacts a binding may hold (cfg.max_contacts at most), and the room
+ * each takes in an answer: "<" uri ">;expires=" 10 digits, the URI fitting
+ * in one header line of the parser's limit. */
+#define MAX_CONTACTS 64
+#define CONTACT_ROOM(lim) ((size_t)(lim).max_line + 32)
+/* Answer fields besides Contacts: Server, Date, Expires, Min-Expires,
+ * X-GB-Ver, WWW-Authenticate, Allow, Unsupported, Accept, the redirect's
+ * Contact, and room to spare. */
+#define OTHER_FIELDS 16
 
 /* ------------------------------------------------------------------ */
 /* Small tools                                                         */
@@ -155,6 +163,10 @@ struct gb_registrar {
     size_t pending_count;
     gb_reg_event *events;     /* ring */
     size_t ev_cap, ev_head, ev_count;
+    gb_field *fields;         /* an answer's extra headers, fields_cap */
+    size_t fields_cap;
+    char *scratch;            /* their values, built (scratch_cap bytes) */
+    size_t scratch_cap;
     rate_slot rate[RATE_SETS * RATE_WAYS];
     gb_registrar_stats st;
 };
@@ -307,6 +319,10 @@ gb_registrar *gb_registrar_new(const gb_registrar_config *cfg, const char **why)
         *why = "max_transactions, max_events and max_bindings must be positive";
         return NULL;
     }
+    if (cfg->max_contacts > MAX_CONTACTS) {
+        *why = "max_contacts above 64";
+        return NULL;
+    }
     gb_registrar *r = calloc(1, sizeof(*r));
     if (!r) {
         *why = "out of memory";
@@ -320,7 +336,16 @@ gb_registrar *gb_registrar_new(const gb_registrar_config *cfg, const char **why)
     r->dctx = gb_digest_ctx_new();
     r->hkey = gb_hash_key_from(cfg->hash_key);
     r->txns = calloc(cfg->max_transactions, sizeof(txn));
-    if (!r->strings || !r->dctx || !r->txns ||
+    /* Room for every field an answer can carry, so none is ever left out:
+     * the binding's contacts, the challenge, the redirect target... */
+    gb_limits lim;
+    gb_limits_default(&lim);
+    r->fields_cap = cfg->max_contacts + OTHER_FIELDS;
+    r->scratch_cap = cfg->max_contacts * CONTACT_ROOM(lim) + cfg->realm_len +
+                     cfg->redirect_to_len + GB_DIGEST_MAX_NONCE + 1024;
+    r->fields = calloc(r->fields_cap, sizeof(gb_field));
+    r->scratch = malloc(r->scratch_cap);
+    if (!r->strings || !r->dctx || !r->txns || !r->fields || !r->scratch ||
         gb_index_reserve(&r->txn_ix, cfg->max_transactions, txn_ref_hash, r) < 0) {
         gb_registrar_free(r);
         *why = "out of memory (or OpenSSL digests unavailable)";
@@ -404,6 +429,8 @@ void gb_registrar_free(gb_registrar *r)
     free(r->events);
     gb_digest_nonces_free(r->nonces);
     gb_digest_ctx_free(r->dctx);
+    free(r->fields);
+    free(r->scratch);
     free(r->strings);
     free(r);
 }
@@ -665,31 +692,34 @@ typedef struct {
     int64_t now;
     int64_t wall;
     gb_reg_reply *out;
-    gb_field fields[MAX_REPLY_FIELDS];
-    size_t nfields;
-    char scratch[2048];    /* header values built for the answer */
-    size_t scratch_len;
+    size_t nfields;        /* in r->fields */
+    size_t scratch_len;    /* of r->scratch */
+    int overflow;          /* a field did not fit: the answer is not sent as built */
 } req_ctx;
 
 static void add_field(req_ctx *c, const char *name, const char *value, size_t len)
 {
-    if (c->nfields < MAX_REPLY_FIELDS)
-        c->fields[c->nfields++] = (gb_field){name, strlen(name), value, len};
+    if (c->nfields < c->r->fields_cap)
+        c->r->fields[c->nfields++] = (gb_field){name, strlen(name), value, len};
+    else
+        c->overflow = 1;
 }
 
-/* Reserve scratch space for a header value built with a writer. */
+/* Room at the end of the scratch space: start a writer there. */
 static char *scratch_begin(req_ctx *c, gb_writer *w)
 {
-    char *p = c->scratch + c->scratch_len;
-    gb_w_init(w, p, sizeof(c->scratch) - c->scratch_len);
+    char *p = c->r->scratch + c->scratch_len;
+    gb_w_init(w, p, c->r->scratch_cap - c->scratch_len);
     return p;
 }
 
 static void scratch_end(req_ctx *c, gb_writer *w, const char *name)
 {
-    if (w->overflow)
+    if (w->overflow) {
+        c->overflow = 1;
         return;
-    add_field(c, name, c->scratch + c->scratch_len, w->len);
+    }
+    add_field(c, name, c->r->scratch + c->scratch_len, w->len);
     c->scratch_len += w->len;
 }
 
@@ -713,13 +743,24 @@ static gb_reg_status send_reply(req_ctx *c, unsigned status, const char *reason)
         .received = c->src->transport == GB_TRANSPORT_UDP && iplen ? ip : NULL,
         .received_len = iplen,
         .rport = c->src->port,
-        .fields = c->fields,
+        .fields = r->fields,
         .nfields = c->nfields,
     };
     gb_writer w;
     gb_w_init(&w, c->out->buf, c->out->cap);
-    if (gb_build_reply(&w, c->b, c->m, status, &o) < 0)
-        return GB_REG_DROPPED;
+    if (c->overflow || gb_build_reply(&w, c->b, c->m, status, &o) < 0) {
+        /* Never a silent drop or a silently shortened answer: count it,
+         * and say so in a bare 500 when the caller's buffer (below
+         * gb_registrar_reply_cap()) holds that. */
+        r->st.replies_too_large++;
+        static const char too_large[] = "Response too large";
+        o.reason = too_large;
+        o.reason_len = sizeof(too_large) - 1;
+        o.nfields = 0;
+        gb_w_init(&w, c->out->buf, c->out->cap);
+        if (gb_build_reply(&w, c->b, c->m, 500, &o) < 0)
+            return GB_REG_DROPPED;
+    }
     c->out->len = w.len;
     c->out->dest = *c->src;
     r->st.answered++;
@@ -761,9 +802,11 @@ static void add_date(req_ctx *c)
         .millisecond = (int)(rem % 1000),
     };
     d.year = (int)(yoe + era * 400 + (d.month <= 2));
-    if (c->scratch_len + 23 > sizeof(c->scratch))
+    if (c->scratch_len + 23 > c->r->scratch_cap) {
+        c->overflow = 1;
         return;
-    char *p = c->scratch + c->scratch_len;
+    }
+    char *p = c->r->scratch + c->scratch_len;
     gb_format_gb_date(&d, p);
     c->scratch_len += 23;
     add_field(c, "Date", p, 23);
@@ -829,8 +872,8 @@ static gb_reg_status challenge(req_ctx *c, int stale)
         .qop_mask = r->cfg.qop_auth ? GB_QOP_BIT(GB_QOP_AUTH) : 0,
         .stale = stale,
     };
-    char *p = c->scratch + c->scratch_len;
-    long n = gb_digest_build_challenge(p, sizeof(c->scratch) - c->scratch_len, &ch);
+    char *p = r->scratch + c->scratch_len;
+    long n = gb_digest_build_challenge(p, r->scratch_cap - c->scratch_len, &ch);
     if (n < 0)
         return send_reply(c, 500, "Challenge too large");
     c->scratch_len += (size_t)n;
@@ -1517,8 +1560,12 @@ static gb_reg_status process(gb_registrar *r, const char *buf, size_t len,
             if (t) {
                 /* RFC 3261 §17.2.1: a retransmission gets the same answer */
                 r->st.retransmissions_absorbed++;
-                if (t->state != TXN_DONE || t->response_len > out->cap)
+                if (t->state != TXN_DONE)
                     return GB_REG_DROPPED;
+                if (t->response_len > out->cap) {
+                    r->st.replies_too_large++;
+                    return GB_REG_DROPPED;
+                }
                 memcpy(out->buf, t->response, t->response_len);
                 out->len = t->response_len;
                 out->dest = *src;
@@ -1614,6 +1661,15 @@ static gb_reg_status process(gb_registrar *r, const char *buf, size_t len,
         }
     }
     return st;
+}
+
+size_t gb_registrar_reply_cap(const gb_registrar *r, size_t request_len)
+{
+    /* The echoed Via/From/To/Call-ID/CSeq lines at most double (a compact
+     * "v:" becomes "Via: ", a bare LF a CRLF; a header line is at least 4
+     * bytes), plus every built field, plus the status line, tag, received
+     * and Content-Length. */
+    return 2 * request_len + r->scratch_cap + 1024;
 }
 
 gb_reg_status gb_registrar_handle(gb_registrar *r, const char *buf, size_t len,

@@ -90,7 +90,7 @@ typedef struct {
     unsigned char hash_key[16];   /* keys the hash of every table (SipHash):
                                      the caller's secret randomness */
     uint32_t max_bindings;        /* default 1,000,000 */
-    uint32_t max_contacts;        /* per device; default 8 */
+    uint32_t max_contacts;        /* per device; default 8, at most 64 */
     uint32_t max_transactions;    /* cached answers; default 65536 */
     uint32_t max_pending;         /* secret lookups in flight; default 1024 */
     uint32_t max_events;          /* queued events; default 65536 */
@@ -127,10 +127,17 @@ typedef enum {
 
 typedef struct {
     char *buf;           /* caller's buffer for the answer */
-    size_t cap;          /* at least 4096 is plenty */
+    size_t cap;          /* gb_registrar_reply_cap() bytes hold any answer */
     size_t len;
     gb_peer dest;
 } gb_reg_reply;
+
+/* Room that holds any answer to a request of request_len bytes: the echoed
+ * headers grow with the request, the contacts and challenge are bounded by
+ * the configuration.  With less, an answer that does not fit becomes a
+ * bare 500 "Response too large" (if that fits) and replies_too_large
+ * counts it; nothing is dropped or shortened silently. */
+size_t gb_registrar_reply_cap(const gb_registrar *r, size_t request_len);
 
 gb_reg_status gb_registrar_handle(gb_registrar *r, const char *buf, size_t len,
                                   const gb_peer *src, int64_t now_ms,
@@ -220,7 +227,8 @@ typedef struct {
         dropped_rate, dropped_pending_full, rejected, challenges, auth_failures,
         registrations, refreshes, unregistrations, expirations, keepalives,
         events_dropped, transactions_evicted, stray_responses,
-        rate_untracked;   /* rate_per_source: a source that found no slot */
+        rate_untracked,   /* rate_per_source: a source that found no slot */
+        replies_too_large; /* an answer larger than the caller's buffer */
     uint64_t bindings, pending, transactions;
     uint64_t binding_bytes;   /* heap held by bindings (approximate) */
 } gb_registrar_stats;

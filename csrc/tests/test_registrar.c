@@ -60,6 +60,15 @@ static gb_registrar *mk(const gb_registrar_config *c)
     return r;
 }
 
+/* The base configuration with these leniencies. */
+static gb_registrar *mk_lenient(uint32_t lenient)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    c.lenient = lenient;
+    return mk(&c);
+}
+
 static gb_peer peer4(uint8_t a, uint8_t b, uint8_t c, uint8_t d, uint16_t port)
 {
     gb_peer p;
@@ -215,7 +224,7 @@ static size_t build(char *out, size_t cap, const req *q)
     const char *id = q->id ? q->id : DEV;
     if (!q->branch)
         snprintf(br, sizeof(br), "z9hG4bK%u", ++branch_no);
-    char contact[256];
+    char contact[8192];
     if (q->contact)
         snprintf(contact, sizeof(contact), "%s", q->contact);
     else
@@ -1320,6 +1329,137 @@ static void test_rate_colliding_sources_keep_their_counts(void)
 }
 
 /* ---------------------------------------------------------------- */
+/* Answer sizes (issue 14)                                           */
+
+/* A REGISTER with three Via values of about 7.8 KB each (RFC 3261 §8.2.6.2:
+ * the answer echoes them all). */
+static size_t three_long_vias(char *out, size_t cap)
+{
+    char pad[7800];
+    memset(pad, 'a', sizeof pad - 1);
+    pad[sizeof pad - 1] = '\0';
+    return (size_t)snprintf(out, cap,
+                            "REGISTER " RURI " SIP/2.0\r\n"
+                            "Via: SIP/2.0/UDP 10.0.0.5:5061;branch=z9hG4bKlv1;x=%s\r\n"
+                            "Via: SIP/2.0/UDP 10.0.0.6:5061;branch=z9hG4bKlv2;x=%s\r\n"
+                            "Via: SIP/2.0/UDP 10.0.0.7:5061;branch=z9hG4bKlv3;x=%s\r\n"
+                            "From: <sip:" DEV "@" REALM ">;tag=1\r\n"
+                            "To: <sip:" DEV "@" REALM ">\r\n"
+                            "Call-ID: lv\r\nCSeq: 1 REGISTER\r\nMax-Forwards: 70\r\n"
+                            "Contact: <sip:" DEV "@10.0.0.5:5061>\r\n"
+                            "Expires: 3600\r\nContent-Length: 0\r\n\r\n",
+                            pad, pad, pad);
+}
+
+/* A legal request whose answer is larger than 16 KB is answered when the
+ * caller gives gb_registrar_reply_cap() bytes. */
+static void test_answer_sized_from_the_request(void)
+{
+    gb_registrar *r = mk_lenient(0);
+    gb_peer p = peer4(10, 0, 0, 5, 5061);
+    static char msg[32768];
+    size_t n = three_long_vias(msg, sizeof msg);
+    CHECK(n > 23000 && n < sizeof msg);
+    size_t cap = gb_registrar_reply_cap(r, n);
+    char *buf = malloc(cap);
+    gb_reg_reply out = {.buf = buf, .cap = cap};
+    CHECK_EQ_INT(gb_registrar_handle(r, msg, n, &p, NOW0, WALL_SEED, &out), GB_REG_REPLY);
+    CHECK(out.len > n && has_text(buf, out.len, "SIP/2.0 401 Unauthorized\r\n"));
+    CHECK(has_text(buf, out.len, "branch=z9hG4bKlv3"));
+    /* the retransmission gets the same bytes from the cache */
+    size_t first = out.len;
+    out.len = 0;
+    CHECK_EQ_INT(gb_registrar_handle(r, msg, n, &p, NOW0 + 500, WALL_SEED, &out), GB_REG_REPLY);
+    CHECK_EQ_INT(out.len, first);
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.replies_too_large, 0);
+    free(buf);
+    gb_registrar_free(r);
+}
+
+/* A caller's buffer below the answer: never a silent drop.  The answer
+ * becomes 500 "Response too large" when that fits, and is counted either
+ * way. */
+static void test_answer_too_large_for_the_buffer_is_counted(void)
+{
+    gb_registrar *r = mk_lenient(0);
+    gb_peer p = peer4(10, 0, 0, 5, 5061);
+    static char msg[32768];
+    size_t n = three_long_vias(msg, sizeof msg);
+    static char small[16384];
+    gb_reg_reply out = {.buf = small, .cap = sizeof small};
+    CHECK_EQ_INT(gb_registrar_handle(r, msg, n, &p, NOW0, WALL_SEED, &out), GB_REG_DROPPED);
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.replies_too_large, 1);
+    CHECK_EQ_INT(st.answered, 0);
+    /* a short request whose 401 (with its challenge) does not fit: a bare 500 */
+    char req_buf[2048];
+    req q = {.cseq = 1, .expires = 3600};
+    size_t m = build(req_buf, sizeof req_buf, &q);
+    out.cap = m; /* the 500 echoes less than the request holds */
+    CHECK_EQ_INT(gb_registrar_handle(r, req_buf, m, &p, NOW0, WALL_SEED, &out), GB_REG_REPLY);
+    CHECK(has_text(out.buf, out.len, "SIP/2.0 500 Response too large\r\n"));
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.replies_too_large, 2);
+    CHECK_EQ_INT(st.answered, 1);
+    gb_registrar_free(r);
+}
+
+/* Every contact of the binding is in the 200 OK (RFC 3261 §10.3 step 8),
+ * however long: eight contacts of about 700 bytes, 5.6 KB of Contact. */
+static void test_every_long_contact_in_the_200(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    cfg_fixed_nonce(&c, "n");
+    gb_registrar *r = mk(&c);
+    gb_peer p = peer4(10, 0, 0, 5, 5061);
+    char auth[1024];
+    creds(auth, sizeof auth, DEV, PASSWORD, "n", RURI);
+    static char contacts[8192];
+    size_t cl = 0;
+    char pad[680];
+    memset(pad, 'p', sizeof pad - 1);
+    pad[sizeof pad - 1] = '\0';
+    for (int k = 0; k < 8; k++)
+        cl += (size_t)snprintf(contacts + cl, sizeof contacts - cl, "%s<sip:" DEV "@10.0.0.%d:5061;x=%s>",
+                               k ? "\r\nContact: " : "", k + 1, pad);
+    req q = {.cseq = 1, .expires = 3600, .auth = auth, .contact = contacts};
+    static char msg[16384];
+    size_t n = build(msg, sizeof msg, &q);
+    size_t cap = gb_registrar_reply_cap(r, n);
+    char *buf = malloc(cap);
+    gb_reg_reply out = {.buf = buf, .cap = cap};
+    CHECK_EQ_INT(gb_registrar_handle(r, msg, n, &p, NOW0, WALL_SEED, &out), GB_REG_REPLY);
+    CHECK(has_text(buf, out.len, "SIP/2.0 200 OK\r\n"));
+    int seen = 0;
+    for (size_t i = 0; i + 9 <= out.len; i++)
+        seen += memcmp(buf + i, "\r\nContact:", 10) == 0;
+    CHECK_EQ_INT(seen, 8);
+    gb_binding_view v;
+    CHECK(gb_registrar_binding_get(r, DEV, strlen(DEV), &v) && v.ncontacts == 8);
+    free(buf);
+    gb_registrar_free(r);
+}
+
+/* max_contacts is bounded, so the answer's room is. */
+static void test_max_contacts_bounded(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    c.max_contacts = 65;
+    const char *why = NULL;
+    CHECK(gb_registrar_new(&c, &why) == NULL);
+    CHECK(why && strstr(why, "max_contacts"));
+    c.max_contacts = 64;
+    gb_registrar *r = mk(&c);
+    CHECK(r != NULL);
+    gb_registrar_free(r);
+}
+
+/* ---------------------------------------------------------------- */
 /* Bad input                                                         */
 
 static void test_garbage_dropped_and_counted(void)
@@ -1347,15 +1487,6 @@ static int answer_starts(const answer *a, const char *want)
 {
     size_t n = strlen(want);
     return a->st == GB_REG_REPLY && a->len >= n && memcmp(a->buf, want, n) == 0;
-}
-
-/* The base configuration with these leniencies. */
-static gb_registrar *mk_lenient(uint32_t lenient)
-{
-    gb_registrar_config c;
-    cfg_base(&c);
-    c.lenient = lenient;
-    return mk(&c);
 }
 
 /* Issue 12: RFC 3261 §8.1.1 makes To, From, Call-ID, CSeq and Via
@@ -1781,6 +1912,10 @@ int main(void)
     test_limit_max_transactions();
     test_rate_per_source();
     test_rate_colliding_sources_keep_their_counts();
+    test_answer_sized_from_the_request();
+    test_answer_too_large_for_the_buffer_is_counted();
+    test_every_long_contact_in_the_200();
+    test_max_contacts_bounded();
     test_garbage_dropped_and_counted();
     test_missing_header_answered_400_naming_it();
     test_bare_register_and_fromless_message_answered();
