@@ -14,6 +14,10 @@ class GBSIPError(Exception):
 class SIPBuildError(GBSIPError, ValueError):
     """The caller asked for a message that would not be valid SIP."""
 
+class ConcurrentUseError(GBSIPError, RuntimeError):
+    """A RegistrarCore or Fleet was called from a second thread while its UDP
+    pump ran without the GIL: each belongs to one thread (the event loop's)."""
+
 class SIPParseError(GBSIPError, ValueError):
     """Malformed SIP from a peer.  Says what and where, and what to answer."""
     code: str            # e.g. "CSEQ_METHOD"

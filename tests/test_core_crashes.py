@@ -6,12 +6,17 @@ of bounds (seen as a segfault, or an ASan report in the sanitizer pass of
 """
 from __future__ import annotations
 
+import hashlib
+import select
+import socket
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import gbsip
-from gbsip._core import RegistrarCore
+from gbsip._core import ConcurrentUseError, Fleet, RegistrarCore
 
 SERVER_ID = "34020000002000000001"
 REALM = "3402000000"
@@ -102,3 +107,177 @@ def test_every_leniency_answers_or_counts_headerless_requests(lenient: int) -> N
     stats = reg.stats()
     assert stats["received"] == sent
     assert stats["answered"] + stats["dropped_unparseable"] == sent
+
+
+# --------------------------------------------------------------------------
+# Issue 14: answers larger than 16 KB, contacts beyond 2 KB
+
+
+def long_via_register(branch: str = "lv") -> bytes:
+    pad = "v" * 7800
+    vias = [f"Via: SIP/2.0/UDP 10.0.0.{5 + k}:5061;branch=z9hG4bK{branch}{k};x={pad}"
+            for k in range(3)]
+    return wire("REGISTER", [*vias, FROM, TO, CALL_ID, "CSeq: 1 REGISTER", "Max-Forwards: 70",
+                             f"Contact: <sip:{DEV}@10.0.0.5:5061>", "Expires: 3600"])
+
+
+def test_answer_echoing_three_long_vias_is_sent_whole() -> None:
+    """RFC 3261 §8.2.6.2: a legal REGISTER with three 7.8 KB Via values gets its 401 with all
+    three Vias, though that is over 16 KB; nothing is counted as too large."""
+    reg = core()
+    data = long_via_register()
+    answer = handle(reg, data)
+    assert answer is not None and len(answer[0]) > 16384
+    msg = gbsip.parse(answer[0])
+    assert isinstance(msg, gbsip.Response) and msg.status == 401
+    assert [v.branch for v in msg.vias] == ["z9hG4bKlv0", "z9hG4bKlv1", "z9hG4bKlv2"]
+    assert reg.stats()["replies_too_large"] == 0
+
+
+def test_every_long_contact_is_in_the_200() -> None:
+    """RFC 3261 §10.3 step 8: the 200 lists every binding, here eight contacts of 700 bytes
+    (5.6 KB, past the old 2 KB room) — none left out."""
+    reg = core(fixed_nonce="n")
+    contacts = [f"Contact: <sip:{DEV}@10.0.0.{k}:5061;x={'p' * 680}>" for k in range(1, 9)]
+    first = handle(reg, wire("REGISTER", [VIA, FROM, TO, CALL_ID, "CSeq: 1 REGISTER",
+                                          *contacts, "Expires: 3600"]))
+    assert first is not None
+    ha1 = hashlib.md5(f"{DEV}:{REALM}:12345678".encode()).hexdigest()
+    ha2 = hashlib.md5(f"REGISTER:{RURI}".encode()).hexdigest()
+    resp = hashlib.md5(f"{ha1}:n:{ha2}".encode()).hexdigest()
+    auth = (f'Authorization: Digest username="{DEV}",realm="{REALM}",nonce="n",uri="{RURI}",'
+            f'response="{resp}",algorithm=MD5')
+    answer = handle(reg, wire("REGISTER", [VIA + "2", FROM, TO, CALL_ID, "CSeq: 2 REGISTER",
+                                           *contacts, "Expires: 3600", auth]))
+    assert answer is not None
+    msg = gbsip.parse(answer[0])
+    assert isinstance(msg, gbsip.Response) and msg.status == 200
+    assert len(msg.contacts) == 8
+    assert len(reg.contacts(DEV)) == 8
+
+
+def udp_pair() -> tuple[socket.socket, socket.socket]:
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.setblocking(False)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    client.settimeout(5)
+    return server, client
+
+
+def test_pump_sends_an_answer_over_16k() -> None:
+    """The same request through RegistrarCore.pump_udp over loopback UDP: answered whole."""
+    reg = core()
+    server, client = udp_pair()
+    with server, client:
+        client.sendto(long_via_register(), server.getsockname())
+        select.select([server], [], [], 5)
+        assert reg.pump_udp(server.fileno(), NOW, WALL) == 1
+        data, _ = client.recvfrom(65536)
+    assert len(data) > 16384 and data.startswith(b"SIP/2.0 401 Unauthorized\r\n")
+    assert reg.stats()["replies_too_large"] == 0
+
+
+# --------------------------------------------------------------------------
+# Issue 14: set_socket, then a smaller pool
+
+
+def test_moved_device_sends_from_the_smaller_pool() -> None:
+    """Fleet.set_socket(i, 2) on a pool of three, then udp_attach() with one socket and
+    service(): the device sends from the one socket (before the fix: past the pool's end)."""
+    target = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    target.bind(("127.0.0.1", 0))
+    target.settimeout(5)
+    pool = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+    for s in pool:
+        s.bind(("127.0.0.1", 0))
+    fleet = Fleet(server_id=SERVER_ID, server_host="127.0.0.1",
+                  server_port=target.getsockname()[1], seed=1)
+    fleet.add_serial("3402000000132", 0, 2, 7)
+    with target, pool[0], pool[1], pool[2]:
+        fleet.udp_attach([s.fileno() for s in pool])
+        fleet.set_socket(1, 2)
+        with pytest.raises(IndexError):
+            fleet.set_socket(1, 3)
+        fleet.udp_attach([pool[0].fileno()])
+        assert fleet.start(1, 0)
+        fleet.service()
+        data, source = target.recvfrom(65536)
+        assert data.startswith(b"REGISTER ") and source == pool[0].getsockname()
+    assert fleet.sim_stats()["io"]["tx_datagrams"] == 1
+
+
+# --------------------------------------------------------------------------
+# Issue 14: one core, two threads
+
+
+BUSY = "is in use by another thread: call it from one thread (the event loop's)"
+
+
+def race(pump: Callable[[], object], other: Callable[[], object]) -> list[BaseException]:
+    """Run pump on a thread and other on this one until other is refused."""
+    errors: list[BaseException] = []
+    for _ in range(50):
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                pump()
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        while not done.is_set():
+            try:
+                other()
+            except gbsip.GBSIPError as exc:
+                errors.append(exc)
+        thread.join()
+        if errors:
+            break
+    return errors
+
+
+def test_registrar_core_refuses_a_second_thread_while_pumping() -> None:
+    """RegistrarCore.pump_udp runs the core without the GIL; handle() from another thread
+    meanwhile raises ConcurrentUseError (a GBSIPError and RuntimeError) instead of racing it
+    (a double free in the nonce HMAC context before the fix)."""
+    reg = core()
+    server, client = udp_pair()
+    with server, client:
+        def pump() -> None:
+            for i in range(1000):
+                client.sendto(wire("REGISTER", [f"{VIA}{i}", FROM, TO, CALL_ID,
+                                                "CSeq: 1 REGISTER"]), server.getsockname())
+            select.select([server], [], [], 5)
+            reg.pump_udp(server.fileno(), NOW, WALL)
+
+        errors = race(pump, lambda: handle(reg, wire("REGISTER", [VIA, FROM, TO, CALL_ID,
+                                                                 "CSeq: 1 REGISTER"])))
+    assert errors, "the pump never overlapped the other thread's calls"
+    exc = errors[0]
+    assert isinstance(exc, ConcurrentUseError) and isinstance(exc, RuntimeError)
+    assert str(exc) == f"RegistrarCore {BUSY}"
+    assert reg.stats()["received"] > 0  # the core is intact and usable
+
+
+def test_fleet_refuses_a_second_thread_while_pumping() -> None:
+    """Fleet.pump_udp likewise: another thread's calls are refused while it runs."""
+    fleet = Fleet(server_id=SERVER_ID, server_host="127.0.0.1", seed=2)
+    fleet.add_serial("3402000000132", 0, 10, 7)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with sock, sender:
+        fleet.udp_attach([sock.fileno()])
+
+        def pump() -> None:
+            for _ in range(1000):
+                sender.sendto(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n", sock.getsockname())
+            fleet.pump_udp(sock.fileno(), 1)
+
+        errors = race(pump, lambda: fleet.next_deadline())
+    assert errors and str(errors[0]) == f"Fleet {BUSY}"
+    assert isinstance(errors[0], ConcurrentUseError)

@@ -35,7 +35,6 @@
 #include "sip_writer.h"
 
 #define NONE_POS UINT32_MAX
-#define MAX_DESTS 64
 #define MAX_INTERN 255
 #define MAX_CHALLENGES 8
 #define MAX_REDIRECTS 3
@@ -125,7 +124,7 @@ struct gb_fleet {
     uint32_t nlocal;
     own_str interned[MAX_INTERN];
     uint32_t ninterned;
-    dest_entry dests[MAX_DESTS];
+    dest_entry dests[GB_FLEET_MAX_DESTS];
     uint32_t ndests;
 
     gb_dev_out *out;
@@ -288,21 +287,6 @@ static gb_bytes own_bytes(const own_str *s)
     return (gb_bytes){s->p ? s->p : "", s->n};
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap : 16;
-    while (n < need)
-        n *= 2;
-    void *q = realloc(*p, n * elem);
-    if (!q)
-        return -1;
-    *p = q;
-    *cap = n;
-    return 0;
-}
-
 /* ---- config ------------------------------------------------------------------ */
 
 void gb_dev_config_default(gb_dev_config *cfg)
@@ -426,7 +410,7 @@ int gb_fleet_local_host(gb_fleet *f, const char *host, size_t len)
 
 static gb_dev_event *push_event(gb_fleet *f, uint32_t dev, int type, int64_t now)
 {
-    if (grow((void **)&f->ev, &f->ev_cap, f->nev + 1, sizeof *f->ev))
+    if (gb_grow((void **)&f->ev, &f->ev_cap, f->nev + 1, sizeof *f->ev))
         return NULL; /* out of memory: the event is lost, state stays right */
     gb_dev_event *e = &f->ev[f->nev++];
     memset(e, 0, sizeof *e);
@@ -441,7 +425,7 @@ static void event_text(gb_fleet *f, gb_dev_event *e, const char *p, size_t n)
 {
     if (!e || n == 0)
         return;
-    if (grow((void **)&f->ev_text, &f->ev_text_cap, f->ev_text_len + n, 1))
+    if (gb_grow((void **)&f->ev_text, &f->ev_text_cap, f->ev_text_len + n, 1))
         return;
     memcpy(f->ev_text + f->ev_text_len, p, n);
     e->text_off = (uint32_t)f->ev_text_len;
@@ -575,7 +559,7 @@ static long credentials(gb_fleet *f, const gb_dev *d, const gb_tx *tx,
 /* Reserve room at the end of the output buffer and start a writer there. */
 static int out_begin(gb_fleet *f, gb_writer *w, size_t room)
 {
-    if (grow((void **)&f->out_buf, &f->out_buf_cap, f->out_len + room, 1))
+    if (gb_grow((void **)&f->out_buf, &f->out_buf_cap, f->out_len + room, 1))
         return -1;
     gb_w_init(w, f->out_buf + f->out_len, f->out_buf_cap - f->out_len);
     return 0;
@@ -586,7 +570,7 @@ static int out_commit(gb_fleet *f, const gb_writer *w, uint32_t dev, int dest,
 {
     if (w->overflow)
         return -1;
-    if (grow((void **)&f->out, &f->out_cap, f->nout + 1, sizeof *f->out))
+    if (gb_grow((void **)&f->out, &f->out_cap, f->nout + 1, sizeof *f->out))
         return -1;
     f->out[f->nout++] = (gb_dev_out){
         .dev = dev, .dest = (uint16_t)dest, .retransmit = (uint16_t)!!retransmit,
@@ -1038,7 +1022,7 @@ void gb_fleet_free(gb_fleet *f)
         free(f->local_hosts[k].p);
         free(f->interned[k].p);
     }
-    for (uint32_t k = 0; k < MAX_DESTS; k++) {
+    for (uint32_t k = 0; k < GB_FLEET_MAX_DESTS; k++) {
         free(f->dests[k].host.p);
         free(f->dests[k].uri.p);
     }
@@ -1511,7 +1495,7 @@ static void on_redirect(gb_fleet *f, uint32_t i, const char *buf,
             memcmp(f->dests[k].uri.p, buf + na.uri.off, ulen) == 0)
             break;
     if (k == f->ndests) {
-        if (k >= MAX_DESTS ||
+        if (k >= GB_FLEET_MAX_DESTS ||
             own_set(&f->dests[k].uri, buf + na.uri.off, ulen) ||
             own_set(&f->dests[k].host, buf + u.host.off, u.host.len)) {
             fail(f, i, now, m->status, GB_DEV_R_BAD_REDIRECT, NULL, 0);

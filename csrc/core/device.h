@@ -47,6 +47,8 @@
 #define GB_DEV_NONCE_MAX 64
 /* No deadline. */
 #define GB_DEV_NEVER INT64_MAX
+/* Destinations a fleet keeps: the server, then redirect targets. */
+#define GB_FLEET_MAX_DESTS 64
 
 typedef enum {
     GB_DEV_IDLE = 0,        /* added, not started */

@@ -118,6 +118,23 @@ void gb_heap_free(gb_heap *h)
     memset(h, 0, sizeof *h);
 }
 
+/* ---- growable arrays ------------------------------------------------------ */
+
+int gb_grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap : 16;
+    while (n < need)
+        n *= 2;
+    void *q = realloc(*p, n * elem);
+    if (!q)
+        return -1;
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
 /* ---- slab ---------------------------------------------------------------- */
 
 uint32_t gb_slab_put(gb_slab *s, void *p)

@@ -1,7 +1,7 @@
 /*
- * gb_containers.h - the core's shared containers (internal to core/):
- * a keyed hash (SipHash-2-4), the splitmix64 PRNG, an open-addressing
- * index, a binary min-heap of deadlines and a slab of pointers.
+ * gb_containers.h - the shared containers of core/ (and io/): a keyed hash
+ * (SipHash-2-4), the splitmix64 PRNG, an open-addressing index, a binary
+ * min-heap of deadlines, growable arrays and a slab of pointers.
  *
  * The index and the heap hold uint32 references to the caller's own
  * records (an array position, a slab reference) and ask the caller, through
@@ -192,6 +192,12 @@ static inline void gb_heap_remove(gb_heap *h, uint32_t pos, gb_heap_key_fn key,
         gb_heap_fix(h, pos, key, moved, ctx);
     }
 }
+
+/* ---- growable arrays ------------------------------------------------------ */
+
+/* Make *p (an array of *cap elements of elem bytes) hold at least need,
+ * doubling.  0, or -1 when out of memory (the array is unchanged). */
+int gb_grow(void **p, size_t *cap, size_t need, size_t elem);
 
 /* ---- slab of pointers ---------------------------------------------------- */
 

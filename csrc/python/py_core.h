@@ -16,6 +16,16 @@
 /* Exception classes, created once by py_module.c. */
 extern PyObject *gbpy_GBSIPError;
 extern PyObject *gbpy_SIPParseError;
+extern PyObject *gbpy_ConcurrentUseError;
+
+/* Single-thread ownership: RegistrarCore and Fleet run their UDP pumps with
+ * the GIL released, so another thread could call the same core meanwhile.
+ * Every entry point asks first: 0 when the object is free, else -1 with
+ * ConcurrentUseError naming `what` ("RegistrarCore", "Fleet"). */
+int gbpy_not_busy(int busy, const char *what);
+
+/* d[key] = v as an int; 0, or -1 with an exception. */
+int gbpy_dict_u64(PyObject *d, PyObject *key, uint64_t v);
 
 /* Raise gbsip.SIPParseError for err; extra_line is added to err->line when
  * the error came from a sub-parser working inside one header.  Returns NULL. */

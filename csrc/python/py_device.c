@@ -1,92 +1,93 @@
 /*
- * py_device.c - gbsip._core.Fleet: the device (UAC) fleet of device.h.
+ * py_device.c - gbsip._core.Fleet: the device (UAC) fleet of device.h for
+ * Python.
  *
- * A thin wrapper: every call passes the caller's `now` (int milliseconds of
- * a monotonic clock) straight to the core; datagrams and events come back
- * as lists of tuples so that a simulator with many devices pays one Python
- * call per batch, not per device.
- *
- * For the simulator the binding also does the UDP I/O itself, as the
- * registrar's pump does: pump_udp() receives a batch with recvmmsg(), feeds
- * every datagram to the core, sends the whole outgoing queue with
- * sendmmsg() (grouped by socket of the pool) and folds the events into
- * counters and latency histograms, so Python wakes once per batch and holds
- * no object per device.
+ * A thin wrapper: arguments become core calls (every `now` is int
+ * milliseconds of the caller's monotonic clock), results become Python
+ * objects, datagrams and events come back as lists of tuples so that a
+ * simulator pays one Python call per batch, not per device.  The batched
+ * UDP I/O is io/udp_pump.h's, the statistics core/stats.h's; the calls that
+ * do I/O (pump_udp, tick, service) run it with the GIL released, so a
+ * Fleet refuses calls from another thread meanwhile (ConcurrentUseError):
+ * it belongs to one thread, the event loop's.
  */
-#define _GNU_SOURCE
 #include "py_core.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <openssl/rand.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "device.h"
-
-#define RX_BATCH 64
-#define RX_SIZE 65536
-#define RX_BUDGET 2048      /* datagrams per pump call: let the loop breathe */
-#define TX_BATCH 256
-#define SIM_MAX_DESTS 64    /* device.c keeps at most this many destinations */
-#define STATUS_SLOTS 700
-
-/* Log-linear latency histogram in ms: exact below 64, then 32 buckets per
- * power of two (3 % wide), so percentiles cost a fixed 7 KiB per histogram
- * whatever the number of samples. */
-#define H_EXACT 64
-#define H_SUB 32
-#define H_BUCKETS (H_EXACT + (32 - 6) * H_SUB)
-
-typedef struct {
-    uint64_t count[H_BUCKETS];
-    uint64_t n, sum;
-    uint32_t max;
-} hist;
+#include "stats.h"
+#include "udp_pump.h"
 
 typedef struct {
     PyObject_HEAD
     gb_fleet *f;
-    /* simulator I/O: a pool of UDP sockets; device i sends on
-     * fds[i % nfds] unless sock_of[i] (slot + 1) says otherwise */
-    int *fds;
-    uint32_t nfds;
-    int family;
-    uint32_t *sock_of;
-    uint32_t sock_of_len;
-    struct sockaddr_storage dest_addr[SIM_MAX_DESTS];
-    socklen_t dest_len[SIM_MAX_DESTS];
-    uint8_t dest_state[SIM_MAX_DESTS]; /* 0 unknown, 1 ready, 2 unroutable */
-    char *rx;
-    uint32_t *order;                   /* out items sorted by socket */
-    size_t order_cap;
-    uint32_t *slot_count;
-    /* folded events */
-    hist h_register, h_refresh, h_message;
-    uint64_t fail_reason[GB_DEV_R__COUNT];
-    uint64_t fail_status[STATUS_SLOTS];
-    uint64_t unreg_reason[GB_DEV_R__COUNT];
-    uint64_t ev_count[GB_DEV_EV__COUNT];
-    uint64_t rx_datagrams, rx_bytes, rx_batches, rx_truncated, rx_unmatched;
-    uint64_t tx_datagrams, tx_bytes, tx_calls, tx_dropped, tx_unroutable;
-    uint64_t icmp_errors;
-    long trace_dev;                    /* -1: none */
+    gb_fleet_io *io;       /* the simulator's UDP socket pool */
+    gb_fleet_tally tally;  /* events folded by the simulator calls */
     int keep_events;
-    PyObject *trace;                   /* list of (direction, bytes) */
+    int busy;              /* the I/O runs without the GIL */
 } FleetObject;
 
 static PyObject *state_str[GB_DEV_STATE__COUNT];
 static PyObject *event_str[GB_DEV_EV__COUNT];
 static PyObject *reason_str[GB_DEV_R__COUNT];
 
+static const char FLEET_BUSY[] = "Fleet";
+
+/* ---- arguments --------------------------------------------------------------- */
+
 static int check_index(FleetObject *self, Py_ssize_t i)
 {
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return -1;
     if (i < 0 || (size_t)i >= gb_fleet_count(self->f)) {
         PyErr_SetString(PyExc_IndexError, "no such device");
         return -1;
     }
     return 0;
+}
+
+/* A device index passed alone (METH_O). */
+static int index_arg(FleetObject *self, PyObject *arg, uint32_t *i)
+{
+    Py_ssize_t v = PyLong_AsSsize_t(arg);
+    if ((v == -1 && PyErr_Occurred()) || check_index(self, v))
+        return -1;
+    *i = (uint32_t)v;
+    return 0;
+}
+
+/* (index, now) */
+static int index_now(FleetObject *self, PyObject *args, uint32_t *i, long long *now)
+{
+    Py_ssize_t v;
+    if (!PyArg_ParseTuple(args, "nL", &v, now) || check_index(self, v))
+        return -1;
+    *i = (uint32_t)v;
+    return 0;
+}
+
+/* (index, n) with n clamped to 32 bits */
+static int index_count(FleetObject *self, PyObject *args, uint32_t *i, uint32_t *n)
+{
+    Py_ssize_t v;
+    unsigned long c;
+    if (!PyArg_ParseTuple(args, "nk", &v, &c) || check_index(self, v))
+        return -1;
+    *i = (uint32_t)v;
+    *n = c > UINT32_MAX ? UINT32_MAX : (uint32_t)c;
+    return 0;
+}
+
+/* A `now` passed alone. */
+static int now_arg(FleetObject *self, PyObject *arg, long long *now)
+{
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return -1;
+    *now = PyLong_AsLongLong(arg);
+    return *now == -1 && PyErr_Occurred() ? -1 : 0;
 }
 
 /* A str argument as gb_bytes (borrowed from the str's UTF-8 cache). */
@@ -114,6 +115,8 @@ static int str_bytes(PyObject *o, const char *what, gb_bytes *out)
     out->n = (size_t)n;
     return 0;
 }
+
+/* ---- construction --------------------------------------------------------------- */
 
 static PyObject *Fleet_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
@@ -211,32 +214,31 @@ static PyObject *Fleet_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_ValueError, why ? why : "bad configuration");
         return NULL;
     }
-    FleetObject *self = (FleetObject *)type->tp_alloc(type, 0);
+    gb_fleet_io *io = gb_fleet_io_new(f);
+    FleetObject *self = io ? (FleetObject *)type->tp_alloc(type, 0) : NULL;
     if (!self) {
+        gb_fleet_io_free(io);
         gb_fleet_free(f);
-        return NULL;
+        return io ? NULL : PyErr_NoMemory();
     }
     self->f = f;
-    self->trace_dev = -1;
+    self->io = io;
     return (PyObject *)self;
 }
 
 static void Fleet_dealloc(FleetObject *self)
 {
+    gb_fleet_io_free(self->io);
     gb_fleet_free(self->f);
-    PyMem_Free(self->fds);
-    PyMem_Free(self->sock_of);
-    PyMem_Free(self->rx);
-    PyMem_Free(self->order);
-    PyMem_Free(self->slot_count);
-    Py_XDECREF(self->trace);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
+
+/* ---- devices -------------------------------------------------------------------- */
 
 static PyObject *Fleet_add(FleetObject *self, PyObject *arg)
 {
     gb_bytes id;
-    if (str_bytes(arg, "device_id", &id))
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0 || str_bytes(arg, "device_id", &id))
         return NULL;
     long i = gb_fleet_add(self->f, id.p, id.n);
     if (i < 0) {
@@ -250,7 +252,7 @@ static PyObject *Fleet_add(FleetObject *self, PyObject *arg)
 static PyObject *Fleet_local_host(FleetObject *self, PyObject *arg)
 {
     gb_bytes h;
-    if (str_bytes(arg, "host", &h))
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0 || str_bytes(arg, "host", &h))
         return NULL;
     int i = gb_fleet_local_host(self->f, h.p, h.n);
     if (i < 0) {
@@ -302,76 +304,80 @@ static PyObject *Fleet_set_dialog(FleetObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* (index, now) helpers */
-static int index_now(FleetObject *self, PyObject *args, Py_ssize_t *i, long long *now)
+/* A lifecycle call (index, now) whose 0 means done: True/False. */
+static PyObject *lifecycle(FleetObject *self, PyObject *args,
+                           int (*fn)(gb_fleet *, uint32_t, int64_t))
 {
-    if (!PyArg_ParseTuple(args, "nL", i, now))
-        return -1;
-    return check_index(self, *i);
+    uint32_t i;
+    long long now;
+    if (index_now(self, args, &i, &now))
+        return NULL;
+    return PyBool_FromLong(fn(self->f, i, now) == 0);
 }
 
 static PyObject *Fleet_start(FleetObject *self, PyObject *args)
 {
-    Py_ssize_t i;
-    long long now;
-    if (index_now(self, args, &i, &now))
-        return NULL;
-    return PyBool_FromLong(gb_fleet_start(self->f, (uint32_t)i, now) == 0);
+    return lifecycle(self, args, gb_fleet_start);
 }
 
 static PyObject *Fleet_stop(FleetObject *self, PyObject *args)
 {
-    Py_ssize_t i;
-    long long now;
-    if (index_now(self, args, &i, &now))
-        return NULL;
-    return PyBool_FromLong(gb_fleet_stop(self->f, (uint32_t)i, now) == 0);
+    return lifecycle(self, args, gb_fleet_stop);
+}
+
+static PyObject *Fleet_abandon(FleetObject *self, PyObject *args)
+{
+    return lifecycle(self, args, gb_fleet_abandon);
 }
 
 static PyObject *Fleet_send_keepalive(FleetObject *self, PyObject *args)
 {
-    Py_ssize_t i;
+    uint32_t i;
     long long now;
     if (index_now(self, args, &i, &now))
         return NULL;
-    return PyLong_FromLong(gb_fleet_send_keepalive(self->f, (uint32_t)i, now));
+    return PyLong_FromLong(gb_fleet_send_keepalive(self->f, i, now));
 }
 
 static PyObject *Fleet_transport_error(FleetObject *self, PyObject *args)
 {
-    Py_ssize_t i;
+    uint32_t i;
     long long now;
     if (index_now(self, args, &i, &now))
         return NULL;
-    gb_fleet_transport_error(self->f, (uint32_t)i, now);
+    gb_fleet_transport_error(self->f, i, now);
+    Py_RETURN_NONE;
+}
+
+/* A fault to inject into device index for its next n messages. */
+static PyObject *fault(FleetObject *self, PyObject *args,
+                       void (*fn)(gb_fleet *, uint32_t, uint32_t))
+{
+    uint32_t i, n;
+    if (index_count(self, args, &i, &n))
+        return NULL;
+    fn(self->f, i, n);
     Py_RETURN_NONE;
 }
 
 static PyObject *Fleet_drop_responses(FleetObject *self, PyObject *args)
 {
-    Py_ssize_t i;
-    unsigned long n;
-    if (!PyArg_ParseTuple(args, "nk", &i, &n) || check_index(self, i))
-        return NULL;
-    gb_fleet_drop_responses(self->f, (uint32_t)i, n > UINT32_MAX ? UINT32_MAX : (uint32_t)n);
-    Py_RETURN_NONE;
+    return fault(self, args, gb_fleet_drop_responses);
 }
 
 static PyObject *Fleet_skip_keepalives(FleetObject *self, PyObject *args)
 {
-    Py_ssize_t i;
-    unsigned long n;
-    if (!PyArg_ParseTuple(args, "nk", &i, &n) || check_index(self, i))
-        return NULL;
-    gb_fleet_skip_keepalives(self->f, (uint32_t)i, n > UINT32_MAX ? UINT32_MAX : (uint32_t)n);
-    Py_RETURN_NONE;
+    return fault(self, args, gb_fleet_skip_keepalives);
 }
+
+/* ---- input, timers, queues -------------------------------------------------- */
 
 static PyObject *Fleet_feed(FleetObject *self, PyObject *args)
 {
     Py_buffer buf;
     long long now;
-    if (!PyArg_ParseTuple(args, "y*L", &buf, &now))
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0 ||
+        !PyArg_ParseTuple(args, "y*L", &buf, &now))
         return NULL;
     long r = gb_fleet_handle_datagram(self->f, buf.buf, (size_t)buf.len, now);
     PyBuffer_Release(&buf);
@@ -380,8 +386,8 @@ static PyObject *Fleet_feed(FleetObject *self, PyObject *args)
 
 static PyObject *Fleet_handle_timer(FleetObject *self, PyObject *arg)
 {
-    long long now = PyLong_AsLongLong(arg);
-    if (now == -1 && PyErr_Occurred())
+    long long now;
+    if (now_arg(self, arg, &now))
         return NULL;
     gb_fleet_handle_timer(self->f, now);
     Py_RETURN_NONE;
@@ -389,6 +395,8 @@ static PyObject *Fleet_handle_timer(FleetObject *self, PyObject *arg)
 
 static PyObject *Fleet_next_deadline(FleetObject *self, PyObject *Py_UNUSED(a))
 {
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return NULL;
     int64_t t = gb_fleet_next_deadline(self->f);
     if (t == GB_DEV_NEVER)
         Py_RETURN_NONE;
@@ -397,6 +405,8 @@ static PyObject *Fleet_next_deadline(FleetObject *self, PyObject *Py_UNUSED(a))
 
 static PyObject *Fleet_pop_datagrams(FleetObject *self, PyObject *Py_UNUSED(a))
 {
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return NULL;
     size_t n = gb_fleet_out_count(self->f);
     const gb_dev_out *o = gb_fleet_out_items(self->f);
     const char *data = gb_fleet_out_data(self->f);
@@ -416,6 +426,7 @@ static PyObject *Fleet_pop_datagrams(FleetObject *self, PyObject *Py_UNUSED(a))
     return list;
 }
 
+/* (index, type, status, reason, value, latency_ms, time_ms, arg, flags, text) */
 static PyObject *event_tuple(const gb_dev_event *e, const char *text)
 {
     PyObject *arg = e->arg == INT64_MIN ? Py_NewRef(Py_None) : PyLong_FromLongLong(e->arg);
@@ -435,58 +446,52 @@ static PyObject *event_tuple(const gb_dev_event *e, const char *text)
                          txt);
 }
 
-static PyObject *Fleet_pop_events(FleetObject *self, PyObject *Py_UNUSED(a))
+/* Take the fleet's events: folded into the tally when `fold`, and returned
+ * as tuples when `all` or for the traced device. */
+static PyObject *take_events(FleetObject *self, int fold, int all)
 {
     size_t n = gb_fleet_event_count(self->f);
     const gb_dev_event *e = gb_fleet_events(self->f);
     const char *text = gb_fleet_event_text(self->f);
-    PyObject *list = PyList_New((Py_ssize_t)n);
-    if (!list)
-        return NULL;
+    long traced = gb_fleet_io_traced(self->io);
+    PyObject *list = PyList_New(0);
     for (size_t k = 0; k < n; k++) {
-        PyObject *arg = e[k].arg == INT64_MIN ? Py_NewRef(Py_None)
-                                              : PyLong_FromLongLong(e[k].arg);
-        PyObject *txt = e[k].text_len
-            ? PyUnicode_DecodeUTF8(text + e[k].text_off, (Py_ssize_t)e[k].text_len,
-                                   "replace")
-            : PyUnicode_FromStringAndSize("", 0);
-        if (!arg || !txt) {
-            Py_XDECREF(arg);
-            Py_XDECREF(txt);
-            Py_DECREF(list);
-            return NULL;
+        if (fold)
+            gb_fleet_tally_event(&self->tally, &e[k]);
+        if (list && (all || (long)e[k].dev == traced)) {
+            PyObject *t = event_tuple(&e[k], text);
+            if (!t || PyList_Append(list, t) < 0)
+                Py_CLEAR(list);
+            Py_XDECREF(t);
         }
-        PyObject *t = Py_BuildValue(
-            "(IOIOIILNIN)", e[k].dev,
-            event_str[e[k].type < GB_DEV_EV__COUNT ? e[k].type : 0],
-            (unsigned)e[k].status,
-            reason_str[e[k].reason < GB_DEV_R__COUNT ? e[k].reason : 0],
-            e[k].value, e[k].latency_ms, (long long)e[k].time_ms, arg,
-            e[k].flags, txt);
-        if (!t) {
-            Py_DECREF(list);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, (Py_ssize_t)k, t);
     }
     gb_fleet_events_clear(self->f);
     return list;
 }
 
+static PyObject *Fleet_pop_events(FleetObject *self, PyObject *Py_UNUSED(a))
+{
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return NULL;
+    return take_events(self, 0, 1);
+}
+
+/* ---- queries --------------------------------------------------------------------- */
+
 static PyObject *Fleet_state(FleetObject *self, PyObject *arg)
 {
-    Py_ssize_t i = PyLong_AsSsize_t(arg);
-    if ((i == -1 && PyErr_Occurred()) || check_index(self, i))
+    uint32_t i;
+    if (index_arg(self, arg, &i))
         return NULL;
-    return Py_NewRef(state_str[gb_fleet_state(self->f, (uint32_t)i)]);
+    return Py_NewRef(state_str[gb_fleet_state(self->f, i)]);
 }
 
 static PyObject *Fleet_expires_at(FleetObject *self, PyObject *arg)
 {
-    Py_ssize_t i = PyLong_AsSsize_t(arg);
-    if ((i == -1 && PyErr_Occurred()) || check_index(self, i))
+    uint32_t i;
+    if (index_arg(self, arg, &i))
         return NULL;
-    int64_t t = gb_fleet_expires_at(self->f, (uint32_t)i);
+    int64_t t = gb_fleet_expires_at(self->f, i);
     if (t == GB_DEV_NEVER)
         Py_RETURN_NONE;
     return PyLong_FromLongLong(t);
@@ -494,22 +499,32 @@ static PyObject *Fleet_expires_at(FleetObject *self, PyObject *arg)
 
 static PyObject *Fleet_dest_of(FleetObject *self, PyObject *arg)
 {
-    Py_ssize_t i = PyLong_AsSsize_t(arg);
-    if ((i == -1 && PyErr_Occurred()) || check_index(self, i))
-        return NULL;
-    return PyLong_FromLong(gb_fleet_dest_of(self->f, (uint32_t)i));
+    uint32_t i;
+    return index_arg(self, arg, &i) ? NULL : PyLong_FromLong(gb_fleet_dest_of(self->f, i));
 }
 
 static PyObject *Fleet_keepalive_sn(FleetObject *self, PyObject *arg)
 {
-    Py_ssize_t i = PyLong_AsSsize_t(arg);
-    if ((i == -1 && PyErr_Occurred()) || check_index(self, i))
+    uint32_t i;
+    return index_arg(self, arg, &i)
+               ? NULL
+               : PyLong_FromUnsignedLong(gb_fleet_keepalive_sn(self->f, i));
+}
+
+static PyObject *Fleet_device_id(FleetObject *self, PyObject *arg)
+{
+    uint32_t i;
+    if (index_arg(self, arg, &i))
         return NULL;
-    return PyLong_FromUnsignedLong(gb_fleet_keepalive_sn(self->f, (uint32_t)i));
+    size_t n;
+    const char *id = gb_fleet_id(self->f, i, &n);
+    return PyUnicode_DecodeUTF8(id, (Py_ssize_t)n, "replace");
 }
 
 static PyObject *Fleet_destination(FleetObject *self, PyObject *arg)
 {
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return NULL;
     Py_ssize_t i = PyLong_AsSsize_t(arg);
     if (i == -1 && PyErr_Occurred())
         return NULL;
@@ -525,19 +540,17 @@ static PyObject *Fleet_destination(FleetObject *self, PyObject *arg)
 
 static PyObject *Fleet_stats(FleetObject *self, PyObject *Py_UNUSED(a))
 {
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return NULL;
     const gb_fleet_stats *s = gb_fleet_get_stats(self->f);
     PyObject *by_state = PyDict_New();
     if (!by_state)
         return NULL;
-    for (int k = 0; k < GB_DEV_STATE__COUNT; k++) {
-        PyObject *v = PyLong_FromUnsignedLong(s->by_state[k]);
-        if (!v || PyDict_SetItem(by_state, state_str[k], v) < 0) {
-            Py_XDECREF(v);
+    for (int k = 0; k < GB_DEV_STATE__COUNT; k++)
+        if (gbpy_dict_u64(by_state, state_str[k], s->by_state[k]) < 0) {
             Py_DECREF(by_state);
             return NULL;
         }
-        Py_DECREF(v);
-    }
     return Py_BuildValue(
         "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsN}",
         "requests_sent", (unsigned long long)s->requests_sent,
@@ -566,6 +579,8 @@ static PyObject *Fleet_stats(FleetObject *self, PyObject *Py_UNUSED(a))
 
 static PyObject *Fleet_memory(FleetObject *self, PyObject *Py_UNUSED(a))
 {
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return NULL;
     return Py_BuildValue("{snsnsn}", "bytes_per_device",
                          (Py_ssize_t)gb_fleet_bytes_per_device(), "state_bytes",
                          (Py_ssize_t)gb_fleet_memory(self->f), "queue_bytes",
@@ -574,7 +589,8 @@ static PyObject *Fleet_memory(FleetObject *self, PyObject *Py_UNUSED(a))
 
 static Py_ssize_t Fleet_len(FleetObject *self)
 {
-    return (Py_ssize_t)gb_fleet_count(self->f);
+    return gbpy_not_busy(self->busy, FLEET_BUSY) < 0 ? -1
+                                                     : (Py_ssize_t)gb_fleet_count(self->f);
 }
 
 /* ---- simulator: bulk lifecycle ---------------------------------------------- */
@@ -588,7 +604,8 @@ static PyObject *Fleet_add_serial(FleetObject *self, PyObject *args)
     Py_ssize_t plen;
     unsigned long long start, count;
     int digits;
-    if (!PyArg_ParseTuple(args, "s#KKi", &prefix, &plen, &start, &count, &digits))
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0 ||
+        !PyArg_ParseTuple(args, "s#KKi", &prefix, &plen, &start, &count, &digits))
         return NULL;
     if (digits < 1 || digits > 19 || (size_t)plen + (size_t)digits > GB_DEV_ID_MAX) {
         PyErr_SetString(PyExc_ValueError, "bad prefix length or digit count");
@@ -620,262 +637,71 @@ static PyObject *Fleet_add_serial(FleetObject *self, PyObject *args)
     return PyLong_FromLong(first);
 }
 
-static int range_args(FleetObject *self, PyObject *args, Py_ssize_t *first,
-                      Py_ssize_t *count, long long *now)
+/* (first, count, now) over a range of devices: how many fn did. */
+static PyObject *range_call(FleetObject *self, PyObject *args,
+                            int (*fn)(gb_fleet *, uint32_t, int64_t))
 {
-    if (!PyArg_ParseTuple(args, "nnL", first, count, now))
-        return -1;
+    Py_ssize_t first, count;
+    long long now;
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0 ||
+        !PyArg_ParseTuple(args, "nnL", &first, &count, &now))
+        return NULL;
     Py_ssize_t n = (Py_ssize_t)gb_fleet_count(self->f);
-    if (*first < 0 || *count < 0 || *first > n || *count > n - *first) {
+    if (first < 0 || count < 0 || first > n || count > n - first) {
         PyErr_SetString(PyExc_IndexError, "device range out of bounds");
-        return -1;
+        return NULL;
     }
-    return 0;
+    long done = 0;
+    for (Py_ssize_t i = first; i < first + count; i++)
+        done += fn(self->f, (uint32_t)i, now) == 0;
+    return PyLong_FromLong(done);
 }
 
-/* start_range(first, count, now) -> how many started */
 static PyObject *Fleet_start_range(FleetObject *self, PyObject *args)
 {
-    Py_ssize_t first, count;
-    long long now;
-    if (range_args(self, args, &first, &count, &now))
-        return NULL;
-    long done = 0;
-    for (Py_ssize_t i = first; i < first + count; i++)
-        done += gb_fleet_start(self->f, (uint32_t)i, now) == 0;
-    return PyLong_FromLong(done);
+    return range_call(self, args, gb_fleet_start);
 }
 
-/* stop_range(first, count, now) -> how many were told to unregister */
 static PyObject *Fleet_stop_range(FleetObject *self, PyObject *args)
 {
-    Py_ssize_t first, count;
-    long long now;
-    if (range_args(self, args, &first, &count, &now))
-        return NULL;
-    long done = 0;
-    for (Py_ssize_t i = first; i < first + count; i++)
-        done += gb_fleet_stop(self->f, (uint32_t)i, now) == 0;
-    return PyLong_FromLong(done);
+    return range_call(self, args, gb_fleet_stop);
 }
 
-static PyObject *Fleet_abandon(FleetObject *self, PyObject *args)
-{
-    Py_ssize_t i;
-    long long now;
-    if (index_now(self, args, &i, &now))
-        return NULL;
-    return PyBool_FromLong(gb_fleet_abandon(self->f, (uint32_t)i, now) == 0);
-}
-
-static PyObject *Fleet_device_id(FleetObject *self, PyObject *arg)
-{
-    Py_ssize_t i = PyLong_AsSsize_t(arg);
-    if ((i == -1 && PyErr_Occurred()) || check_index(self, i))
-        return NULL;
-    size_t n;
-    const char *id = gb_fleet_id(self->f, (uint32_t)i, &n);
-    return PyUnicode_DecodeUTF8(id, (Py_ssize_t)n, "replace");
-}
-
-/* ---- simulator: events folded into counters ---------------------------------- */
-
-static unsigned hist_bucket(uint32_t v)
-{
-    if (v < H_EXACT)
-        return v;
-    unsigned k = 31u - (unsigned)__builtin_clz(v); /* 6..31 */
-    unsigned sub = (v >> (k - 5)) & (H_SUB - 1);
-    return H_EXACT + (k - 6) * H_SUB + sub;
-}
-
-/* Highest value that falls in bucket b. */
-static uint64_t hist_upper(unsigned b)
-{
-    if (b < H_EXACT)
-        return b;
-    unsigned k = 6 + (b - H_EXACT) / H_SUB, sub = (b - H_EXACT) % H_SUB;
-    uint64_t lo = (uint64_t)(H_SUB + sub) << (k - 5);
-    return lo + ((uint64_t)1 << (k - 5)) - 1;
-}
-
-static void hist_add(hist *h, uint32_t v)
-{
-    h->count[hist_bucket(v)]++;
-    h->n++;
-    h->sum += v;
-    if (v > h->max)
-        h->max = v;
-}
-
-static uint64_t hist_quantile(const hist *h, double q)
-{
-    if (!h->n)
-        return 0;
-    uint64_t rank = (uint64_t)(q * (double)h->n + 0.999999);
-    if (rank < 1)
-        rank = 1;
-    uint64_t seen = 0;
-    for (unsigned b = 0; b < H_BUCKETS; b++) {
-        seen += h->count[b];
-        if (seen >= rank) {
-            uint64_t u = hist_upper(b);
-            return u < h->max ? u : h->max;
-        }
-    }
-    return h->max;
-}
-
-static PyObject *hist_dict(const hist *h)
-{
-    return Py_BuildValue("{sKsdsKsKsKsKsI}", "count", (unsigned long long)h->n,
-                         "mean", h->n ? (double)h->sum / (double)h->n : 0.0,
-                         "p50", (unsigned long long)hist_quantile(h, 0.50),
-                         "p95", (unsigned long long)hist_quantile(h, 0.95),
-                         "p99", (unsigned long long)hist_quantile(h, 0.99),
-                         "p999", (unsigned long long)hist_quantile(h, 0.999),
-                         "max", h->max);
-}
-
-/* Fold the fleet's events into the counters; the traced device's events
- * (or all of them with keep_events) come back as tuples. */
-static PyObject *collect(FleetObject *self)
-{
-    size_t n = gb_fleet_event_count(self->f);
-    const gb_dev_event *e = gb_fleet_events(self->f);
-    const char *text = gb_fleet_event_text(self->f);
-    PyObject *list = PyList_New(0);
-    if (!list)
-        return NULL;
-    for (size_t k = 0; k < n; k++) {
-        const gb_dev_event *ev = &e[k];
-        if (ev->type < GB_DEV_EV__COUNT)
-            self->ev_count[ev->type]++;
-        switch (ev->type) {
-        case GB_DEV_EV_REGISTERED:
-            hist_add(&self->h_register, ev->latency_ms);
-            break;
-        case GB_DEV_EV_REFRESHED:
-            hist_add(&self->h_refresh, ev->latency_ms);
-            break;
-        case GB_DEV_EV_KEEPALIVE_ANSWERED:
-            hist_add(&self->h_message, ev->latency_ms);
-            break;
-        case GB_DEV_EV_FAILED:
-            if (ev->reason < GB_DEV_R__COUNT)
-                self->fail_reason[ev->reason]++;
-            self->fail_status[ev->status < STATUS_SLOTS ? ev->status : 0]++;
-            break;
-        case GB_DEV_EV_UNREGISTERED:
-            if (ev->reason < GB_DEV_R__COUNT)
-                self->unreg_reason[ev->reason]++;
-            break;
-        default:
-            break;
-        }
-        if (self->keep_events || (long)ev->dev == self->trace_dev) {
-            PyObject *t = event_tuple(ev, text);
-            if (!t || PyList_Append(list, t) < 0) {
-                Py_XDECREF(t);
-                Py_DECREF(list);
-                gb_fleet_events_clear(self->f);
-                return NULL;
-            }
-            Py_DECREF(t);
-        }
-    }
-    gb_fleet_events_clear(self->f);
-    return list;
-}
-
-/* ---- simulator: UDP ------------------------------------------------------------ */
-
-static int trace_add(FleetObject *self, const char *dir, const char *p, size_t n)
-{
-    if (!self->trace && !(self->trace = PyList_New(0)))
-        return -1;
-    PyObject *t = Py_BuildValue("(sy#)", dir, p, (Py_ssize_t)n);
-    if (!t)
-        return -1;
-    int r = PyList_Append(self->trace, t);
-    Py_DECREF(t);
-    return r;
-}
+/* ---- simulator: UDP through io/udp_pump.h ------------------------------------ */
 
 /* udp_attach(fds): the socket pool.  Every device writes the address of
  * its socket (i % len(fds)) in Via and Contact. */
 static PyObject *Fleet_udp_attach(FleetObject *self, PyObject *arg)
 {
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return NULL;
     PyObject *seq = PySequence_Fast(arg, "fds must be a sequence of ints");
     if (!seq)
         return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    if (n < 1 || n > INT32_MAX / 2) {
+    int *fds = PyMem_Calloc(n ? (size_t)n : 1, sizeof *fds);
+    if (!fds) {
         Py_DECREF(seq);
-        PyErr_SetString(PyExc_ValueError, "at least one socket is needed");
-        return NULL;
-    }
-    int *fds = PyMem_Calloc((size_t)n, sizeof *fds);
-    int *hosts = PyMem_Calloc((size_t)n, sizeof *hosts);
-    uint16_t *ports = PyMem_Calloc((size_t)n, sizeof *ports);
-    uint32_t *counts = PyMem_Calloc((size_t)n + 1, sizeof *counts);
-    int family = -1;
-    if (!fds || !hosts || !ports || !counts) {
-        PyErr_NoMemory();
-        goto fail;
+        return PyErr_NoMemory();
     }
     for (Py_ssize_t k = 0; k < n; k++) {
         long fd = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, k));
-        if (fd == -1 && PyErr_Occurred())
-            goto fail;
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof ss;
-        if (getsockname((int)fd, (struct sockaddr *)&ss, &sl) < 0) {
-            PyErr_SetFromErrno(PyExc_OSError);
-            goto fail;
-        }
-        char host[INET6_ADDRSTRLEN];
-        const void *a = ss.ss_family == AF_INET6
-                            ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
-                            : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
-        if ((ss.ss_family != AF_INET && ss.ss_family != AF_INET6) ||
-            (family >= 0 && family != ss.ss_family) ||
-            !inet_ntop(ss.ss_family, a, host, sizeof host)) {
-            PyErr_SetString(PyExc_ValueError, "sockets must be bound UDP sockets of one family");
-            goto fail;
-        }
-        family = ss.ss_family;
-        int h = gb_fleet_local_host(self->f, host, strlen(host));
-        if (h < 0) {
-            PyErr_SetString(PyExc_ValueError, "too many local addresses (255)");
-            goto fail;
+        if (fd == -1 && PyErr_Occurred()) {
+            PyMem_Free(fds);
+            Py_DECREF(seq);
+            return NULL;
         }
         fds[k] = (int)fd;
-        hosts[k] = h;
-        ports[k] = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                                  : ((struct sockaddr_in *)&ss)->sin_port);
     }
-    uint32_t ndev = gb_fleet_count(self->f);
-    for (uint32_t i = 0; i < ndev; i++)
-        gb_fleet_set_local(self->f, i, hosts[i % (uint32_t)n], ports[i % (uint32_t)n]);
-    PyMem_Free(self->fds);
-    PyMem_Free(self->slot_count);
-    self->fds = fds;
-    self->slot_count = counts;
-    self->nfds = (uint32_t)n;
-    self->family = family;
-    memset(self->dest_state, 0, sizeof self->dest_state);
-    PyMem_Free(hosts);
-    PyMem_Free(ports);
     Py_DECREF(seq);
-    Py_RETURN_NONE;
-fail:
+    const char *why;
+    errno = 0;
+    int rc = gb_fleet_io_attach(self->io, fds, (size_t)n, &why);
     PyMem_Free(fds);
-    PyMem_Free(hosts);
-    PyMem_Free(ports);
-    PyMem_Free(counts);
-    Py_DECREF(seq);
-    return NULL;
+    if (rc < 0)
+        return errno ? PyErr_SetFromErrno(PyExc_OSError)
+                     : (PyErr_SetString(PyExc_ValueError, why), NULL);
+    Py_RETURN_NONE;
 }
 
 /* set_socket(index, slot): send this device's traffic from another socket
@@ -885,56 +711,16 @@ static PyObject *Fleet_set_socket(FleetObject *self, PyObject *args)
     Py_ssize_t i, slot;
     if (!PyArg_ParseTuple(args, "nn", &i, &slot) || check_index(self, i))
         return NULL;
-    if (slot < 0 || (uint32_t)slot >= self->nfds) {
+    int rc = slot < 0 || slot > UINT32_MAX
+                 ? -1
+                 : gb_fleet_io_set_socket(self->io, (uint32_t)i, (uint32_t)slot);
+    if (rc == -2)
+        return PyErr_NoMemory();
+    if (rc < 0) {
         PyErr_SetString(PyExc_IndexError, "no such socket in the pool");
         return NULL;
     }
-    uint32_t ndev = gb_fleet_count(self->f);
-    if (self->sock_of_len < ndev) {
-        uint32_t *p = PyMem_Realloc(self->sock_of, (size_t)ndev * sizeof *p);
-        if (!p)
-            return PyErr_NoMemory();
-        memset(p + self->sock_of_len, 0, (size_t)(ndev - self->sock_of_len) * sizeof *p);
-        self->sock_of = p;
-        self->sock_of_len = ndev;
-    }
-    self->sock_of[i] = (uint32_t)slot + 1;
     Py_RETURN_NONE;
-}
-
-static int fill_addr(int family, const char *host, uint16_t port,
-                     struct sockaddr_storage *ss, socklen_t *len)
-{
-    memset(ss, 0, sizeof *ss);
-    char tmp[INET6_ADDRSTRLEN + 2];
-    size_t n = strlen(host);
-    if (n && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof tmp) {
-        memcpy(tmp, host + 1, n - 2);
-        tmp[n - 2] = '\0';
-        host = tmp;
-    }
-    if (family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
-        a->sin6_family = AF_INET6;
-        a->sin6_port = htons(port);
-        if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1) {
-            struct in_addr v4; /* v4 peer from a v6 socket: mapped address */
-            if (inet_pton(AF_INET, host, &v4) != 1)
-                return -1;
-            memset(&a->sin6_addr, 0, sizeof a->sin6_addr);
-            a->sin6_addr.s6_addr[10] = a->sin6_addr.s6_addr[11] = 0xff;
-            memcpy(&a->sin6_addr.s6_addr[12], &v4, 4);
-        }
-        *len = sizeof *a;
-        return 0;
-    }
-    struct sockaddr_in *a = (struct sockaddr_in *)ss;
-    a->sin_family = AF_INET;
-    a->sin_port = htons(port);
-    if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
-        return -1;
-    *len = sizeof *a;
-    return 0;
 }
 
 /* set_dest_addr(k, ip, port): where destination k (0: the server, then
@@ -944,133 +730,40 @@ static PyObject *Fleet_set_dest_addr(FleetObject *self, PyObject *args)
     Py_ssize_t k;
     const char *host;
     int port;
-    if (!PyArg_ParseTuple(args, "nsi", &k, &host, &port))
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0 ||
+        !PyArg_ParseTuple(args, "nsi", &k, &host, &port))
         return NULL;
-    if (k < 0 || k >= SIM_MAX_DESTS || port <= 0 || port > 65535) {
+    if (k < 0 || k >= GB_FLEET_MAX_DESTS || port <= 0 || port > 65535) {
         PyErr_SetString(PyExc_ValueError, "bad destination index or port");
         return NULL;
     }
-    if (fill_addr(self->family ? self->family : AF_INET, host, (uint16_t)port,
-                  &self->dest_addr[k], &self->dest_len[k])) {
+    if (gb_fleet_io_set_dest(self->io, (size_t)k, host, strlen(host), (uint16_t)port)) {
         PyErr_Format(PyExc_ValueError, "not an IP address: %s", host);
         return NULL;
     }
-    self->dest_state[k] = 1;
     Py_RETURN_NONE;
 }
 
-static int dest_ready(FleetObject *self, unsigned k)
+/* The I/O part of pump_udp / tick / service, run without the GIL:
+ * receive from fd (fd >= 0), fire the timers (timer), send the queue. */
+static PyObject *run_io(FleetObject *self, int fd, int timer, long long now)
 {
-    if (k >= SIM_MAX_DESTS)
-        return 0;
-    if (self->dest_state[k] == 0) {
-        gb_bytes host;
-        uint16_t port;
-        char h[INET6_ADDRSTRLEN + 2];
-        self->dest_state[k] = 2;
-        if (gb_fleet_dest(self->f, k, &host, &port, NULL) == 0 && host.n < sizeof h) {
-            memcpy(h, host.p, host.n);
-            h[host.n] = '\0';
-            if (fill_addr(self->family, h, port, &self->dest_addr[k], &self->dest_len[k]) == 0)
-                self->dest_state[k] = 1;
-        }
+    long rc = 0;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    if (fd >= 0)
+        rc = gb_fleet_io_receive(self->io, fd, now);
+    if (timer)
+        gb_fleet_handle_timer(self->f, now);
+    if (rc >= 0 && gb_fleet_io_flush(self->io) < 0)
+        rc = -ENOMEM;
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    if (rc < 0) {
+        errno = (int)-rc;
+        return rc == -ENOMEM ? PyErr_NoMemory() : PyErr_SetFromErrno(PyExc_OSError);
     }
-    return self->dest_state[k] == 1;
-}
-
-static uint32_t slot_of(const FleetObject *self, uint32_t dev)
-{
-    if (dev < self->sock_of_len && self->sock_of[dev])
-        return self->sock_of[dev] - 1;
-    return dev % self->nfds;
-}
-
-/* Send the whole outgoing queue, sendmmsg() per socket.  A full socket
- * buffer drops the rest of that batch, as UDP may; retransmissions cover. */
-static int flush_udp(FleetObject *self)
-{
-    size_t n = gb_fleet_out_count(self->f);
-    if (!n || !self->nfds)
-        return 0;
-    const gb_dev_out *o = gb_fleet_out_items(self->f);
-    const char *data = gb_fleet_out_data(self->f);
-    if (n > self->order_cap) {
-        uint32_t *p = PyMem_Realloc(self->order, n * sizeof *p);
-        if (!p) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        self->order = p;
-        self->order_cap = n;
-    }
-    /* counting sort of the items by socket, keeping their order */
-    uint32_t *cnt = self->slot_count;
-    memset(cnt, 0, ((size_t)self->nfds + 1) * sizeof *cnt);
-    for (size_t k = 0; k < n; k++)
-        cnt[slot_of(self, o[k].dev) + 1]++;
-    for (uint32_t s = 0; s < self->nfds; s++)
-        cnt[s + 1] += cnt[s];
-    for (size_t k = 0; k < n; k++)
-        self->order[cnt[slot_of(self, o[k].dev)]++] = (uint32_t)k;
-    if (self->trace_dev >= 0)
-        for (size_t k = 0; k < n; k++)
-            if ((long)o[k].dev == self->trace_dev &&
-                trace_add(self, "send", data + o[k].off, o[k].len) < 0)
-                return -1;
-    struct mmsghdr msg[TX_BATCH];
-    struct iovec iov[TX_BATCH];
-    size_t k = 0;
-    while (k < n) {
-        uint32_t slot = slot_of(self, o[self->order[k]].dev);
-        int fd = self->fds[slot];
-        unsigned m = 0;
-        while (k < n && m < TX_BATCH && slot_of(self, o[self->order[k]].dev) == slot) {
-            const gb_dev_out *it = &o[self->order[k++]];
-            if (!dest_ready(self, it->dest)) {
-                self->tx_unroutable++;
-                continue;
-            }
-            iov[m].iov_base = (void *)(data + it->off);
-            iov[m].iov_len = it->len;
-            memset(&msg[m], 0, sizeof msg[m]);
-            msg[m].msg_hdr.msg_iov = &iov[m];
-            msg[m].msg_hdr.msg_iovlen = 1;
-            msg[m].msg_hdr.msg_name = &self->dest_addr[it->dest];
-            msg[m].msg_hdr.msg_namelen = self->dest_len[it->dest];
-            m++;
-        }
-        unsigned sent = 0;
-        int tries = 0;
-        while (sent < m) {
-            int r = sendmmsg(fd, msg + sent, m - sent, MSG_DONTWAIT);
-            self->tx_calls++;
-            if (r > 0) {
-                for (int j = 0; j < r; j++)
-                    self->tx_bytes += msg[sent + (unsigned)j].msg_len;
-                sent += (unsigned)r;
-                continue;
-            }
-            /* an ICMP error of an earlier datagram surfaces here: consumed */
-            if (r < 0 && (errno == ECONNREFUSED || errno == EINTR) && ++tries < 8) {
-                if (errno == ECONNREFUSED)
-                    self->icmp_errors++;
-                continue;
-            }
-            self->tx_dropped += m - sent;
-            break;
-        }
-        self->tx_datagrams += sent;
-    }
-    gb_fleet_out_clear(self->f);
-    return 0;
-}
-
-/* flush + collect: what follows every batch of input */
-static PyObject *after_input(FleetObject *self)
-{
-    if (flush_udp(self) < 0)
-        return NULL;
-    return collect(self);
+    return take_events(self, 1, self->keep_events);
 }
 
 /* pump_udp(fd, now) -> events of the traced device: receive what waits on
@@ -1079,84 +772,42 @@ static PyObject *Fleet_pump_udp(FleetObject *self, PyObject *args)
 {
     int fd;
     long long now;
-    if (!PyArg_ParseTuple(args, "iL", &fd, &now))
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0 ||
+        !PyArg_ParseTuple(args, "iL", &fd, &now))
         return NULL;
-    if (!self->rx && !(self->rx = PyMem_Malloc((size_t)RX_BATCH * RX_SIZE)))
-        return PyErr_NoMemory();
-    struct mmsghdr msg[RX_BATCH];
-    struct iovec iov[RX_BATCH];
-    long total = 0;
-    while (total < RX_BUDGET) {
-        for (int i = 0; i < RX_BATCH; i++) {
-            iov[i].iov_base = self->rx + (size_t)i * RX_SIZE;
-            iov[i].iov_len = RX_SIZE;
-            memset(&msg[i], 0, sizeof msg[i]);
-            msg[i].msg_hdr.msg_iov = &iov[i];
-            msg[i].msg_hdr.msg_iovlen = 1;
-        }
-        int n = recvmmsg(fd, msg, RX_BATCH, MSG_DONTWAIT, NULL);
-        if (n < 0) {
-            if (errno == ECONNREFUSED) { /* port unreachable for something we sent */
-                self->icmp_errors++;
-                continue;
-            }
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                PyErr_SetFromErrno(PyExc_OSError);
-                return NULL;
-            }
-            break;
-        }
-        if (n == 0)
-            break;
-        self->rx_batches++;
-        for (int i = 0; i < n; i++) {
-            if (msg[i].msg_hdr.msg_flags & MSG_TRUNC) {
-                self->rx_truncated++;
-                continue;
-            }
-            const char *p = iov[i].iov_base;
-            size_t len = msg[i].msg_len;
-            self->rx_datagrams++;
-            self->rx_bytes += len;
-            long d = gb_fleet_handle_datagram(self->f, p, len, now);
-            if (d < 0)
-                self->rx_unmatched++;
-            else if (d == self->trace_dev && trace_add(self, "recv", p, len) < 0)
-                return NULL;
-        }
-        total += n;
-        if (n < RX_BATCH)
-            break;
+    if (fd < 0) {
+        PyErr_SetString(PyExc_ValueError, "fd must be a file descriptor");
+        return NULL;
     }
-    return after_input(self);
+    return run_io(self, fd, 0, now);
 }
 
 /* tick(now) -> events of the traced device: fire due timers, send, fold. */
 static PyObject *Fleet_tick(FleetObject *self, PyObject *arg)
 {
-    long long now = PyLong_AsLongLong(arg);
-    if (now == -1 && PyErr_Occurred())
+    long long now;
+    if (now_arg(self, arg, &now))
         return NULL;
-    gb_fleet_handle_timer(self->f, now);
-    return after_input(self);
+    return run_io(self, -1, 1, now);
 }
 
 /* service() -> events of the traced device: send what is queued (UDP), fold
  * the events; after start_range() and friends. */
 static PyObject *Fleet_service(FleetObject *self, PyObject *Py_UNUSED(a))
 {
-    return after_input(self);
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return NULL;
+    return run_io(self, -1, 0, 0);
 }
 
-/* feed_batch([bytes...], now) -> events: framed TCP messages, then collect
+/* feed_many([bytes...], now) -> events: framed TCP messages, then fold
  * (the queue is left for pop_datagrams, TCP being Python's). */
 static PyObject *Fleet_feed_many(FleetObject *self, PyObject *args)
 {
     PyObject *list;
     long long now;
-    if (!PyArg_ParseTuple(args, "OL", &list, &now))
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0 ||
+        !PyArg_ParseTuple(args, "OL", &list, &now))
         return NULL;
     PyObject *seq = PySequence_Fast(list, "a sequence of bytes is needed");
     if (!seq)
@@ -1169,108 +820,135 @@ static PyObject *Fleet_feed_many(FleetObject *self, PyObject *args)
             Py_DECREF(seq);
             return NULL;
         }
-        self->rx_datagrams++;
-        self->rx_bytes += (uint64_t)len;
-        if (gb_fleet_handle_datagram(self->f, p, (size_t)len, now) < 0)
-            self->rx_unmatched++;
+        gb_fleet_io_feed(self->io, p, (size_t)len, now);
     }
     Py_DECREF(seq);
-    return collect(self);
+    return take_events(self, 1, self->keep_events);
 }
 
 static PyObject *Fleet_trace_device(FleetObject *self, PyObject *arg)
 {
     Py_ssize_t i = PyLong_AsSsize_t(arg);
-    if (i == -1 && PyErr_Occurred())
+    if ((i == -1 && PyErr_Occurred()) || (i >= 0 && check_index(self, i)) ||
+        gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
         return NULL;
-    if (i >= 0 && check_index(self, i))
-        return NULL;
-    self->trace_dev = i < 0 ? -1 : (long)i;
+    gb_fleet_io_trace(self->io, i < 0 ? -1 : (long)i);
     Py_RETURN_NONE;
 }
 
+/* pop_trace() -> [("send"|"recv", bytes)] of the traced device, oldest first */
 static PyObject *Fleet_pop_trace(FleetObject *self, PyObject *Py_UNUSED(a))
 {
-    PyObject *t = self->trace;
-    self->trace = NULL;
-    return t ? t : PyList_New(0);
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return NULL;
+    size_t n = gb_fleet_io_trace_count(self->io);
+    const gb_trace_item *t = gb_fleet_io_trace_items(self->io);
+    const char *data = gb_fleet_io_trace_data(self->io);
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    for (size_t k = 0; list && k < n; k++) {
+        PyObject *item = Py_BuildValue("(sy#)", t[k].sent ? "send" : "recv", data + t[k].off,
+                                       (Py_ssize_t)t[k].len);
+        if (!item)
+            Py_CLEAR(list);
+        else
+            PyList_SET_ITEM(list, (Py_ssize_t)k, item);
+    }
+    if (list)
+        gb_fleet_io_trace_clear(self->io);
+    return list;
 }
 
 static PyObject *Fleet_keep_events(FleetObject *self, PyObject *arg)
 {
     int v = PyObject_IsTrue(arg);
-    if (v < 0)
+    if (v < 0 || gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
         return NULL;
     self->keep_events = v;
     Py_RETURN_NONE;
 }
 
-static int dict_put_u64(PyObject *d, const char *key, uint64_t v)
+/* ---- simulator: statistics (core/stats.h) ---------------------------------- */
+
+static PyObject *hist_dict(const gb_hist *h)
 {
-    PyObject *o = PyLong_FromUnsignedLongLong(v);
-    if (!o)
-        return -1;
-    int r = PyDict_SetItemString(d, key, o);
-    Py_DECREF(o);
-    return r;
+    return Py_BuildValue("{sKsdsKsKsKsKsI}", "count", (unsigned long long)h->n,
+                         "mean", gb_hist_mean(h),
+                         "p50", (unsigned long long)gb_hist_quantile(h, 0.50),
+                         "p95", (unsigned long long)gb_hist_quantile(h, 0.95),
+                         "p99", (unsigned long long)gb_hist_quantile(h, 0.99),
+                         "p999", (unsigned long long)gb_hist_quantile(h, 0.999),
+                         "max", h->max);
 }
 
-static PyObject *reason_counts(const uint64_t *c)
+/* {name: count} of the nonzero counters c[1..n), named by name(k). */
+static PyObject *named_counts(const uint64_t *c, int n, int skip_zero,
+                              const char *(*name)(int))
 {
     PyObject *d = PyDict_New();
-    for (int k = 1; d && k < GB_DEV_R__COUNT; k++)
-        if (c[k] && dict_put_u64(d, gb_dev_reason_name((gb_dev_reason)k), c[k]) < 0)
+    for (int k = 1; d && k < n; k++) {
+        if (skip_zero && !c[k])
+            continue;
+        PyObject *key = PyUnicode_FromString(name(k));
+        if (!key || gbpy_dict_u64(d, key, c[k]) < 0)
             Py_CLEAR(d);
+        Py_XDECREF(key);
+    }
     return d;
+}
+
+static const char *reason_name(int k)
+{
+    return gb_dev_reason_name((gb_dev_reason)k);
+}
+
+static const char *event_name(int k)
+{
+    return gb_dev_event_name((gb_dev_event_type)k);
 }
 
 /* sim_stats() -> dict: latency histograms (ms), failures by reason and by
  * status, events by type, I/O counters. */
 static PyObject *Fleet_sim_stats(FleetObject *self, PyObject *Py_UNUSED(a))
 {
-    PyObject *by_status = PyDict_New(), *events = PyDict_New();
-    PyObject *fr = reason_counts(self->fail_reason), *ur = reason_counts(self->unreg_reason);
-    PyObject *io = PyDict_New();
-    if (!by_status || !events || !fr || !ur || !io)
-        goto fail;
-    for (int k = 0; k < STATUS_SLOTS; k++) {
-        if (!self->fail_status[k])
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return NULL;
+    const gb_fleet_tally *t = &self->tally;
+    const gb_fleet_io_stats *s = gb_fleet_io_stats_get(self->io);
+    PyObject *by_status = PyDict_New();
+    for (int k = 0; by_status && k < GB_TALLY_STATUSES; k++) {
+        if (!t->fail_status[k])
             continue;
-        PyObject *key = PyLong_FromLong(k), *v = PyLong_FromUnsignedLongLong(self->fail_status[k]);
-        int r = key && v ? PyDict_SetItem(by_status, key, v) : -1;
+        PyObject *key = PyLong_FromLong(k);
+        if (!key || gbpy_dict_u64(by_status, key, t->fail_status[k]) < 0)
+            Py_CLEAR(by_status);
         Py_XDECREF(key);
-        Py_XDECREF(v);
-        if (r < 0)
-            goto fail;
     }
-    for (int k = 1; k < GB_DEV_EV__COUNT; k++)
-        if (dict_put_u64(events, gb_dev_event_name((gb_dev_event_type)k), self->ev_count[k]) < 0)
-            goto fail;
-    if (dict_put_u64(io, "rx_datagrams", self->rx_datagrams) < 0 ||
-        dict_put_u64(io, "rx_bytes", self->rx_bytes) < 0 ||
-        dict_put_u64(io, "rx_batches", self->rx_batches) < 0 ||
-        dict_put_u64(io, "rx_truncated", self->rx_truncated) < 0 ||
-        dict_put_u64(io, "rx_unmatched", self->rx_unmatched) < 0 ||
-        dict_put_u64(io, "tx_datagrams", self->tx_datagrams) < 0 ||
-        dict_put_u64(io, "tx_bytes", self->tx_bytes) < 0 ||
-        dict_put_u64(io, "tx_calls", self->tx_calls) < 0 ||
-        dict_put_u64(io, "tx_dropped", self->tx_dropped) < 0 ||
-        dict_put_u64(io, "tx_unroutable", self->tx_unroutable) < 0 ||
-        dict_put_u64(io, "icmp_errors", self->icmp_errors) < 0)
-        goto fail;
+    PyObject *io = Py_BuildValue(
+        "{sKsKsKsKsKsKsKsKsKsKsK}", "rx_datagrams", (unsigned long long)s->rx_datagrams,
+        "rx_bytes", (unsigned long long)s->rx_bytes, "rx_batches",
+        (unsigned long long)s->rx_batches, "rx_truncated", (unsigned long long)s->rx_truncated,
+        "rx_unmatched", (unsigned long long)s->rx_unmatched, "tx_datagrams",
+        (unsigned long long)s->tx_datagrams, "tx_bytes", (unsigned long long)s->tx_bytes,
+        "tx_calls", (unsigned long long)s->tx_calls, "tx_dropped",
+        (unsigned long long)s->tx_dropped, "tx_unroutable", (unsigned long long)s->tx_unroutable,
+        "icmp_errors", (unsigned long long)s->icmp_errors);
+    PyObject *fr = named_counts(t->fail_reason, GB_DEV_R__COUNT, 1, reason_name);
+    PyObject *ur = named_counts(t->unreg_reason, GB_DEV_R__COUNT, 1, reason_name);
+    PyObject *events = named_counts(t->events, GB_DEV_EV__COUNT, 0, event_name);
+    if (!by_status || !io || !fr || !ur || !events) {
+        Py_XDECREF(by_status);
+        Py_XDECREF(io);
+        Py_XDECREF(fr);
+        Py_XDECREF(ur);
+        Py_XDECREF(events);
+        return NULL;
+    }
     return Py_BuildValue("{s{sNsNsN}sNsNsNsNsN}", "latency_ms",
-                         "register", hist_dict(&self->h_register),
-                         "refresh", hist_dict(&self->h_refresh),
-                         "message", hist_dict(&self->h_message),
+                         "register", hist_dict(&t->register_ms),
+                         "refresh", hist_dict(&t->refresh_ms),
+                         "message", hist_dict(&t->message_ms),
                          "failures_by_reason", fr, "failures_by_status", by_status,
                          "unregistrations_by_reason", ur, "events", events, "io", io);
-fail:
-    Py_XDECREF(by_status);
-    Py_XDECREF(events);
-    Py_XDECREF(fr);
-    Py_XDECREF(ur);
-    Py_XDECREF(io);
-    return NULL;
 }
 
 /* outcomes(limit) -> (registered_now, ever_registered, not_registered:
@@ -1278,51 +956,40 @@ fail:
 static PyObject *Fleet_outcomes(FleetObject *self, PyObject *arg)
 {
     Py_ssize_t limit = PyLong_AsSsize_t(arg);
-    if (limit == -1 && PyErr_Occurred())
+    if ((limit == -1 && PyErr_Occurred()) || gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
         return NULL;
     PyObject *why = PyDict_New(), *examples = PyList_New(0);
-    if (!why || !examples)
-        goto fail;
     uint32_t n = gb_fleet_count(self->f);
     unsigned long long now_reg = 0, ever = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        gb_dev_state st = gb_fleet_state(self->f, i);
+    for (uint32_t i = 0; why && examples && i < n; i++) {
+        char key[64];
         ever += (unsigned long long)gb_fleet_ever_registered(self->f, i);
-        if (st == GB_DEV_REGISTERED || st == GB_DEV_REFRESHING) {
+        if (gb_fleet_outcome(self->f, i, key, sizeof key)) {
             now_reg++;
             continue;
         }
-        uint16_t status;
-        gb_dev_reason reason;
-        gb_fleet_last_failure(self->f, i, &status, &reason);
-        char key[64];
-        if (reason == GB_DEV_R_NONE)
-            snprintf(key, sizeof key, "%s", gb_dev_state_name(st));
-        else if (status)
-            snprintf(key, sizeof key, "%s %u", gb_dev_reason_name(reason), (unsigned)status);
-        else
-            snprintf(key, sizeof key, "%s", gb_dev_reason_name(reason));
         PyObject *cur = PyDict_GetItemString(why, key);
         PyObject *v = PyLong_FromLong(cur ? PyLong_AsLong(cur) + 1 : 1);
-        if (!v || PyDict_SetItemString(why, key, v) < 0) {
-            Py_XDECREF(v);
-            goto fail;
-        }
-        Py_DECREF(v);
-        if (PyList_GET_SIZE(examples) < limit) {
-            PyObject *t = Py_BuildValue("(IOHO)", i, state_str[st], status, reason_str[reason]);
-            if (!t || PyList_Append(examples, t) < 0) {
-                Py_XDECREF(t);
-                goto fail;
-            }
-            Py_DECREF(t);
+        if (!v || PyDict_SetItemString(why, key, v) < 0)
+            Py_CLEAR(why);
+        Py_XDECREF(v);
+        if (why && PyList_GET_SIZE(examples) < limit) {
+            uint16_t status;
+            gb_dev_reason reason;
+            gb_fleet_last_failure(self->f, i, &status, &reason);
+            PyObject *t = Py_BuildValue("(IOHO)", i, state_str[gb_fleet_state(self->f, i)],
+                                        status, reason_str[reason]);
+            if (!t || PyList_Append(examples, t) < 0)
+                Py_CLEAR(examples);
+            Py_XDECREF(t);
         }
     }
+    if (!why || !examples) {
+        Py_XDECREF(why);
+        Py_XDECREF(examples);
+        return NULL;
+    }
     return Py_BuildValue("(KKNN)", now_reg, ever, why, examples);
-fail:
-    Py_XDECREF(why);
-    Py_XDECREF(examples);
-    return NULL;
 }
 
 static PyMethodDef Fleet_methods[] = {
@@ -1383,11 +1050,11 @@ static PyMethodDef Fleet_methods[] = {
     {"set_dest_addr", (PyCFunction)Fleet_set_dest_addr, METH_VARARGS,
      "set_dest_addr(k, ip, port): address of destination k"},
     {"pump_udp", (PyCFunction)Fleet_pump_udp, METH_VARARGS,
-     "pump_udp(fd, now) -> traced events: recvmmsg, handle, sendmmsg, fold"},
+     "pump_udp(fd, now) -> traced events: recvmmsg, handle, sendmmsg, fold (I/O)"},
     {"tick", (PyCFunction)Fleet_tick, METH_O,
-     "tick(now) -> traced events: due timers, sendmmsg, fold"},
+     "tick(now) -> traced events: due timers, sendmmsg, fold (I/O)"},
     {"service", (PyCFunction)Fleet_service, METH_NOARGS,
-     "service() -> traced events: sendmmsg the queue (UDP), fold the events"},
+     "service() -> traced events: sendmmsg the queue (UDP), fold the events (I/O)"},
     {"feed_many", (PyCFunction)Fleet_feed_many, METH_VARARGS,
      "feed_many([bytes], now) -> traced events"},
     {"trace_device", (PyCFunction)Fleet_trace_device, METH_O,
@@ -1417,20 +1084,27 @@ static PyTypeObject FleetType = {
     .tp_as_sequence = &Fleet_seq,
 };
 
+/* The interned names of a table of n entries. */
+static int intern_names(PyObject **out, int n, const char *(*name)(int))
+{
+    for (int k = 0; k < n; k++)
+        if (!(out[k] = PyUnicode_InternFromString(name(k))))
+            return -1;
+    return 0;
+}
+
+static const char *state_name(int k)
+{
+    return gb_dev_state_name((gb_dev_state)k);
+}
+
 int gbpy_device_init(PyObject *module)
 {
-    for (int k = 0; k < GB_DEV_STATE__COUNT; k++)
-        if (!(state_str[k] = PyUnicode_InternFromString(gb_dev_state_name((gb_dev_state)k))))
-            return -1;
-    for (int k = 0; k < GB_DEV_EV__COUNT; k++)
-        if (!(event_str[k] = PyUnicode_InternFromString(gb_dev_event_name((gb_dev_event_type)k))))
-            return -1;
-    for (int k = 0; k < GB_DEV_R__COUNT; k++)
-        if (!(reason_str[k] = PyUnicode_InternFromString(gb_dev_reason_name((gb_dev_reason)k))))
-            return -1;
+    if (intern_names(state_str, GB_DEV_STATE__COUNT, state_name) < 0 ||
+        intern_names(event_str, GB_DEV_EV__COUNT, event_name) < 0 ||
+        intern_names(reason_str, GB_DEV_R__COUNT, reason_name) < 0)
+        return -1;
     if (PyType_Ready(&FleetType) < 0)
         return -1;
-    if (PyModule_AddObjectRef(module, "Fleet", (PyObject *)&FleetType) < 0)
-        return -1;
-    return 0;
+    return PyModule_AddObjectRef(module, "Fleet", (PyObject *)&FleetType);
 }

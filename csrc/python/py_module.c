@@ -6,6 +6,25 @@
 
 PyObject *gbpy_GBSIPError;
 PyObject *gbpy_SIPParseError;
+PyObject *gbpy_ConcurrentUseError;
+
+int gbpy_not_busy(int busy, const char *what)
+{
+    if (!busy)
+        return 0;
+    PyErr_Format(gbpy_ConcurrentUseError,
+                 "%s is in use by another thread: call it from one thread "
+                 "(the event loop's)", what);
+    return -1;
+}
+
+int gbpy_dict_u64(PyObject *d, PyObject *key, uint64_t v)
+{
+    PyObject *o = PyLong_FromUnsignedLongLong(v);
+    int r = o ? PyDict_SetItem(d, key, o) : -1;
+    Py_XDECREF(o);
+    return r;
+}
 
 static const char *const error_codes[GB_ERR__COUNT] = {
     [GB_OK] = "OK",
@@ -133,14 +152,27 @@ PyMODINIT_FUNC PyInit__core(void)
     Py_DECREF(bases);
     if (!gbpy_SIPParseError)
         goto fail;
+    bases = PyTuple_Pack(2, gbpy_GBSIPError, PyExc_RuntimeError);
+    if (!bases)
+        goto fail;
+    gbpy_ConcurrentUseError = PyErr_NewExceptionWithDoc(
+        "gbsip.ConcurrentUseError",
+        "A RegistrarCore or Fleet was called from a second thread while its "
+        "UDP pump ran without the GIL: each belongs to one thread.",
+        bases, NULL);
+    Py_DECREF(bases);
+    if (!gbpy_ConcurrentUseError)
+        goto fail;
     if (PyModule_AddObjectRef(m, "GBSIPError", gbpy_GBSIPError) < 0 ||
-        PyModule_AddObjectRef(m, "SIPParseError", gbpy_SIPParseError) < 0)
+        PyModule_AddObjectRef(m, "SIPParseError", gbpy_SIPParseError) < 0 ||
+        PyModule_AddObjectRef(m, "ConcurrentUseError", gbpy_ConcurrentUseError) < 0)
         goto fail;
     if (gbpy_message_init(m) < 0)
         goto fail;
     if (gbpy_digest_init(m) < 0)
         goto fail;
-    if (gbpy_device_init(m) < 0) goto fail;
+    if (gbpy_device_init(m) < 0)
+        goto fail;
     if (gbpy_registrar_init(m) < 0)
         goto fail;
     return m;

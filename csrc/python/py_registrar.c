@@ -1,37 +1,35 @@
 /*
  * py_registrar.c - gbsip._core.RegistrarCore: the registrar state machine
- * for Python, plus a batched UDP pump.
+ * of registrar.h for Python.
  *
- * The pump is the only I/O in C: when asyncio says the socket is
- * readable, pump_udp() takes up to a batch of datagrams with recvmmsg(),
- * runs each through gb_registrar_handle() and sends every answer with one
- * sendmmsg(), so Python wakes once per batch and only sees events.
+ * A thin wrapper: arguments become core calls, answers and events become
+ * Python objects.  pump_udp() runs io/udp_pump.h's batched UDP pump with
+ * the GIL released (recvmmsg, gb_registrar_handle per datagram, sendmmsg),
+ * so Python wakes once per batch and only sees events; meanwhile the
+ * object refuses calls from another thread (ConcurrentUseError): it
+ * belongs to one thread, the event loop's.
  */
-#define _GNU_SOURCE
 #include "py_core.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <openssl/rand.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "digest.h"
 #include "registrar.h"
-
-#define BATCH 32
-#define RX_SIZE 65536
-#define TX_SIZE 16384
-#define PUMP_BUDGET 1024
+#include "udp_pump.h"
 
 typedef struct {
     PyObject_HEAD
     gb_registrar *reg;
-    char *rx;                 /* BATCH * RX_SIZE, allocated on first pump */
-    char *tx;                 /* BATCH * TX_SIZE */
-    uint64_t truncated;
+    gb_reg_pump *pump;        /* created on the first pump_udp() */
+    char *reply;              /* handle()/resume() answers, reply_cap bytes */
+    size_t reply_cap;
+    int busy;                 /* the pump runs without the GIL */
 } RegistrarCoreObject;
+
+static const char CORE_BUSY[] = "RegistrarCore";
 
 /* ------------------------------------------------------------------ */
 /* Addresses                                                           */
@@ -73,52 +71,6 @@ static PyObject *peer_to_py(const gb_peer *p)
     return Py_BuildValue("(siiK)", ip, p->port, p->transport, (unsigned long long)p->conn_id);
 }
 
-static void peer_from_sockaddr(const struct sockaddr_storage *ss, gb_peer *p)
-{
-    memset(p, 0, sizeof(*p));
-    if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
-            p->family = 4;
-            memcpy(p->ip, s6->sin6_addr.s6_addr + 12, 4);
-        } else {
-            p->family = 6;
-            memcpy(p->ip, s6->sin6_addr.s6_addr, 16);
-        }
-        p->port = ntohs(s6->sin6_port);
-    } else {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
-        p->family = 4;
-        memcpy(p->ip, &s4->sin_addr, 4);
-        p->port = ntohs(s4->sin_port);
-    }
-    p->transport = GB_TRANSPORT_UDP;
-}
-
-static socklen_t sockaddr_from_peer(const gb_peer *p, int sock_family,
-                                    struct sockaddr_storage *ss)
-{
-    memset(ss, 0, sizeof(*ss));
-    if (sock_family == AF_INET6) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons(p->port);
-        if (p->family == 4) {
-            s6->sin6_addr.s6_addr[10] = 0xff;
-            s6->sin6_addr.s6_addr[11] = 0xff;
-            memcpy(s6->sin6_addr.s6_addr + 12, p->ip, 4);
-        } else {
-            memcpy(s6->sin6_addr.s6_addr, p->ip, 16);
-        }
-        return sizeof(*s6);
-    }
-    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons(p->port);
-    memcpy(&s4->sin_addr, p->ip, 4);
-    return sizeof(*s4);
-}
-
 /* ------------------------------------------------------------------ */
 
 static int get_bytes_arg(PyObject *o, const char **p, size_t *n, const char *what)
@@ -145,6 +97,8 @@ static int get_bytes_arg(PyObject *o, const char **p, size_t *n, const char *wha
 
 static int core_init(RegistrarCoreObject *self, PyObject *args, PyObject *kwds)
 {
+    if (gbpy_not_busy(self->busy, CORE_BUSY) < 0)
+        return -1;
     static char *kwlist[] = {
         "server_id", "realm", "shared_password", "ask_for_secrets", "min_expires",
         "max_expires", "default_expires", "keepalive_interval_ms", "keepalive_timeout_count",
@@ -220,25 +174,49 @@ static int core_init(RegistrarCoreObject *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     gb_registrar_free(self->reg);
+    gb_reg_pump_free(self->pump); /* sized for the old registrar's answers */
+    self->pump = NULL;
     self->reg = r;
     return 0;
 }
 
 static void core_dealloc(RegistrarCoreObject *self)
 {
+    gb_reg_pump_free(self->pump);
     gb_registrar_free(self->reg);
-    PyMem_Free(self->rx);
-    PyMem_Free(self->tx);
+    PyMem_Free(self->reply);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* Every method starts here: initialised, and not pumping on another thread. */
 #define CHECK_READY(self)                                                      \
     do {                                                                       \
+        if (gbpy_not_busy((self)->busy, CORE_BUSY) < 0)                        \
+            return NULL;                                                       \
         if (!(self)->reg) {                                                    \
             PyErr_SetString(gbpy_GBSIPError, "RegistrarCore not initialised"); \
             return NULL;                                                       \
         }                                                                      \
     } while (0)
+
+/* The answer buffer for a request of request_len bytes (any answer fits,
+ * gb_registrar_reply_cap). */
+static gb_reg_reply *reply_for(RegistrarCoreObject *self, size_t request_len,
+                               gb_reg_reply *out)
+{
+    size_t need = gb_registrar_reply_cap(self->reg, request_len);
+    if (need > self->reply_cap) {
+        char *p = PyMem_Realloc(self->reply, need);
+        if (!p) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        self->reply = p;
+        self->reply_cap = need;
+    }
+    *out = (gb_reg_reply){.buf = self->reply, .cap = self->reply_cap};
+    return out;
+}
 
 static PyObject *reply_to_py(gb_reg_status st, const gb_reg_reply *out)
 {
@@ -266,12 +244,12 @@ static PyObject *core_handle(RegistrarCoreObject *self, PyObject *args)
                           &now, &wall))
         return NULL;
     gb_peer src;
-    if (peer_from_py(host, port, transport, conn, &src) < 0) {
+    gb_reg_reply out;
+    if (peer_from_py(host, port, transport, conn, &src) < 0 ||
+        !reply_for(self, (size_t)data.len, &out)) {
         PyBuffer_Release(&data);
         return NULL;
     }
-    char buf[TX_SIZE];
-    gb_reg_reply out = {.buf = buf, .cap = sizeof(buf)};
     gb_reg_status st = gb_registrar_handle(self->reg, data.buf, (size_t)data.len, &src, now,
                                            wall, &out);
     PyBuffer_Release(&data);
@@ -295,8 +273,10 @@ static PyObject *core_resume(RegistrarCoreObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "kind must be 0 (unknown), 1 (password) or 2 (HA1)");
         return NULL;
     }
-    char buf[TX_SIZE];
-    gb_reg_reply out = {.buf = buf, .cap = sizeof(buf)};
+    /* the pending request is at most a datagram */
+    gb_reg_reply out;
+    if (!reply_for(self, 65536, &out))
+        return NULL;
     gb_reg_status st = gb_registrar_resume(self->reg, id, kind, sp, sn, now, wall, &out);
     return reply_to_py(st, &out);
 }
@@ -309,80 +289,19 @@ static PyObject *core_pump_udp(RegistrarCoreObject *self, PyObject *args)
     long long now, wall;
     if (!PyArg_ParseTuple(args, "iLL:pump_udp", &fd, &now, &wall))
         return NULL;
-    if (!self->rx) {
-        self->rx = PyMem_Malloc((size_t)BATCH * RX_SIZE);
-        self->tx = PyMem_Malloc((size_t)BATCH * TX_SIZE);
-        if (!self->rx || !self->tx)
-            return PyErr_NoMemory();
-    }
-    struct sockaddr_storage local;
-    socklen_t ll = sizeof(local);
-    if (getsockname(fd, (struct sockaddr *)&local, &ll) < 0)
-        return PyErr_SetFromErrno(PyExc_OSError);
-    int family = local.ss_family;
-
-    struct mmsghdr rx[BATCH], tx[BATCH];
-    struct iovec riov[BATCH], tiov[BATCH];
-    struct sockaddr_storage from[BATCH], to[BATCH];
-    long total = 0;
-    int err = 0;
+    if (!self->pump && !(self->pump = gb_reg_pump_new(self->reg)))
+        return PyErr_NoMemory();
+    long n;
+    self->busy = 1;
     Py_BEGIN_ALLOW_THREADS
-    while (total < PUMP_BUDGET) {
-        for (int i = 0; i < BATCH; i++) {
-            riov[i].iov_base = self->rx + (size_t)i * RX_SIZE;
-            riov[i].iov_len = RX_SIZE;
-            memset(&rx[i], 0, sizeof(rx[i]));
-            rx[i].msg_hdr.msg_iov = &riov[i];
-            rx[i].msg_hdr.msg_iovlen = 1;
-            rx[i].msg_hdr.msg_name = &from[i];
-            rx[i].msg_hdr.msg_namelen = sizeof(from[i]);
-        }
-        int n = recvmmsg(fd, rx, BATCH, MSG_DONTWAIT, NULL);
-        if (n <= 0) {
-            if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-                errno != ECONNREFUSED)
-                err = errno;
-            break;
-        }
-        int ntx = 0;
-        for (int i = 0; i < n; i++) {
-            if (rx[i].msg_hdr.msg_flags & MSG_TRUNC) {
-                /* larger than any message we accept: never parse a prefix */
-                self->truncated++;
-                continue;
-            }
-            gb_peer src;
-            peer_from_sockaddr(&from[i], &src);
-            gb_reg_reply out = {.buf = self->tx + (size_t)ntx * TX_SIZE, .cap = TX_SIZE};
-            gb_reg_status st = gb_registrar_handle(self->reg, riov[i].iov_base, rx[i].msg_len,
-                                                   &src, now, wall, &out);
-            if (st != GB_REG_REPLY)
-                continue;
-            tiov[ntx].iov_base = out.buf;
-            tiov[ntx].iov_len = out.len;
-            memset(&tx[ntx], 0, sizeof(tx[ntx]));
-            tx[ntx].msg_hdr.msg_iov = &tiov[ntx];
-            tx[ntx].msg_hdr.msg_iovlen = 1;
-            tx[ntx].msg_hdr.msg_name = &to[ntx];
-            tx[ntx].msg_hdr.msg_namelen = sockaddr_from_peer(&out.dest, family, &to[ntx]);
-            ntx++;
-        }
-        for (int sent = 0; sent < ntx;) {
-            int k = sendmmsg(fd, tx + sent, (unsigned)(ntx - sent), MSG_DONTWAIT);
-            if (k <= 0)
-                break; /* a full socket buffer drops answers, as UDP may */
-            sent += k;
-        }
-        total += n;
-        if (n < BATCH)
-            break;
-    }
+    n = gb_reg_pump_run(self->pump, self->reg, fd, now, wall);
     Py_END_ALLOW_THREADS
-    if (err) {
-        errno = err;
+    self->busy = 0;
+    if (n < 0) {
+        errno = (int)-n;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
-    return PyLong_FromLong(total);
+    return PyLong_FromLong(n);
 }
 
 static PyObject *core_set_secret(RegistrarCoreObject *self, PyObject *args, PyObject *kwds)
@@ -544,18 +463,22 @@ static PyObject *core_stats(RegistrarCoreObject *self, PyObject *unused)
     CHECK_READY(self);
     gb_registrar_stats s;
     gb_registrar_get_stats(self->reg, &s);
+    static const gb_reg_pump_stats none;
+    const gb_reg_pump_stats *p = self->pump ? gb_reg_pump_stats_get(self->pump) : &none;
     return Py_BuildValue(
-        "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsK}", "received", s.received, "answered",
-        s.answered, "retransmissions_absorbed", s.retransmissions_absorbed,
+        "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsK}", "received", s.received,
+        "answered", s.answered, "retransmissions_absorbed", s.retransmissions_absorbed,
         "dropped_unparseable", s.dropped_unparseable, "dropped_rate", s.dropped_rate,
         "dropped_pending_full", s.dropped_pending_full, "rejected", s.rejected, "challenges",
         s.challenges, "auth_failures", s.auth_failures, "registrations", s.registrations,
         "refreshes", s.refreshes, "unregistrations", s.unregistrations, "expirations",
         s.expirations, "keepalives", s.keepalives, "events_dropped", s.events_dropped,
         "transactions_evicted", s.transactions_evicted, "stray_responses", s.stray_responses,
+        "rate_untracked", s.rate_untracked, "replies_too_large", s.replies_too_large,
         "bindings", s.bindings, "pending", s.pending, "transactions", s.transactions,
         "binding_bytes", s.binding_bytes, "truncated_datagrams",
-        (unsigned long long)self->truncated);
+        (unsigned long long)p->truncated, "answers_send_dropped",
+        (unsigned long long)p->send_dropped);
 }
 
 static PyObject *core_len(RegistrarCoreObject *self, PyObject *unused)

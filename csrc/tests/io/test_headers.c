@@ -13,6 +13,8 @@
 #include "sip_fields.h"
 #include "sip_parser.h"
 #include "sip_writer.h"
+#include "stats.h"
+#include "udp_pump.h"
 
 #include "../check.h"
 
