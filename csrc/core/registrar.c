@@ -969,13 +969,32 @@ static void add_contact_fields(req_ctx *c, const binding *b)
     }
 }
 
-static gb_reg_status do_register(req_ctx *c, lookup_state *ls, uint64_t *pending_out)
+/* A REGISTER on its way through RFC 3261 §10.3, filled in step by step. */
+typedef struct {
+    const char *id;        /* the device: To's user part */
+    size_t id_len;
+    binding *bd;           /* its binding, if any */
+    const gb_header *cid;  /* Call-ID */
+    int same_call;         /* the binding's Call-ID */
+    int created;           /* apply_binding made the binding */
+    int was_online;
+    uint32_t granted;      /* lifetime of the first live contact */
+    want_contact want[MAX_WANTED];
+    size_t nwant;
+    int wildcard;          /* Contact: * */
+} reg_job;
+
+/* A step that answered returns the status; one that did not, GO_ON. */
+#define GO_ON ((gb_reg_status)-1)
+
+/* Step 1, identify: the device is the user part of To (GB/T 28181
+ * §9.1.2.1), a GB ID under the strict policy (Appendix D); a redirect
+ * server answers every device 302 here (2022 edition §9.1.2.3). */
+static gb_reg_status identify(req_ctx *c, reg_job *j)
 {
     gb_registrar *r = c->r;
     const char *b = c->b;
     const gb_msg *m = c->m;
-
-    /* The device is the user part of To (GB/T 28181 §9.1.2.1). */
     const gb_header *to = &m->headers[m->first[GB_HDR_TO] - 1];
     gb_name_addr na;
     gb_uri tu;
@@ -984,22 +1003,21 @@ static gb_reg_status do_register(req_ctx *c, lookup_state *ls, uint64_t *pending
         return reject(c, 400, "Malformed To header", NULL, 0);
     if (!tu.has_user || !tu.user.len)
         return reject(c, 400, "To URI has no device ID", NULL, 0);
-    const char *id = b + tu.user.off;
-    size_t id_len = tu.user.len;
-    if (id_len > GB_REG_MAX_ID)
+    j->id = b + tu.user.off;
+    j->id_len = tu.user.len;
+    if (j->id_len > GB_REG_MAX_ID)
         return reject(c, 400, "Device ID too long", NULL, 0);
-    if (r->cfg.id_policy == GB_IDS_STRICT && !is_gb_id(id, id_len))
-        return reject(c, 400, "Device ID is not 20 digits (GB/T 28181 Appendix D)", id, id_len);
-
+    if (r->cfg.id_policy == GB_IDS_STRICT && !is_gb_id(j->id, j->id_len))
+        return reject(c, 400, "Device ID is not 20 digits (GB/T 28181 Appendix D)", j->id,
+                      j->id_len);
     if (r->cfg.redirect_to) {
-        /* 2022 edition §9.1.2.3: a redirect server names the platform */
         gb_writer w;
         scratch_begin(c, &w);
         gb_w_bytes(&w, "<", 1);
         gb_w_bytes(&w, r->cfg.redirect_to, r->cfg.redirect_to_len);
         gb_w_bytes(&w, ">", 1);
         scratch_end(c, &w, "Contact");
-        gb_reg_event *ev = push_event(r, GB_REG_EV_REDIRECTED, id, id_len, c->now);
+        gb_reg_event *ev = push_event(r, GB_REG_EV_REDIRECTED, j->id, j->id_len, c->now);
         if (ev) {
             ev->source = *c->src;
             ev->status = 302;
@@ -1007,16 +1025,27 @@ static gb_reg_status do_register(req_ctx *c, lookup_state *ls, uint64_t *pending
         }
         return send_reply(c, 302, NULL);
     }
+    j->bd = id_find(r, &r->bindings, j->id, j->id_len);
+    j->cid = &m->headers[m->first[GB_HDR_CALL_ID] - 1];
+    j->same_call = j->bd && j->bd->call_id_len == j->cid->value.len &&
+                   memcmp(j->bd->call_id, b + j->cid->value.off, j->cid->value.len) == 0;
+    return GO_ON;
+}
 
-    binding *bd = id_find(r, &r->bindings, id, id_len);
-    const gb_header *cid = &m->headers[m->first[GB_HDR_CALL_ID] - 1];
-    int same_call = bd && bd->call_id_len == cid->value.len &&
-                    memcmp(bd->call_id, b + cid->value.off, cid->value.len) == 0;
-
-    /* Credentials: the first Digest Authorization (a GB 35114 capability
-     * hint is no credential). */
-    int authed = 0;
-    for (int i = gb_msg_find(m, GB_HDR_AUTHORIZATION, 0); i >= 0 && !authed;
+/* Step 2, authenticate (§10.3 step 3, RFC 7616): the first Digest
+ * Authorization decides (a GB 35114 capability hint is no credential);
+ * without one, a challenge, unless the policy trusts a registered device's
+ * refresh on its Call-ID from its address.  An unknown device whose secret
+ * the caller looks up makes the request pending. */
+static gb_reg_status authenticate(req_ctx *c, reg_job *j, lookup_state *ls,
+                                  uint64_t *pending_out)
+{
+    gb_registrar *r = c->r;
+    const char *b = c->b;
+    const gb_msg *m = c->m;
+    const char *id = j->id;
+    size_t id_len = j->id_len;
+    for (int i = gb_msg_find(m, GB_HDR_AUTHORIZATION, 0); i >= 0;
          i = gb_msg_next(m, GB_HDR_AUTHORIZATION, i)) {
         gb_digest_check chk = {
             .method = {b + m->method.off, m->method.len},
@@ -1048,8 +1077,7 @@ static gb_reg_status do_register(req_ctx *c, lookup_state *ls, uint64_t *pending
         }
         switch (res) {
         case GB_DIGEST_OK:
-            authed = 1;
-            break;
+            return GO_ON;
         case GB_DIGEST_UNKNOWN_USER:
             if (ls->missing && r->cfg.ask_for_secrets && !ls->have_override) {
                 *pending_out = 1;
@@ -1074,21 +1102,23 @@ static gb_reg_status do_register(req_ctx *c, lookup_state *ls, uint64_t *pending
             return challenge(c, 0);
         }
     }
-    if (!authed) {
-        int trusted = r->cfg.refresh_policy == GB_REFRESH_TRUST_CALL_ID && bd && same_call &&
-                      m->cseq > bd->cseq && peer_same_host(&bd->source, c->src);
-        if (!trusted)
-            return challenge(c, 0);
-    }
+    int trusted = r->cfg.refresh_policy == GB_REFRESH_TRUST_CALL_ID && j->bd && j->same_call &&
+                  m->cseq > j->bd->cseq && peer_same_host(&j->bd->source, c->src);
+    return trusted ? GO_ON : challenge(c, 0);
+}
 
-    /* RFC 3261 §10.3 step 7: CSeq must grow on the same Call-ID. */
-    if (bd && same_call && m->cseq <= bd->cseq)
+/* Step 3, order (§10.3 step 7): on the binding's Call-ID the CSeq grows;
+ * then the contacts and lifetimes asked for (steps 6 and 8), 423 below
+ * Min-Expires. */
+static gb_reg_status order(req_ctx *c, reg_job *j)
+{
+    gb_registrar *r = c->r;
+    const char *b = c->b;
+    const gb_msg *m = c->m;
+    const char *id = j->id;
+    size_t id_len = j->id_len;
+    if (j->bd && j->same_call && m->cseq <= j->bd->cseq)
         return reject(c, 500, "Out-of-order CSeq for this Call-ID", id, id_len);
-
-    /* Contacts and their lifetimes (§10.3 steps 6 and 8). */
-    want_contact want[MAX_WANTED];
-    size_t nwant = 0;
-    int wildcard = 0;
     for (int i = gb_msg_find(m, GB_HDR_CONTACT, 0); i >= 0; i = gb_msg_next(m, GB_HDR_CONTACT, i)) {
         gb_list_iter it;
         gb_span item;
@@ -1099,10 +1129,10 @@ static gb_reg_status do_register(req_ctx *c, lookup_state *ls, uint64_t *pending
             if (gb_parse_name_addr(b, item, 1, &ca, NULL) != GB_OK)
                 return reject(c, 400, "Malformed Contact header", id, id_len);
             if (ca.wildcard) {
-                wildcard = 1;
+                j->wildcard = 1;
                 continue;
             }
-            if (nwant == MAX_WANTED || nwant >= r->cfg.max_contacts)
+            if (j->nwant == MAX_WANTED || j->nwant >= r->cfg.max_contacts)
                 return reject(c, 403, "Too many Contact addresses", id, id_len);
             int64_t e = m->expires >= 0 ? m->expires : r->cfg.default_expires;
             gb_param p;
@@ -1112,15 +1142,15 @@ static gb_reg_status do_register(req_ctx *c, lookup_state *ls, uint64_t *pending
                     return reject(c, 400, "Malformed Contact expires", id, id_len);
                 e = (int64_t)v;
             }
-            want[nwant++] = (want_contact){ca.uri, e};
+            j->want[j->nwant++] = (want_contact){ca.uri, e};
         }
         if (rc < 0)
             return reject(c, 400, "Malformed Contact list", id, id_len);
     }
-    if (wildcard && (nwant || m->expires != 0))
+    if (j->wildcard && (j->nwant || m->expires != 0))
         return reject(c, 400, "Contact: * needs Expires: 0 and no other Contact", id, id_len);
-    for (size_t i = 0; i < nwant; i++)
-        if (want[i].expires > 0 && want[i].expires < r->cfg.min_expires) {
+    for (size_t i = 0; i < j->nwant; i++)
+        if (j->want[i].expires > 0 && j->want[i].expires < r->cfg.min_expires) {
             gb_writer w;
             scratch_begin(c, &w);
             gb_w_uint(&w, r->cfg.min_expires);
@@ -1134,120 +1164,149 @@ static gb_reg_status do_register(req_ctx *c, lookup_state *ls, uint64_t *pending
             }
             return send_reply(c, 423, NULL);
         }
+    return GO_ON;
+}
 
-    if (!nwant && !wildcard) {
-        /* a query: answer with the current bindings */
-        add_contact_fields(c, bd);
-        add_date(c);
-        return send_reply(c, 200, NULL);
-    }
-
-    int created = 0;
-    if (!bd && !wildcard) {
+/* Step 4, apply the binding (§10.3 step 8): create it for a first live
+ * contact, drop the old contacts on Contact: * or a new Call-ID, set or
+ * remove each contact asked for, remember Call-ID, CSeq, source and
+ * User-Agent. */
+static gb_reg_status apply_binding(req_ctx *c, reg_job *j)
+{
+    gb_registrar *r = c->r;
+    const char *b = c->b;
+    const gb_msg *m = c->m;
+    if (!j->bd && !j->wildcard) {
         int any_live = 0;
-        for (size_t i = 0; i < nwant; i++)
-            any_live |= want[i].expires > 0;
+        for (size_t i = 0; i < j->nwant; i++)
+            any_live |= j->want[i].expires > 0;
         if (any_live) {
             if (r->bindings.ix.count >= r->cfg.max_bindings)
-                return reject(c, 503, "Registrar full (max_bindings)", id, id_len);
-            bd = calloc(1, sizeof(*bd));
+                return reject(c, 503, "Registrar full (max_bindings)", j->id, j->id_len);
+            binding *bd = calloc(1, sizeof(*bd));
             if (!bd || gb_heap_reserve(&r->heap, (size_t)r->heap.len + 1) < 0 ||
-                id_add(r, &r->bindings, &bd->h, id, id_len) < 0) {
+                id_add(r, &r->bindings, &bd->h, j->id, j->id_len) < 0) {
                 free(bd);
                 return send_reply(c, 500, "Out of memory");
             }
             bd->registered_at = c->now;
             gb_heap_push(&r->heap, bd->h.ref, heap_key, heap_moved, r);
-            created = 1;
+            j->bd = bd;
+            j->created = 1;
         }
     }
-
-    uint32_t granted = 0;
-    if (bd) {
-        if (wildcard || !same_call) {
-            /* Contact: *, or a restarted device on a new Call-ID (RFC 3261
-             * §10.3 step 7): its old contacts go. */
-            while (bd->ncontacts)
-                contact_remove(bd, bd->contacts[0].uri, bd->contacts[0].uri_len);
-        }
-        for (size_t i = 0; i < nwant; i++) {
-            const char *u = b + want[i].uri.off;
-            if (want[i].expires == 0) {
-                contact_remove(bd, u, want[i].uri.len);
-                continue;
-            }
-            int64_t e = want[i].expires > r->cfg.max_expires ? r->cfg.max_expires : want[i].expires;
-            if (i == 0 || !granted)
-                granted = (uint32_t)e;
-            int rc = contact_set(bd, u, want[i].uri.len, c->now + e * 1000, r->cfg.max_contacts);
-            if (rc == -2)
-                return reject(c, 403, "Too many Contact addresses", id, id_len);
-            if (rc < 0)
-                return send_reply(c, 500, "Out of memory");
-        }
-        store_text(&bd->call_id, &bd->call_id_len, b + cid->value.off, cid->value.len);
-        bd->cseq = m->cseq;
-        bd->source = *c->src;
-        int ua = m->first[GB_HDR_USER_AGENT];
-        if (ua)
-            store_text(&bd->user_agent, &bd->ua_len, b + m->headers[ua - 1].value.off,
-                       m->headers[ua - 1].value.len);
+    binding *bd = j->bd;
+    if (!bd)
+        return GO_ON;
+    if (j->wildcard || !j->same_call) {
+        /* Contact: *, or a restarted device on a new Call-ID (RFC 3261
+         * §10.3 step 7): its old contacts go. */
+        while (bd->ncontacts)
+            contact_remove(bd, bd->contacts[0].uri, bd->contacts[0].uri_len);
     }
+    for (size_t i = 0; i < j->nwant; i++) {
+        const want_contact *w = &j->want[i];
+        const char *u = b + w->uri.off;
+        if (w->expires == 0) {
+            contact_remove(bd, u, w->uri.len);
+            continue;
+        }
+        int64_t e = w->expires > r->cfg.max_expires ? r->cfg.max_expires : w->expires;
+        if (i == 0 || !j->granted)
+            j->granted = (uint32_t)e;
+        int rc = contact_set(bd, u, w->uri.len, c->now + e * 1000, r->cfg.max_contacts);
+        if (rc == -2)
+            return reject(c, 403, "Too many Contact addresses", j->id, j->id_len);
+        if (rc < 0)
+            return send_reply(c, 500, "Out of memory");
+    }
+    store_text(&bd->call_id, &bd->call_id_len, b + j->cid->value.off, j->cid->value.len);
+    bd->cseq = m->cseq;
+    bd->source = *c->src;
+    int ua = m->first[GB_HDR_USER_AGENT];
+    if (ua)
+        store_text(&bd->user_agent, &bd->ua_len, b + m->headers[ua - 1].value.off,
+                   m->headers[ua - 1].value.len);
+    return GO_ON;
+}
 
+static void add_expires(req_ctx *c, uint32_t seconds)
+{
+    gb_writer w;
+    scratch_begin(c, &w);
+    gb_w_uint(&w, seconds);
+    scratch_end(c, &w, "Expires");
+}
+
+/* Step 5, reply: 200 with every contact and its remaining lifetime, the
+ * granted Expires, the GB Date (§9.10) and X-GB-Ver; the binding online
+ * with a fresh keepalive deadline (§9.6.1) and the events that say what
+ * happened.  Without contacts left, the binding is gone: Expires: 0. */
+static gb_reg_status reply_register(req_ctx *c, reg_job *j)
+{
+    gb_registrar *r = c->r;
+    binding *bd = j->bd;
     if (!bd || !bd->ncontacts) {
-        /* unregistered (or nothing was registered) */
         if (bd) {
             r->st.unregistrations++;
-            gb_reg_event *ev = push_event(r, GB_REG_EV_UNREGISTERED, id, id_len, c->now);
+            gb_reg_event *ev = push_event(r, GB_REG_EV_UNREGISTERED, j->id, j->id_len, c->now);
             if (ev)
                 ev->source = *c->src;
             binding_drop(r, bd);
         }
         add_date(c);
-        gb_writer w;
-        scratch_begin(c, &w);
-        gb_w_cstr(&w, "0");
-        scratch_end(c, &w, "Expires");
-        if (r->cfg.gb_version)
-            add_field(c, "X-GB-Ver", r->cfg.gb_version, r->cfg.gb_version_len);
-        return send_reply(c, 200, NULL);
-    }
-
-    int was_online = bd->online;
-    bd->online = 1;
-    if (r->cfg.keepalive_interval_ms && r->cfg.keepalive_timeout_count && (!was_online || created))
-        bd->keepalive_deadline =
-            c->now + (int64_t)r->cfg.keepalive_interval_ms * r->cfg.keepalive_timeout_count;
-    heap_fix(r, bd);
-
-    if (created)
-        r->st.registrations++;
-    else
-        r->st.refreshes++;
-    gb_reg_event *ev = push_event(r, created ? GB_REG_EV_REGISTERED : GB_REG_EV_REFRESHED, id, id_len,
-                                  c->now);
-    if (ev) {
-        ev->expires = granted;
-        ev->source = *c->src;
-        event_text(ev, bd->contacts[0].uri, bd->contacts[0].uri_len);
-        if (bd->user_agent && (ev->extra = dup_bytes(bd->user_agent, bd->ua_len)))
-            ev->extra_len = bd->ua_len;
-    }
-    if (!created && !was_online) {
-        ev = push_event(r, GB_REG_EV_ONLINE, id, id_len, c->now);
-        if (ev)
+        add_expires(c, 0);
+    } else {
+        int was_online = bd->online;
+        bd->online = 1;
+        if (r->cfg.keepalive_interval_ms && r->cfg.keepalive_timeout_count &&
+            (!was_online || j->created))
+            bd->keepalive_deadline = c->now + (int64_t)r->cfg.keepalive_interval_ms *
+                                                  r->cfg.keepalive_timeout_count;
+        heap_fix(r, bd);
+        if (j->created)
+            r->st.registrations++;
+        else
+            r->st.refreshes++;
+        gb_reg_event *ev = push_event(r, j->created ? GB_REG_EV_REGISTERED : GB_REG_EV_REFRESHED,
+                                      j->id, j->id_len, c->now);
+        if (ev) {
+            ev->expires = j->granted;
             ev->source = *c->src;
+            event_text(ev, bd->contacts[0].uri, bd->contacts[0].uri_len);
+            if (bd->user_agent && (ev->extra = dup_bytes(bd->user_agent, bd->ua_len)))
+                ev->extra_len = bd->ua_len;
+        }
+        if (!j->created && !was_online) {
+            ev = push_event(r, GB_REG_EV_ONLINE, j->id, j->id_len, c->now);
+            if (ev)
+                ev->source = *c->src;
+        }
+        add_contact_fields(c, bd);
+        add_expires(c, j->granted);
+        add_date(c);
     }
-
-    add_contact_fields(c, bd);
-    gb_writer w;
-    scratch_begin(c, &w);
-    gb_w_uint(&w, granted);
-    scratch_end(c, &w, "Expires");
-    add_date(c);
     if (r->cfg.gb_version)
         add_field(c, "X-GB-Ver", r->cfg.gb_version, r->cfg.gb_version_len);
     return send_reply(c, 200, NULL);
+}
+
+static gb_reg_status do_register(req_ctx *c, lookup_state *ls, uint64_t *pending_out)
+{
+    reg_job j = {0};
+    gb_reg_status st;
+    if ((st = identify(c, &j)) != GO_ON || (st = authenticate(c, &j, ls, pending_out)) != GO_ON ||
+        (st = order(c, &j)) != GO_ON)
+        return st;
+    if (!j.nwant && !j.wildcard) {
+        /* a query (§10.3 step 8): the current bindings, nothing changes */
+        add_contact_fields(c, j.bd);
+        add_date(c);
+        return send_reply(c, 200, NULL);
+    }
+    if ((st = apply_binding(c, &j)) != GO_ON)
+        return st;
+    return reply_register(c, &j);
 }
 
 /* ------------------------------------------------------------------ */
