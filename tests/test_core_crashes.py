@@ -264,19 +264,24 @@ def test_registrar_core_refuses_a_second_thread_while_pumping() -> None:
 
 
 def test_fleet_refuses_a_second_thread_while_pumping() -> None:
-    """Fleet.pump_udp likewise: another thread's calls are refused while it runs."""
-    fleet = Fleet(server_id=SERVER_ID, server_host="127.0.0.1", seed=2)
-    fleet.add_serial("3402000000132", 0, 10, 7)
+    """Fleet.tick (timers and sendmmsg without the GIL) likewise: another thread's calls
+    are refused while it runs."""
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    with sock, sender:
+    fleet = Fleet(server_id=SERVER_ID, server_host="127.0.0.1",
+                  server_port=sink.getsockname()[1], seed=2)
+    first = fleet.add_serial("3402000000132", 0, 20000, 7)
+    now = [0]
+    with sink, sock:
         fleet.udp_attach([sock.fileno()])
+        fleet.start_range(first, 20000, 0)
+        fleet.service()
 
         def pump() -> None:
-            for _ in range(1000):
-                sender.sendto(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n", sock.getsockname())
-            fleet.pump_udp(sock.fileno(), 1)
+            now[0] += 600  # every device's Timer E: 20,000 retransmissions to send
+            fleet.tick(now[0])
 
         errors = race(pump, lambda: fleet.next_deadline())
     assert errors and str(errors[0]) == f"Fleet {BUSY}"
