@@ -215,10 +215,13 @@ def test_moved_device_sends_from_the_smaller_pool() -> None:
 BUSY = "is in use by another thread: call it from one thread (the event loop's)"
 
 
-def race(pump: Callable[[], object], other: Callable[[], object]) -> list[BaseException]:
-    """Run pump on a thread and other on this one until other is refused."""
+def race(pump: Callable[[], object], other: Callable[[], object],
+         prepare: Callable[[], object] = lambda: None) -> list[BaseException]:
+    """Run pump on a thread and other on this one until other is refused.  The pump's
+    Python part is kept to the call itself: this thread holds the GIL while it spins."""
     errors: list[BaseException] = []
     for _ in range(50):
+        prepare()
         done = threading.Event()
 
         def run() -> None:
@@ -247,15 +250,16 @@ def test_registrar_core_refuses_a_second_thread_while_pumping() -> None:
     reg = core()
     server, client = udp_pair()
     with server, client:
-        def pump() -> None:
+        def flood() -> None:
             for i in range(1000):
                 client.sendto(wire("REGISTER", [f"{VIA}{i}", FROM, TO, CALL_ID,
                                                 "CSeq: 1 REGISTER"]), server.getsockname())
             select.select([server], [], [], 5)
-            reg.pump_udp(server.fileno(), NOW, WALL)
 
-        errors = race(pump, lambda: handle(reg, wire("REGISTER", [VIA, FROM, TO, CALL_ID,
-                                                                 "CSeq: 1 REGISTER"])))
+        errors = race(lambda: reg.pump_udp(server.fileno(), NOW, WALL),
+                      lambda: handle(reg, wire("REGISTER", [VIA, FROM, TO, CALL_ID,
+                                                            "CSeq: 1 REGISTER"])),
+                      flood)
     assert errors, "the pump never overlapped the other thread's calls"
     exc = errors[0]
     assert isinstance(exc, ConcurrentUseError) and isinstance(exc, RuntimeError)
