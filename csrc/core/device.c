@@ -433,11 +433,41 @@ static void event_text(gb_fleet *f, gb_dev_event *e, const char *p, size_t n)
     f->ev_text_len += n;
 }
 
-static void set_state(gb_fleet *f, gb_dev *d, int s)
+const gb_state_move gb_dev_moves[] = {
+    {GB_DEV_IDLE, GB_DEV_REGISTERING, "start"},
+    {GB_DEV_IDLE, GB_DEV_UNREGISTERED, "stop, abandon"},
+    {GB_DEV_REGISTERING, GB_DEV_REGISTERED, "2xx"},
+    {GB_DEV_REGISTERING, GB_DEV_FAILED, "refused, Timer F, transport error"},
+    {GB_DEV_REGISTERING, GB_DEV_REGISTERING, "keepalives lost"},
+    {GB_DEV_REGISTERING, GB_DEV_UNREGISTERING, "stop"},
+    {GB_DEV_REGISTERING, GB_DEV_UNREGISTERED, "abandon, stop with nothing in flight"},
+    {GB_DEV_REGISTERED, GB_DEV_REFRESHING, "refresh timer"},
+    {GB_DEV_REGISTERED, GB_DEV_REGISTERING, "keepalives lost"},
+    {GB_DEV_REGISTERED, GB_DEV_UNREGISTERING, "stop"},
+    {GB_DEV_REGISTERED, GB_DEV_UNREGISTERED, "abandon"},
+    {GB_DEV_REFRESHING, GB_DEV_REGISTERED, "2xx"},
+    {GB_DEV_REFRESHING, GB_DEV_FAILED, "refused, Timer F, transport error"},
+    {GB_DEV_REFRESHING, GB_DEV_REGISTERING, "keepalives lost"},
+    {GB_DEV_REFRESHING, GB_DEV_UNREGISTERING, "stop"},
+    {GB_DEV_REFRESHING, GB_DEV_UNREGISTERED, "abandon"},
+    {GB_DEV_FAILED, GB_DEV_REGISTERING, "retry timer, start, back to the redirect server"},
+    {GB_DEV_FAILED, GB_DEV_UNREGISTERED, "stop, abandon"},
+    {GB_DEV_UNREGISTERING, GB_DEV_UNREGISTERED, "2xx, refused, Timer F, abandon"},
+    {GB_DEV_UNREGISTERED, GB_DEV_REGISTERING, "start"},
+};
+const size_t gb_dev_nmoves = sizeof gb_dev_moves / sizeof gb_dev_moves[0];
+
+/* The one place a device's state changes: only along gb_dev_moves.  An
+ * illegal move is refused and counted (a bug: asserted in debug builds). */
+static int set_state(gb_fleet *f, gb_dev *d, gb_dev_state to)
 {
+    if (gb_state_move_take(gb_dev_moves, gb_dev_nmoves, d->state, to, f->stats.moves[0],
+                           GB_DEV_STATE__COUNT, &f->stats.illegal_moves) < 0)
+        return -1;
     f->stats.by_state[d->state]--;
-    d->state = (uint8_t)s;
-    f->stats.by_state[s]++;
+    d->state = (uint8_t)to;
+    f->stats.by_state[to]++;
+    return 0;
 }
 
 /* ---- message building ------------------------------------------------------- */

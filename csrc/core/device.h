@@ -39,6 +39,7 @@
 #include <stdint.h>
 
 #include "digest.h"
+#include "gb_states.h"
 #include "sip_parser.h"
 
 /* Longest device ID kept (GB IDs have 20 digits). */
@@ -188,7 +189,14 @@ typedef struct {
     uint64_t keepalives_skipped;  /* skip_keepalives fault */
     uint64_t keepalive_timeouts;
     uint32_t by_state[GB_DEV_STATE__COUNT];
+    uint64_t moves[GB_DEV_STATE__COUNT][GB_DEV_STATE__COUNT]; /* [from][to] taken */
+    uint64_t illegal_moves;       /* refused by the table (a bug if ever seen) */
 } gb_fleet_stats;
+
+/* Every move a device's state may make, and what makes it (the diagram in
+ * docs/design.md is printed from this table; any other move is refused). */
+extern const gb_state_move gb_dev_moves[];
+extern const size_t gb_dev_nmoves;
 
 typedef struct gb_fleet gb_fleet;
 

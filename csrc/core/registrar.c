@@ -94,7 +94,7 @@ typedef struct {
 
 typedef struct {
     id_head h;
-    uint8_t online;
+    uint8_t state;           /* gb_bind_state, changed by set_state() only */
     uint8_t ncontacts;
     uint32_t cseq;
     uint32_t heap_pos;
@@ -236,6 +236,46 @@ static void *id_next(const id_table *t, size_t *cursor)
             return rec;
     }
     return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* A binding's states                                                  */
+
+static const char *const bind_state_names[GB_BIND_STATE__COUNT] = {
+    "none", "registered", "offline", "unregistered", "expired",
+};
+
+const char *gb_bind_state_name(gb_bind_state s)
+{
+    return (unsigned)s < GB_BIND_STATE__COUNT ? bind_state_names[s] : "unknown";
+}
+
+const gb_state_move gb_bind_moves[] = {
+    {GB_BIND_NONE, GB_BIND_REGISTERED, "REGISTER, a live contact"},
+    {GB_BIND_REGISTERED, GB_BIND_REGISTERED, "refresh"},
+    {GB_BIND_REGISTERED, GB_BIND_OFFLINE, "keepalives lost"},
+    {GB_BIND_OFFLINE, GB_BIND_REGISTERED, "keepalive, refresh"},
+    {GB_BIND_REGISTERED, GB_BIND_UNREGISTERED, "Expires 0 or Contact *"},
+    {GB_BIND_OFFLINE, GB_BIND_UNREGISTERED, "Expires 0 or Contact *"},
+    {GB_BIND_REGISTERED, GB_BIND_EXPIRED, "last contact expired"},
+    {GB_BIND_OFFLINE, GB_BIND_EXPIRED, "last contact expired"},
+};
+const size_t gb_bind_nmoves = sizeof gb_bind_moves / sizeof gb_bind_moves[0];
+
+/* The one place a binding's state changes: only along gb_bind_moves.  An
+ * illegal move is refused and counted (a bug: asserted in debug builds). */
+static int set_state(gb_registrar *r, binding *b, gb_bind_state to)
+{
+    if (gb_state_move_take(gb_bind_moves, gb_bind_nmoves, b->state, to, r->st.moves[0],
+                           GB_BIND_STATE__COUNT, &r->st.illegal_moves) < 0)
+        return -1;
+    b->state = (uint8_t)to;
+    return 0;
+}
+
+static int online(const binding *b)
+{
+    return b->state == GB_BIND_REGISTERED;
 }
 
 /* Cached transactions by their key (slot + 1 in the ring). */
@@ -559,7 +599,7 @@ static int64_t binding_deadline(const binding *b)
     for (unsigned i = 0; i < b->ncontacts; i++)
         if (b->contacts[i].expires_at < d)
             d = b->contacts[i].expires_at;
-    if (b->online && b->keepalive_deadline && b->keepalive_deadline < d)
+    if (online(b) && b->keepalive_deadline && b->keepalive_deadline < d)
         d = b->keepalive_deadline;
     return d;
 }
@@ -1215,10 +1255,14 @@ static gb_reg_status apply_binding(req_ctx *c, reg_job *j)
         if (i == 0 || !j->granted)
             j->granted = (uint32_t)e;
         int rc = contact_set(bd, u, w->uri.len, c->now + e * 1000, r->cfg.max_contacts);
-        if (rc == -2)
-            return reject(c, 403, "Too many Contact addresses", j->id, j->id_len);
-        if (rc < 0)
-            return send_reply(c, 500, "Out of memory");
+        if (rc < 0) {
+            if (j->created) { /* never registered: no binding after all */
+                binding_drop(r, bd);
+                j->bd = NULL;
+            }
+            return rc == -2 ? reject(c, 403, "Too many Contact addresses", j->id, j->id_len)
+                            : send_reply(c, 500, "Out of memory");
+        }
     }
     store_text(&bd->call_id, &bd->call_id_len, b + j->cid->value.off, j->cid->value.len);
     bd->cseq = m->cseq;
@@ -1252,13 +1296,14 @@ static gb_reg_status reply_register(req_ctx *c, reg_job *j)
             gb_reg_event *ev = push_event(r, GB_REG_EV_UNREGISTERED, j->id, j->id_len, c->now);
             if (ev)
                 ev->source = *c->src;
+            set_state(r, bd, GB_BIND_UNREGISTERED);
             binding_drop(r, bd);
         }
         add_date(c);
         add_expires(c, 0);
     } else {
-        int was_online = bd->online;
-        bd->online = 1;
+        int was_online = online(bd);
+        set_state(r, bd, GB_BIND_REGISTERED);
         if (r->cfg.keepalive_interval_ms && r->cfg.keepalive_timeout_count &&
             (!was_online || j->created))
             bd->keepalive_deadline = c->now + (int64_t)r->cfg.keepalive_interval_ms *
@@ -1388,8 +1433,8 @@ static gb_reg_status do_message(req_ctx *c)
     if (r->cfg.keepalive_interval_ms && r->cfg.keepalive_timeout_count)
         bd->keepalive_deadline =
             c->now + (int64_t)r->cfg.keepalive_interval_ms * r->cfg.keepalive_timeout_count;
-    if (!bd->online) {
-        bd->online = 1;
+    if (!online(bd)) {
+        set_state(r, bd, GB_BIND_REGISTERED);
         gb_reg_event *ev = push_event(r, GB_REG_EV_ONLINE, id, id_len, c->now);
         if (ev)
             ev->source = *c->src;
@@ -1805,12 +1850,13 @@ void gb_registrar_handle_timer(gb_registrar *r, int64_t now)
             gb_reg_event *ev = push_event(r, GB_REG_EV_EXPIRED, b->h.id, b->h.id_len, now);
             if (ev)
                 ev->source = b->source;
+            set_state(r, b, GB_BIND_EXPIRED);
             binding_drop(r, b);
             continue;
         }
-        if (b->online && b->keepalive_deadline && b->keepalive_deadline <= now) {
+        if (online(b) && b->keepalive_deadline && b->keepalive_deadline <= now) {
             /* GB/T 28181 §9.6.1: timeout_count missed keepalives */
-            b->online = 0;
+            set_state(r, b, GB_BIND_OFFLINE);
             gb_reg_event *ev = push_event(r, GB_REG_EV_OFFLINE, b->h.id, b->h.id_len, now);
             if (ev)
                 ev->source = b->source;
@@ -1842,7 +1888,7 @@ static void view_of(const binding *b, gb_binding_view *v)
     v->expires_at = e;
     v->registered_at = b->registered_at;
     v->last_keepalive = b->last_keepalive;
-    v->online = b->online;
+    v->online = online(b);
 }
 
 size_t gb_registrar_binding_count(const gb_registrar *r)

@@ -31,9 +31,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gb_states.h"
 #include "sip_parser.h"
 
 enum { GB_TRANSPORT_UDP = 0, GB_TRANSPORT_TCP = 1 };
+
+/* A binding's life.  While a device's credentials are looked up there is
+ * no binding yet: the request waits in the transaction cache. */
+typedef enum {
+    GB_BIND_NONE = 0,       /* no binding: not yet, or no more */
+    GB_BIND_REGISTERED,     /* live contacts, keepalives arriving (online) */
+    GB_BIND_OFFLINE,        /* live contacts, keepalives lost (GB/T 28181 §9.6.1) */
+    GB_BIND_UNREGISTERED,   /* removed by the device: Expires: 0 or Contact: * */
+    GB_BIND_EXPIRED,        /* removed when its last contact expired */
+    GB_BIND_STATE__COUNT
+} gb_bind_state;
+
+const char *gb_bind_state_name(gb_bind_state s); /* "offline" */
+
+/* Every move a binding may make, and what makes it (the diagram in
+ * docs/design.md is printed from this table; any other move is refused). */
+extern const gb_state_move gb_bind_moves[];
+extern const size_t gb_bind_nmoves;
 
 /* Where a message came from (or goes to). */
 typedef struct {
@@ -228,7 +247,9 @@ typedef struct {
         registrations, refreshes, unregistrations, expirations, keepalives,
         events_dropped, transactions_evicted, stray_responses,
         rate_untracked,   /* rate_per_source: a source that found no slot */
-        replies_too_large; /* an answer larger than the caller's buffer */
+        replies_too_large, /* an answer larger than the caller's buffer */
+        illegal_moves;     /* binding moves the table refused (a bug if seen) */
+    uint64_t moves[GB_BIND_STATE__COUNT][GB_BIND_STATE__COUNT]; /* [from][to] taken */
     uint64_t bindings, pending, transactions;
     uint64_t binding_bytes;   /* heap held by bindings (approximate) */
 } gb_registrar_stats;

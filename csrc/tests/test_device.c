@@ -707,6 +707,170 @@ static void test_response_missing_headers_any_leniency(void)
         }
 }
 
+/* ---- the state table (device.h gb_dev_moves) ------------------------------ */
+
+static uint64_t moves_seen[GB_DEV_STATE__COUNT][GB_DEV_STATE__COUNT];
+
+/* A fleet of one device for a scenario; no periodic keepalives (the
+ * scenarios send them by hand), refresh at half of 3600 s. */
+static gb_fleet *scenario(void)
+{
+    gb_dev_config cfg;
+    base_config(&cfg);
+    cfg.keepalive_interval_ms = 0;
+    gb_fleet *f = make_fleet(&cfg);
+    gb_fleet_add(f, ID, 20);
+    return f;
+}
+
+/* Fold the scenario's moves into moves_seen and free the fleet. */
+static void scenario_done(gb_fleet *f)
+{
+    const gb_fleet_stats *st = gb_fleet_get_stats(f);
+    CHECK_EQ_INT(st->illegal_moves, 0);
+    for (int a = 0; a < GB_DEV_STATE__COUNT; a++)
+        for (int b = 0; b < GB_DEV_STATE__COUNT; b++)
+            moves_seen[a][b] += st->moves[a][b];
+    gb_fleet_free(f);
+}
+
+/* Answer the last queued REGISTER (the queue is emptied). */
+static void answer_queued(gb_fleet *f, unsigned status, int64_t now)
+{
+    size_t n = gb_fleet_out_count(f);
+    const char *data = gb_fleet_out_data(f);
+    while (n && memcmp(data + gb_fleet_out_items(f)[n - 1].off, "REGISTER", 8) != 0)
+        n--;
+    CHECK(n > 0);
+    if (!n)
+        return;
+    const gb_dev_out *o = &gb_fleet_out_items(f)[n - 1];
+    sent s = {.len = o->len};
+    memcpy(s.buf, gb_fleet_out_data(f) + o->off, o->len);
+    s.buf[o->len] = '\0';
+    gb_fleet_out_clear(f);
+    respond(f, &s, status, NULL, now);
+}
+
+/* Three unanswered keepalives (each replaced by the next) and a fourth:
+ * GB/T 28181 §9.6.1, the platform is offline, register again. */
+static void lose_keepalives(gb_fleet *f, int64_t now)
+{
+    for (int k = 0; k < 4; k++)
+        CHECK(gb_fleet_send_keepalive(f, 0, now + k) > 0);
+}
+
+/* Each scenario takes some moves; together they take every move of the
+ * table, and no device ever makes a move outside it. */
+static void test_every_device_move_is_taken(void)
+{
+    gb_fleet *f;
+    /* idle -> unregistered, then unregistered -> registering -> failed ->
+     * registering (retry) -> registering (keepalives lost) ->
+     * unregistering -> unregistered */
+    f = scenario();
+    CHECK_EQ_INT(gb_fleet_stop(f, 0, 0), 0);
+    CHECK_EQ_INT(gb_fleet_start(f, 0, 1), 0);
+    answer_queued(f, 403, 2);
+    CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_FAILED);
+    gb_fleet_handle_timer(f, gb_fleet_next_deadline(f));
+    CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_REGISTERING);
+    gb_fleet_out_clear(f);
+    lose_keepalives(f, 70000);
+    CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_REGISTERING);
+    CHECK_EQ_INT(gb_fleet_stop(f, 0, 70010), 0);
+    CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_UNREGISTERING);
+    answer_queued(f, 200, 70020);
+    CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_UNREGISTERED);
+    scenario_done(f);
+
+    /* registering -> unregistered (abandon); failed -> unregistered (stop) */
+    f = scenario();
+    gb_fleet_start(f, 0, 0);
+    gb_fleet_out_clear(f);
+    CHECK_EQ_INT(gb_fleet_abandon(f, 0, 1), 0);
+    gb_fleet_start(f, 0, 2);
+    answer_queued(f, 403, 3);
+    CHECK_EQ_INT(gb_fleet_stop(f, 0, 4), 0);
+    CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_UNREGISTERED);
+    scenario_done(f);
+
+    /* registered -> refreshing -> registered -> registering (keepalives
+     * lost) -> registered -> unregistered (abandon) */
+    f = scenario();
+    int64_t t = register_device(f, 0, 0, 3600);
+    gb_fleet_handle_timer(f, t + 1800 * 1000);
+    CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_REFRESHING);
+    answer_queued(f, 200, t + 1800 * 1000 + 5);
+    CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_REGISTERED);
+    lose_keepalives(f, t + 1900 * 1000);
+    CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_REGISTERING);
+    answer_queued(f, 200, t + 1901 * 1000);
+    CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_REGISTERED);
+    CHECK_EQ_INT(gb_fleet_abandon(f, 0, t + 1902 * 1000), 0);
+    scenario_done(f);
+
+    /* registered -> unregistering; refreshing -> failed */
+    f = scenario();
+    t = register_device(f, 0, 0, 3600);
+    CHECK_EQ_INT(gb_fleet_stop(f, 0, t + 1), 0);
+    CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_UNREGISTERING);
+    scenario_done(f);
+    f = scenario();
+    t = register_device(f, 0, 0, 3600);
+    gb_fleet_handle_timer(f, t + 1800 * 1000);
+    answer_queued(f, 403, t + 1800 * 1000 + 5);
+    CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_FAILED);
+    scenario_done(f);
+
+    /* refreshing -> registering (keepalives lost), -> unregistering (stop),
+     * -> unregistered (abandon), each from a refresh in flight */
+    for (int end = 0; end < 3; end++) {
+        f = scenario();
+        t = register_device(f, 0, 0, 3600);
+        gb_fleet_handle_timer(f, t + 1800 * 1000);
+        gb_fleet_out_clear(f);
+        CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_REFRESHING);
+        if (end == 0)
+            lose_keepalives(f, t + 1800 * 1000 + 1);
+        else if (end == 1)
+            CHECK_EQ_INT(gb_fleet_stop(f, 0, t + 1800 * 1000 + 1), 0);
+        else
+            CHECK_EQ_INT(gb_fleet_abandon(f, 0, t + 1800 * 1000 + 1), 0);
+        CHECK_EQ_INT(gb_fleet_state(f, 0), end == 0   ? GB_DEV_REGISTERING
+                                           : end == 1 ? GB_DEV_UNREGISTERING
+                                                      : GB_DEV_UNREGISTERED);
+        scenario_done(f);
+    }
+
+    for (size_t k = 0; k < gb_dev_nmoves; k++) {
+        const gb_state_move *m = &gb_dev_moves[k];
+        if (!moves_seen[m->from][m->to])
+            fprintf(stderr, "  never taken: %s -> %s (%s)\n",
+                    gb_dev_state_name((gb_dev_state)m->from),
+                    gb_dev_state_name((gb_dev_state)m->to), m->on);
+        CHECK(moves_seen[m->from][m->to] > 0);
+    }
+}
+
+/* Every pair of states not in the table is refused by the lookup
+ * set_state() consults, and no scenario ever made one. */
+static void test_device_moves_outside_the_table_refused(void)
+{
+    unsigned listed = 0;
+    for (unsigned a = 0; a < GB_DEV_STATE__COUNT; a++)
+        for (unsigned b = 0; b < GB_DEV_STATE__COUNT; b++) {
+            int k = gb_state_move_find(gb_dev_moves, gb_dev_nmoves, a, b);
+            listed += k >= 0;
+            if (k < 0)
+                CHECK_EQ_INT(moves_seen[a][b], 0);
+        }
+    CHECK_EQ_INT(listed, gb_dev_nmoves); /* no pair listed twice */
+    CHECK(gb_state_move_find(gb_dev_moves, gb_dev_nmoves, GB_DEV_IDLE, GB_DEV_REGISTERED) < 0);
+    CHECK(gb_state_move_find(gb_dev_moves, gb_dev_nmoves, GB_DEV_UNREGISTERED,
+                             GB_DEV_REGISTERED) < 0);
+}
+
 /* GB/T 28181-2022 §9.1.2.3: 302 -> register at the Contact; a refusal there
  * or lost keepalives -> back to the redirect server. */
 static void test_redirect(void)
@@ -950,6 +1114,8 @@ int main(void)
     test_drop_responses();
     test_strays_are_counted();
     test_response_missing_headers_any_leniency();
+    test_every_device_move_is_taken();
+    test_device_moves_outside_the_table_refused();
     test_redirect();
     test_unregister();
     test_options_in_register();

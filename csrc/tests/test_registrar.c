@@ -1329,6 +1329,155 @@ static void test_rate_colliding_sources_keep_their_counts(void)
 }
 
 /* ---------------------------------------------------------------- */
+/* The binding's state table (registrar.h gb_bind_moves)             */
+
+/* A registrar for the move scenarios: fixed nonce, keepalives tracked
+ * (1 s x 3) unless keepalive_ms is 0, contacts of 60 s. */
+typedef struct {
+    gb_registrar *r;
+    gb_peer p;
+    answer a;
+    char auth[1024];
+    unsigned cseq;
+} move_rig;
+
+static void rig_open(move_rig *g, uint32_t keepalive_ms)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    cfg_fixed_nonce(&c, "n");
+    c.min_expires = 60;
+    c.keepalive_interval_ms = keepalive_ms;
+    c.keepalive_timeout_count = 3;
+    g->r = mk(&c);
+    g->p = peer4(10, 0, 0, 5, 5061);
+    creds(g->auth, sizeof g->auth, DEV, PASSWORD, "n", RURI);
+    g->cseq = 0;
+}
+
+/* REGISTER with credentials: expires 60 (registers or refreshes) or 0. */
+static int rig_register(move_rig *g, long expires, int64_t now)
+{
+    req q = {.cseq = ++g->cseq, .expires = expires, .auth = g->auth};
+    send_req(g->r, &g->a, &q, &g->p, now, WALL_SEED);
+    return status_of(&g->a);
+}
+
+static int rig_keepalive(move_rig *g, int64_t now)
+{
+    req ka = {.method = "MESSAGE", .call_id = "ka", .cseq = ++g->cseq, .contact = "",
+              .expires = -1, .ctype = "Application/MANSCDP+xml", .body = KA_BODY};
+    send_req(g->r, &g->a, &ka, &g->p, now, WALL_SEED);
+    return status_of(&g->a);
+}
+
+static uint64_t bind_moves_seen[GB_BIND_STATE__COUNT][GB_BIND_STATE__COUNT];
+
+static void rig_close(move_rig *g)
+{
+    gb_registrar_stats st;
+    gb_registrar_get_stats(g->r, &st);
+    CHECK_EQ_INT(st.illegal_moves, 0);
+    for (int x = 0; x < GB_BIND_STATE__COUNT; x++)
+        for (int y = 0; y < GB_BIND_STATE__COUNT; y++)
+            bind_moves_seen[x][y] += st.moves[x][y];
+    evlist l = {0};
+    do
+        pop_all(g->r, &l);
+    while (l.n);
+    gb_registrar_free(g->r);
+}
+
+static int bind_online(move_rig *g)
+{
+    gb_binding_view v;
+    return gb_registrar_binding_get(g->r, DEV, strlen(DEV), &v) ? v.online : -1;
+}
+
+/* Each scenario takes some moves; together every move of the table, and
+ * a binding never makes a move outside it (GB/T 28181 §9.1, §9.6.1). */
+static void test_every_binding_move_is_taken(void)
+{
+    move_rig g;
+    /* none -> registered -> registered (refresh) -> offline -> registered
+     * (keepalive) -> unregistered */
+    rig_open(&g, 1000);
+    CHECK_EQ_INT(rig_register(&g, 60, NOW0), 200);
+    CHECK_EQ_INT(rig_register(&g, 60, NOW0 + 10), 200);
+    gb_registrar_handle_timer(g.r, NOW0 + 3010);
+    CHECK_EQ_INT(bind_online(&g), 0);
+    CHECK_EQ_INT(rig_keepalive(&g, NOW0 + 3020), 200);
+    CHECK_EQ_INT(bind_online(&g), 1);
+    CHECK_EQ_INT(rig_register(&g, 0, NOW0 + 3030), 200);
+    CHECK_EQ_INT(bind_online(&g), -1);
+    rig_close(&g);
+
+    /* offline -> registered (refresh), offline -> unregistered */
+    rig_open(&g, 1000);
+    rig_register(&g, 60, NOW0);
+    gb_registrar_handle_timer(g.r, NOW0 + 3000);
+    CHECK_EQ_INT(rig_register(&g, 60, NOW0 + 3001), 200);
+    CHECK_EQ_INT(bind_online(&g), 1);
+    gb_registrar_handle_timer(g.r, NOW0 + 6001);
+    CHECK_EQ_INT(bind_online(&g), 0);
+    CHECK_EQ_INT(rig_register(&g, 0, NOW0 + 6002), 200);
+    CHECK_EQ_INT(bind_online(&g), -1);
+    rig_close(&g);
+
+    /* offline -> expired */
+    rig_open(&g, 1000);
+    rig_register(&g, 60, NOW0);
+    gb_registrar_handle_timer(g.r, NOW0 + 3000);
+    CHECK_EQ_INT(bind_online(&g), 0);
+    gb_registrar_handle_timer(g.r, NOW0 + 60000);
+    CHECK_EQ_INT(bind_online(&g), -1);
+    rig_close(&g);
+
+    /* registered -> expired: keepalives not tracked */
+    rig_open(&g, 0);
+    rig_register(&g, 60, NOW0);
+    gb_registrar_handle_timer(g.r, NOW0 + 60000);
+    CHECK_EQ_INT(bind_online(&g), -1);
+    rig_close(&g);
+
+    /* registered -> unregistered (Contact: *) */
+    rig_open(&g, 1000);
+    rig_register(&g, 60, NOW0);
+    req q = {.cseq = ++g.cseq, .expires = 0, .auth = g.auth, .contact = "*"};
+    send_req(g.r, &g.a, &q, &g.p, NOW0 + 1, WALL_SEED);
+    CHECK_EQ_INT(status_of(&g.a), 200);
+    CHECK_EQ_INT(bind_online(&g), -1);
+    rig_close(&g);
+
+    for (size_t k = 0; k < gb_bind_nmoves; k++) {
+        const gb_state_move *m = &gb_bind_moves[k];
+        if (!bind_moves_seen[m->from][m->to])
+            fprintf(stderr, "  never taken: %s -> %s (%s)\n",
+                    gb_bind_state_name((gb_bind_state)m->from),
+                    gb_bind_state_name((gb_bind_state)m->to), m->on);
+        CHECK(bind_moves_seen[m->from][m->to] > 0);
+    }
+}
+
+/* Pairs outside the table: refused by the lookup set_state() consults,
+ * never made. */
+static void test_binding_moves_outside_the_table_refused(void)
+{
+    unsigned listed = 0;
+    for (unsigned x = 0; x < GB_BIND_STATE__COUNT; x++)
+        for (unsigned y = 0; y < GB_BIND_STATE__COUNT; y++) {
+            int k = gb_state_move_find(gb_bind_moves, gb_bind_nmoves, x, y);
+            listed += k >= 0;
+            if (k < 0)
+                CHECK_EQ_INT(bind_moves_seen[x][y], 0);
+        }
+    CHECK_EQ_INT(listed, gb_bind_nmoves);
+    CHECK(gb_state_move_find(gb_bind_moves, gb_bind_nmoves, GB_BIND_EXPIRED,
+                             GB_BIND_REGISTERED) < 0);
+    CHECK(gb_state_move_find(gb_bind_moves, gb_bind_nmoves, GB_BIND_NONE, GB_BIND_OFFLINE) < 0);
+}
+
+/* ---------------------------------------------------------------- */
 /* Answer sizes (issue 14)                                           */
 
 /* A REGISTER with three Via values of about 7.8 KB each (RFC 3261 §8.2.6.2:
@@ -1916,6 +2065,8 @@ int main(void)
     test_answer_too_large_for_the_buffer_is_counted();
     test_every_long_contact_in_the_200();
     test_max_contacts_bounded();
+    test_every_binding_move_is_taken();
+    test_binding_moves_outside_the_table_refused();
     test_garbage_dropped_and_counted();
     test_missing_header_answered_400_naming_it();
     test_bare_register_and_fromless_message_answered();

@@ -8,6 +8,7 @@
 #include "device.h"
 #include "digest.h"
 #include "gb_containers.h"
+#include "gb_states.h"
 #include "registrar.h"
 #include "sip_auth.h"
 #include "sip_fields.h"
