@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import select
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -217,29 +218,40 @@ BUSY = "is in use by another thread: call it from one thread (the event loop's)"
 
 def race(pump: Callable[[], object], other: Callable[[], object],
          prepare: Callable[[], object] = lambda: None) -> list[BaseException]:
-    """Run pump on a thread and other on this one until other is refused.  The pump's
-    Python part is kept to the call itself: this thread holds the GIL while it spins."""
+    """Run pump on a thread and other on this one until other is refused.
+
+    The pump's thread spins in Python first, with a short switch interval: by the time
+    it enters the C call and releases the GIL, this thread is waiting for the GIL with a
+    drop request, so CPython hands the GIL over to it inside the C call (FORCE_SWITCHING)
+    however the machine schedules the threads."""
     errors: list[BaseException] = []
-    for _ in range(50):
-        prepare()
-        done = threading.Event()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    try:
+        for _ in range(50):
+            prepare()
+            done = threading.Event()
 
-        def run() -> None:
-            try:
-                pump()
-            finally:
-                done.set()
+            def run() -> None:
+                try:
+                    for _ in range(20000):
+                        pass
+                    pump()
+                finally:
+                    done.set()
 
-        thread = threading.Thread(target=run)
-        thread.start()
-        while not done.is_set():
-            try:
-                other()
-            except gbsip.GBSIPError as exc:
-                errors.append(exc)
-        thread.join()
-        if errors:
-            break
+            thread = threading.Thread(target=run)
+            thread.start()
+            while not done.is_set():
+                try:
+                    other()
+                except gbsip.GBSIPError as exc:
+                    errors.append(exc)
+            thread.join()
+            if errors:
+                break
+    finally:
+        sys.setswitchinterval(interval)
     return errors
 
 
