@@ -105,6 +105,15 @@ typedef struct {
     uint16_t port;
 } dest_entry;
 
+/* Records and the bytes they point into (outgoing messages, events and
+ * their texts), kept until the caller clears them. */
+typedef struct {
+    void *items;
+    size_t n, cap;
+    char *bytes;
+    size_t len, bytes_cap;
+} queue;
+
 struct gb_fleet {
     gb_dev_config cfg;         /* strings point into owned copies below */
     own_str domain, server_id, request_uri, message_uri, server_host, password,
@@ -127,15 +136,8 @@ struct gb_fleet {
     dest_entry dests[GB_FLEET_MAX_DESTS];
     uint32_t ndests;
 
-    gb_dev_out *out;
-    size_t nout, out_cap;
-    char *out_buf;
-    size_t out_len, out_buf_cap;
-
-    gb_dev_event *ev;
-    size_t nev, ev_cap;
-    char *ev_text;
-    size_t ev_text_len, ev_text_cap;
+    queue out;                 /* gb_dev_out, the messages' bytes */
+    queue ev;                  /* gb_dev_event, their texts */
 
     gb_fleet_stats stats;
 };
@@ -408,12 +410,45 @@ int gb_fleet_local_host(gb_fleet *f, const char *host, size_t len)
 
 /* ---- queues ---------------------------------------------------------------- */
 
+/* A new zeroed record at the end of q, or NULL when out of memory. */
+static void *queue_push(queue *q, size_t elem)
+{
+    if (gb_grow(&q->items, &q->cap, q->n + 1, elem))
+        return NULL;
+    void *rec = (char *)q->items + elem * q->n++;
+    memset(rec, 0, elem);
+    return rec;
+}
+
+/* Room for `room` more bytes; their start, or NULL when out of memory. */
+static char *queue_room(queue *q, size_t room)
+{
+    return gb_grow((void **)&q->bytes, &q->bytes_cap, q->len + room, 1) ? NULL
+                                                                         : q->bytes + q->len;
+}
+
+static void queue_clear(queue *q)
+{
+    q->n = 0;
+    q->len = 0;
+}
+
+static void queue_free(queue *q)
+{
+    free(q->items);
+    free(q->bytes);
+}
+
+static size_t queue_memory(const queue *q, size_t elem)
+{
+    return q->cap * elem + q->bytes_cap;
+}
+
 static gb_dev_event *push_event(gb_fleet *f, uint32_t dev, int type, int64_t now)
 {
-    if (gb_grow((void **)&f->ev, &f->ev_cap, f->nev + 1, sizeof *f->ev))
+    gb_dev_event *e = queue_push(&f->ev, sizeof *e);
+    if (!e)
         return NULL; /* out of memory: the event is lost, state stays right */
-    gb_dev_event *e = &f->ev[f->nev++];
-    memset(e, 0, sizeof *e);
     e->dev = dev;
     e->type = (uint8_t)type;
     e->time_ms = now;
@@ -421,16 +456,35 @@ static gb_dev_event *push_event(gb_fleet *f, uint32_t dev, int type, int64_t now
     return e;
 }
 
+static void event_text(gb_fleet *f, gb_dev_event *e, const char *p, size_t n);
+
+/* An event of this type saying why: status, reason and the response's
+ * reason phrase (text NULL: the reason's own text).  NULL when lost. */
+static gb_dev_event *push_why(gb_fleet *f, uint32_t dev, int type, int64_t now,
+                              unsigned status, int reason, const char *text, size_t text_len)
+{
+    gb_dev_event *e = push_event(f, dev, type, now);
+    if (e) {
+        e->status = (uint16_t)status;
+        e->reason = (uint8_t)reason;
+        if (!text) {
+            text = gb_dev_reason_text((gb_dev_reason)reason);
+            text_len = strlen(text);
+        }
+        event_text(f, e, text, text_len);
+    }
+    return e;
+}
+
 static void event_text(gb_fleet *f, gb_dev_event *e, const char *p, size_t n)
 {
-    if (!e || n == 0)
+    char *room;
+    if (!e || n == 0 || !(room = queue_room(&f->ev, n)))
         return;
-    if (gb_grow((void **)&f->ev_text, &f->ev_text_cap, f->ev_text_len + n, 1))
-        return;
-    memcpy(f->ev_text + f->ev_text_len, p, n);
-    e->text_off = (uint32_t)f->ev_text_len;
+    memcpy(room, p, n);
+    e->text_off = (uint32_t)f->ev.len;
     e->text_len = (uint32_t)n;
-    f->ev_text_len += n;
+    f->ev.len += n;
 }
 
 const gb_state_move gb_dev_moves[] = {
@@ -589,23 +643,22 @@ static long credentials(gb_fleet *f, const gb_dev *d, const gb_tx *tx,
 /* Reserve room at the end of the output buffer and start a writer there. */
 static int out_begin(gb_fleet *f, gb_writer *w, size_t room)
 {
-    if (gb_grow((void **)&f->out_buf, &f->out_buf_cap, f->out_len + room, 1))
+    char *p = queue_room(&f->out, room);
+    if (!p)
         return -1;
-    gb_w_init(w, f->out_buf + f->out_len, f->out_buf_cap - f->out_len);
+    gb_w_init(w, p, f->out.bytes_cap - f->out.len);
     return 0;
 }
 
 static int out_commit(gb_fleet *f, const gb_writer *w, uint32_t dev, int dest,
                       int retransmit)
 {
-    if (w->overflow)
+    gb_dev_out *o = w->overflow ? NULL : queue_push(&f->out, sizeof *o);
+    if (!o)
         return -1;
-    if (gb_grow((void **)&f->out, &f->out_cap, f->nout + 1, sizeof *f->out))
-        return -1;
-    f->out[f->nout++] = (gb_dev_out){
-        .dev = dev, .dest = (uint16_t)dest, .retransmit = (uint16_t)!!retransmit,
-        .off = (uint32_t)f->out_len, .len = (uint32_t)w->len};
-    f->out_len += w->len;
+    *o = (gb_dev_out){.dev = dev, .dest = (uint16_t)dest, .retransmit = (uint16_t)!!retransmit,
+                      .off = (uint32_t)f->out.len, .len = (uint32_t)w->len};
+    f->out.len += w->len;
     return 0;
 }
 
@@ -774,8 +827,9 @@ static int tx_live(const gb_tx *tx)
 static void fail(gb_fleet *f, uint32_t i, int64_t now, unsigned status,
                  int reason, const char *text, size_t text_len);
 
-/* Send a new REGISTER of this kind (CSeq + 1, new branch). */
-static void send_register(gb_fleet *f, uint32_t i, int kind, int64_t now)
+/* Send a new REGISTER of this kind (CSeq + 1, new branch), with
+ * credentials for the cached challenge when auth. */
+static void register_tx(gb_fleet *f, uint32_t i, int kind, int auth, int64_t now)
 {
     gb_dev *d = &f->devs[i];
     gb_tx *tx = &d->reg;
@@ -783,8 +837,8 @@ static void send_register(gb_fleet *f, uint32_t i, int kind, int64_t now)
     tx->kind = (uint8_t)kind;
     tx->cseq = ++d->cseq;
     tx->dest = d->dest;
-    tx->auth = d->realm != 0 && (kind == REG_INITIAL || f->cfg.preemptive_auth);
-    if (tx->auth)
+    tx->auth = (uint8_t)auth;
+    if (auth)
         tx->nc = d->qop != GB_QOP_NONE ? ++d->nc : 1;
     int why;
     f->stats.requests_sent++;
@@ -792,6 +846,15 @@ static void send_register(gb_fleet *f, uint32_t i, int kind, int64_t now)
         tx_end(tx);
         fail(f, i, now, 0, why, NULL, 0);
     }
+}
+
+/* The same with credentials when there is a cached challenge and the
+ * policy sends them unasked. */
+static void send_register(gb_fleet *f, uint32_t i, int kind, int64_t now)
+{
+    const gb_dev *d = &f->devs[i];
+    register_tx(f, i, kind, d->realm != 0 && (kind == REG_INITIAL || f->cfg.preemptive_auth),
+                now);
 }
 
 static void clear_auth(gb_dev *d)
@@ -833,16 +896,7 @@ static void fail(gb_fleet *f, uint32_t i, int64_t now, unsigned status,
     if (d->state == GB_DEV_UNREGISTERING) {
         set_state(f, d, GB_DEV_UNREGISTERED);
         f->stats.unregistrations++;
-        gb_dev_event *e = push_event(f, i, GB_DEV_EV_UNREGISTERED, now);
-        if (e) {
-            e->status = (uint16_t)status;
-            e->reason = (uint8_t)reason;
-            if (!text) {
-                text = gb_dev_reason_text((gb_dev_reason)reason);
-                text_len = strlen(text);
-            }
-            event_text(f, e, text, text_len);
-        }
+        push_why(f, i, GB_DEV_EV_UNREGISTERED, now, status, reason, text, text_len);
         d->reg_at = d->ka_at = GB_DEV_NEVER;
         return;
     }
@@ -859,17 +913,9 @@ static void fail(gb_fleet *f, uint32_t i, int64_t now, unsigned status,
     int back = d->dest != 0 && d->redirects < MAX_REDIRECTS;
     d->dest = 0;
     int64_t at = back ? now : now + jittered(f, f->cfg.retry_interval_ms);
-    gb_dev_event *e = push_event(f, i, GB_DEV_EV_FAILED, now);
-    if (e) {
-        e->status = (uint16_t)status;
-        e->reason = (uint8_t)reason;
+    gb_dev_event *e = push_why(f, i, GB_DEV_EV_FAILED, now, status, reason, text, text_len);
+    if (e)
         e->arg = at;
-        if (!text) {
-            text = gb_dev_reason_text((gb_dev_reason)reason);
-            text_len = strlen(text);
-        }
-        event_text(f, e, text, text_len);
-    }
     set_state(f, d, GB_DEV_FAILED);
     if (back) {
         begin_cycle(f, i, now);
@@ -1060,10 +1106,8 @@ void gb_fleet_free(gb_fleet *f)
     free(f->devs);
     gb_heap_free(&f->heap);
     gb_index_free(&f->table);
-    free(f->out);
-    free(f->out_buf);
-    free(f->ev);
-    free(f->ev_text);
+    queue_free(&f->out);
+    queue_free(&f->ev);
     free(f);
 }
 
@@ -1107,20 +1151,31 @@ long gb_fleet_add(gb_fleet *f, const char *id, size_t id_len)
 
 uint32_t gb_fleet_count(const gb_fleet *f) { return f->ndevs; }
 
+/* The device's record, NULL for an index out of range. */
+static gb_dev *device(gb_fleet *f, uint32_t dev)
+{
+    return dev < f->ndevs ? &f->devs[dev] : NULL;
+}
+
+#define IN(d, mask) (((mask) >> (d)->state) & 1u)
+#define ST(s) (1u << (s))
+#define REGISTERED_NOW (ST(GB_DEV_REGISTERED) | ST(GB_DEV_REFRESHING))
+
 int gb_fleet_set_local(gb_fleet *f, uint32_t dev, int host_index, uint16_t port)
 {
-    if (dev >= f->ndevs || host_index < 0 || (uint32_t)host_index >= f->nlocal)
+    gb_dev *d = device(f, dev);
+    if (!d || host_index < 0 || (uint32_t)host_index >= f->nlocal)
         return -1;
-    f->devs[dev].local_host = (uint8_t)host_index;
-    f->devs[dev].local_port = port;
+    d->local_host = (uint8_t)host_index;
+    d->local_port = port;
     return 0;
 }
 
 int gb_fleet_set_password(gb_fleet *f, uint32_t dev, const char *pw, size_t len)
 {
-    if (dev >= f->ndevs)
+    gb_dev *d = device(f, dev);
+    if (!d)
         return -1;
-    gb_dev *d = &f->devs[dev];
     char *c = NULL;
     if (pw) {
         c = malloc(len + 1);
@@ -1141,12 +1196,10 @@ int gb_fleet_set_password(gb_fleet *f, uint32_t dev, const char *pw, size_t len)
 int gb_fleet_set_dialog(gb_fleet *f, uint32_t dev, uint64_t call_id,
                         uint32_t from_tag)
 {
-    if (dev >= f->ndevs)
-        return -1;
+    gb_dev *d = device(f, dev);
     long other = table_find(f, call_id);
-    if (other >= 0 && (uint32_t)other != dev)
+    if (!d || (other >= 0 && (uint32_t)other != dev))
         return -1;
-    gb_dev *d = &f->devs[dev];
     table_del(f, d->key);
     d->key = call_id;
     d->from_tag = from_tag;
@@ -1156,11 +1209,8 @@ int gb_fleet_set_dialog(gb_fleet *f, uint32_t dev, uint64_t call_id,
 
 int gb_fleet_start(gb_fleet *f, uint32_t dev, int64_t now)
 {
-    if (dev >= f->ndevs)
-        return -1;
-    gb_dev *d = &f->devs[dev];
-    if (d->state != GB_DEV_IDLE && d->state != GB_DEV_UNREGISTERED &&
-        d->state != GB_DEV_FAILED)
+    gb_dev *d = device(f, dev);
+    if (!d || !IN(d, ST(GB_DEV_IDLE) | ST(GB_DEV_UNREGISTERED) | ST(GB_DEV_FAILED)))
         return -1;
     d->dest = 0;
     d->redirects = 0;
@@ -1172,27 +1222,20 @@ int gb_fleet_start(gb_fleet *f, uint32_t dev, int64_t now)
 
 int gb_fleet_stop(gb_fleet *f, uint32_t dev, int64_t now)
 {
-    if (dev >= f->ndevs)
-        return -1;
-    gb_dev *d = &f->devs[dev];
-    if (d->state == GB_DEV_UNREGISTERING || d->state == GB_DEV_UNREGISTERED)
+    gb_dev *d = device(f, dev);
+    if (!d || IN(d, ST(GB_DEV_UNREGISTERING) | ST(GB_DEV_UNREGISTERED)))
         return -1;
     d->reg_at = d->ka_at = GB_DEV_NEVER;
     if (d->msg.state != TX_IDLE)
         tx_forget(&d->msg);
-    int bound = d->state == GB_DEV_REGISTERED || d->state == GB_DEV_REFRESHING ||
+    int bound = IN(d, REGISTERED_NOW) ||
                 (d->state == GB_DEV_REGISTERING && tx_live(&d->reg));
     if (!bound) {
         if (d->reg.state != TX_IDLE)
             tx_forget(&d->reg);
         set_state(f, d, GB_DEV_UNREGISTERED);
         f->stats.unregistrations++;
-        gb_dev_event *e = push_event(f, dev, GB_DEV_EV_UNREGISTERED, now);
-        if (e) {
-            e->reason = GB_DEV_R_NOT_REGISTERED;
-            const char *t = gb_dev_reason_text(GB_DEV_R_NOT_REGISTERED);
-            event_text(f, e, t, strlen(t));
-        }
+        push_why(f, dev, GB_DEV_EV_UNREGISTERED, now, 0, GB_DEV_R_NOT_REGISTERED, NULL, 0);
         reschedule(f, dev);
         return 0;
     }
@@ -1206,10 +1249,8 @@ int gb_fleet_stop(gb_fleet *f, uint32_t dev, int64_t now)
 
 int gb_fleet_abandon(gb_fleet *f, uint32_t dev, int64_t now)
 {
-    if (dev >= f->ndevs)
-        return -1;
-    gb_dev *d = &f->devs[dev];
-    if (d->state == GB_DEV_UNREGISTERED)
+    gb_dev *d = device(f, dev);
+    if (!d || d->state == GB_DEV_UNREGISTERED)
         return -1;
     d->reg_at = d->ka_at = GB_DEV_NEVER;
     d->registered_until = GB_DEV_NEVER;
@@ -1220,29 +1261,21 @@ int gb_fleet_abandon(gb_fleet *f, uint32_t dev, int64_t now)
     clear_auth(d);
     d->missed = 0;
     set_state(f, d, GB_DEV_UNREGISTERED);
-    gb_dev_event *e = push_event(f, dev, GB_DEV_EV_UNREGISTERED, now);
-    if (e) {
-        e->reason = GB_DEV_R_ABANDONED;
-        const char *t = gb_dev_reason_text(GB_DEV_R_ABANDONED);
-        event_text(f, e, t, strlen(t));
-    }
+    push_why(f, dev, GB_DEV_EV_UNREGISTERED, now, 0, GB_DEV_R_ABANDONED, NULL, 0);
     reschedule(f, dev);
     return 0;
 }
 
 long gb_fleet_send_keepalive(gb_fleet *f, uint32_t dev, int64_t now)
 {
-    if (dev >= f->ndevs)
-        return -1;
-    gb_dev *d = &f->devs[dev];
-    if (d->state == GB_DEV_IDLE || d->state == GB_DEV_UNREGISTERED ||
-        d->state == GB_DEV_UNREGISTERING)
+    gb_dev *d = device(f, dev);
+    if (!d || IN(d, ST(GB_DEV_IDLE) | ST(GB_DEV_UNREGISTERED) | ST(GB_DEV_UNREGISTERING)))
         return -1;
     if (tx_live(&d->msg)) /* replaced: the old one counts as unanswered */
         keepalive_missed(f, dev, now, 0);
     send_keepalive(f, dev, now);
     if (f->cfg.keepalive_interval_ms &&
-        (d->state == GB_DEV_REGISTERED || d->state == GB_DEV_REFRESHING))
+        IN(d, REGISTERED_NOW))
         d->ka_at = now + f->cfg.keepalive_interval_ms;
     reschedule(f, dev);
     return (long)d->sn;
@@ -1250,9 +1283,9 @@ long gb_fleet_send_keepalive(gb_fleet *f, uint32_t dev, int64_t now)
 
 void gb_fleet_transport_error(gb_fleet *f, uint32_t dev, int64_t now)
 {
-    if (dev >= f->ndevs)
+    gb_dev *d = device(f, dev);
+    if (!d)
         return;
-    gb_dev *d = &f->devs[dev];
     if (tx_live(&d->msg)) {
         tx_end(&d->msg);
         keepalive_missed(f, dev, now, 0);
@@ -1266,14 +1299,16 @@ void gb_fleet_transport_error(gb_fleet *f, uint32_t dev, int64_t now)
 
 void gb_fleet_drop_responses(gb_fleet *f, uint32_t dev, uint32_t n)
 {
-    if (dev < f->ndevs)
-        f->devs[dev].drop = n > UINT16_MAX ? UINT16_MAX : (uint16_t)n;
+    gb_dev *d = device(f, dev);
+    if (d)
+        d->drop = n > UINT16_MAX ? UINT16_MAX : (uint16_t)n;
 }
 
 void gb_fleet_skip_keepalives(gb_fleet *f, uint32_t dev, uint32_t n)
 {
-    if (dev < f->ndevs)
-        f->devs[dev].skip_ka = n > UINT16_MAX ? UINT16_MAX : (uint16_t)n;
+    gb_dev *d = device(f, dev);
+    if (d)
+        d->skip_ka = n > UINT16_MAX ? UINT16_MAX : (uint16_t)n;
 }
 
 /* ---- responses ---------------------------------------------------------------- */
@@ -1475,22 +1510,8 @@ static void on_challenge(gb_fleet *f, uint32_t i, const char *buf,
         e->flags = (c->is_stale ? GB_DEV_EVF_STALE : 0) | (proxy ? GB_DEV_EVF_PROXY : 0);
         e->value = d->challenges;
     }
-    int kind = d->reg.kind;
-    d->reg.auth = 0;
     /* the answer: same Call-ID and tag, CSeq + 1, new branch, credentials */
-    gb_tx *tx = &d->reg;
-    tx_start(f, tx, now);
-    tx->kind = (uint8_t)kind;
-    tx->cseq = ++d->cseq;
-    tx->dest = d->dest;
-    tx->auth = 1;
-    tx->nc = d->qop != GB_QOP_NONE ? ++d->nc : 1;
-    int why;
-    f->stats.requests_sent++;
-    if (emit_register(f, i, 0, &why) < 0) {
-        tx_end(tx);
-        fail(f, i, now, 0, why, NULL, 0);
-    }
+    register_tx(f, i, d->reg.kind, 1, now);
 }
 
 static void on_redirect(gb_fleet *f, uint32_t i, const char *buf,
@@ -1722,7 +1743,7 @@ static void fire(gb_fleet *f, uint32_t i, int64_t now)
     }
     if (d->ka_at <= now) {
         d->ka_at = GB_DEV_NEVER;
-        if (d->state == GB_DEV_REGISTERED || d->state == GB_DEV_REFRESHING) {
+        if (IN(d, REGISTERED_NOW)) {
             d->ka_at = now + f->cfg.keepalive_interval_ms;
             if (d->skip_ka) {
                 d->skip_ka--;
@@ -1732,7 +1753,7 @@ static void fire(gb_fleet *f, uint32_t i, int64_t now)
                 if (replaced)
                     keepalive_missed(f, i, now, 0);
                 /* keepalive_missed may have started a new registration */
-                if (d->state == GB_DEV_REGISTERED || d->state == GB_DEV_REFRESHING)
+                if (IN(d, REGISTERED_NOW))
                     send_keepalive(f, i, now);
             }
         }
@@ -1758,25 +1779,15 @@ int64_t gb_fleet_next_deadline(const gb_fleet *f)
 
 /* ---- queues and queries --------------------------------------------------------- */
 
-size_t gb_fleet_out_count(const gb_fleet *f) { return f->nout; }
-const gb_dev_out *gb_fleet_out_items(const gb_fleet *f) { return f->out; }
-const char *gb_fleet_out_data(const gb_fleet *f) { return f->out_buf; }
+size_t gb_fleet_out_count(const gb_fleet *f) { return f->out.n; }
+const gb_dev_out *gb_fleet_out_items(const gb_fleet *f) { return f->out.items; }
+const char *gb_fleet_out_data(const gb_fleet *f) { return f->out.bytes; }
+void gb_fleet_out_clear(gb_fleet *f) { queue_clear(&f->out); }
 
-void gb_fleet_out_clear(gb_fleet *f)
-{
-    f->nout = 0;
-    f->out_len = 0;
-}
-
-size_t gb_fleet_event_count(const gb_fleet *f) { return f->nev; }
-const gb_dev_event *gb_fleet_events(const gb_fleet *f) { return f->ev; }
-const char *gb_fleet_event_text(const gb_fleet *f) { return f->ev_text; }
-
-void gb_fleet_events_clear(gb_fleet *f)
-{
-    f->nev = 0;
-    f->ev_text_len = 0;
-}
+size_t gb_fleet_event_count(const gb_fleet *f) { return f->ev.n; }
+const gb_dev_event *gb_fleet_events(const gb_fleet *f) { return f->ev.items; }
+const char *gb_fleet_event_text(const gb_fleet *f) { return f->ev.bytes; }
+void gb_fleet_events_clear(gb_fleet *f) { queue_clear(&f->ev); }
 
 size_t gb_fleet_dest_count(const gb_fleet *f) { return f->ndests; }
 
@@ -1794,44 +1805,50 @@ int gb_fleet_dest(const gb_fleet *f, size_t i, gb_bytes *host, uint16_t *port,
     return 0;
 }
 
+/* The device's record, or for an index out of range a blank one: idle,
+ * never registered, no deadline, nothing sent. */
+static const gb_dev *record(const gb_fleet *f, uint32_t dev)
+{
+    static const gb_dev blank = {.registered_until = GB_DEV_NEVER};
+    return dev < f->ndevs ? &f->devs[dev] : &blank;
+}
+
 gb_dev_state gb_fleet_state(const gb_fleet *f, uint32_t dev)
 {
-    return dev < f->ndevs ? (gb_dev_state)f->devs[dev].state : GB_DEV_IDLE;
+    return (gb_dev_state)record(f, dev)->state;
 }
 
 int64_t gb_fleet_expires_at(const gb_fleet *f, uint32_t dev)
 {
-    return dev < f->ndevs ? f->devs[dev].registered_until : GB_DEV_NEVER;
+    return record(f, dev)->registered_until;
 }
 
 uint16_t gb_fleet_dest_of(const gb_fleet *f, uint32_t dev)
 {
-    return dev < f->ndevs ? f->devs[dev].dest : 0;
+    return record(f, dev)->dest;
 }
 
 uint32_t gb_fleet_keepalive_sn(const gb_fleet *f, uint32_t dev)
 {
-    return dev < f->ndevs ? f->devs[dev].sn : 0;
+    return record(f, dev)->sn;
 }
 
 const char *gb_fleet_id(const gb_fleet *f, uint32_t dev, size_t *len)
 {
-    if (dev >= f->ndevs)
-        return NULL;
-    *len = f->devs[dev].id_len;
-    return f->devs[dev].id;
+    *len = record(f, dev)->id_len;
+    return dev < f->ndevs ? f->devs[dev].id : NULL;
 }
 
 int gb_fleet_ever_registered(const gb_fleet *f, uint32_t dev)
 {
-    return dev < f->ndevs && f->devs[dev].was_registered;
+    return record(f, dev)->was_registered;
 }
 
 void gb_fleet_last_failure(const gb_fleet *f, uint32_t dev, uint16_t *status,
                            gb_dev_reason *reason)
 {
-    *status = dev < f->ndevs ? f->devs[dev].last_status : 0;
-    *reason = dev < f->ndevs ? (gb_dev_reason)f->devs[dev].last_reason : GB_DEV_R_NONE;
+    *status = record(f, dev)->last_status;
+    *reason = (gb_dev_reason)record(f, dev)->last_reason;
 }
 
 const gb_fleet_stats *gb_fleet_get_stats(const gb_fleet *f) { return &f->stats; }
@@ -1844,8 +1861,7 @@ size_t gb_fleet_bytes_per_device(void)
 
 size_t gb_fleet_queue_memory(const gb_fleet *f)
 {
-    return f->out_cap * sizeof(gb_dev_out) + f->out_buf_cap +
-           f->ev_cap * sizeof(gb_dev_event) + f->ev_text_cap;
+    return queue_memory(&f->out, sizeof(gb_dev_out)) + queue_memory(&f->ev, sizeof(gb_dev_event));
 }
 
 size_t gb_fleet_memory(const gb_fleet *f)

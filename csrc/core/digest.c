@@ -382,15 +382,7 @@ int gb_digest_response(gb_digest_ctx *ctx, const gb_digest_input *in,
 
 static int perr(gb_error *err, uint32_t off, const char *reason)
 {
-    if (err) {
-        err->code = GB_ERR_AUTH;
-        err->status = 400;
-        err->line = 0;
-        err->offset = off;
-        err->reason = reason;
-        err->header = GB_HDR_OTHER;
-    }
-    return GB_ERR_AUTH;
+    return gb_fail(err, GB_ERR_AUTH, 0, off, reason, GB_HDR_OTHER);
 }
 
 /* Known parameter names.  Lookup switches on length and first letter, then

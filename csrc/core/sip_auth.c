@@ -56,14 +56,7 @@ static int is_bare_value_char(unsigned char c)
 
 static int fail(gb_error *err, uint32_t off, const char *reason)
 {
-    if (err) {
-        err->code = GB_ERR_AUTH;
-        err->status = 400;
-        err->line = 0;
-        err->offset = off;
-        err->reason = reason;
-        err->header = GB_HDR_OTHER;
-    }
+    gb_fail(err, GB_ERR_AUTH, 0, off, reason, GB_HDR_OTHER);
     return -1;
 }
 

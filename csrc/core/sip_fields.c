@@ -64,15 +64,7 @@ static inline int is_unreserved(char ch)
 static gb_error_code set_err(gb_error *err, gb_error_code code, size_t off,
                              const char *reason)
 {
-    if (err) {
-        err->code = code;
-        err->status = gb_error_status(code);
-        err->line = 0;
-        err->offset = (uint32_t)off;
-        err->reason = reason ? reason : gb_error_text(code);
-        err->header = GB_HDR_OTHER;
-    }
-    return code;
+    return gb_fail(err, code, 0, off, reason, GB_HDR_OTHER);
 }
 
 static inline gb_span mkspan(size_t off, size_t len)

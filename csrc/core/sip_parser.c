@@ -492,18 +492,24 @@ typedef struct {
     uint32_t contacts;
 } parse_ctx;
 
+gb_error_code gb_fail(gb_error *err, gb_error_code code, uint32_t line, size_t offset,
+                      const char *reason, gb_header_id header)
+{
+    if (err) {
+        err->code = code;
+        err->status = gb_error_status(code);
+        err->line = line;
+        err->offset = (uint32_t)offset;
+        err->reason = reason ? reason : gb_error_text(code);
+        err->header = header;
+    }
+    return code;
+}
+
 static gb_error_code fail(parse_ctx *c, gb_error_code code, size_t offset,
                           const char *reason, gb_header_id hdr)
 {
-    if (c->err) {
-        c->err->code = code;
-        c->err->status = gb_error_status(code);
-        c->err->line = code == GB_ERR_NEED_MORE ? 0 : c->line;
-        c->err->offset = (uint32_t)offset;
-        c->err->reason = reason ? reason : gb_error_text(code);
-        c->err->header = hdr;
-    }
-    return code;
+    return gb_fail(c->err, code, code == GB_ERR_NEED_MORE ? 0 : c->line, offset, reason, hdr);
 }
 
 static inline int is_wsp(char ch)

@@ -251,6 +251,12 @@ int gb_msg_find_name(const gb_msg *msg, const char *buf,
  * the length written (<= span.len); out must hold span.len bytes. */
 size_t gb_unfold(const char *buf, gb_span value, char *out);
 
+/* Fill *err (when err is not NULL): code, its default status, line (0:
+ * not about one line), offset, reason (NULL: the code's text) and the
+ * header concerned.  Returns code, so a parser can `return gb_fail(...)`. */
+gb_error_code gb_fail(gb_error *err, gb_error_code code, uint32_t line, size_t offset,
+                      const char *reason, gb_header_id header);
+
 /* Default status and text for an error code. */
 uint16_t gb_error_status(gb_error_code code);
 const char *gb_error_text(gb_error_code code);
