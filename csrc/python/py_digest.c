@@ -69,6 +69,15 @@ static int get_bytes(PyObject *o, in_bytes *b, const char *what)
     return -1;
 }
 
+static void release_bytes(in_bytes *b);
+
+/* Release the first n of b. */
+static void release_all(in_bytes *b, int n)
+{
+    for (int i = 0; i < n; i++)
+        release_bytes(&b[i]);
+}
+
 static void release_bytes(in_bytes *b)
 {
     Py_CLEAR(b->owner);
@@ -405,8 +414,7 @@ static PyObject *py_digest_response(PyObject *self, PyObject *args, PyObject *kw
     }
     result = PyUnicode_FromStringAndSize(out, n);
 done:
-    for (int i = 0; i < nb; i++)
-        release_bytes(&b[i]);
+    release_all(b, nb);
     return result;
 }
 
@@ -437,8 +445,7 @@ static PyObject *hash_two_or_three(PyObject *args, const char *fmt, int three)
     else
         result = PyUnicode_FromStringAndSize(out, n);
 done:
-    for (int i = 0; i < nb; i++)
-        release_bytes(&b[i]);
+    release_all(b, nb);
     return result;
 }
 
@@ -639,8 +646,7 @@ static PyObject *py_digest_answer(PyObject *self, PyObject *args, PyObject *kw)
         result = str_of(out, (size_t)need);
     PyMem_Free(out);
 done:
-    for (int i = 0; i < nb; i++)
-        release_bytes(&b[i]);
+    release_all(b, nb);
     PyMem_Free(a);
     PyMem_Free(ch);
     return result;
@@ -1027,8 +1033,7 @@ static PyObject *py_digest_verify(PyObject *self, PyObject *args, PyObject *kw)
     result = Py_BuildValue("(ssINNNNNN)", gb_digest_result_name(r), v->detail,
                            (unsigned)v->offset, user, rlm, alg, qop, nc, issued);
 done:
-    for (int i = 0; i < nb; i++)
-        release_bytes(&b[i]);
+    release_all(b, nb);
     if (st.have_secret)
         release_bytes(&st.secret);
     if (st.have_user)

@@ -10,6 +10,7 @@
 #include "py_core.h"
 
 #include <datetime.h>
+#include <stddef.h>
 #include <openssl/rand.h>
 #include <string.h>
 #include <structmember.h>
@@ -224,59 +225,69 @@ static PyObject *display_name(const char *b, const gb_name_addr *na)
     return na->display_quoted ? unquoted_str(b, na->display) : span_str(b, na->display);
 }
 
-/* NameAddress(display_name, uri, tag, params) */
-static PyObject *name_addr_object(const char *b, gb_span in, gb_error *err, int *failed)
+/* The name-addr in `in` (a Contact value when contact: "*" allowed) and
+ * its parameters as a dict; NULL with *failed set when it does not parse. */
+static PyObject *name_addr_params(const char *b, gb_span in, int contact, gb_name_addr *na,
+                                  gb_error *err, int *failed)
 {
-    gb_name_addr na;
     *failed = 0;
-    if (gb_parse_name_addr(b, in, 0, &na, err)) {
+    if (gb_parse_name_addr(b, in, contact, na, err)) {
         *failed = 1;
         return NULL;
     }
     int pf = 0;
-    PyObject *params = params_dict(b, na.params, ';', err, &pf);
-    if (!params) {
+    PyObject *params = params_dict(b, na->params, ';', err, &pf);
+    if (!params)
         *failed = pf;
+    return params;
+}
+
+/* NameAddress(display_name, uri, tag, params) */
+static PyObject *name_addr_object(const char *b, gb_span in, gb_error *err, int *failed)
+{
+    gb_name_addr na;
+    PyObject *params = name_addr_params(b, in, 0, &na, err, failed);
+    if (!params)
         return NULL;
-    }
     PyObject *tag = PyDict_GetItemString(params, "tag");
     PyObject *items[4] = {display_name(b, &na), span_str(b, na.uri),
                           Py_NewRef(tag ? tag : Py_None), params};
     return make_struct(NameAddressType, items, 4);
 }
 
+/* A Contact parameter that is not what RFC 3261 §20.10 says: the error
+ * filled in, the objects made so far released. */
+static PyObject *bad_contact_param(gb_error *err, int *failed, const gb_param *p,
+                                   const char *why, PyObject *params, PyObject *expires,
+                                   PyObject *q)
+{
+    Py_DECREF(params);
+    Py_DECREF(expires);
+    Py_DECREF(q);
+    *failed = 1;
+    if (err) {
+        err->code = GB_ERR_PARAM;
+        err->offset = p->value.off;
+        err->reason = why;
+        err->status = 400;
+    }
+    return NULL;
+}
+
 /* Contact(display_name, uri, expires, q, params) */
 static PyObject *contact_object(const char *b, gb_span in, gb_error *err, int *failed)
 {
     gb_name_addr na;
-    *failed = 0;
-    if (gb_parse_name_addr(b, in, 1, &na, err)) {
-        *failed = 1;
+    PyObject *params = name_addr_params(b, in, 1, &na, err, failed);
+    if (!params)
         return NULL;
-    }
-    int pf = 0;
-    PyObject *params = params_dict(b, na.params, ';', err, &pf);
-    if (!params) {
-        *failed = pf;
-        return NULL;
-    }
     PyObject *expires = Py_NewRef(Py_None), *q = Py_NewRef(Py_None);
     gb_param p;
     if (gb_params_find(b, na.params, ';', "expires", 7, &p) && p.has_value) {
         uint64_t v;
-        if (gb_parse_uint(b + p.value.off, p.value.len, 0xffffffffu, &v) < 0) {
-            Py_DECREF(params);
-            Py_DECREF(expires);
-            Py_DECREF(q);
-            *failed = 1;
-            if (err) {
-                err->code = GB_ERR_PARAM;
-                err->offset = p.value.off;
-                err->reason = "Contact expires must be delta-seconds";
-                err->status = 400;
-            }
-            return NULL;
-        }
+        if (gb_parse_uint(b + p.value.off, p.value.len, 0xffffffffu, &v) < 0)
+            return bad_contact_param(err, failed, &p, "Contact expires must be delta-seconds",
+                                     params, expires, q);
         Py_SETREF(expires, PyLong_FromUnsignedLongLong(v));
     }
     if (gb_params_find(b, na.params, ';', "q", 1, &p) && p.has_value) {
@@ -292,19 +303,9 @@ static PyObject *contact_object(const char *b, gb_span in, gb_error *err, int *f
             else
                 thousandths += (s[k] - '0') * scale;
         }
-        if (!ok || thousandths > 1000) {
-            Py_DECREF(params);
-            Py_DECREF(expires);
-            Py_DECREF(q);
-            *failed = 1;
-            if (err) {
-                err->code = GB_ERR_PARAM;
-                err->offset = p.value.off;
-                err->reason = "Contact q must be a qvalue from 0 to 1";
-                err->status = 400;
-            }
-            return NULL;
-        }
+        if (!ok || thousandths > 1000)
+            return bad_contact_param(err, failed, &p, "Contact q must be a qvalue from 0 to 1",
+                                     params, expires, q);
         /* exact decimal -> nearest double, so q=0.7 reads back as 0.7 */
         Py_SETREF(q, PyFloat_FromDouble(thousandths / 1000.0));
     }
@@ -542,17 +543,24 @@ static PyObject *as_bytes(PyObject *obj)
 
 static PyObject *validate_message(MessageObject *self);
 
+/* parse() and frame(): the data, alone, and the limits as keywords. */
+static int data_and_limits(const char *fn, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames, gb_limits *lim, int *validate, int allow_validate)
+{
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError, "%s() takes one positional argument", fn);
+        return -1;
+    }
+    return limits_from_kwargs(lim, args, nargs, kwnames, validate, allow_validate);
+}
+
 static PyObject *py_parse(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                           PyObject *kwnames)
 {
     (void)module;
-    if (nargs != 1) {
-        PyErr_SetString(PyExc_TypeError, "parse() takes one positional argument");
-        return NULL;
-    }
     gb_limits lim;
     int validate;
-    if (limits_from_kwargs(&lim, args, nargs, kwnames, &validate, 1) < 0)
+    if (data_and_limits("parse", args, nargs, kwnames, &lim, &validate, 1) < 0)
         return NULL;
     PyObject *data = as_bytes(args[0]);
     if (!data)
@@ -585,13 +593,9 @@ static PyObject *py_frame(PyObject *module, PyObject *const *args, Py_ssize_t na
                           PyObject *kwnames)
 {
     (void)module;
-    if (nargs != 1) {
-        PyErr_SetString(PyExc_TypeError, "frame() takes one positional argument");
-        return NULL;
-    }
     gb_limits lim;
     int validate;
-    if (limits_from_kwargs(&lim, args, nargs, kwnames, &validate, 0) < 0)
+    if (data_and_limits("frame", args, nargs, kwnames, &lim, &validate, 0) < 0)
         return NULL;
     Py_buffer view;
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
@@ -1220,10 +1224,27 @@ static PyObject *first_value(MessageObject *self, gb_header_id id)
     return header_value(self, h);
 }
 
-static PyObject *msg_get_call_id(MessageObject *self, void *c)
+/* Properties that differ only in which header or field they read get it
+ * through the getter's closure. */
+#define HDR(id) ((void *)(uintptr_t)(id))
+#define FIELD(name) ((void *)(uintptr_t)offsetof(gb_msg, name))
+
+/* A header's value as str (closure: HDR), or None. */
+static PyObject *msg_get_value(MessageObject *self, void *id)
 {
-    (void)c;
-    return first_value(self, GB_HDR_CALL_ID);
+    return first_value(self, (gb_header_id)(uintptr_t)id);
+}
+
+/* A number the indexer kept (closure: FIELD of an int64_t; -1: None). */
+static PyObject *msg_get_number(MessageObject *self, void *off)
+{
+    return opt_int(*(const int64_t *)((const char *)&self->msg + (uintptr_t)off));
+}
+
+/* A span of the start line (closure: FIELD of a gb_span) as str. */
+static PyObject *msg_get_span(MessageObject *self, void *off)
+{
+    return span_str(BUF(self), *(const gb_span *)((const char *)&self->msg + (uintptr_t)off));
 }
 
 static PyObject *msg_get_cseq(MessageObject *self, void *c)
@@ -1250,30 +1271,27 @@ static PyObject *msg_get_cseq(MessageObject *self, void *c)
     return make_struct(CSeqType, items, 2);
 }
 
-static PyObject *msg_get_name_addr(MessageObject *self, gb_header_id id)
+/* From or To (closure: HDR) as a NameAddress, or None. */
+static PyObject *msg_get_name_addr(MessageObject *self, void *id)
 {
-    const gb_header *h = first_header(self, id);
+    const gb_header *h = first_header(self, (gb_header_id)(uintptr_t)id);
     if (!h)
         Py_RETURN_NONE;
     return parse_in_header(self, h, h->value, name_addr_object);
 }
 
-static PyObject *msg_get_from(MessageObject *self, void *c)
-{
-    (void)c;
-    return msg_get_name_addr(self, GB_HDR_FROM);
-}
+/* Every value of a list header (closure: a list_of) as objects. */
+typedef struct {
+    gb_header_id id;
+    value_parser convert;
+} list_of;
 
-static PyObject *msg_get_to(MessageObject *self, void *c)
-{
-    (void)c;
-    return msg_get_name_addr(self, GB_HDR_TO);
-}
+static const list_of VIAS = {GB_HDR_VIA, via_object}, CONTACTS = {GB_HDR_CONTACT, contact_object};
 
-static PyObject *msg_get_vias(MessageObject *self, void *c)
+static PyObject *msg_get_list(MessageObject *self, void *what)
 {
-    (void)c;
-    return list_values(self, GB_HDR_VIA, via_object);
+    const list_of *l = what;
+    return list_values(self, l->id, l->convert);
 }
 
 static PyObject *msg_get_via(MessageObject *self, void *c)
@@ -1298,29 +1316,6 @@ static PyObject *msg_get_via(MessageObject *self, void *c)
     return parse_in_header(self, h, item, via_object);
 }
 
-static PyObject *msg_get_contacts(MessageObject *self, void *c)
-{
-    (void)c;
-    return list_values(self, GB_HDR_CONTACT, contact_object);
-}
-
-static PyObject *msg_get_expires(MessageObject *self, void *c)
-{
-    (void)c;
-    return opt_int(self->msg.expires);
-}
-
-static PyObject *msg_get_max_forwards(MessageObject *self, void *c)
-{
-    (void)c;
-    return opt_int(self->msg.max_forwards);
-}
-
-static PyObject *msg_get_content_length(MessageObject *self, void *c)
-{
-    (void)c;
-    return opt_int(self->msg.content_length);
-}
 
 static PyObject *msg_get_min_expires(MessageObject *self, void *c)
 {
@@ -1335,18 +1330,6 @@ static PyObject *msg_get_min_expires(MessageObject *self, void *c)
         return raise_in_header(self, h, &err);
     }
     return PyLong_FromUnsignedLongLong(v);
-}
-
-static PyObject *msg_get_content_type(MessageObject *self, void *c)
-{
-    (void)c;
-    return first_value(self, GB_HDR_CONTENT_TYPE);
-}
-
-static PyObject *msg_get_user_agent(MessageObject *self, void *c)
-{
-    (void)c;
-    return first_value(self, GB_HDR_USER_AGENT);
 }
 
 static PyObject *msg_get_body(MessageObject *self, void *c)
@@ -1379,17 +1362,6 @@ static PyObject *msg_get_date(MessageObject *self, void *c)
     return parse_in_header(self, h, h->value, date_object);
 }
 
-static PyObject *msg_get_method(MessageObject *self, void *c)
-{
-    (void)c;
-    return span_str(BUF(self), self->msg.method);
-}
-
-static PyObject *msg_get_uri(MessageObject *self, void *c)
-{
-    (void)c;
-    return span_str(BUF(self), self->msg.uri);
-}
 
 static PyObject *msg_get_request_uri(MessageObject *self, void *c)
 {
@@ -1411,11 +1383,6 @@ static PyObject *msg_get_status(MessageObject *self, void *c)
     return PyLong_FromLong(self->msg.status);
 }
 
-static PyObject *msg_get_reason(MessageObject *self, void *c)
-{
-    (void)c;
-    return span_str(BUF(self), self->msg.reason);
-}
 
 static PyObject *msg_get_headers(MessageObject *self, void *c)
 {
@@ -1549,20 +1516,20 @@ static Py_ssize_t msg_len(MessageObject *self)
 
 static PyObject *msg_repr(MessageObject *self)
 {
-    PyObject *cid = msg_get_call_id(self, NULL);
-    if (!cid)
-        return NULL;
     const char *b = BUF(self);
-    PyObject *r;
-    if (self->msg.kind == GB_REQUEST)
-        r = PyUnicode_FromFormat("<Request %U %U call_id=%R cseq=%u>",
-                                 span_str(b, self->msg.method), span_str(b, self->msg.uri),
-                                 cid, (unsigned)self->msg.cseq);
-    else
-        r = PyUnicode_FromFormat("<Response %d %U call_id=%R cseq=%u %U>", self->msg.status,
-                                 span_str(b, self->msg.reason), cid, (unsigned)self->msg.cseq,
-                                 span_str(b, self->msg.method));
-    Py_DECREF(cid);
+    int req = self->msg.kind == GB_REQUEST;
+    PyObject *cid = first_value(self, GB_HDR_CALL_ID);
+    PyObject *x = span_str(b, req ? self->msg.method : self->msg.reason);
+    PyObject *y = span_str(b, req ? self->msg.uri : self->msg.method);
+    PyObject *r = NULL;
+    if (cid && x && y)
+        r = req ? PyUnicode_FromFormat("<Request %U %U call_id=%R cseq=%u>", x, y, cid,
+                                       (unsigned)self->msg.cseq)
+                : PyUnicode_FromFormat("<Response %d %U call_id=%R cseq=%u %U>", self->msg.status,
+                                       x, cid, (unsigned)self->msg.cseq, y);
+    Py_XDECREF(cid);
+    Py_XDECREF(x);
+    Py_XDECREF(y);
     return r;
 }
 
@@ -1585,19 +1552,22 @@ static void msg_dealloc(MessageObject *self)
 
 static PyGetSetDef message_getset[] = {
     {"headers", (getter)msg_get_headers, NULL, "All header lines, in wire order.", NULL},
-    {"call_id", (getter)msg_get_call_id, NULL, "Call-ID, or None.", NULL},
+    {"call_id", (getter)msg_get_value, NULL, "Call-ID, or None.", HDR(GB_HDR_CALL_ID)},
     {"cseq", (getter)msg_get_cseq, NULL, "CSeq(number, method), or None.", NULL},
-    {"from_", (getter)msg_get_from, NULL, "From as a NameAddress.", NULL},
-    {"to", (getter)msg_get_to, NULL, "To as a NameAddress.", NULL},
+    {"from_", (getter)msg_get_name_addr, NULL, "From as a NameAddress.", HDR(GB_HDR_FROM)},
+    {"to", (getter)msg_get_name_addr, NULL, "To as a NameAddress.", HDR(GB_HDR_TO)},
     {"via", (getter)msg_get_via, NULL, "The top Via.", NULL},
-    {"vias", (getter)msg_get_vias, NULL, "Every Via value, top first.", NULL},
-    {"contacts", (getter)msg_get_contacts, NULL, "Every Contact value.", NULL},
-    {"expires", (getter)msg_get_expires, NULL, "Expires header (seconds), or None.", NULL},
+    {"vias", (getter)msg_get_list, NULL, "Every Via value, top first.", (void *)&VIAS},
+    {"contacts", (getter)msg_get_list, NULL, "Every Contact value.", (void *)&CONTACTS},
+    {"expires", (getter)msg_get_number, NULL, "Expires header (seconds), or None.",
+     FIELD(expires)},
     {"min_expires", (getter)msg_get_min_expires, NULL, "Min-Expires, or None.", NULL},
-    {"max_forwards", (getter)msg_get_max_forwards, NULL, "Max-Forwards, or None.", NULL},
-    {"content_type", (getter)msg_get_content_type, NULL, "Content-Type, or None.", NULL},
-    {"content_length", (getter)msg_get_content_length, NULL, "Content-Length, or None.", NULL},
-    {"user_agent", (getter)msg_get_user_agent, NULL, "User-Agent, or None.", NULL},
+    {"max_forwards", (getter)msg_get_number, NULL, "Max-Forwards, or None.", FIELD(max_forwards)},
+    {"content_type", (getter)msg_get_value, NULL, "Content-Type, or None.",
+     HDR(GB_HDR_CONTENT_TYPE)},
+    {"content_length", (getter)msg_get_number, NULL, "Content-Length, or None.",
+     FIELD(content_length)},
+    {"user_agent", (getter)msg_get_value, NULL, "User-Agent, or None.", HDR(GB_HDR_USER_AGENT)},
     {"body", (getter)msg_get_body, NULL, "The body bytes.", NULL},
     {"date", (getter)msg_get_date, NULL,
      "Date as a datetime: naive for the GB/T 28181 form, UTC for RFC 1123.", NULL},
@@ -1641,8 +1611,8 @@ static PyTypeObject MessageType = {
 };
 
 static PyGetSetDef request_getset[] = {
-    {"method", (getter)msg_get_method, NULL, "Request method.", NULL},
-    {"uri", (getter)msg_get_uri, NULL, "Request-URI as sent.", NULL},
+    {"method", (getter)msg_get_span, NULL, "Request method.", FIELD(method)},
+    {"uri", (getter)msg_get_span, NULL, "Request-URI as sent.", FIELD(uri)},
     {"request_uri", (getter)msg_get_request_uri, NULL, "Request-URI parsed.", NULL},
     {NULL},
 };
@@ -1666,7 +1636,7 @@ static PyTypeObject RequestType = {
 
 static PyGetSetDef response_getset[] = {
     {"status", (getter)msg_get_status, NULL, "Status code.", NULL},
-    {"reason", (getter)msg_get_reason, NULL, "Reason phrase.", NULL},
+    {"reason", (getter)msg_get_span, NULL, "Reason phrase.", FIELD(reason)},
     {NULL},
 };
 
@@ -1727,44 +1697,36 @@ static PyObject *headers_getall(HeadersObject *self, PyObject *name)
     return list;
 }
 
+/* Every header line's name, or (name, value) pair when pairs, in wire order. */
+static PyObject *header_lines(HeadersObject *self, int pairs)
+{
+    const gb_msg *m = &self->msg->msg;
+    PyObject *list = PyList_New(m->nheaders);
+    for (unsigned i = 0; list && i < m->nheaders; i++) {
+        PyObject *item = span_str(BUF(self->msg), m->headers[i].name);
+        if (item && pairs) {
+            PyObject *v = header_value(self->msg, &m->headers[i]);
+            Py_SETREF(item, v ? PyTuple_Pack(2, item, v) : NULL);
+            Py_XDECREF(v);
+        }
+        if (!item)
+            Py_CLEAR(list);
+        else
+            PyList_SET_ITEM(list, i, item);
+    }
+    return list;
+}
+
 static PyObject *headers_items(HeadersObject *self, PyObject *unused)
 {
     (void)unused;
-    const gb_msg *m = &self->msg->msg;
-    PyObject *list = PyList_New(m->nheaders);
-    if (!list)
-        return NULL;
-    for (unsigned i = 0; i < m->nheaders; i++) {
-        PyObject *k = span_str(BUF(self->msg), m->headers[i].name);
-        PyObject *v = header_value(self->msg, &m->headers[i]);
-        PyObject *t = k && v ? PyTuple_Pack(2, k, v) : NULL;
-        Py_XDECREF(k);
-        Py_XDECREF(v);
-        if (!t) {
-            Py_DECREF(list);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, i, t);
-    }
-    return list;
+    return header_lines(self, 1);
 }
 
 static PyObject *headers_keys(HeadersObject *self, PyObject *unused)
 {
     (void)unused;
-    const gb_msg *m = &self->msg->msg;
-    PyObject *list = PyList_New(m->nheaders);
-    if (!list)
-        return NULL;
-    for (unsigned i = 0; i < m->nheaders; i++) {
-        PyObject *k = span_str(BUF(self->msg), m->headers[i].name);
-        if (!k) {
-            Py_DECREF(list);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, i, k);
-    }
-    return list;
+    return header_lines(self, 0);
 }
 
 static PyObject *headers_getitem(HeadersObject *self, PyObject *name)
