@@ -10,7 +10,6 @@ import hashlib
 import select
 import socket
 import sys
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -216,6 +215,18 @@ def test_moved_device_sends_from_the_smaller_pool() -> None:
 BUSY = "is in use by another thread: call it from one thread (the event loop's)"
 
 
+def start_os_thread(fn: Callable[[], object]) -> None:
+    """Run fn on a new OS thread, even when gevent has patched threading (importing
+    locust does, for the rest of the session): a greenlet would never run beside us."""
+    try:
+        from gevent import monkey  # type: ignore[import-untyped]
+        start = monkey.get_original("_thread", "start_new_thread")
+    except ImportError:
+        import _thread
+        start = _thread.start_new_thread
+    start(fn, ())
+
+
 def race(pump: Callable[[], object], other: Callable[[], object],
          prepare: Callable[[], object] = lambda: None) -> list[BaseException]:
     """Run pump on a thread and other on this one until other is refused.
@@ -230,24 +241,22 @@ def race(pump: Callable[[], object], other: Callable[[], object],
     try:
         for _ in range(50):
             prepare()
-            done = threading.Event()
+            done: list[bool] = []
 
-            def run() -> None:
+            def run(done: list[bool] = done) -> None:
                 try:
                     for _ in range(20000):
                         pass
                     pump()
                 finally:
-                    done.set()
+                    done.append(True)
 
-            thread = threading.Thread(target=run)
-            thread.start()
-            while not done.is_set():
+            start_os_thread(run)
+            while not done:
                 try:
                     other()
                 except gbsip.GBSIPError as exc:
                     errors.append(exc)
-            thread.join()
             if errors:
                 break
     finally:
