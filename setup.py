@@ -15,7 +15,9 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0", "false", "no")
 
 
-sources = sorted(glob.glob(os.path.join("csrc", "*.c")))
+# csrc/core (sans-IO), csrc/io (socket pumps) and csrc/python (the binding).
+PARTS = ("core", "io", "python")
+sources = sorted(f for part in PARTS for f in glob.glob(os.path.join("csrc", part, "*.c")))
 compile_args = ["-std=c11", "-fvisibility=hidden"]
 link_args: list[str] = []
 undef: list[str] = []
@@ -39,7 +41,7 @@ setup(
         Extension(
             "gbsip._core",
             sources=sources,
-            include_dirs=["csrc"],
+            include_dirs=[os.path.join("csrc", part) for part in PARTS],
             libraries=["crypto"],
             extra_compile_args=compile_args,
             extra_link_args=link_args,

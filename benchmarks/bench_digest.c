@@ -2,8 +2,9 @@
  * bench_digest.c - Digest verifications per second on one core, beside the
  * raw OpenSSL floor, in the same run.
  *
- *   cc -O2 -std=c11 -Wall -Wextra -Icsrc -o benchmarks/build/bench_digest \
- *      benchmarks/bench_digest.c csrc/digest.c csrc/sip_auth.c -lcrypto
+ *   cc -O2 -std=c11 -Wall -Wextra -Icsrc/core -o benchmarks/build/bench_digest \
+ *      benchmarks/bench_digest.c csrc/core/digest.c csrc/core/sip_auth.c \
+ *      csrc/core/sip_parser.c -lcrypto
  *   benchmarks/build/bench_digest [--quick]      (or: make -C benchmarks bench_digest)
  *   benchmarks/build/bench_digest --profile CASE ITERS   one case's verify
  *                                  loop alone, for perf / valgrind --tool=callgrind

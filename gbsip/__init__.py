@@ -47,6 +47,7 @@ from gbsip._version import __version__
 from gbsip import digest, device, errors, events
 from gbsip.device import Device, DeviceState
 from gbsip.errors import (
+    ConcurrentUseError,
     ConfigurationError,
     LocalProtocolError,
     MissingDependency,
@@ -59,6 +60,7 @@ from gbsip.registrar import Registrar
 from gbsip.simulator import Faults, Simulator
 
 __all__ = [
+    "ConcurrentUseError",
     "ConfigurationError",
     "CSeq",
     "Device",

@@ -1,4 +1,13 @@
-"""Type stubs for gbsip._core, the C extension (sans-IO SIP core)."""
+"""Type stubs for gbsip._core, the C extension.
+
+Everything here is sans-IO — bytes and times in, bytes and events out — except
+the UDP pumps, which read and write the sockets they are given:
+``RegistrarCore.pump_udp`` and ``Fleet.pump_udp``, ``Fleet.tick`` and
+``Fleet.service`` (``Fleet.udp_attach`` only asks its sockets their
+addresses).  Those calls run without the GIL, so a RegistrarCore or a Fleet
+belongs to one thread (the event loop's): while one of them runs, every call
+on the same object from another thread raises ConcurrentUseError.
+"""
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, Final, final
@@ -20,6 +29,10 @@ class RemoteProtocolError(GBSIPError):
 
 class SIPBuildError(LocalProtocolError, ValueError):
     """The caller asked for a message that would not be valid SIP."""
+
+class ConcurrentUseError(LocalProtocolError, RuntimeError):
+    """A RegistrarCore or Fleet was called from a second thread while its UDP
+    pump ran without the GIL: each belongs to one thread (the event loop's)."""
 
 class SIPParseError(RemoteProtocolError, ValueError):
     """Malformed SIP from a peer.  Says what and where, and what to answer."""
@@ -217,7 +230,7 @@ def parse_date(value: str) -> datetime: ...
 def format_gb_date(value: datetime) -> str: ...
 def status_phrase(status: int) -> str: ...
 
-# --- Digest (csrc/py_digest.c) ---
+# --- Digest (csrc/python/py_digest.c) ---
 
 from collections.abc import Callable, Sequence
 
@@ -269,7 +282,7 @@ class DigestNonces:
     def issue(self, now: float, binding: _Text | None = b"") -> str: ...
     def check(self, nonce: _Text, now: float, binding: _Text | None = b"") -> tuple[int, float | None]: ...
 
-# --- Device (csrc/py_device.c) ---
+# --- Device (csrc/python/py_device.c) ---
 
 # (index, type, status, reason, value, latency_ms, time_ms, arg, flags, text)
 # type: "registered" "refreshed" "challenged" "failed" "redirected"
@@ -284,7 +297,10 @@ class Fleet:
     """Sans-IO GB/T 28181 device (UAC) state machines for N devices.
 
     Times are int milliseconds of the caller's monotonic clock; intervals
-    are milliseconds too.
+    are milliseconds too.  Sans-IO except pump_udp, tick and service, which
+    read and write the UDP sockets given to udp_attach, without the GIL: a
+    Fleet belongs to one thread (ConcurrentUseError otherwise).  hash_key
+    (16 bytes) keys the Call-ID table's hash; None draws one from the OS.
     """
     def __init__(self, *, server_id: str | None = None, domain: str | None = None,
                  request_uri: str | None = None, message_uri: str | None = None,
@@ -297,7 +313,8 @@ class Fleet:
                  keepalive_interval: int = 60000, keepalive_max_missed: int = 3,
                  t1: int = 500, t2: int = 4000, max_challenges: int = 3,
                  preemptive_auth: bool = True, lenient: int = 0,
-                 seed: int | None = None, capacity: int = 1) -> None: ...
+                 seed: int | None = None, capacity: int = 1,
+                 hash_key: bytes | None = None) -> None: ...
     def __len__(self) -> int: ...
     def add(self, device_id: str, /) -> int: ...
     def local_host(self, host: str, /) -> int: ...
@@ -328,12 +345,24 @@ class Fleet:
     def stop_range(self, first: int, count: int, now: int, /) -> int: ...
     def abandon(self, index: int, now: int, /) -> bool: ...
     def device_id(self, index: int, /) -> str: ...
-    def udp_attach(self, fds: Sequence[int], /) -> None: ...
-    def set_socket(self, index: int, slot: int, /) -> None: ...
+    def udp_attach(self, fds: Sequence[int], /) -> None:
+        """The socket pool (bound UDP sockets of one family): device i sends from
+        fds[i % len(fds)].  Asks each socket its address (getsockname) for Via and
+        Contact; no datagram is read or written."""
+    def set_socket(self, index: int, slot: int, /) -> None:
+        """Send this device from socket `slot` of the pool (a NAT rebinding); a later
+        smaller pool without that socket sends it from its own again."""
     def set_dest_addr(self, dest: int, ip: str, port: int, /) -> None: ...
-    def pump_udp(self, fd: int, now: int, /) -> list[_DeviceEvent]: ...
-    def tick(self, now: int, /) -> list[_DeviceEvent]: ...
-    def service(self) -> list[_DeviceEvent]: ...
+    def pump_udp(self, fd: int, now: int, /) -> list[_DeviceEvent]:
+        """I/O: receive what waits on fd (recvmmsg), feed it to the fleet, send the
+        answers and whatever is queued (sendmmsg), fold the events; the GIL is
+        released meanwhile.  Returns the traced device's events (all with keep_events)."""
+    def tick(self, now: int, /) -> list[_DeviceEvent]:
+        """I/O: fire the timers due at now and send what they queued (sendmmsg),
+        without the GIL; events as pump_udp."""
+    def service(self) -> list[_DeviceEvent]:
+        """I/O: send what is queued over the attached sockets (sendmmsg), without the
+        GIL; events as pump_udp.  Without udp_attach the queue stays for pop_datagrams."""
     def feed_many(self, messages: Sequence[bytes], now: int, /) -> list[_DeviceEvent]: ...
     def trace_device(self, index: int, /) -> None: ...
     def pop_trace(self) -> list[tuple[str, bytes]]: ...
@@ -341,7 +370,7 @@ class Fleet:
     def sim_stats(self) -> dict[str, Any]: ...
     def outcomes(self, limit: int, /) -> tuple[int, int, dict[str, int], list[tuple[int, str, int, str]]]: ...
 
-# --- Registrar (csrc/py_registrar.c) ---
+# --- Registrar (csrc/python/py_registrar.c) ---
 
 _Peer = tuple[str, int, int, int]   # host, port, transport (0 UDP, 1 TCP), conn_id
 _RegEvent = tuple[int, str | None, int, int, int, int, int, _Peer, str | None,
@@ -350,7 +379,14 @@ _RegBinding = tuple[str, str | None, int, str | None, str | None, int, _Peer, in
                     int, bool]
 
 class RegistrarCore:
-    """The sans-IO GB/T 28181 registrar state machine (see gbsip.Registrar)."""
+    """The sans-IO GB/T 28181 registrar state machine (see gbsip.Registrar).
+
+    Sans-IO except pump_udp, which reads and writes a UDP socket without the
+    GIL: a RegistrarCore belongs to one thread (ConcurrentUseError otherwise).
+    hash_key (16 bytes) keys the hash of every table; None draws one from
+    the OS.  handle() and resume() answer whatever the request's size (the
+    buffer follows it); stats() counts what was refused, never silently.
+    """
     def __init__(self, server_id: str, *, realm: str | None = ..., shared_password: str | None = ...,
                  ask_for_secrets: bool = ..., min_expires: int = ..., max_expires: int = ...,
                  default_expires: int = ..., keepalive_interval_ms: int = ...,
@@ -361,12 +397,16 @@ class RegistrarCore:
                  max_bindings: int = ..., max_contacts: int = ..., max_transactions: int = ...,
                  max_pending: int = ..., max_events: int = ..., transaction_ms: int = ...,
                  rate_per_source: int = ..., lenient: int = ..., server_header: str | None = ...,
-                 keepalive_events: bool = ..., event_mask: int = ...) -> None: ...
+                 keepalive_events: bool = ..., event_mask: int = ...,
+                 hash_key: bytes | None = ...) -> None: ...
     def handle(self, data: _Buffer, host: str, port: int, transport: int, conn_id: int,
                now_ms: int, wall_ms: int, /) -> tuple[bytes, _Peer] | None: ...
     def resume(self, pending_id: int, kind: int, secret: str | bytes | None, now_ms: int,
                wall_ms: int, /) -> tuple[bytes, _Peer] | None: ...
-    def pump_udp(self, fd: int, now_ms: int, wall_ms: int, /) -> int: ...
+    def pump_udp(self, fd: int, now_ms: int, wall_ms: int, /) -> int:
+        """I/O: receive what waits on fd (recvmmsg), answer each datagram through the
+        core, send the answers (sendmmsg), all without the GIL.  Returns how many
+        datagrams were received (0: none waited); OSError on a socket error."""
     def set_secret(self, device_id: str, secret: str, is_ha1: bool = False) -> None: ...
     def forget_secret(self, device_id: str, /) -> bool: ...
     def next_deadline(self) -> int | None: ...

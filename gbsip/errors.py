@@ -5,7 +5,8 @@ Two kinds, as in h11:
 - :class:`LocalProtocolError`: *you* asked for something that cannot be
   done: a bad option (:class:`ConfigurationError`, also a ``ValueError``),
   invalid SIP to build (:class:`gbsip.SIPBuildError`), a call that makes no
-  sense in the current state (``send_keepalive()`` on a closed device).
+  sense in the current state (``send_keepalive()`` on a closed device, a
+  core called from a second thread: :class:`ConcurrentUseError`).
 - :class:`RemoteProtocolError`: a *peer* sent something malformed;
   ``status`` is the SIP status a server should answer
   (:class:`gbsip.SIPParseError` says where and why).
@@ -20,6 +21,7 @@ from __future__ import annotations
 # Defined by the C core so that its own errors (SIPParseError, SIPBuildError)
 # derive from them.
 from gbsip._core import (
+    ConcurrentUseError,
     GBSIPError,
     LocalProtocolError,
     RemoteProtocolError,
@@ -28,6 +30,7 @@ from gbsip._core import (
 )
 
 __all__ = [
+    "ConcurrentUseError",
     "ConfigurationError",
     "DigestError",
     "GBSIPError",

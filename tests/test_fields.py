@@ -95,6 +95,36 @@ def test_uri_malformed_raises(text: str) -> None:
         gbsip.parse_uri(text)
 
 
+@pytest.mark.parametrize("text,offset,why", [
+    ("sip:[2001:db8:::192.0.2.1]", 15, "empty group"),   # RFC 5118 §4.10, RFC 5954
+    ("sip:[2001:db8::1::2]", 16, 'more than one "::"'),
+    ("sip:[1:2:3:4:5:6:7]", 5, "eight groups"),
+    ("sip:[::256.0.0.1]", 7, "IPv4 part"),
+])
+def test_uri_ipv6_reference_outside_rfc3986_grammar_raises(text: str, offset: int,
+                                                            why: str) -> None:
+    """Issue 14: an IPv6 reference must be an RFC 3986 §3.2.2 IPv6address; the error
+    says where and why."""
+    with pytest.raises(gbsip.SIPParseError) as info:
+        gbsip.parse_uri(text)
+    assert (info.value.code, info.value.offset) == ("URI", offset)
+    assert why in info.value.reason
+
+
+def test_three_colon_ipv6_reference_in_to_names_its_line() -> None:
+    """Issue 14: [2001:db8:::192.0.2.1] in To is refused on validate, naming To's line."""
+    data = (b"OPTIONS sip:user@[2001:db8::192.0.2.1] SIP/2.0\r\n"
+            b"To: sip:user@[2001:db8:::192.0.2.1]\r\n"
+            b"From: sip:user@example.com;tag=810x2\r\n"
+            b"Via: SIP/2.0/UDP lab1.east.example.com;branch=z9hG4bKas3-111\r\n"
+            b"Call-ID: G9559905523997077@hlau_4100\r\nCSeq: 689 OPTIONS\r\n"
+            b"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+    with pytest.raises(gbsip.SIPParseError) as info:
+        gbsip.parse(data, validate=True)
+    assert (info.value.line, info.value.header, info.value.status) == (2, "To", 400)
+    assert "empty group" in info.value.reason
+
+
 # --- name-addr (RFC 3261 §20.10, §25.1) -------------------------------------
 
 def test_name_addr_quoted_display_name_with_escapes() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 import gbsip
-from corpus import DATA_DIR, load
+from corpus import DATA_DIR, Case, cases, load
 
 
 def _request(*headers: str, body: bytes = b"") -> bytes:
@@ -33,10 +33,10 @@ def _error(data: bytes, **kwargs: int) -> gbsip.SIPParseError:
 
 
 def test_default_limits_documented_values() -> None:
-    """The documented defaults (csrc/sip_parser.h): 64 KiB, 128 headers, 8192-byte lines, 32 Vias, 32 Contacts."""
+    """The documented defaults (csrc/core/sip_parser.h): 64 KiB, 128 headers, 8192-byte lines, 70 Vias, 32 Contacts."""
     limits = gbsip.Limits()
     assert (limits.max_message, limits.max_headers, limits.max_line,
-            limits.max_vias, limits.max_contacts) == (65536, 128, 8192, 32, 32)
+            limits.max_vias, limits.max_contacts) == (65536, 128, 8192, 70, 32)
 
 
 def test_message_over_max_message() -> None:
@@ -89,30 +89,41 @@ def test_long_line_under_limit_kept_whole() -> None:
 
 def test_too_many_vias_lines() -> None:
     """More Via values than max_vias is TOO_MANY_VIAS, 513."""
-    vias = [f"Via: SIP/2.0/UDP 192.0.2.{i};branch=z9hG4bK{i}" for i in range(40)]
+    vias = [f"Via: SIP/2.0/UDP 192.0.2.{i};branch=z9hG4bK{i}" for i in range(80)]
     err = _error(_request(*vias))
     assert (err.code, err.status) == ("TOO_MANY_VIAS", 513)
 
 
 def test_too_many_vias_in_one_comma_list() -> None:
     """Via values are counted after splitting comma lists."""
-    value = ", ".join(f"SIP/2.0/UDP 192.0.2.{i};branch=z9hG4bK{i}" for i in range(40))
+    value = ", ".join(f"SIP/2.0/UDP 192.0.2.{i};branch=z9hG4bK{i}" for i in range(80))
     err = _error(_request("Via: " + value))
     assert (err.code, err.status) == ("TOO_MANY_VIAS", 513)
 
 
 def test_vias_at_limit_accepted() -> None:
     """Exactly max_vias Via values are accepted."""
-    vias = [f"Via: SIP/2.0/UDP 192.0.2.{i};branch=z9hG4bK{i}" for i in range(31)]
-    assert len(gbsip.parse(_request(*vias)).vias) == 32
+    vias = [f"Via: SIP/2.0/UDP 192.0.2.{i};branch=z9hG4bK{i}" for i in range(69)]
+    assert len(gbsip.parse(_request(*vias)).vias) == 70
 
 
-def test_longreq_refused_by_default_via_limit() -> None:
-    """RFC 4475 §3.1.1.7 (longreq) has 34 Vias: with the default max_vias it is
-    refused as TOO_MANY_VIAS, not cut to 32."""
+def test_longreq_accepted_with_default_limits() -> None:
+    """Issue 12: RFC 4475 §3.1.1.7 (longreq) is valid with 34 Vias, so the default
+    max_vias (70) accepts it; a lower limit refuses it as TOO_MANY_VIAS, not cut."""
     data = load(DATA_DIR / "rfc4475-3.1.1.7-longreq.sip").data
-    err = _error(data)
+    assert len(gbsip.parse(data).vias) == 34
+    err = _error(data, max_vias=33)
     assert (err.code, err.status) == ("TOO_MANY_VIAS", 513)
+
+
+@pytest.mark.parametrize("case", [c for c in cases("valid") if c.name.startswith(("rfc4475-",
+                                                                                 "rfc5118-"))],
+                         ids=lambda c: c.name)
+def test_every_valid_torture_message_parses_with_default_limits(case: Case) -> None:
+    """Issue 12: every valid RFC 4475 and RFC 5118 message passes the default limits
+    (only named leniencies may differ: the fixture's limits are not applied)."""
+    kwargs = {k: v for k, v in case.parse_kwargs().items() if k == "lenient"}
+    gbsip.parse(case.data, validate=True, **kwargs)
 
 
 def test_too_many_contacts() -> None:

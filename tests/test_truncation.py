@@ -22,7 +22,7 @@ def _ids(items: list[Case]) -> list[str]:
 
 
 def _frame_kwargs(case: Case) -> dict[str, int]:
-    # frame() applies the same limits as parse() (longreq raises max_vias).
+    # frame() applies the same limits as parse() (a fixture may set limits).
     return case.parse_kwargs()
 
 

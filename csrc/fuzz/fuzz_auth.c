@@ -14,17 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "digest.h"
 #include "sip_auth.h"
-
-#define EXPECT(cond)                                                   \
-    do {                                                               \
-        if (!(cond)) {                                                 \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, \
-                    __LINE__, #cond);                                  \
-            abort();                                                   \
-        }                                                              \
-    } while (0)
 
 #define IN_SPAN(s, in)                                                   \
     EXPECT((s).len == 0 ||                                               \

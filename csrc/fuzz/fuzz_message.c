@@ -14,23 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "sip_fields.h"
 #include "sip_parser.h"
 #include "sip_writer.h"
 
 #define MAXH 128
-
-/* A broken invariant is a crash for libFuzzer; say which one first. */
-#define EXPECT(cond)                                                   \
-    do {                                                               \
-        if (!(cond)) {                                                 \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, \
-                    __LINE__, #cond);                                  \
-            abort();                                                   \
-        }                                                              \
-    } while (0)
-
-#define IN_BOUNDS(s, n) EXPECT((size_t)(s).off + (s).len <= (n))
 
 static void walk_params(const char *buf, size_t n, gb_span params, char sep)
 {

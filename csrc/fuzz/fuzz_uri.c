@@ -12,17 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "sip_fields.h"
-
-/* A broken invariant is a crash for libFuzzer; say which one first. */
-#define EXPECT(cond)                                                   \
-    do {                                                               \
-        if (!(cond)) {                                                 \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, \
-                    __LINE__, #cond);                                  \
-            abort();                                                   \
-        }                                                              \
-    } while (0)
 
 /* Inside what the parser was given; absent (empty) spans may be {0, 0}. */
 #define IN_SPAN(s, in)                                                   \

@@ -154,10 +154,10 @@ static const char *header(const sent *s, const char *name)
     return out;
 }
 
-/* Answer the request in s with status and extra header lines ("A: b\r\n"...),
- * fed to the fleet at now.  Returns what gb_fleet_handle_datagram did. */
-static long respond(gb_fleet *f, const sent *s, unsigned status,
-                    const char *extra, int64_t now)
+/* The answer to the request in s with status and extra header lines
+ * ("A: b\r\n"...), built into out; its length, or -100 / -101. */
+static long build_response(const sent *s, unsigned status, const char *extra,
+                           char *out, size_t cap)
 {
     gb_header hdrs[64];
     gb_msg req;
@@ -179,13 +179,22 @@ static long respond(gb_fleet *f, const sent *s, unsigned status,
                                   (size_t)(end - colon - 2)};
         line = end + 2;
     }
-    char out[4096];
     gb_writer w;
-    gb_w_init(&w, out, sizeof out);
+    gb_w_init(&w, out, cap);
     gb_reply_opts o = {.to_tag = "srv", .to_tag_len = 3, .fields = fields, .nfields = nf};
     if (gb_build_reply(&w, s->buf, &req, status, &o))
         return -101;
-    return gb_fleet_handle_datagram(f, out, w.len, now);
+    return (long)w.len;
+}
+
+/* Answer the request in s (see build_response), fed to the fleet at now.
+ * Returns what gb_fleet_handle_datagram did. */
+static long respond(gb_fleet *f, const sent *s, unsigned status,
+                    const char *extra, int64_t now)
+{
+    char out[4096];
+    long n = build_response(s, status, extra, out, sizeof out);
+    return n < 0 ? n : gb_fleet_handle_datagram(f, out, (size_t)n, now);
 }
 
 static int count_events(gb_fleet *f, int type)
@@ -282,18 +291,18 @@ static void test_seed_reproduced(void)
     CHECK_EQ_INT(gb_fleet_handle_datagram(f, SEED_401, sizeof SEED_401 - 1, 1010), 0);
     CHECK(take_one(f, &s) > 0);
     CHECK_MEM(s.buf, s.len, SEED_REGISTER_2);
-    CHECK_EQ_INT(count_events(f, GB_EV_CHALLENGED), 1);
+    CHECK_EQ_INT(count_events(f, GB_DEV_EV_CHALLENGED), 1);
 
     CHECK_EQ_INT(gb_fleet_handle_datagram(f, SEED_200, sizeof SEED_200 - 1, 1020), 0);
     CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_REGISTERED);
-    const gb_dev_event *e = last_event(f, GB_EV_REGISTERED);
+    const gb_dev_event *e = last_event(f, GB_DEV_EV_REGISTERED);
     CHECK(e != NULL);
     if (e) {
         CHECK_EQ_INT(e->value, 3600);
         CHECK_EQ_INT(e->status, 200);
         CHECK_EQ_INT(e->latency_ms, 20);
         CHECK_EQ_INT(e->arg, 1372262917164LL); /* 2013-06-26T16:08:37.164 */
-        CHECK(e->flags & GB_EVF_DATE_GB);
+        CHECK(e->flags & GB_DEV_EVF_DATE_GB);
     }
     CHECK_EQ_INT(gb_fleet_expires_at(f, 0), 1020 + 3600 * 1000);
     /* the retransmitted 200 is absorbed, not a stray */
@@ -333,7 +342,7 @@ static void test_udp_retransmission_timing(void)
     CHECK_EQ_INT(gb_fleet_next_deadline(f), 32000);
     gb_fleet_handle_timer(f, 32000);
     CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_FAILED);
-    const gb_dev_event *e = last_event(f, GB_EV_FAILED);
+    const gb_dev_event *e = last_event(f, GB_DEV_EV_FAILED);
     CHECK(e && e->reason == GB_DEV_R_TIMEOUT && e->status == 0);
     CHECK(e && e->arg == 32000 + 60000); /* jitter 0 */
     CHECK_EQ_INT(gb_fleet_get_stats(f)->retransmissions, 10);
@@ -394,10 +403,10 @@ static void test_423_retries_with_min_expires(void)
     CHECK(take_one(f, &s) > 0);
     CHECK(has_line(&s, "Expires: 3600"));
     CHECK(has_line(&s, "CSeq: 2 REGISTER"));
-    CHECK_EQ_INT(count_events(f, GB_EV_FAILED), 0);
+    CHECK_EQ_INT(count_events(f, GB_DEV_EV_FAILED), 0);
     /* a 423 that does not raise the floor is a failure, not a loop */
     CHECK_EQ_INT(respond(f, &s, 423, "Min-Expires: 3600\r\n", 20), 0);
-    const gb_dev_event *e = last_event(f, GB_EV_FAILED);
+    const gb_dev_event *e = last_event(f, GB_DEV_EV_FAILED);
     CHECK(e && e->reason == GB_DEV_R_BAD_MIN_EXPIRES && e->status == 423);
     gb_fleet_free(f);
 }
@@ -420,7 +429,7 @@ static void test_403_fails_and_retries(void)
     take_one(f, &s);
     CHECK_EQ_INT(respond(f, &s, 403, NULL, 10), 0);
     CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_FAILED);
-    const gb_dev_event *e = last_event(f, GB_EV_FAILED);
+    const gb_dev_event *e = last_event(f, GB_DEV_EV_FAILED);
     CHECK(e != NULL);
     int64_t at = e ? e->arg : 0;
     if (e) {
@@ -459,7 +468,7 @@ static void test_wrong_password_is_auth_rejected(void)
           GB_DIGEST_WRONG_RESPONSE);
     respond(f, &s, 401, ch, 10);
     CHECK_EQ_INT(gb_fleet_out_count(f), 0);
-    const gb_dev_event *e = last_event(f, GB_EV_FAILED);
+    const gb_dev_event *e = last_event(f, GB_DEV_EV_FAILED);
     CHECK(e && e->reason == GB_DEV_R_AUTH_REJECTED && e->status == 401);
     /* back to the shared password: the next attempt succeeds */
     gb_fleet_set_password(f, 0, NULL, 0);
@@ -505,12 +514,12 @@ static void test_refresh_stale_and_qop(void)
     auth = header(&s, "Authorization");
     CHECK(strstr(auth, "nonce=\"n2\"") != NULL);
     CHECK(strstr(auth, "nc=00000001") != NULL);
-    const gb_dev_event *e = last_event(f, GB_EV_CHALLENGED);
-    CHECK(e && (e->flags & GB_EVF_STALE));
-    CHECK_EQ_INT(count_events(f, GB_EV_FAILED), 0);
+    const gb_dev_event *e = last_event(f, GB_DEV_EV_CHALLENGED);
+    CHECK(e && (e->flags & GB_DEV_EVF_STALE));
+    CHECK_EQ_INT(count_events(f, GB_DEV_EV_FAILED), 0);
     respond(f, &s, 200, "Expires: 100\r\n", t + 50020);
-    CHECK_EQ_INT(count_events(f, GB_EV_REFRESHED), 1);
-    CHECK_EQ_INT(count_events(f, GB_EV_REGISTERED), 0);
+    CHECK_EQ_INT(count_events(f, GB_DEV_EV_REFRESHED), 1);
+    CHECK_EQ_INT(count_events(f, GB_DEV_EV_REGISTERED), 0);
     CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_REGISTERED);
     CHECK_EQ_INT(gb_fleet_get_stats(f)->failures, 0);
     gb_fleet_free(f);
@@ -530,7 +539,7 @@ static void test_granted_expiry_from_contact(void)
     respond(f, &s, 200,
             "Contact: <sip:other@127.0.0.1:6000>;expires=10, "
             "<sip:" ID "@127.0.0.1:5099>;expires=1800\r\nExpires: 3600\r\n", 10);
-    const gb_dev_event *e = last_event(f, GB_EV_REGISTERED);
+    const gb_dev_event *e = last_event(f, GB_DEV_EV_REGISTERED);
     CHECK(e && e->value == 1800);
     CHECK_EQ_INT(gb_fleet_expires_at(f, 0), 10 + 1800000);
     gb_fleet_free(f);
@@ -559,7 +568,7 @@ static void test_keepalive_loss_reregisters(void)
     CHECK(strstr(s.buf, "<DeviceID>" ID "</DeviceID>") != NULL);
     CHECK(strstr(s.buf, "<Status>OK</Status>") != NULL);
     CHECK_EQ_INT(respond(f, &s, 200, NULL, t + 1005), 0);
-    CHECK_EQ_INT(count_events(f, GB_EV_KEEPALIVE_ANSWERED), 1);
+    CHECK_EQ_INT(count_events(f, GB_DEV_EV_KEEPALIVE_ANSWERED), 1);
     /* now the platform goes silent (retransmissions go out meanwhile) */
     int sends = 0, rt = 0;
     for (int64_t now = t + 1006; now <= t + 5000; now = gb_fleet_next_deadline(f)) {
@@ -577,8 +586,8 @@ static void test_keepalive_loss_reregisters(void)
     CHECK_EQ_INT(sends, 3);          /* SN 2, 3, 4 */
     CHECK(rt > 0);
     CHECK_EQ_INT(gb_fleet_keepalive_sn(f, 0), 4);
-    CHECK_EQ_INT(count_events(f, GB_EV_KEEPALIVE_MISSED), 3);
-    const gb_dev_event *e = last_event(f, GB_EV_KEEPALIVE_TIMEOUT);
+    CHECK_EQ_INT(count_events(f, GB_DEV_EV_KEEPALIVE_MISSED), 3);
+    const gb_dev_event *e = last_event(f, GB_DEV_EV_KEEPALIVE_TIMEOUT);
     CHECK(e && e->value == 3 && e->time_ms == t + 5000);
     CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_REGISTERING);
     /* the new REGISTER is the last thing queued */
@@ -662,6 +671,206 @@ static void test_strays_are_counted(void)
     gb_fleet_free(f);
 }
 
+/* Issue 12's class of bug, device side: a response that lacks a mandatory
+ * header (RFC 3261 §8.2.6.2), under every leniency, is never matched by a
+ * header it does not have and never read out of bounds. */
+static void test_response_missing_headers_any_leniency(void)
+{
+    static const char *names[] = {"Via: ", "From: ", "To: ", "Call-ID: ", "CSeq: "};
+    for (unsigned len = 0; len <= GB_LENIENT_ALL; len++)
+        for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+            gb_dev_config cfg;
+            base_config(&cfg);
+            cfg.lenient = len;
+            gb_fleet *f = make_fleet(&cfg);
+            gb_fleet_add(f, ID, 20);
+            gb_fleet_start(f, 0, 0);
+            sent s;
+            take_one(f, &s);
+            /* the 200 the platform would send, then without one header */
+            char out[4096];
+            long n = build_response(&s, 200, NULL, out, sizeof out - 1);
+            CHECK(n > 0);
+            out[n > 0 ? n : 0] = '\0';
+            char *line = strstr(out, names[k]);
+            CHECK(line != NULL);
+            char *end = line ? strstr(line, "\r\n") : NULL;
+            if (!end)
+                continue;
+            size_t cut = (size_t)(end + 2 - line);
+            memmove(line, end + 2, (size_t)n - (size_t)(line - out) - cut);
+            long r = gb_fleet_handle_datagram(f, out, (size_t)n - cut, 5);
+            int matching = k == 0 || k == 3 || k == 4; /* Via branch, Call-ID, CSeq */
+            CHECK(r == -1 || (!matching && r == 0));
+            CHECK(gb_fleet_state(f, 0) == (r == 0 ? GB_DEV_REGISTERED : GB_DEV_REGISTERING));
+            gb_fleet_free(f);
+        }
+}
+
+/* ---- the state table (device.h gb_dev_moves) ------------------------------ */
+
+static uint64_t moves_seen[GB_DEV_STATE__COUNT][GB_DEV_STATE__COUNT];
+
+/* A fleet of one device for a scenario; no periodic keepalives (the
+ * scenarios send them by hand), refresh at half of 3600 s. */
+static gb_fleet *scenario(void)
+{
+    gb_dev_config cfg;
+    base_config(&cfg);
+    cfg.keepalive_interval_ms = 0;
+    gb_fleet *f = make_fleet(&cfg);
+    gb_fleet_add(f, ID, 20);
+    return f;
+}
+
+/* Fold the scenario's moves into moves_seen and free the fleet. */
+static void scenario_done(gb_fleet *f)
+{
+    const gb_fleet_stats *st = gb_fleet_get_stats(f);
+    CHECK_EQ_INT(st->illegal_moves, 0);
+    for (int a = 0; a < GB_DEV_STATE__COUNT; a++)
+        for (int b = 0; b < GB_DEV_STATE__COUNT; b++)
+            moves_seen[a][b] += st->moves[a][b];
+    gb_fleet_free(f);
+}
+
+/* Answer the last queued REGISTER (the queue is emptied). */
+static void answer_queued(gb_fleet *f, unsigned status, int64_t now)
+{
+    size_t n = gb_fleet_out_count(f);
+    const char *data = gb_fleet_out_data(f);
+    while (n && memcmp(data + gb_fleet_out_items(f)[n - 1].off, "REGISTER", 8) != 0)
+        n--;
+    CHECK(n > 0);
+    if (!n)
+        return;
+    const gb_dev_out *o = &gb_fleet_out_items(f)[n - 1];
+    sent s = {.len = o->len};
+    memcpy(s.buf, gb_fleet_out_data(f) + o->off, o->len);
+    s.buf[o->len] = '\0';
+    gb_fleet_out_clear(f);
+    respond(f, &s, status, NULL, now);
+}
+
+/* Three unanswered keepalives (each replaced by the next) and a fourth:
+ * GB/T 28181 §9.6.1, the platform is offline, register again. */
+static void lose_keepalives(gb_fleet *f, int64_t now)
+{
+    for (int k = 0; k < 4; k++)
+        CHECK(gb_fleet_send_keepalive(f, 0, now + k) > 0);
+}
+
+/* Each scenario takes some moves; together they take every move of the
+ * table, and no device ever makes a move outside it. */
+static void test_every_device_move_is_taken(void)
+{
+    gb_fleet *f;
+    /* idle -> unregistered, then unregistered -> registering -> failed ->
+     * registering (retry) -> registering (keepalives lost) ->
+     * unregistering -> unregistered */
+    f = scenario();
+    CHECK_EQ_INT(gb_fleet_stop(f, 0, 0), 0);
+    CHECK_EQ_INT(gb_fleet_start(f, 0, 1), 0);
+    answer_queued(f, 403, 2);
+    CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_FAILED);
+    gb_fleet_handle_timer(f, gb_fleet_next_deadline(f));
+    CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_REGISTERING);
+    gb_fleet_out_clear(f);
+    lose_keepalives(f, 70000);
+    CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_REGISTERING);
+    CHECK_EQ_INT(gb_fleet_stop(f, 0, 70010), 0);
+    CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_UNREGISTERING);
+    answer_queued(f, 200, 70020);
+    CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_UNREGISTERED);
+    scenario_done(f);
+
+    /* registering -> unregistered (abandon); failed -> unregistered (stop) */
+    f = scenario();
+    gb_fleet_start(f, 0, 0);
+    gb_fleet_out_clear(f);
+    CHECK_EQ_INT(gb_fleet_abandon(f, 0, 1), 0);
+    gb_fleet_start(f, 0, 2);
+    answer_queued(f, 403, 3);
+    CHECK_EQ_INT(gb_fleet_stop(f, 0, 4), 0);
+    CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_UNREGISTERED);
+    scenario_done(f);
+
+    /* registered -> refreshing -> registered -> registering (keepalives
+     * lost) -> registered -> unregistered (abandon) */
+    f = scenario();
+    int64_t t = register_device(f, 0, 0, 3600);
+    gb_fleet_handle_timer(f, t + 1800 * 1000);
+    CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_REFRESHING);
+    answer_queued(f, 200, t + 1800 * 1000 + 5);
+    CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_REGISTERED);
+    lose_keepalives(f, t + 1900 * 1000);
+    CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_REGISTERING);
+    answer_queued(f, 200, t + 1901 * 1000);
+    CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_REGISTERED);
+    CHECK_EQ_INT(gb_fleet_abandon(f, 0, t + 1902 * 1000), 0);
+    scenario_done(f);
+
+    /* registered -> unregistering; refreshing -> failed */
+    f = scenario();
+    t = register_device(f, 0, 0, 3600);
+    CHECK_EQ_INT(gb_fleet_stop(f, 0, t + 1), 0);
+    CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_UNREGISTERING);
+    scenario_done(f);
+    f = scenario();
+    t = register_device(f, 0, 0, 3600);
+    gb_fleet_handle_timer(f, t + 1800 * 1000);
+    answer_queued(f, 403, t + 1800 * 1000 + 5);
+    CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_FAILED);
+    scenario_done(f);
+
+    /* refreshing -> registering (keepalives lost), -> unregistering (stop),
+     * -> unregistered (abandon), each from a refresh in flight */
+    for (int end = 0; end < 3; end++) {
+        f = scenario();
+        t = register_device(f, 0, 0, 3600);
+        gb_fleet_handle_timer(f, t + 1800 * 1000);
+        gb_fleet_out_clear(f);
+        CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_REFRESHING);
+        if (end == 0)
+            lose_keepalives(f, t + 1800 * 1000 + 1);
+        else if (end == 1)
+            CHECK_EQ_INT(gb_fleet_stop(f, 0, t + 1800 * 1000 + 1), 0);
+        else
+            CHECK_EQ_INT(gb_fleet_abandon(f, 0, t + 1800 * 1000 + 1), 0);
+        CHECK_EQ_INT(gb_fleet_state(f, 0), end == 0   ? GB_DEV_REGISTERING
+                                           : end == 1 ? GB_DEV_UNREGISTERING
+                                                      : GB_DEV_UNREGISTERED);
+        scenario_done(f);
+    }
+
+    for (size_t k = 0; k < gb_dev_nmoves; k++) {
+        const gb_state_move *m = &gb_dev_moves[k];
+        if (!moves_seen[m->from][m->to])
+            fprintf(stderr, "  never taken: %s -> %s (%s)\n",
+                    gb_dev_state_name((gb_dev_state)m->from),
+                    gb_dev_state_name((gb_dev_state)m->to), m->on);
+        CHECK(moves_seen[m->from][m->to] > 0);
+    }
+}
+
+/* Every pair of states not in the table is refused by the lookup
+ * set_state() consults, and no scenario ever made one. */
+static void test_device_moves_outside_the_table_refused(void)
+{
+    unsigned listed = 0;
+    for (unsigned a = 0; a < GB_DEV_STATE__COUNT; a++)
+        for (unsigned b = 0; b < GB_DEV_STATE__COUNT; b++) {
+            int k = gb_state_move_find(gb_dev_moves, gb_dev_nmoves, a, b);
+            listed += k >= 0;
+            if (k < 0)
+                CHECK_EQ_INT(moves_seen[a][b], 0);
+        }
+    CHECK_EQ_INT(listed, gb_dev_nmoves); /* no pair listed twice */
+    CHECK(gb_state_move_find(gb_dev_moves, gb_dev_nmoves, GB_DEV_IDLE, GB_DEV_REGISTERED) < 0);
+    CHECK(gb_state_move_find(gb_dev_moves, gb_dev_nmoves, GB_DEV_UNREGISTERED,
+                             GB_DEV_REGISTERED) < 0);
+}
+
 /* GB/T 28181-2022 §9.1.2.3: 302 -> register at the Contact; a refusal there
  * or lost keepalives -> back to the redirect server. */
 static void test_redirect(void)
@@ -686,7 +895,7 @@ static void test_redirect(void)
     CHECK_EQ_INT(gb_fleet_dest(f, 1, &host, &port, NULL), 0);
     CHECK_MEM(host.p, host.n, "127.0.0.2");
     CHECK_EQ_INT(port, 5070);
-    const gb_dev_event *e = last_event(f, GB_EV_REDIRECTED);
+    const gb_dev_event *e = last_event(f, GB_DEV_EV_REDIRECTED);
     CHECK(e && e->value == 1 && e->status == 302);
     /* the target refuses: straight back to the redirect server */
     respond(f, &s, 403, NULL, 20);
@@ -719,7 +928,7 @@ static void test_redirect(void)
         }
     }
     CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_FAILED);
-    e = last_event(f, GB_EV_FAILED);
+    e = last_event(f, GB_DEV_EV_FAILED);
     CHECK(e && e->arg >= 2000 + 54000);
     gb_fleet_free(f);
 }
@@ -747,14 +956,14 @@ static void test_unregister(void)
     CHECK(strstr(header(&s, "Authorization"), "nonce=\"n9\"") != NULL);
     respond(f, &s, 200, NULL, t + 120);
     CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_UNREGISTERED);
-    const gb_dev_event *e = last_event(f, GB_EV_UNREGISTERED);
+    const gb_dev_event *e = last_event(f, GB_DEV_EV_UNREGISTERED);
     CHECK(e && e->status == 200);
     CHECK_EQ_INT(gb_fleet_next_deadline(f), GB_DEV_NEVER);
     /* stopping a device that never registered sends nothing */
     gb_fleet_add(f, "34020000001320000002", 20);
     CHECK_EQ_INT(gb_fleet_stop(f, 1, t + 200), 0);
     CHECK_EQ_INT(gb_fleet_out_count(f), 0);
-    e = last_event(f, GB_EV_UNREGISTERED);
+    e = last_event(f, GB_DEV_EV_UNREGISTERED);
     CHECK(e && e->dev == 1 && e->reason == GB_DEV_R_NOT_REGISTERED);
     gb_fleet_free(f);
 }
@@ -880,7 +1089,7 @@ static void test_last_failure_and_abandon(void)
     CHECK_EQ_INT(gb_fleet_out_count(f), 0);
     CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_UNREGISTERED);
     CHECK_EQ_INT(gb_fleet_next_deadline(f), GB_DEV_NEVER);
-    const gb_dev_event *e = last_event(f, GB_EV_UNREGISTERED);
+    const gb_dev_event *e = last_event(f, GB_DEV_EV_UNREGISTERED);
     CHECK(e && e->reason == GB_DEV_R_ABANDONED && e->status == 0);
     CHECK_EQ_INT(gb_fleet_abandon(f, 0, now), -1);
     CHECK_EQ_INT(gb_fleet_start(f, 0, now + 1), 0);
@@ -904,6 +1113,9 @@ int main(void)
     test_skip_keepalives();
     test_drop_responses();
     test_strays_are_counted();
+    test_response_missing_headers_any_leniency();
+    test_every_device_move_is_taken();
+    test_device_moves_outside_the_table_refused();
     test_redirect();
     test_unregister();
     test_options_in_register();

@@ -11,6 +11,7 @@
 #include "check.h"
 #include "seed.h"
 #include "digest.h"
+#include "gb_containers.h"
 #include "registrar.h"
 #include "sip_auth.h"
 #include "sip_parser.h"
@@ -57,6 +58,15 @@ static gb_registrar *mk(const gb_registrar_config *c)
         fprintf(stderr, "gb_registrar_new: %s\n", why ? why : "?");
     CHECK(r != NULL);
     return r;
+}
+
+/* The base configuration with these leniencies. */
+static gb_registrar *mk_lenient(uint32_t lenient)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    c.lenient = lenient;
+    return mk(&c);
 }
 
 static gb_peer peer4(uint8_t a, uint8_t b, uint8_t c, uint8_t d, uint16_t port)
@@ -214,7 +224,7 @@ static size_t build(char *out, size_t cap, const req *q)
     const char *id = q->id ? q->id : DEV;
     if (!q->branch)
         snprintf(br, sizeof(br), "z9hG4bK%u", ++branch_no);
-    char contact[256];
+    char contact[8192];
     if (q->contact)
         snprintf(contact, sizeof(contact), "%s", q->contact);
     else
@@ -393,7 +403,7 @@ static void test_seed_replay(void)
     CHECK_EQ_INT(a.dest.port, 5061);
     CHECK_EQ_INT(a.dest.ip[3], 117);
     pop_all(r, &l);
-    CHECK_EQ_INT(count_type(&l, GB_EV_AUTH_FAILED), 0); /* Capability is no credential */
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_AUTH_FAILED), 0); /* Capability is no credential */
 
     CHECK_EQ_INT(feed(r, &a, SEED3, sizeof(SEED3) - 1, &cam, NOW0 + 40, WALL_SEED), GB_REG_REPLY);
     CHECK_EQ_INT(status_of(&a), 200);
@@ -404,7 +414,7 @@ static void test_seed_replay(void)
     CHECK(hval_is(&a, "CSeq", "2 REGISTER"));
     CHECK(hcount(&a, "X-GB-Ver") == 0);
     pop_all(r, &l);
-    const gb_reg_event *ev = find_type(&l, GB_EV_REGISTERED);
+    const gb_reg_event *ev = find_type(&l, GB_REG_EV_REGISTERED);
     CHECK(ev != NULL);
     if (ev) {
         CHECK_MEM(ev->id, ev->id_len, DEV);
@@ -570,7 +580,7 @@ static void test_wildcard_unregister(void)
     CHECK_EQ_INT(hcount(&a, "Contact"), 0);
     CHECK_EQ_INT(gb_registrar_binding_count(r), 0);
     pop_all(r, &l);
-    CHECK_EQ_INT(count_type(&l, GB_EV_UNREGISTERED), 1);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_UNREGISTERED), 1);
     evs_free(&l);
     gb_registrar_free(r);
 }
@@ -641,7 +651,7 @@ static void test_clamp_to_max(void)
     CHECK(hval_is(&a, "Expires", "7200"));
     CHECK(hval_is(&a, "Contact", "<sip:" DEV "@10.0.0.5:5061>;expires=7200"));
     pop_all(r, &l);
-    const gb_reg_event *ev = find_type(&l, GB_EV_REGISTERED);
+    const gb_reg_event *ev = find_type(&l, GB_REG_EV_REGISTERED);
     CHECK(ev && ev->expires == 7200);
     /* no Expires at all: default_expires (3600) */
     req d = {.id = DEV2, .cseq = 1, .expires = -1, .auth = NULL};
@@ -670,7 +680,7 @@ static void test_403_wrong_password(void)
     CHECK_EQ_INT(hcount(&a, "WWW-Authenticate"), 0); /* no second challenge */
     CHECK_EQ_INT(gb_registrar_binding_count(r), 0);
     pop_all(r, &l);
-    const gb_reg_event *ev = find_type(&l, GB_EV_AUTH_FAILED);
+    const gb_reg_event *ev = find_type(&l, GB_REG_EV_AUTH_FAILED);
     CHECK(ev != NULL);
     if (ev) {
         CHECK_EQ_INT(ev->status, 403);
@@ -695,7 +705,7 @@ static void test_403_unknown_device(void)
     CHECK_EQ_INT(register_flow(r, &a, DEV2, "c2", 1, 3600, "pw1", &p, NOW0), 403);
     CHECK(reason_has(&a, "unknown"));
     pop_all(r, &l);
-    const gb_reg_event *ev = find_type(&l, GB_EV_AUTH_FAILED);
+    const gb_reg_event *ev = find_type(&l, GB_REG_EV_AUTH_FAILED);
     CHECK(ev && ev->reason && strstr(ev->reason, "unknown"));
     /* the known device with its own password registers */
     CHECK_EQ_INT(register_flow(r, &a, DEV, "c1", 1, 3600, "pw1", &p, NOW0), 200);
@@ -792,8 +802,8 @@ static void test_qop_auth_nc_replay(void)
     send_req(r, &a, &q, &p, NOW0 + 2, WALL_SEED);
     CHECK_EQ_INT(status_of(&a), 401);
     pop_all(r, &l);
-    CHECK_EQ_INT(count_type(&l, GB_EV_AUTH_FAILED), 1);
-    CHECK_EQ_INT(count_type(&l, GB_EV_REFRESHED), 0);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_AUTH_FAILED), 1);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_REFRESHED), 0);
     /* nc=2 with the same nonce is a fresh use */
     CHECK_EQ_INT(answer_challenge(&ch, NULL, DEV, PASSWORD, 2, auth, sizeof(auth)), 0);
     q.cseq = 4;
@@ -820,7 +830,7 @@ static void test_refresh_policy(void)
         send_req(r, &a, &q, &p, NOW0 + 1000, WALL_SEED);
         CHECK_EQ_INT(status_of(&a), policy == GB_REFRESH_TRUST_CALL_ID ? 200 : 401);
         pop_all(r, &l);
-        CHECK_EQ_INT(count_type(&l, GB_EV_REFRESHED), policy == GB_REFRESH_TRUST_CALL_ID);
+        CHECK_EQ_INT(count_type(&l, GB_REG_EV_REFRESHED), policy == GB_REFRESH_TRUST_CALL_ID);
         /* never trusted: another Call-ID, or another source port */
         req other = {.call_id = "other", .cseq = 9, .expires = 3600};
         send_req(r, &a, &other, &p, NOW0 + 2000, WALL_SEED);
@@ -854,7 +864,7 @@ static void test_pending_secret_lookup(void)
     q.auth = auth;
     CHECK_EQ_INT(send_req(r, &a, &q, &p, NOW0 + 1, WALL_SEED), GB_REG_PENDING);
     pop_all(r, &l);
-    const gb_reg_event *ev = find_type(&l, GB_EV_NEED_SECRET);
+    const gb_reg_event *ev = find_type(&l, GB_REG_EV_NEED_SECRET);
     CHECK(ev != NULL);
     uint64_t pid = ev ? ev->pending_id : 0;
     if (ev)
@@ -911,7 +921,7 @@ static void test_keepalive_online_offline(void)
     CHECK_EQ_INT(status_of(&a), 200);
     CHECK_EQ_INT(a.dest.port, 7000);
     pop_all(r, &l);
-    const gb_reg_event *ev = find_type(&l, GB_EV_KEEPALIVE);
+    const gb_reg_event *ev = find_type(&l, GB_REG_EV_KEEPALIVE);
     CHECK(ev != NULL);
     if (ev) {
         CHECK_EQ_INT(ev->sn, 43);
@@ -925,24 +935,24 @@ static void test_keepalive_online_offline(void)
     CHECK_EQ_INT(gb_registrar_next_deadline(r) <= NOW0 + 4000, 1);
     gb_registrar_handle_timer(r, NOW0 + 3999);
     pop_all(r, &l);
-    CHECK_EQ_INT(count_type(&l, GB_EV_OFFLINE), 0);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_OFFLINE), 0);
     gb_registrar_handle_timer(r, NOW0 + 4000);
     pop_all(r, &l);
-    CHECK_EQ_INT(count_type(&l, GB_EV_OFFLINE), 1);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_OFFLINE), 1);
     CHECK(gb_registrar_binding_get(r, DEV, strlen(DEV), &v));
     CHECK(!v.online);
     CHECK_EQ_INT(gb_registrar_binding_count(r), 1); /* offline is not unregistered */
     /* once offline, no second OFFLINE */
     gb_registrar_handle_timer(r, NOW0 + 9000);
     pop_all(r, &l);
-    CHECK_EQ_INT(count_type(&l, GB_EV_OFFLINE), 0);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_OFFLINE), 0);
     /* a keepalive brings it back */
     req ka2 = ka;
     ka2.cseq = 21;
     send_req(r, &a, &ka2, &p, NOW0 + 9500, WALL_SEED);
     CHECK_EQ_INT(status_of(&a), 200);
     pop_all(r, &l);
-    CHECK_EQ_INT(count_type(&l, GB_EV_ONLINE), 1);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_ONLINE), 1);
     CHECK(gb_registrar_binding_get(r, DEV, strlen(DEV), &v));
     CHECK(v.online);
 
@@ -991,11 +1001,11 @@ static void test_expiry_by_timer(void)
     gb_registrar_handle_timer(r, NOW0 + 9999);
     CHECK_EQ_INT(gb_registrar_next_deadline(r), NOW0 + 10000);
     pop_all(r, &l);
-    CHECK_EQ_INT(count_type(&l, GB_EV_EXPIRED), 0);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_EXPIRED), 0);
     CHECK_EQ_INT(gb_registrar_binding_count(r), 1);
     gb_registrar_handle_timer(r, NOW0 + 10000);
     pop_all(r, &l);
-    CHECK_EQ_INT(count_type(&l, GB_EV_EXPIRED), 1);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_EXPIRED), 1);
     CHECK_EQ_INT(gb_registrar_binding_count(r), 0);
     gb_registrar_handle_timer(r, NOW0 + 60000);
     CHECK_EQ_INT(gb_registrar_next_deadline(r), INT64_MAX);
@@ -1026,7 +1036,7 @@ static void test_retransmission_cached(void)
     feed(r, &a1, msg, n, &p, NOW0, WALL_SEED);
     CHECK_EQ_INT(status_of(&a1), 200);
     pop_all(r, &l);
-    CHECK_EQ_INT(count_type(&l, GB_EV_REGISTERED), 1);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_REGISTERED), 1);
     /* the same datagram later (another wall time): byte-identical answer */
     feed(r, &a2, msg, n, &p, NOW0 + 500, WALL_SEED + 500);
     CHECK_EQ_INT(a2.st, GB_REG_REPLY);
@@ -1107,7 +1117,7 @@ static void test_redirect(void)
     CHECK_EQ_INT(status_of(&a), 302);
     CHECK(hval_is(&a, "Contact", "<sip:34020000002000000002@10.1.1.1:5060>"));
     pop_all(r, &l);
-    const gb_reg_event *ev = find_type(&l, GB_EV_REDIRECTED);
+    const gb_reg_event *ev = find_type(&l, GB_REG_EV_REDIRECTED);
     CHECK(ev != NULL);
     CHECK_EQ_INT(gb_registrar_binding_count(r), 0);
     evs_free(&l);
@@ -1265,6 +1275,339 @@ static void test_rate_per_source(void)
     gb_registrar_free(r);
 }
 
+/* The rate table's set of an IPv4 source under the configured key (the
+ * registrar's own placement: keyed hash of family and address). */
+static unsigned rate_set_of(const gb_registrar_config *c, const gb_peer *p)
+{
+    unsigned char addr[5] = {4, p->ip[0], p->ip[1], p->ip[2], p->ip[3]};
+    gb_hash_key k = gb_hash_key_from(c->hash_key);
+    return (unsigned)(gb_siphash(&k, addr, sizeof addr) % 256);
+}
+
+/* Issue 14: sources that share a set of the rate table keep their own
+ * counts: one never resets or spends another's.  Five sources in one set of
+ * four: the fifth goes through untracked (and counted), the four keep
+ * their limits. */
+static void test_rate_colliding_sources_keep_their_counts(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    c.rate_per_source = 2;
+    for (int i = 0; i < 16; i++)
+        c.hash_key[i] = (unsigned char)(0xa0 + i);
+    gb_registrar *r = mk(&c);
+    gb_peer same[5];
+    gb_peer first = peer4(10, 1, 0, 1, 5061);
+    unsigned set = rate_set_of(&c, &first);
+    int n = 0;
+    for (unsigned v = 1; n < 5 && v < 65536; v++) {
+        gb_peer p = peer4(10, 1, (uint8_t)(v >> 8), (uint8_t)v, 5061);
+        if (rate_set_of(&c, &p) == set)
+            same[n++] = p;
+    }
+    CHECK_EQ_INT(n, 5);
+    answer a;
+    int answered[5] = {0};
+    for (int round = 0; round < 3; round++)
+        for (int k = 0; k < 5; k++) {
+            req q = {.cseq = 1, .expires = 3600};
+            answered[k] += send_req(r, &a, &q, &same[k], NOW0, WALL_SEED) == GB_REG_REPLY;
+        }
+    for (int k = 0; k < 4; k++)
+        CHECK_EQ_INT(answered[k], 2);
+    CHECK_EQ_INT(answered[4], 3);
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.rate_untracked, 3);
+    CHECK_EQ_INT(st.dropped_rate, 4);
+    /* a window over frees its slot for the fifth source */
+    req q = {.cseq = 1, .expires = 3600};
+    for (int i = 0; i < 3; i++)
+        answered[4] += send_req(r, &a, &q, &same[4], NOW0 + 1000, WALL_SEED) == GB_REG_REPLY;
+    CHECK_EQ_INT(answered[4], 5);
+    gb_registrar_free(r);
+}
+
+/* ---------------------------------------------------------------- */
+/* The binding's state table (registrar.h gb_bind_moves)             */
+
+/* A registrar for the move scenarios: fixed nonce, keepalives tracked
+ * (1 s x 3) unless keepalive_ms is 0, contacts of 60 s. */
+typedef struct {
+    gb_registrar *r;
+    gb_peer p;
+    answer a;
+    char auth[1024];
+    unsigned cseq;
+} move_rig;
+
+static void rig_open(move_rig *g, uint32_t keepalive_ms)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    cfg_fixed_nonce(&c, "n");
+    c.min_expires = 60;
+    c.keepalive_interval_ms = keepalive_ms;
+    c.keepalive_timeout_count = 3;
+    g->r = mk(&c);
+    g->p = peer4(10, 0, 0, 5, 5061);
+    creds(g->auth, sizeof g->auth, DEV, PASSWORD, "n", RURI);
+    g->cseq = 0;
+}
+
+/* REGISTER with credentials: expires 60 (registers or refreshes) or 0. */
+static int rig_register(move_rig *g, long expires, int64_t now)
+{
+    req q = {.cseq = ++g->cseq, .expires = expires, .auth = g->auth};
+    send_req(g->r, &g->a, &q, &g->p, now, WALL_SEED);
+    return status_of(&g->a);
+}
+
+static int rig_keepalive(move_rig *g, int64_t now)
+{
+    req ka = {.method = "MESSAGE", .call_id = "ka", .cseq = ++g->cseq, .contact = "",
+              .expires = -1, .ctype = "Application/MANSCDP+xml", .body = KA_BODY};
+    send_req(g->r, &g->a, &ka, &g->p, now, WALL_SEED);
+    return status_of(&g->a);
+}
+
+static uint64_t bind_moves_seen[GB_BIND_STATE__COUNT][GB_BIND_STATE__COUNT];
+
+static void rig_close(move_rig *g)
+{
+    gb_registrar_stats st;
+    gb_registrar_get_stats(g->r, &st);
+    CHECK_EQ_INT(st.illegal_moves, 0);
+    for (int x = 0; x < GB_BIND_STATE__COUNT; x++)
+        for (int y = 0; y < GB_BIND_STATE__COUNT; y++)
+            bind_moves_seen[x][y] += st.moves[x][y];
+    evlist l = {0};
+    do
+        pop_all(g->r, &l);
+    while (l.n);
+    gb_registrar_free(g->r);
+}
+
+static int bind_online(move_rig *g)
+{
+    gb_binding_view v;
+    return gb_registrar_binding_get(g->r, DEV, strlen(DEV), &v) ? v.online : -1;
+}
+
+/* Each scenario takes some moves; together every move of the table, and
+ * a binding never makes a move outside it (GB/T 28181 §9.1, §9.6.1). */
+static void test_every_binding_move_is_taken(void)
+{
+    move_rig g;
+    /* none -> registered -> registered (refresh) -> offline -> registered
+     * (keepalive) -> unregistered */
+    rig_open(&g, 1000);
+    CHECK_EQ_INT(rig_register(&g, 60, NOW0), 200);
+    CHECK_EQ_INT(rig_register(&g, 60, NOW0 + 10), 200);
+    gb_registrar_handle_timer(g.r, NOW0 + 3010);
+    CHECK_EQ_INT(bind_online(&g), 0);
+    CHECK_EQ_INT(rig_keepalive(&g, NOW0 + 3020), 200);
+    CHECK_EQ_INT(bind_online(&g), 1);
+    CHECK_EQ_INT(rig_register(&g, 0, NOW0 + 3030), 200);
+    CHECK_EQ_INT(bind_online(&g), -1);
+    rig_close(&g);
+
+    /* offline -> registered (refresh), offline -> unregistered */
+    rig_open(&g, 1000);
+    rig_register(&g, 60, NOW0);
+    gb_registrar_handle_timer(g.r, NOW0 + 3000);
+    CHECK_EQ_INT(rig_register(&g, 60, NOW0 + 3001), 200);
+    CHECK_EQ_INT(bind_online(&g), 1);
+    gb_registrar_handle_timer(g.r, NOW0 + 6001);
+    CHECK_EQ_INT(bind_online(&g), 0);
+    CHECK_EQ_INT(rig_register(&g, 0, NOW0 + 6002), 200);
+    CHECK_EQ_INT(bind_online(&g), -1);
+    rig_close(&g);
+
+    /* offline -> expired */
+    rig_open(&g, 1000);
+    rig_register(&g, 60, NOW0);
+    gb_registrar_handle_timer(g.r, NOW0 + 3000);
+    CHECK_EQ_INT(bind_online(&g), 0);
+    gb_registrar_handle_timer(g.r, NOW0 + 60000);
+    CHECK_EQ_INT(bind_online(&g), -1);
+    rig_close(&g);
+
+    /* registered -> expired: keepalives not tracked */
+    rig_open(&g, 0);
+    rig_register(&g, 60, NOW0);
+    gb_registrar_handle_timer(g.r, NOW0 + 60000);
+    CHECK_EQ_INT(bind_online(&g), -1);
+    rig_close(&g);
+
+    /* registered -> unregistered (Contact: *) */
+    rig_open(&g, 1000);
+    rig_register(&g, 60, NOW0);
+    req q = {.cseq = ++g.cseq, .expires = 0, .auth = g.auth, .contact = "*"};
+    send_req(g.r, &g.a, &q, &g.p, NOW0 + 1, WALL_SEED);
+    CHECK_EQ_INT(status_of(&g.a), 200);
+    CHECK_EQ_INT(bind_online(&g), -1);
+    rig_close(&g);
+
+    for (size_t k = 0; k < gb_bind_nmoves; k++) {
+        const gb_state_move *m = &gb_bind_moves[k];
+        if (!bind_moves_seen[m->from][m->to])
+            fprintf(stderr, "  never taken: %s -> %s (%s)\n",
+                    gb_bind_state_name((gb_bind_state)m->from),
+                    gb_bind_state_name((gb_bind_state)m->to), m->on);
+        CHECK(bind_moves_seen[m->from][m->to] > 0);
+    }
+}
+
+/* Pairs outside the table: refused by the lookup set_state() consults,
+ * never made. */
+static void test_binding_moves_outside_the_table_refused(void)
+{
+    unsigned listed = 0;
+    for (unsigned x = 0; x < GB_BIND_STATE__COUNT; x++)
+        for (unsigned y = 0; y < GB_BIND_STATE__COUNT; y++) {
+            int k = gb_state_move_find(gb_bind_moves, gb_bind_nmoves, x, y);
+            listed += k >= 0;
+            if (k < 0)
+                CHECK_EQ_INT(bind_moves_seen[x][y], 0);
+        }
+    CHECK_EQ_INT(listed, gb_bind_nmoves);
+    CHECK(gb_state_move_find(gb_bind_moves, gb_bind_nmoves, GB_BIND_EXPIRED,
+                             GB_BIND_REGISTERED) < 0);
+    CHECK(gb_state_move_find(gb_bind_moves, gb_bind_nmoves, GB_BIND_NONE, GB_BIND_OFFLINE) < 0);
+}
+
+/* ---------------------------------------------------------------- */
+/* Answer sizes (issue 14)                                           */
+
+/* A REGISTER with three Via values of about 7.8 KB each (RFC 3261 §8.2.6.2:
+ * the answer echoes them all). */
+static size_t three_long_vias(char *out, size_t cap)
+{
+    char pad[7800];
+    memset(pad, 'a', sizeof pad - 1);
+    pad[sizeof pad - 1] = '\0';
+    return (size_t)snprintf(out, cap,
+                            "REGISTER " RURI " SIP/2.0\r\n"
+                            "Via: SIP/2.0/UDP 10.0.0.5:5061;branch=z9hG4bKlv1;x=%s\r\n"
+                            "Via: SIP/2.0/UDP 10.0.0.6:5061;branch=z9hG4bKlv2;x=%s\r\n"
+                            "Via: SIP/2.0/UDP 10.0.0.7:5061;branch=z9hG4bKlv3;x=%s\r\n"
+                            "From: <sip:" DEV "@" REALM ">;tag=1\r\n"
+                            "To: <sip:" DEV "@" REALM ">\r\n"
+                            "Call-ID: lv\r\nCSeq: 1 REGISTER\r\nMax-Forwards: 70\r\n"
+                            "Contact: <sip:" DEV "@10.0.0.5:5061>\r\n"
+                            "Expires: 3600\r\nContent-Length: 0\r\n\r\n",
+                            pad, pad, pad);
+}
+
+/* A legal request whose answer is larger than 16 KB is answered when the
+ * caller gives gb_registrar_reply_cap() bytes. */
+static void test_answer_sized_from_the_request(void)
+{
+    gb_registrar *r = mk_lenient(0);
+    gb_peer p = peer4(10, 0, 0, 5, 5061);
+    static char msg[32768];
+    size_t n = three_long_vias(msg, sizeof msg);
+    CHECK(n > 23000 && n < sizeof msg);
+    size_t cap = gb_registrar_reply_cap(r, n);
+    char *buf = malloc(cap);
+    gb_reg_reply out = {.buf = buf, .cap = cap};
+    CHECK_EQ_INT(gb_registrar_handle(r, msg, n, &p, NOW0, WALL_SEED, &out), GB_REG_REPLY);
+    CHECK(out.len > n && has_text(buf, out.len, "SIP/2.0 401 Unauthorized\r\n"));
+    CHECK(has_text(buf, out.len, "branch=z9hG4bKlv3"));
+    /* the retransmission gets the same bytes from the cache */
+    size_t first = out.len;
+    out.len = 0;
+    CHECK_EQ_INT(gb_registrar_handle(r, msg, n, &p, NOW0 + 500, WALL_SEED, &out), GB_REG_REPLY);
+    CHECK_EQ_INT(out.len, first);
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.replies_too_large, 0);
+    free(buf);
+    gb_registrar_free(r);
+}
+
+/* A caller's buffer below the answer: never a silent drop.  The answer
+ * becomes 500 "Response too large" when that fits, and is counted either
+ * way. */
+static void test_answer_too_large_for_the_buffer_is_counted(void)
+{
+    gb_registrar *r = mk_lenient(0);
+    gb_peer p = peer4(10, 0, 0, 5, 5061);
+    static char msg[32768];
+    size_t n = three_long_vias(msg, sizeof msg);
+    static char small[16384];
+    gb_reg_reply out = {.buf = small, .cap = sizeof small};
+    CHECK_EQ_INT(gb_registrar_handle(r, msg, n, &p, NOW0, WALL_SEED, &out), GB_REG_DROPPED);
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.replies_too_large, 1);
+    CHECK_EQ_INT(st.answered, 0);
+    /* a short request whose 401 (with its challenge) does not fit: a bare 500 */
+    char req_buf[2048];
+    req q = {.cseq = 1, .expires = 3600};
+    size_t m = build(req_buf, sizeof req_buf, &q);
+    out.cap = m; /* the 500 echoes less than the request holds */
+    CHECK_EQ_INT(gb_registrar_handle(r, req_buf, m, &p, NOW0, WALL_SEED, &out), GB_REG_REPLY);
+    CHECK(has_text(out.buf, out.len, "SIP/2.0 500 Response too large\r\n"));
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.replies_too_large, 2);
+    CHECK_EQ_INT(st.answered, 1);
+    gb_registrar_free(r);
+}
+
+/* Every contact of the binding is in the 200 OK (RFC 3261 §10.3 step 8),
+ * however long: eight contacts of about 700 bytes, 5.6 KB of Contact. */
+static void test_every_long_contact_in_the_200(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    cfg_fixed_nonce(&c, "n");
+    gb_registrar *r = mk(&c);
+    gb_peer p = peer4(10, 0, 0, 5, 5061);
+    char auth[1024];
+    creds(auth, sizeof auth, DEV, PASSWORD, "n", RURI);
+    static char contacts[8192];
+    size_t cl = 0;
+    char pad[680];
+    memset(pad, 'p', sizeof pad - 1);
+    pad[sizeof pad - 1] = '\0';
+    for (int k = 0; k < 8; k++)
+        cl += (size_t)snprintf(contacts + cl, sizeof contacts - cl, "%s<sip:" DEV "@10.0.0.%d:5061;x=%s>",
+                               k ? "\r\nContact: " : "", k + 1, pad);
+    req q = {.cseq = 1, .expires = 3600, .auth = auth, .contact = contacts};
+    static char msg[16384];
+    size_t n = build(msg, sizeof msg, &q);
+    size_t cap = gb_registrar_reply_cap(r, n);
+    char *buf = malloc(cap);
+    gb_reg_reply out = {.buf = buf, .cap = cap};
+    CHECK_EQ_INT(gb_registrar_handle(r, msg, n, &p, NOW0, WALL_SEED, &out), GB_REG_REPLY);
+    CHECK(has_text(buf, out.len, "SIP/2.0 200 OK\r\n"));
+    int seen = 0;
+    for (size_t i = 0; i + 9 <= out.len; i++)
+        seen += memcmp(buf + i, "\r\nContact:", 10) == 0;
+    CHECK_EQ_INT(seen, 8);
+    gb_binding_view v;
+    CHECK(gb_registrar_binding_get(r, DEV, strlen(DEV), &v) && v.ncontacts == 8);
+    free(buf);
+    gb_registrar_free(r);
+}
+
+/* max_contacts is bounded, so the answer's room is. */
+static void test_max_contacts_bounded(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    c.max_contacts = 65;
+    const char *why = NULL;
+    CHECK(gb_registrar_new(&c, &why) == NULL);
+    CHECK(why && strstr(why, "max_contacts"));
+    c.max_contacts = 64;
+    gb_registrar *r = mk(&c);
+    CHECK(r != NULL);
+    gb_registrar_free(r);
+}
+
 /* ---------------------------------------------------------------- */
 /* Bad input                                                         */
 
@@ -1285,6 +1628,153 @@ static void test_garbage_dropped_and_counted(void)
     CHECK_EQ_INT(st.dropped_unparseable, 5);
     CHECK_EQ_INT(st.answered, 0);
     gb_registrar_free(r);
+}
+
+/* The status line of the answer starts with `want` (read raw: an answer to
+ * a request without To has no To either, which a strict parse refuses). */
+static int answer_starts(const answer *a, const char *want)
+{
+    size_t n = strlen(want);
+    return a->st == GB_REG_REPLY && a->len >= n && memcmp(a->buf, want, n) == 0;
+}
+
+/* Issue 12: RFC 3261 §8.1.1 makes To, From, Call-ID, CSeq and Via
+ * mandatory; GB_LENIENT_MISSING_HEADERS lets the parser accept a request
+ * without them, so the registrar itself must answer 400 naming the one
+ * that is missing (RFC 3261 §8.2.2 lets it), never read a header that is
+ * not there. */
+static void test_missing_header_answered_400_naming_it(void)
+{
+    gb_registrar *r = mk_lenient(GB_LENIENT_MISSING_HEADERS);
+    gb_peer p = peer4(10, 0, 0, 5, 5061);
+    answer a;
+    static const struct {
+        const char *line, *status;
+    } cases[] = {
+        {"To: <sip:" DEV "@" REALM ">\r\n", "SIP/2.0 400 Missing To header\r\n"},
+        {"Call-ID: call-1\r\n", "SIP/2.0 400 Missing Call-ID header\r\n"},
+        {"CSeq: 1 REGISTER\r\n", "SIP/2.0 400 Missing CSeq header\r\n"},
+        {"From: <sip:" DEV "@" REALM ">;tag=ft" DEV "\r\n",
+         "SIP/2.0 400 Missing From header\r\n"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char msg[8192];
+        req q = {.cseq = 1, .expires = 3600};
+        size_t n = build(msg, sizeof(msg), &q);
+        char *at = strstr(msg, cases[i].line);
+        CHECK(at != NULL);
+        if (!at)
+            continue;
+        size_t cut = strlen(cases[i].line);
+        memmove(at, at + cut, n - (size_t)(at - msg) - cut);
+        n -= cut;
+        feed(r, &a, msg, n, &p, NOW0, WALL_SEED);
+        if (!answer_starts(&a, cases[i].status))
+            fprintf(stderr, "  case %zu: got \"%.*s\"\n", i, (int)(a.len > 60 ? 60 : a.len), a.buf);
+        CHECK(answer_starts(&a, cases[i].status));
+    }
+    CHECK_EQ_INT(gb_registrar_binding_count(r), 0);
+    gb_registrar_free(r);
+}
+
+/* Issue 12's reproducer: a REGISTER of only a request line, a Via and
+ * Content-Length: 0; and a MANSCDP keepalive without From. */
+static void test_bare_register_and_fromless_message_answered(void)
+{
+    gb_registrar *r = mk_lenient(GB_LENIENT_ALL);
+    gb_peer p = peer4(10, 0, 0, 5, 5061);
+    answer a;
+    static const char bare[] = "REGISTER " RURI " SIP/2.0\r\n"
+                               "Via: SIP/2.0/UDP 10.0.0.5:5061;branch=z9hG4bKbare\r\n"
+                               "Content-Length: 0\r\n\r\n";
+    feed(r, &a, bare, sizeof(bare) - 1, &p, NOW0, WALL_SEED);
+    CHECK(answer_starts(&a, "SIP/2.0 400 Missing From header\r\n"));
+    static const char fromless[] =
+        "MESSAGE sip:" SERVER_ID "@" REALM " SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 10.0.0.5:5061;branch=z9hG4bKnofrom\r\n"
+        "To: <sip:" SERVER_ID "@" REALM ">\r\n"
+        "Call-ID: ka-1\r\n"
+        "CSeq: 20 MESSAGE\r\n"
+        "Content-Type: Application/MANSCDP+xml\r\n"
+        "Content-Length: 60\r\n\r\n"
+        "<Notify><CmdType>Keepalive</CmdType><SN>1</SN></Notify>\r\n\r\n\r\n";
+    feed(r, &a, fromless, sizeof(fromless) - 1, &p, NOW0, WALL_SEED);
+    CHECK(answer_starts(&a, "SIP/2.0 400 Missing From header\r\n"));
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.rejected, 2);
+    CHECK_EQ_INT(st.answered, 2);
+    gb_registrar_free(r);
+}
+
+/* Without a Via there is nowhere to send an answer (RFC 3261 §18.2.2):
+ * the request is dropped and counted, under any leniency. */
+static void test_request_without_via_dropped_and_counted(void)
+{
+    gb_registrar *r = mk_lenient(GB_LENIENT_ALL);
+    gb_peer p = peer4(10, 0, 0, 5, 5061);
+    answer a;
+    static const char novia[] = "REGISTER " RURI " SIP/2.0\r\n"
+                                "To: <sip:" DEV "@" REALM ">\r\n"
+                                "Content-Length: 0\r\n\r\n";
+    CHECK_EQ_INT(feed(r, &a, novia, sizeof(novia) - 1, &p, NOW0, WALL_SEED), GB_REG_DROPPED);
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.dropped_unparseable, 1);
+    CHECK_EQ_INT(st.answered, 0);
+    gb_registrar_free(r);
+}
+
+/* Every leniency combination against requests missing every subset of the
+ * mandatory headers: an answer or a counted drop, each time (under ASan
+ * this is the out-of-bounds check of issue 12). */
+static void test_any_leniency_any_missing_header_never_crashes(void)
+{
+    static const char *lines[] = {
+        "Via: SIP/2.0/UDP 10.0.0.5:5061;branch=z9hG4bKx%u\r\n",
+        "From: <sip:" DEV "@" REALM ">;tag=1\r\n",
+        "To: <sip:" DEV "@" REALM ">\r\n",
+        "Call-ID: c%u\r\n",
+        "CSeq: %u %s\r\n",
+    };
+    static const char *methods[] = {"REGISTER", "MESSAGE", "OPTIONS", "INVITE"};
+    gb_peer p = peer4(10, 0, 0, 5, 5061);
+    for (uint32_t len = 0; len <= GB_LENIENT_ALL; len++) {
+        gb_registrar_config c;
+        cfg_base(&c);
+        c.lenient = len;
+        c.ask_for_secrets = 1;
+        gb_registrar *r = mk(&c);
+        unsigned answered = 0, dropped = 0, sent = 0;
+        for (unsigned mask = 0; mask < 32; mask++)
+            for (size_t mi = 0; mi < 4; mi++) {
+                char msg[2048];
+                int n = snprintf(msg, sizeof(msg), "%s " RURI " SIP/2.0\r\n", methods[mi]);
+                for (unsigned k = 0; k < 5; k++)
+                    if (mask & (1u << k))
+                        n += snprintf(msg + n, sizeof(msg) - (size_t)n, lines[k],
+                                      sent + 1, methods[mi]);
+                n += snprintf(msg + n, sizeof(msg) - (size_t)n,
+                              "Content-Type: Application/MANSCDP+xml\r\n"
+                              "Content-Length: 40\r\n\r\n"
+                              "<Notify><CmdType>Keepalive</CmdType>\r\n");
+                answer a;
+                gb_reg_status st = feed(r, &a, msg, (size_t)n, &p, NOW0, WALL_SEED);
+                sent++;
+                answered += st == GB_REG_REPLY;
+                dropped += st == GB_REG_DROPPED;
+                CHECK(st == GB_REG_REPLY || st == GB_REG_DROPPED);
+            }
+        gb_registrar_stats st;
+        gb_registrar_get_stats(r, &st);
+        CHECK_EQ_INT(st.answered, answered);
+        CHECK_EQ_INT(st.dropped_unparseable + st.dropped_pending_full, dropped);
+        evlist l = {0};
+        do
+            pop_all(r, &l);
+        while (l.n);
+        gb_registrar_free(r);
+    }
 }
 
 /* Replace the first `from` in a freshly built REGISTER with `to`. */
@@ -1570,7 +2060,18 @@ int main(void)
     test_limit_max_events();
     test_limit_max_transactions();
     test_rate_per_source();
+    test_rate_colliding_sources_keep_their_counts();
+    test_answer_sized_from_the_request();
+    test_answer_too_large_for_the_buffer_is_counted();
+    test_every_long_contact_in_the_200();
+    test_max_contacts_bounded();
+    test_every_binding_move_is_taken();
+    test_binding_moves_outside_the_table_refused();
     test_garbage_dropped_and_counted();
+    test_missing_header_answered_400_naming_it();
+    test_bare_register_and_fromless_message_answered();
+    test_request_without_via_dropped_and_counted();
+    test_any_leniency_any_missing_header_never_crashes();
     test_malformed_gets_400_with_reason();
     test_method_and_extension_errors();
     test_truncations_and_flips();

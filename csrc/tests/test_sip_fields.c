@@ -157,6 +157,87 @@ static void test_uri_errors(void)
     free(v.buf);
 }
 
+/* RFC 3986 §3.2.2 (RFC 4291 §2.2, RFC 5954 §3): the IPv6address forms a
+ * URI host may take between brackets. */
+static void test_uri_ipv6_references_valid(void)
+{
+    static const char *ok[] = {
+        "sip:[::]", "sip:[::1]", "sip:[2001:db8::10]", "sip:[2001:db8::10:5070]",
+        "sip:[2001:db8::10]:5070", "sip:[1:2:3:4:5:6:7:8]", "sip:[1:2:3:4:5:6:7::]",
+        "sip:[::2:3:4:5:6:7:8]", "sip:[::ffff:192.0.2.2]", "sip:[2001:db8::192.0.2.1]",
+        "sip:[1:2:3:4:5:6:192.0.2.1]", "sip:[FEDC:BA98::7654:3210]", "sip:[2001:db8::]",
+        "sip:user@[fe80::1]:5060;transport=udp",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        gb_uri u;
+        gb_error err;
+        val v = mkval(ok[i]);
+        int rc = gb_parse_uri(v.buf, v.all, &u, &err);
+        if (rc != GB_OK)
+            fprintf(stderr, "  refused %s: %s\n", ok[i], err.reason);
+        CHECK_EQ_INT(rc, GB_OK);
+        CHECK(u.ipv6);
+        free(v.buf);
+    }
+}
+
+/* RFC 5118 §4.10 / RFC 5954: "[2001:db8:::192.0.2.1]" came from a bug in
+ * RFC 3261's ABNF; it and other broken IPv6 references are refused with
+ * the offset of the fault and a reason. */
+static void test_uri_ipv6_references_invalid(void)
+{
+    static const struct {
+        const char *uri;
+        uint32_t offset;
+        const char *reason;
+    } bad[] = {
+        {"sip:[2001:db8:::192.0.2.1]", 15, "empty group"},
+        {"sip:[2001:db8::1::2]", 16, "more than one"},
+        {"sip:[1:2:3:4:5:6:7]", 5, "eight groups"},
+        {"sip:[1:2:3:4:5:6:7:8:9]", 5, "eight groups"},
+        {"sip:[1:2:3:4:5:6:7:8::]", 5, "too many groups"},
+        {"sip:[:1:2:3:4:5:6:7]", 5, "single colon"},
+        {"sip:[1:2:3:4:5:6:7:]", 18, "single colon"},
+        {"sip:[12345::1]", 5, "more than 4"},
+        {"sip:[::1.2.3]", 12, "IPv4"},
+        {"sip:[::256.1.1.1]", 7, "IPv4"},
+        {"sip:[::01.1.1.1]", 7, "IPv4"},
+        {"sip:[::1.2.3.4:5]", 14, "IPv4"},
+        {"sip:[1:2:3:4:5:6:7:1.2.3.4]", 5, "eight groups"},
+        {"sip:[2001:db8::g]", 15, "malformed IPv6"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        gb_uri u;
+        gb_error err;
+        val v = mkval(bad[i].uri);
+        int rc = gb_parse_uri(v.buf, v.all, &u, &err);
+        CHECK_EQ_INT(rc, GB_ERR_URI);
+        if (rc == GB_ERR_URI) {
+            if (err.offset != bad[i].offset || !strstr(err.reason, bad[i].reason))
+                fprintf(stderr, "  %s: offset %u reason %s\n", bad[i].uri,
+                        (unsigned)err.offset, err.reason);
+            CHECK_EQ_INT(err.offset, bad[i].offset);
+            CHECK(strstr(err.reason, bad[i].reason) != NULL);
+        }
+        free(v.buf);
+    }
+}
+
+/* The Via sent-by host follows the same grammar (RFC 3261 §20.42). */
+static void test_via_ipv6_reference_checked(void)
+{
+    gb_via via;
+    gb_error err;
+    val v = mkval("SIP/2.0/UDP [2001:db8:::192.0.2.1]:5060;branch=z9hG4bKx");
+    CHECK_EQ_INT(gb_parse_via(v.buf, v.all, &via, &err), GB_ERR_VIA);
+    free(v.buf);
+    v = mkval("SIP/2.0/UDP [::ffff:192.0.2.10]:19823;branch=z9hG4bKbh19");
+    CHECK_EQ_INT(gb_parse_via(v.buf, v.all, &via, &err), GB_OK);
+    CHECK_SPAN(v, via.host, "[::ffff:192.0.2.10]");
+    CHECK_EQ_INT(via.port, 19823);
+    free(v.buf);
+}
+
 /* ------------------------------------------------------------------ */
 /* name-addr / addr-spec (RFC 3261 §20.10, §25.1)                      */
 
@@ -473,6 +554,9 @@ int main(void)
     test_uri_seed_forms();
     test_uri_full_grammar();
     test_uri_errors();
+    test_uri_ipv6_references_valid();
+    test_uri_ipv6_references_invalid();
+    test_via_ipv6_reference_checked();
     test_name_addr();
     test_name_addr_errors();
     test_via();

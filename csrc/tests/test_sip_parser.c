@@ -422,7 +422,7 @@ static void test_limits(void)
     CHECK_EQ_INT(lim.max_message, 65536);
     CHECK_EQ_INT(lim.max_headers, 128);
     CHECK_EQ_INT(lim.max_line, 8192);
-    CHECK_EQ_INT(lim.max_vias, 32);
+    CHECK_EQ_INT(lim.max_vias, 70);
     CHECK_EQ_INT(lim.max_contacts, 32);
     CHECK_EQ_INT(lim.lenient, 0);
 

@@ -1,0 +1,1946 @@
+/* registrar.c - GB/T 28181 registrar state (see registrar.h). */
+#include "registrar.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "digest.h"
+#include "gb_containers.h"
+#include "sip_fields.h"
+#include "sip_writer.h"
+
+#define NO_DEADLINE INT64_MAX
+/* Contacts a binding may hold (cfg.max_contacts at most), and the room
+ * each takes in an answer: "<" uri ">;expires=" 10 digits, the URI fitting
+ * in one header line of the parser's limit. */
+#define MAX_CONTACTS 64
+#define CONTACT_ROOM(lim) ((size_t)(lim).max_line + 32)
+/* Answer fields besides Contacts: Server, Date, Expires, Min-Expires,
+ * X-GB-Ver, WWW-Authenticate, Allow, Unsupported, Accept, the redirect's
+ * Contact, and room to spare. */
+#define OTHER_FIELDS 16
+
+/* ------------------------------------------------------------------ */
+/* Small tools                                                         */
+
+static char *dup_bytes(const char *p, size_t n)
+{
+    char *d = malloc(n ? n : 1);
+    if (d && n)
+        memcpy(d, p, n);
+    return d;
+}
+
+static int peer_same_host(const gb_peer *a, const gb_peer *b)
+{
+    return a->family == b->family && a->transport == b->transport && a->port == b->port &&
+           memcmp(a->ip, b->ip, a->family == 6 ? 16 : 4) == 0;
+}
+
+size_t gb_peer_ip_text(const gb_peer *p, char *out, size_t cap)
+{
+    gb_writer w;
+    gb_w_init(&w, out, cap);
+    if (p->family == 6) {
+        /* RFC 5952 is nicer, but any valid form works in received= */
+        static const char hex[] = "0123456789abcdef";
+        for (int i = 0; i < 16; i += 2) {
+            unsigned v = (unsigned)p->ip[i] << 8 | p->ip[i + 1];
+            char tmp[4];
+            int n = 0, started = 0;
+            for (int sh = 12; sh >= 0; sh -= 4) {
+                unsigned d = (v >> sh) & 15;
+                if (d || started || sh == 0) {
+                    tmp[n++] = hex[d];
+                    started = 1;
+                }
+            }
+            gb_w_bytes(&w, tmp, (size_t)n);
+            if (i < 14)
+                gb_w_bytes(&w, ":", 1);
+        }
+    } else {
+        for (int i = 0; i < 4; i++) {
+            gb_w_uint(&w, p->ip[i]);
+            if (i < 3)
+                gb_w_bytes(&w, ".", 1);
+        }
+    }
+    return w.overflow ? 0 : w.len;
+}
+
+/* ------------------------------------------------------------------ */
+/* State                                                               */
+
+typedef struct {
+    char *uri;
+    uint32_t uri_len;
+    int64_t expires_at;
+} reg_contact;
+
+/* What bindings and secrets have in common: they are found by device ID
+ * through an id_table (slab reference + keyed index). */
+typedef struct {
+    uint64_t hash;           /* keyed hash of id */
+    uint32_t ref;            /* in the id_table's slab */
+    uint8_t id_len;
+    char id[GB_REG_MAX_ID];
+} id_head;
+
+typedef struct {
+    gb_slab slab;            /* of id_head * (first member of the record) */
+    gb_index ix;
+} id_table;
+
+typedef struct {
+    id_head h;
+    uint8_t state;           /* gb_bind_state, changed by set_state() only */
+    uint8_t ncontacts;
+    uint32_t cseq;
+    uint32_t heap_pos;
+    uint32_t call_id_len;
+    uint32_t ua_len;
+    char *call_id;
+    char *user_agent;
+    reg_contact *contacts;
+    gb_peer source;
+    int64_t registered_at;
+    int64_t last_keepalive;
+    int64_t keepalive_deadline;  /* 0: not tracked */
+} binding;
+
+typedef struct {
+    id_head h;
+    uint8_t is_ha1;
+    uint32_t len;
+    char *secret;
+} secret_entry;
+
+enum { TXN_EMPTY = 0, TXN_PENDING, TXN_DONE };
+
+#define TXN_KEY_MAX 160
+
+typedef struct {
+    uint8_t state;
+    uint16_t key_len;
+    uint32_t response_len;
+    uint32_t request_len;
+    uint64_t hash;
+    uint64_t pending_id;
+    int64_t expires_at;
+    char *response;
+    char *request;           /* pending: the request to finish later */
+    gb_peer dest;            /* where the answer went / goes */
+    char key[TXN_KEY_MAX];
+} txn;
+
+/* Per-source rate: 256 sets of 4 slots, the set chosen by keyed hash, a
+ * slot owned by one full address for its one-second window. */
+#define RATE_SETS 256
+#define RATE_WAYS 4
+
+typedef struct {
+    uint8_t family;          /* 0: never used */
+    uint8_t ip[16];
+    int64_t window_start;
+    uint32_t count;
+} rate_slot;
+
+struct gb_registrar {
+    gb_registrar_config cfg;
+    char *strings;            /* copies of the configuration strings */
+    gb_digest_ctx *dctx;
+    gb_digest_nonces *nonces;
+    uint64_t prng;
+    gb_hash_key hkey;         /* keys every table's hash */
+    id_table bindings;
+    id_table secrets;
+    gb_heap heap;             /* binding refs by binding_deadline() */
+    txn *txns;                /* ring, cfg.max_transactions */
+    size_t txn_head, txn_count;
+    gb_index txn_ix;          /* slot + 1, by keyed hash of the key */
+    uint64_t pending_gen;
+    size_t pending_count;
+    gb_reg_event *events;     /* ring */
+    size_t ev_cap, ev_head, ev_count;
+    gb_field *fields;         /* an answer's extra headers, fields_cap */
+    size_t fields_cap;
+    char *scratch;            /* their values, built (scratch_cap bytes) */
+    size_t scratch_cap;
+    rate_slot rate[RATE_SETS * RATE_WAYS];
+    gb_registrar_stats st;
+};
+
+/* ------------------------------------------------------------------ */
+/* Bindings and secrets by device ID                                   */
+
+typedef struct {
+    const char *p;
+    size_t n;
+    uint64_t hash;
+} id_key;
+
+static uint64_t id_ref_hash(const void *ctx, uint32_t ref)
+{
+    return ((const id_head *)gb_slab_get(&((const id_table *)ctx)->slab, ref))->hash;
+}
+
+static int id_ref_eq(const void *ctx, uint32_t ref, const void *key)
+{
+    const id_head *h = gb_slab_get(&((const id_table *)ctx)->slab, ref);
+    const id_key *k = key;
+    return h->hash == k->hash && h->id_len == k->n && memcmp(h->id, k->p, k->n) == 0;
+}
+
+/* The record (binding or secret_entry) with this ID, or NULL. */
+static void *id_find(const gb_registrar *r, const id_table *t, const char *id, size_t n)
+{
+    id_key k = {id, n, gb_siphash(&r->hkey, id, n)};
+    uint32_t ref = gb_index_find(&t->ix, k.hash, id_ref_eq, t, &k);
+    return ref ? gb_slab_get(&t->slab, ref) : NULL;
+}
+
+/* Name the record whose first member is h and add it.  0, or -1 when out
+ * of memory (nothing added). */
+static int id_add(const gb_registrar *r, id_table *t, id_head *h, const char *id, size_t n)
+{
+    memcpy(h->id, id, n);
+    h->id_len = (uint8_t)n;
+    h->hash = gb_siphash(&r->hkey, id, n);
+    if (gb_index_reserve(&t->ix, (size_t)t->ix.count + 1, id_ref_hash, t) < 0 ||
+        !(h->ref = gb_slab_put(&t->slab, h)))
+        return -1;
+    gb_index_add(&t->ix, h->hash, h->ref);
+    return 0;
+}
+
+static void id_table_free(id_table *t)
+{
+    gb_index_free(&t->ix);
+    gb_slab_free(&t->slab);
+}
+
+static void id_remove(id_table *t, id_head *h)
+{
+    id_key k = {h->id, h->id_len, h->hash};
+    gb_index_remove_at(&t->ix, gb_index_slot(&t->ix, h->hash, id_ref_eq, t, &k), id_ref_hash, t);
+    gb_slab_del(&t->slab, h->ref);
+}
+
+/* The next record of the table from *cursor on (0 at the start), or NULL. */
+static void *id_next(const id_table *t, size_t *cursor)
+{
+    while (*cursor < t->slab.len) {
+        void *rec = t->slab.items[(*cursor)++];
+        if (rec)
+            return rec;
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* A binding's states                                                  */
+
+static const char *const bind_state_names[GB_BIND_STATE__COUNT] = {
+    "none", "registered", "offline", "unregistered", "expired",
+};
+
+const char *gb_bind_state_name(gb_bind_state s)
+{
+    return (unsigned)s < GB_BIND_STATE__COUNT ? bind_state_names[s] : "unknown";
+}
+
+const gb_state_move gb_bind_moves[] = {
+    {GB_BIND_NONE, GB_BIND_REGISTERED, "REGISTER, a live contact"},
+    {GB_BIND_REGISTERED, GB_BIND_REGISTERED, "refresh"},
+    {GB_BIND_REGISTERED, GB_BIND_OFFLINE, "keepalives lost"},
+    {GB_BIND_OFFLINE, GB_BIND_REGISTERED, "keepalive, refresh"},
+    {GB_BIND_REGISTERED, GB_BIND_UNREGISTERED, "Expires 0 or Contact *"},
+    {GB_BIND_OFFLINE, GB_BIND_UNREGISTERED, "Expires 0 or Contact *"},
+    {GB_BIND_REGISTERED, GB_BIND_EXPIRED, "last contact expired"},
+    {GB_BIND_OFFLINE, GB_BIND_EXPIRED, "last contact expired"},
+};
+const size_t gb_bind_nmoves = sizeof gb_bind_moves / sizeof gb_bind_moves[0];
+
+/* The one place a binding's state changes: only along gb_bind_moves.  An
+ * illegal move is refused and counted (a bug: asserted in debug builds). */
+static int set_state(gb_registrar *r, binding *b, gb_bind_state to)
+{
+    if (gb_state_move_take(gb_bind_moves, gb_bind_nmoves, b->state, to, r->st.moves[0],
+                           GB_BIND_STATE__COUNT, &r->st.illegal_moves) < 0)
+        return -1;
+    b->state = (uint8_t)to;
+    return 0;
+}
+
+static int online(const binding *b)
+{
+    return b->state == GB_BIND_REGISTERED;
+}
+
+/* Cached transactions by their key (slot + 1 in the ring). */
+
+static uint64_t txn_ref_hash(const void *ctx, uint32_t ref)
+{
+    return ((const gb_registrar *)ctx)->txns[ref - 1].hash;
+}
+
+typedef struct {
+    const char *p;
+    size_t n;
+    uint64_t hash;
+} txn_probe;
+
+static int txn_ref_eq(const void *ctx, uint32_t ref, const void *key)
+{
+    const txn *t = &((const gb_registrar *)ctx)->txns[ref - 1];
+    const txn_probe *k = key;
+    return t->hash == k->hash && t->key_len == k->n && memcmp(t->key, k->p, k->n) == 0;
+}
+
+/* This very transaction (not another with the same key). */
+static int txn_ref_is(const void *ctx, uint32_t ref, const void *key)
+{
+    (void)ctx;
+    return ref == *(const uint32_t *)key;
+}
+
+void gb_registrar_config_default(gb_registrar_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->min_expires = 3600;
+    c->max_expires = 86400;
+    c->default_expires = 3600;
+    c->keepalive_interval_ms = 60000;
+    c->keepalive_timeout_count = 3;
+    c->refresh_policy = GB_REFRESH_CHALLENGE;
+    c->id_policy = GB_IDS_STRICT;
+    c->uri_policy = GB_URI_ANY;
+    c->nonce_lifetime = 300;
+    c->max_bindings = 1000000;
+    c->max_contacts = 8;
+    c->max_transactions = 65536;
+    c->max_pending = 1024;
+    c->max_events = 65536;
+    c->transaction_ms = 32000;
+    c->keepalive_events = 1;
+}
+
+/* Copy a configuration string into r->strings and repoint it there. */
+static void keep_string(char **cursor, const char **p, size_t len)
+{
+    if (!*p)
+        return;
+    memcpy(*cursor, *p, len);
+    *p = *cursor;
+    *cursor += len;
+}
+
+gb_registrar *gb_registrar_new(const gb_registrar_config *cfg, const char **why)
+{
+    *why = NULL;
+    if (!cfg->server_id || !cfg->server_id_len) {
+        *why = "server_id is required";
+        return NULL;
+    }
+    if (!cfg->realm && cfg->server_id_len < 10) {
+        *why = "server_id shorter than 10 characters: give a realm";
+        return NULL;
+    }
+    if (!cfg->fixed_nonce && (!cfg->nonce_key || cfg->nonce_key_len < 16 || cfg->nonce_key_len > 64)) {
+        *why = "nonce_key of 16 to 64 bytes is required";
+        return NULL;
+    }
+    if (cfg->min_expires > cfg->max_expires) {
+        *why = "min_expires is above max_expires";
+        return NULL;
+    }
+    if (!cfg->max_transactions || !cfg->max_events || !cfg->max_bindings) {
+        *why = "max_transactions, max_events and max_bindings must be positive";
+        return NULL;
+    }
+    if (cfg->max_contacts > MAX_CONTACTS) {
+        *why = "max_contacts above 64";
+        return NULL;
+    }
+    gb_registrar *r = calloc(1, sizeof(*r));
+    if (!r) {
+        *why = "out of memory";
+        return NULL;
+    }
+    r->cfg = *cfg;
+    size_t total = cfg->server_id_len + cfg->realm_len + cfg->shared_password_len +
+                   cfg->gb_version_len + cfg->fixed_nonce_len + cfg->nonce_key_len +
+                   cfg->redirect_to_len + cfg->server_header_len + 1;
+    r->strings = malloc(total);
+    r->dctx = gb_digest_ctx_new();
+    r->hkey = gb_hash_key_from(cfg->hash_key);
+    r->txns = calloc(cfg->max_transactions, sizeof(txn));
+    /* Room for every field an answer can carry, so none is ever left out:
+     * the binding's contacts, the challenge, the redirect target... */
+    gb_limits lim;
+    gb_limits_default(&lim);
+    r->fields_cap = cfg->max_contacts + OTHER_FIELDS;
+    r->scratch_cap = cfg->max_contacts * CONTACT_ROOM(lim) + cfg->realm_len +
+                     cfg->redirect_to_len + GB_DIGEST_MAX_NONCE + 1024;
+    r->fields = calloc(r->fields_cap, sizeof(gb_field));
+    r->scratch = malloc(r->scratch_cap);
+    if (!r->strings || !r->dctx || !r->txns || !r->fields || !r->scratch ||
+        gb_index_reserve(&r->txn_ix, cfg->max_transactions, txn_ref_hash, r) < 0) {
+        gb_registrar_free(r);
+        *why = "out of memory (or OpenSSL digests unavailable)";
+        return NULL;
+    }
+    char *cur = r->strings;
+    keep_string(&cur, &r->cfg.server_id, cfg->server_id_len);
+    keep_string(&cur, &r->cfg.realm, cfg->realm_len);
+    keep_string(&cur, &r->cfg.shared_password, cfg->shared_password_len);
+    keep_string(&cur, &r->cfg.gb_version, cfg->gb_version_len);
+    keep_string(&cur, &r->cfg.fixed_nonce, cfg->fixed_nonce_len);
+    keep_string(&cur, (const char **)&r->cfg.nonce_key, cfg->nonce_key_len);
+    keep_string(&cur, &r->cfg.redirect_to, cfg->redirect_to_len);
+    keep_string(&cur, &r->cfg.server_header, cfg->server_header_len);
+    if (!r->cfg.realm) {
+        /* GB/T 28181: the SIP domain is the first 10 digits of the server ID */
+        r->cfg.realm = r->cfg.server_id;
+        r->cfg.realm_len = 10;
+    }
+    if (!cfg->fixed_nonce) {
+        gb_digest_nonce_config nc = {
+            .key = r->cfg.nonce_key,
+            .key_len = cfg->nonce_key_len,
+            .lifetime_ms = (int64_t)(cfg->nonce_lifetime ? cfg->nonce_lifetime : 300) * 1000,
+            .replay_slots = 0,
+            .encoding = GB_NONCE_HEX,
+            .flags = 0,
+        };
+        r->nonces = gb_digest_nonces_new(&nc, why);
+        if (!r->nonces) {
+            gb_registrar_free(r);
+            return NULL;
+        }
+    }
+    r->prng = cfg->seed ^ 0x5851f42d4c957f2dull;
+    return r;
+}
+
+static void binding_free(binding *b)
+{
+    for (unsigned i = 0; i < b->ncontacts; i++)
+        free(b->contacts[i].uri);
+    free(b->contacts);
+    free(b->call_id);
+    free(b->user_agent);
+    free(b);
+}
+
+static void txn_clear(gb_registrar *r, txn *t)
+{
+    if (t->state == TXN_PENDING)
+        r->pending_count--;
+    free(t->response);
+    free(t->request);
+    t->response = t->request = NULL;
+    t->state = TXN_EMPTY;
+}
+
+void gb_registrar_free(gb_registrar *r)
+{
+    if (!r)
+        return;
+    size_t cur = 0;
+    for (binding *b; (b = id_next(&r->bindings, &cur));)
+        binding_free(b);
+    id_table_free(&r->bindings);
+    cur = 0;
+    for (secret_entry *e; (e = id_next(&r->secrets, &cur));) {
+        free(e->secret);
+        free(e);
+    }
+    id_table_free(&r->secrets);
+    gb_heap_free(&r->heap);
+    if (r->txns)
+        for (size_t i = 0; i < r->cfg.max_transactions; i++)
+            txn_clear(r, &r->txns[i]);
+    free(r->txns);
+    gb_index_free(&r->txn_ix);
+    for (size_t i = 0; i < r->ev_count; i++)
+        gb_reg_event_clear(&r->events[(r->ev_head + i) % r->ev_cap]);
+    free(r->events);
+    gb_digest_nonces_free(r->nonces);
+    gb_digest_ctx_free(r->dctx);
+    free(r->fields);
+    free(r->scratch);
+    free(r->strings);
+    free(r);
+}
+
+/* ------------------------------------------------------------------ */
+/* Secrets                                                             */
+
+int gb_registrar_set_secret(gb_registrar *r, const char *id, size_t id_len,
+                            const char *secret, size_t secret_len, int is_ha1)
+{
+    if (!id_len || id_len > GB_REG_MAX_ID)
+        return -1;
+    secret_entry *e = id_find(r, &r->secrets, id, id_len);
+    char *copy = dup_bytes(secret, secret_len);
+    if (!copy)
+        return -1;
+    if (e) {
+        free(e->secret);
+        e->secret = copy;
+        e->len = (uint32_t)secret_len;
+        e->is_ha1 = (uint8_t)!!is_ha1;
+        return 0;
+    }
+    e = calloc(1, sizeof(*e));
+    if (!e) {
+        free(copy);
+        return -1;
+    }
+    e->secret = copy;
+    e->len = (uint32_t)secret_len;
+    e->is_ha1 = (uint8_t)!!is_ha1;
+    if (id_add(r, &r->secrets, &e->h, id, id_len) < 0) {
+        free(copy);
+        free(e);
+        return -1;
+    }
+    return 0;
+}
+
+int gb_registrar_forget_secret(gb_registrar *r, const char *id, size_t id_len)
+{
+    secret_entry *e = id_find(r, &r->secrets, id, id_len);
+    if (!e)
+        return 0;
+    id_remove(&r->secrets, &e->h);
+    free(e->secret);
+    free(e);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Events                                                              */
+
+void gb_reg_event_clear(gb_reg_event *ev)
+{
+    free(ev->text);
+    free(ev->extra);
+    ev->text = ev->extra = NULL;
+}
+
+static gb_reg_event *push_event(gb_registrar *r, int type, const char *id, size_t id_len,
+                                int64_t now)
+{
+    if (r->cfg.event_mask && type != GB_REG_EV_NEED_SECRET && !(r->cfg.event_mask & (1u << type)))
+        return NULL;
+    if (r->ev_count == r->ev_cap) {
+        if (r->ev_cap >= r->cfg.max_events) {
+            /* Bounded: the oldest event goes, and the loss is counted. */
+            gb_reg_event_clear(&r->events[r->ev_head]);
+            r->ev_head = (r->ev_head + 1) % r->ev_cap;
+            r->ev_count--;
+            r->st.events_dropped++;
+        } else {
+            size_t ncap = r->ev_cap ? r->ev_cap * 2 : 64;
+            if (ncap > r->cfg.max_events)
+                ncap = r->cfg.max_events;
+            gb_reg_event *ne = malloc(ncap * sizeof(*ne));
+            if (!ne) {
+                r->st.events_dropped++;
+                return NULL;
+            }
+            for (size_t i = 0; i < r->ev_count; i++)
+                ne[i] = r->events[(r->ev_head + i) % r->ev_cap];
+            free(r->events);
+            r->events = ne;
+            r->ev_cap = ncap;
+            r->ev_head = 0;
+        }
+    }
+    gb_reg_event *ev = &r->events[(r->ev_head + r->ev_count) % r->ev_cap];
+    r->ev_count++;
+    memset(ev, 0, sizeof(*ev));
+    ev->type = (uint8_t)type;
+    ev->time_ms = now;
+    if (id_len > GB_REG_MAX_ID)
+        id_len = GB_REG_MAX_ID;
+    if (id_len)
+        memcpy(ev->id, id, id_len);
+    ev->id_len = (uint8_t)id_len;
+    return ev;
+}
+
+static void event_text(gb_reg_event *ev, const char *p, size_t n)
+{
+    if (ev && p && (ev->text = dup_bytes(p, n)))
+        ev->text_len = (uint32_t)n;
+}
+
+size_t gb_registrar_pop_events(gb_registrar *r, gb_reg_event *out, size_t max)
+{
+    size_t n = 0;
+    while (n < max && r->ev_count) {
+        out[n++] = r->events[r->ev_head];
+        r->ev_head = (r->ev_head + 1) % r->ev_cap;
+        r->ev_count--;
+    }
+    return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* The binding heap, ordered by each binding's next deadline.           */
+
+static int64_t binding_deadline(const binding *b)
+{
+    int64_t d = NO_DEADLINE;
+    for (unsigned i = 0; i < b->ncontacts; i++)
+        if (b->contacts[i].expires_at < d)
+            d = b->contacts[i].expires_at;
+    if (online(b) && b->keepalive_deadline && b->keepalive_deadline < d)
+        d = b->keepalive_deadline;
+    return d;
+}
+
+static int64_t heap_key(const void *ctx, uint32_t ref)
+{
+    return binding_deadline(gb_slab_get(&((const gb_registrar *)ctx)->bindings.slab, ref));
+}
+
+static void heap_moved(void *ctx, uint32_t ref, uint32_t pos)
+{
+    ((binding *)gb_slab_get(&((gb_registrar *)ctx)->bindings.slab, ref))->heap_pos = pos;
+}
+
+/* The binding's deadline changed: restore its place. */
+static void heap_fix(gb_registrar *r, binding *b)
+{
+    gb_heap_fix(&r->heap, b->heap_pos, heap_key, heap_moved, r);
+}
+
+static binding *heap_top(const gb_registrar *r)
+{
+    return r->heap.len ? gb_slab_get(&r->bindings.slab, r->heap.items[0]) : NULL;
+}
+
+static void binding_drop(gb_registrar *r, binding *b)
+{
+    gb_heap_remove(&r->heap, b->heap_pos, heap_key, heap_moved, r);
+    id_remove(&r->bindings, &b->h);
+    binding_free(b);
+}
+
+/* ------------------------------------------------------------------ */
+/* Transactions: answers cached by (method, branch, sent-by).          */
+
+static size_t txn_oldest(const gb_registrar *r)
+{
+    size_t cap = r->cfg.max_transactions;
+    return (r->txn_head + cap - r->txn_count) % cap;
+}
+
+/* Take t out of the index, if it is there (a failed resume did already). */
+static void txn_index_remove(gb_registrar *r, txn *t)
+{
+    uint32_t ref = (uint32_t)(t - r->txns) + 1;
+    uint32_t *slot = gb_index_slot(&r->txn_ix, t->hash, txn_ref_is, r, &ref);
+    if (*slot)
+        gb_index_remove_at(&r->txn_ix, slot, txn_ref_hash, r);
+}
+
+static void txn_drop_oldest(gb_registrar *r)
+{
+    txn *t = &r->txns[txn_oldest(r)];
+    txn_index_remove(r, t);
+    txn_clear(r, t);
+    r->txn_count--;
+}
+
+/* Key per RFC 3261 §17.2.3; 0 when the request cannot be matched that way. */
+static size_t txn_key(const char *b, const gb_msg *m, char *key)
+{
+    int vi = gb_msg_find(m, GB_HDR_VIA, 0);
+    if (vi < 0)
+        return 0;
+    gb_list_iter it;
+    gb_span first;
+    gb_via via;
+    gb_list_begin(&it, b, m->headers[vi].value);
+    if (gb_list_next(&it, &first, NULL) != 1 || gb_parse_via(b, first, &via, NULL) != GB_OK ||
+        !via.has_branch || via.branch.len < 7 || memcmp(b + via.branch.off, "z9hG4bK", 7) != 0)
+        return 0;
+    size_t sb_len = (via.port >= 0 ? 6 : 0) + via.host.len;
+    size_t need = m->method.len + 1 + via.branch.len + 1 + sb_len;
+    if (need > TXN_KEY_MAX)
+        return 0;
+    size_t n = 0;
+    memcpy(key + n, b + m->method.off, m->method.len);
+    n += m->method.len;
+    key[n++] = '|';
+    memcpy(key + n, b + via.branch.off, via.branch.len);
+    n += via.branch.len;
+    key[n++] = '|';
+    memcpy(key + n, b + via.host.off, via.host.len);
+    n += via.host.len;
+    if (via.port >= 0) {
+        gb_writer w;
+        gb_w_init(&w, key + n, 6);
+        gb_w_bytes(&w, ":", 1);
+        gb_w_uint(&w, (uint64_t)via.port);
+        n += w.len;
+    }
+    return n;
+}
+
+static txn *txn_lookup(gb_registrar *r, const char *key, size_t len, uint64_t hash)
+{
+    txn_probe k = {key, len, hash};
+    uint32_t ref = gb_index_find(&r->txn_ix, hash, txn_ref_eq, r, &k);
+    return ref ? &r->txns[ref - 1] : NULL;
+}
+
+static txn *txn_insert(gb_registrar *r, const char *key, size_t len, uint64_t hash,
+                       int64_t expires_at)
+{
+    if (r->txn_count == r->cfg.max_transactions) {
+        txn_drop_oldest(r);
+        r->st.transactions_evicted++;
+    }
+    size_t slot = r->txn_head;
+    txn *t = &r->txns[slot];
+    r->txn_head = (r->txn_head + 1) % r->cfg.max_transactions;
+    r->txn_count++;
+    memset(t, 0, sizeof(*t));
+    memcpy(t->key, key, len);
+    t->key_len = (uint16_t)len;
+    t->hash = hash;
+    t->expires_at = expires_at;
+    gb_index_add(&r->txn_ix, hash, (uint32_t)slot + 1);
+    return t;
+}
+
+/* ------------------------------------------------------------------ */
+/* Answers                                                             */
+
+typedef struct {
+    gb_registrar *r;
+    const char *b;         /* the request */
+    const gb_msg *m;
+    const gb_peer *src;
+    int64_t now;
+    int64_t wall;
+    gb_reg_reply *out;
+    size_t nfields;        /* in r->fields */
+    size_t scratch_len;    /* of r->scratch */
+    int overflow;          /* a field did not fit: the answer is not sent as built */
+} req_ctx;
+
+static void add_field(req_ctx *c, const char *name, const char *value, size_t len)
+{
+    if (c->nfields < c->r->fields_cap)
+        c->r->fields[c->nfields++] = (gb_field){name, strlen(name), value, len};
+    else
+        c->overflow = 1;
+}
+
+/* Room at the end of the scratch space: start a writer there. */
+static char *scratch_begin(req_ctx *c, gb_writer *w)
+{
+    char *p = c->r->scratch + c->scratch_len;
+    gb_w_init(w, p, c->r->scratch_cap - c->scratch_len);
+    return p;
+}
+
+static void scratch_end(req_ctx *c, gb_writer *w, const char *name)
+{
+    if (w->overflow) {
+        c->overflow = 1;
+        return;
+    }
+    add_field(c, name, c->r->scratch + c->scratch_len, w->len);
+    c->scratch_len += w->len;
+}
+
+static gb_reg_status send_reply(req_ctx *c, unsigned status, const char *reason)
+{
+    gb_registrar *r = c->r;
+    char tag[16];
+    static const char hex[] = "0123456789abcdef";
+    uint64_t v = gb_splitmix64(&r->prng);
+    for (int i = 0; i < 10; i++, v >>= 4)
+        tag[i] = hex[v & 15];
+    char ip[64];
+    size_t iplen = gb_peer_ip_text(c->src, ip, sizeof(ip));
+    if (r->cfg.server_header)
+        add_field(c, "Server", r->cfg.server_header, r->cfg.server_header_len);
+    gb_reply_opts o = {
+        .reason = reason,
+        .reason_len = reason ? strlen(reason) : 0,
+        .to_tag = tag,
+        .to_tag_len = 10,
+        .received = c->src->transport == GB_TRANSPORT_UDP && iplen ? ip : NULL,
+        .received_len = iplen,
+        .rport = c->src->port,
+        .fields = r->fields,
+        .nfields = c->nfields,
+    };
+    gb_writer w;
+    gb_w_init(&w, c->out->buf, c->out->cap);
+    if (c->overflow || gb_build_reply(&w, c->b, c->m, status, &o) < 0) {
+        /* Never a silent drop or a silently shortened answer: count it,
+         * and say so in a bare 500 when the caller's buffer (below
+         * gb_registrar_reply_cap()) holds that. */
+        r->st.replies_too_large++;
+        static const char too_large[] = "Response too large";
+        o.reason = too_large;
+        o.reason_len = sizeof(too_large) - 1;
+        o.nfields = 0;
+        gb_w_init(&w, c->out->buf, c->out->cap);
+        if (gb_build_reply(&w, c->b, c->m, 500, &o) < 0)
+            return GB_REG_DROPPED;
+    }
+    c->out->len = w.len;
+    c->out->dest = *c->src;
+    r->st.answered++;
+    return GB_REG_REPLY;
+}
+
+static gb_reg_status reject(req_ctx *c, unsigned status, const char *reason,
+                            const char *id, size_t id_len)
+{
+    c->r->st.rejected++;
+    gb_reg_event *ev = push_event(c->r, GB_REG_EV_REJECTED, id, id_len, c->now);
+    if (ev) {
+        ev->status = (uint16_t)status;
+        ev->reason = reason;
+        ev->source = *c->src;
+    }
+    return send_reply(c, status, reason);
+}
+
+static void add_date(req_ctx *c)
+{
+    /* GB/T 28181 §9.10: local time as yyyy-MM-ddTHH:mm:ss.SSS */
+    int64_t ms = c->wall;
+    int64_t days = ms >= 0 ? ms / 86400000 : -((-ms + 86399999) / 86400000);
+    int64_t rem = ms - days * 86400000;
+    /* days since 1970-01-01 to civil date (H. Hinnant's algorithm) */
+    int64_t z = days + 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    gb_date d = {
+        .day = (int)(doy - (153 * mp + 2) / 5 + 1),
+        .month = (int)(mp < 10 ? mp + 3 : mp - 9),
+        .hour = (int)(rem / 3600000),
+        .minute = (int)(rem / 60000 % 60),
+        .second = (int)(rem / 1000 % 60),
+        .millisecond = (int)(rem % 1000),
+    };
+    d.year = (int)(yoe + era * 400 + (d.month <= 2));
+    if (c->scratch_len + 23 > c->r->scratch_cap) {
+        c->overflow = 1;
+        return;
+    }
+    char *p = c->r->scratch + c->scratch_len;
+    gb_format_gb_date(&d, p);
+    c->scratch_len += 23;
+    add_field(c, "Date", p, 23);
+}
+
+/* ------------------------------------------------------------------ */
+/* REGISTER                                                            */
+
+typedef struct {
+    gb_registrar *r;
+    int kind;              /* from resume(), or GB_SECRET_UNKNOWN */
+    const char *secret;
+    size_t secret_len;
+    int have_override;
+    int missing;           /* set when the lookup had nothing */
+} lookup_state;
+
+static int lookup_secret(void *arg, gb_bytes username, gb_bytes realm, int userhash,
+                         gb_digest_secret *out)
+{
+    lookup_state *ls = arg;
+    (void)realm;
+    (void)userhash;
+    out->kind = GB_SECRET_UNKNOWN;
+    if (ls->have_override) {
+        out->kind = ls->kind;
+        out->value = (gb_bytes){ls->secret, ls->secret_len};
+        return 0;
+    }
+    secret_entry *e = id_find(ls->r, &ls->r->secrets, username.p, username.n);
+    if (e) {
+        out->kind = e->is_ha1 ? GB_SECRET_HA1 : GB_SECRET_PASSWORD;
+        out->value = (gb_bytes){e->secret, e->len};
+        return 0;
+    }
+    if (ls->r->cfg.shared_password) {
+        out->kind = GB_SECRET_PASSWORD;
+        out->value = (gb_bytes){ls->r->cfg.shared_password, ls->r->cfg.shared_password_len};
+        return 0;
+    }
+    ls->missing = 1;
+    return 0;
+}
+
+static gb_reg_status challenge(req_ctx *c, int stale)
+{
+    gb_registrar *r = c->r;
+    char nonce[GB_DIGEST_MAX_NONCE];
+    long nlen;
+    if (r->cfg.fixed_nonce) {
+        memcpy(nonce, r->cfg.fixed_nonce, r->cfg.fixed_nonce_len);
+        nlen = (long)r->cfg.fixed_nonce_len;
+    } else {
+        nlen = gb_digest_nonce_issue(r->nonces, c->now, (gb_bytes){NULL, 0}, nonce,
+                                     sizeof(nonce));
+        if (nlen < 0)
+            return send_reply(c, 500, "Nonce generation failed");
+    }
+    gb_digest_challenge_out ch = {
+        .realm = {r->cfg.realm, r->cfg.realm_len},
+        .nonce = {nonce, (size_t)nlen},
+        .alg = GB_DIGEST_MD5,
+        .qop_mask = r->cfg.qop_auth ? GB_QOP_BIT(GB_QOP_AUTH) : 0,
+        .stale = stale,
+    };
+    char *p = r->scratch + c->scratch_len;
+    long n = gb_digest_build_challenge(p, r->scratch_cap - c->scratch_len, &ch);
+    if (n < 0)
+        return send_reply(c, 500, "Challenge too large");
+    c->scratch_len += (size_t)n;
+    add_field(c, "WWW-Authenticate", p, (size_t)n);
+    r->st.challenges++;
+    return send_reply(c, 401, NULL);
+}
+
+static int is_gb_id(const char *p, size_t n)
+{
+    if (n != 20)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (p[i] < '0' || p[i] > '9')
+            return 0;
+    return 1;
+}
+
+static void auth_failed(req_ctx *c, const char *id, size_t id_len, const char *why,
+                        unsigned status)
+{
+    c->r->st.auth_failures++;
+    gb_reg_event *ev = push_event(c->r, GB_REG_EV_AUTH_FAILED, id, id_len, c->now);
+    if (ev) {
+        ev->reason = why;
+        ev->status = (uint16_t)status;
+        ev->source = *c->src;
+    }
+}
+
+typedef struct {
+    gb_span uri;
+    int64_t expires;       /* requested, before clamping */
+} want_contact;
+
+#define MAX_WANTED 64
+
+static int contact_set(binding *b, const char *b_uri, size_t len, int64_t expires_at,
+                       uint32_t max)
+{
+    for (unsigned i = 0; i < b->ncontacts; i++)
+        if (b->contacts[i].uri_len == len && memcmp(b->contacts[i].uri, b_uri, len) == 0) {
+            b->contacts[i].expires_at = expires_at;
+            return 0;
+        }
+    if (b->ncontacts >= max)
+        return -2;
+    reg_contact *nc = realloc(b->contacts, (b->ncontacts + 1) * sizeof(*nc));
+    if (!nc)
+        return -1;
+    b->contacts = nc;
+    char *u = dup_bytes(b_uri, len);
+    if (!u)
+        return -1;
+    nc[b->ncontacts++] = (reg_contact){u, (uint32_t)len, expires_at};
+    return 0;
+}
+
+static void contact_remove(binding *b, const char *uri, size_t len)
+{
+    for (unsigned i = 0; i < b->ncontacts; i++)
+        if (b->contacts[i].uri_len == len && memcmp(b->contacts[i].uri, uri, len) == 0) {
+            free(b->contacts[i].uri);
+            b->contacts[i] = b->contacts[--b->ncontacts];
+            return;
+        }
+}
+
+static int store_text(char **dst, uint32_t *dlen, const char *p, size_t n)
+{
+    if (*dst && *dlen == n && memcmp(*dst, p, n) == 0)
+        return 0;
+    char *d = dup_bytes(p, n);
+    if (!d)
+        return -1;
+    free(*dst);
+    *dst = d;
+    *dlen = (uint32_t)n;
+    return 0;
+}
+
+static void add_contact_fields(req_ctx *c, const binding *b)
+{
+    for (unsigned i = 0; b && i < b->ncontacts; i++) {
+        gb_writer w;
+        scratch_begin(c, &w);
+        gb_w_bytes(&w, "<", 1);
+        gb_w_bytes(&w, b->contacts[i].uri, b->contacts[i].uri_len);
+        gb_w_cstr(&w, ">;expires=");
+        int64_t left = (b->contacts[i].expires_at - c->now + 999) / 1000;
+        gb_w_uint(&w, (uint64_t)(left > 0 ? left : 0));
+        scratch_end(c, &w, "Contact");
+    }
+}
+
+/* A REGISTER on its way through RFC 3261 §10.3, filled in step by step. */
+typedef struct {
+    const char *id;        /* the device: To's user part */
+    size_t id_len;
+    binding *bd;           /* its binding, if any */
+    const gb_header *cid;  /* Call-ID */
+    int same_call;         /* the binding's Call-ID */
+    int created;           /* apply_binding made the binding */
+    int was_online;
+    uint32_t granted;      /* lifetime of the first live contact */
+    want_contact want[MAX_WANTED];
+    size_t nwant;
+    int wildcard;          /* Contact: * */
+} reg_job;
+
+/* A step that answered returns the status; one that did not, GO_ON. */
+#define GO_ON ((gb_reg_status)-1)
+
+/* Step 1, identify: the device is the user part of To (GB/T 28181
+ * §9.1.2.1), a GB ID under the strict policy (Appendix D); a redirect
+ * server answers every device 302 here (2022 edition §9.1.2.3). */
+static gb_reg_status identify(req_ctx *c, reg_job *j)
+{
+    gb_registrar *r = c->r;
+    const char *b = c->b;
+    const gb_msg *m = c->m;
+    const gb_header *to = &m->headers[m->first[GB_HDR_TO] - 1];
+    gb_name_addr na;
+    gb_uri tu;
+    if (gb_parse_name_addr(b, to->value, 0, &na, NULL) != GB_OK ||
+        gb_parse_uri(b, na.uri, &tu, NULL) != GB_OK)
+        return reject(c, 400, "Malformed To header", NULL, 0);
+    if (!tu.has_user || !tu.user.len)
+        return reject(c, 400, "To URI has no device ID", NULL, 0);
+    j->id = b + tu.user.off;
+    j->id_len = tu.user.len;
+    if (j->id_len > GB_REG_MAX_ID)
+        return reject(c, 400, "Device ID too long", NULL, 0);
+    if (r->cfg.id_policy == GB_IDS_STRICT && !is_gb_id(j->id, j->id_len))
+        return reject(c, 400, "Device ID is not 20 digits (GB/T 28181 Appendix D)", j->id,
+                      j->id_len);
+    if (r->cfg.redirect_to) {
+        gb_writer w;
+        scratch_begin(c, &w);
+        gb_w_bytes(&w, "<", 1);
+        gb_w_bytes(&w, r->cfg.redirect_to, r->cfg.redirect_to_len);
+        gb_w_bytes(&w, ">", 1);
+        scratch_end(c, &w, "Contact");
+        gb_reg_event *ev = push_event(r, GB_REG_EV_REDIRECTED, j->id, j->id_len, c->now);
+        if (ev) {
+            ev->source = *c->src;
+            ev->status = 302;
+            event_text(ev, r->cfg.redirect_to, r->cfg.redirect_to_len);
+        }
+        return send_reply(c, 302, NULL);
+    }
+    j->bd = id_find(r, &r->bindings, j->id, j->id_len);
+    j->cid = &m->headers[m->first[GB_HDR_CALL_ID] - 1];
+    j->same_call = j->bd && j->bd->call_id_len == j->cid->value.len &&
+                   memcmp(j->bd->call_id, b + j->cid->value.off, j->cid->value.len) == 0;
+    return GO_ON;
+}
+
+/* Step 2, authenticate (§10.3 step 3, RFC 7616): the first Digest
+ * Authorization decides (a GB 35114 capability hint is no credential);
+ * without one, a challenge, unless the policy trusts a registered device's
+ * refresh on its Call-ID from its address.  An unknown device whose secret
+ * the caller looks up makes the request pending. */
+static gb_reg_status authenticate(req_ctx *c, reg_job *j, lookup_state *ls,
+                                  uint64_t *pending_out)
+{
+    gb_registrar *r = c->r;
+    const char *b = c->b;
+    const gb_msg *m = c->m;
+    const char *id = j->id;
+    size_t id_len = j->id_len;
+    for (int i = gb_msg_find(m, GB_HDR_AUTHORIZATION, 0); i >= 0;
+         i = gb_msg_next(m, GB_HDR_AUTHORIZATION, i)) {
+        gb_digest_check chk = {
+            .method = {b + m->method.off, m->method.len},
+            .request_uri = {b + m->uri.off, m->uri.len},
+            .body = {b + m->body.off, m->body.len},
+            .realm = {r->cfg.realm, r->cfg.realm_len},
+            .now_ms = c->now,
+            .allowed_algs = 0,
+            .allowed_qops = 0,
+            .uri_policy = r->cfg.uri_policy,
+        };
+        gb_digest_verdict v;
+        gb_digest_result res = gb_digest_verify(r->dctx, r->nonces, b, m->headers[i].value,
+                                                &chk, lookup_secret, ls, &v);
+        if (res == GB_DIGEST_NOT_DIGEST || res == GB_DIGEST_CAPABILITY_HINT)
+            continue;
+        if (res == GB_DIGEST_MALFORMED) {
+            auth_failed(c, id, id_len, v.detail ? v.detail : "malformed credentials", 400);
+            return reject(c, 400, v.detail ? v.detail : "Malformed Authorization", id, id_len);
+        }
+        if (r->cfg.fixed_nonce && res != GB_DIGEST_UNKNOWN_USER &&
+            !(v.cred.nonce.value.len == r->cfg.fixed_nonce_len &&
+              memcmp(b + v.cred.nonce.value.off, r->cfg.fixed_nonce, r->cfg.fixed_nonce_len) == 0))
+            res = GB_DIGEST_FORGED_NONCE;
+        if (res == GB_DIGEST_OK && !(v.cred.username.value.len == id_len &&
+                                     memcmp(b + v.cred.username.value.off, id, id_len) == 0)) {
+            auth_failed(c, id, id_len, "credentials name another user", 403);
+            return send_reply(c, 403, "Forbidden (credentials name another device)");
+        }
+        switch (res) {
+        case GB_DIGEST_OK:
+            return GO_ON;
+        case GB_DIGEST_UNKNOWN_USER:
+            if (ls->missing && r->cfg.ask_for_secrets && !ls->have_override) {
+                *pending_out = 1;
+                return GB_REG_PENDING;
+            }
+            auth_failed(c, id, id_len, "unknown device", 403);
+            return send_reply(c, 403, "Forbidden (unknown device)");
+        case GB_DIGEST_WRONG_RESPONSE:
+            auth_failed(c, id, id_len, "wrong password", 403);
+            return send_reply(c, 403, NULL);
+        case GB_DIGEST_URI_MISMATCH:
+            auth_failed(c, id, id_len, "digest uri does not name this server", 403);
+            return send_reply(c, 403, "Forbidden (digest uri mismatch)");
+        case GB_DIGEST_STALE_NONCE:
+            return challenge(c, 1);
+        case GB_DIGEST_INTERNAL:
+            return send_reply(c, 500, "Authentication failed internally");
+        default:
+            /* forged nonce, realm, algorithm, qop, opaque, replayed nc:
+             * credentials that do not answer our challenge; ask again. */
+            auth_failed(c, id, id_len, gb_digest_result_text(res), 401);
+            return challenge(c, 0);
+        }
+    }
+    int trusted = r->cfg.refresh_policy == GB_REFRESH_TRUST_CALL_ID && j->bd && j->same_call &&
+                  m->cseq > j->bd->cseq && peer_same_host(&j->bd->source, c->src);
+    return trusted ? GO_ON : challenge(c, 0);
+}
+
+/* Step 3, order (§10.3 step 7): on the binding's Call-ID the CSeq grows;
+ * then the contacts and lifetimes asked for (steps 6 and 8), 423 below
+ * Min-Expires. */
+static gb_reg_status order(req_ctx *c, reg_job *j)
+{
+    gb_registrar *r = c->r;
+    const char *b = c->b;
+    const gb_msg *m = c->m;
+    const char *id = j->id;
+    size_t id_len = j->id_len;
+    if (j->bd && j->same_call && m->cseq <= j->bd->cseq)
+        return reject(c, 500, "Out-of-order CSeq for this Call-ID", id, id_len);
+    for (int i = gb_msg_find(m, GB_HDR_CONTACT, 0); i >= 0; i = gb_msg_next(m, GB_HDR_CONTACT, i)) {
+        gb_list_iter it;
+        gb_span item;
+        int rc;
+        gb_list_begin(&it, b, m->headers[i].value);
+        while ((rc = gb_list_next(&it, &item, NULL)) == 1) {
+            gb_name_addr ca;
+            if (gb_parse_name_addr(b, item, 1, &ca, NULL) != GB_OK)
+                return reject(c, 400, "Malformed Contact header", id, id_len);
+            if (ca.wildcard) {
+                j->wildcard = 1;
+                continue;
+            }
+            if (j->nwant == MAX_WANTED || j->nwant >= r->cfg.max_contacts)
+                return reject(c, 403, "Too many Contact addresses", id, id_len);
+            int64_t e = m->expires >= 0 ? m->expires : r->cfg.default_expires;
+            gb_param p;
+            if (gb_params_find(b, ca.params, ';', "expires", 7, &p) && p.has_value) {
+                uint64_t v;
+                if (gb_parse_uint(b + p.value.off, p.value.len, 0xffffffffu, &v) < 0)
+                    return reject(c, 400, "Malformed Contact expires", id, id_len);
+                e = (int64_t)v;
+            }
+            j->want[j->nwant++] = (want_contact){ca.uri, e};
+        }
+        if (rc < 0)
+            return reject(c, 400, "Malformed Contact list", id, id_len);
+    }
+    if (j->wildcard && (j->nwant || m->expires != 0))
+        return reject(c, 400, "Contact: * needs Expires: 0 and no other Contact", id, id_len);
+    for (size_t i = 0; i < j->nwant; i++)
+        if (j->want[i].expires > 0 && j->want[i].expires < r->cfg.min_expires) {
+            gb_writer w;
+            scratch_begin(c, &w);
+            gb_w_uint(&w, r->cfg.min_expires);
+            scratch_end(c, &w, "Min-Expires");
+            r->st.rejected++;
+            gb_reg_event *ev = push_event(r, GB_REG_EV_REJECTED, id, id_len, c->now);
+            if (ev) {
+                ev->status = 423;
+                ev->reason = "expires below Min-Expires";
+                ev->source = *c->src;
+            }
+            return send_reply(c, 423, NULL);
+        }
+    return GO_ON;
+}
+
+/* Step 4, apply the binding (§10.3 step 8): create it for a first live
+ * contact, drop the old contacts on Contact: * or a new Call-ID, set or
+ * remove each contact asked for, remember Call-ID, CSeq, source and
+ * User-Agent. */
+static gb_reg_status apply_binding(req_ctx *c, reg_job *j)
+{
+    gb_registrar *r = c->r;
+    const char *b = c->b;
+    const gb_msg *m = c->m;
+    if (!j->bd && !j->wildcard) {
+        int any_live = 0;
+        for (size_t i = 0; i < j->nwant; i++)
+            any_live |= j->want[i].expires > 0;
+        if (any_live) {
+            if (r->bindings.ix.count >= r->cfg.max_bindings)
+                return reject(c, 503, "Registrar full (max_bindings)", j->id, j->id_len);
+            binding *bd = calloc(1, sizeof(*bd));
+            if (!bd || gb_heap_reserve(&r->heap, (size_t)r->heap.len + 1) < 0 ||
+                id_add(r, &r->bindings, &bd->h, j->id, j->id_len) < 0) {
+                free(bd);
+                return send_reply(c, 500, "Out of memory");
+            }
+            bd->registered_at = c->now;
+            gb_heap_push(&r->heap, bd->h.ref, heap_key, heap_moved, r);
+            j->bd = bd;
+            j->created = 1;
+        }
+    }
+    binding *bd = j->bd;
+    if (!bd)
+        return GO_ON;
+    if (j->wildcard || !j->same_call) {
+        /* Contact: *, or a restarted device on a new Call-ID (RFC 3261
+         * §10.3 step 7): its old contacts go. */
+        while (bd->ncontacts)
+            contact_remove(bd, bd->contacts[0].uri, bd->contacts[0].uri_len);
+    }
+    for (size_t i = 0; i < j->nwant; i++) {
+        const want_contact *w = &j->want[i];
+        const char *u = b + w->uri.off;
+        if (w->expires == 0) {
+            contact_remove(bd, u, w->uri.len);
+            continue;
+        }
+        int64_t e = w->expires > r->cfg.max_expires ? r->cfg.max_expires : w->expires;
+        if (i == 0 || !j->granted)
+            j->granted = (uint32_t)e;
+        int rc = contact_set(bd, u, w->uri.len, c->now + e * 1000, r->cfg.max_contacts);
+        if (rc < 0) {
+            if (j->created) { /* never registered: no binding after all */
+                binding_drop(r, bd);
+                j->bd = NULL;
+            }
+            return rc == -2 ? reject(c, 403, "Too many Contact addresses", j->id, j->id_len)
+                            : send_reply(c, 500, "Out of memory");
+        }
+    }
+    store_text(&bd->call_id, &bd->call_id_len, b + j->cid->value.off, j->cid->value.len);
+    bd->cseq = m->cseq;
+    bd->source = *c->src;
+    int ua = m->first[GB_HDR_USER_AGENT];
+    if (ua)
+        store_text(&bd->user_agent, &bd->ua_len, b + m->headers[ua - 1].value.off,
+                   m->headers[ua - 1].value.len);
+    return GO_ON;
+}
+
+static void add_expires(req_ctx *c, uint32_t seconds)
+{
+    gb_writer w;
+    scratch_begin(c, &w);
+    gb_w_uint(&w, seconds);
+    scratch_end(c, &w, "Expires");
+}
+
+/* Step 5, reply: 200 with every contact and its remaining lifetime, the
+ * granted Expires, the GB Date (§9.10) and X-GB-Ver; the binding online
+ * with a fresh keepalive deadline (§9.6.1) and the events that say what
+ * happened.  Without contacts left, the binding is gone: Expires: 0. */
+static gb_reg_status reply_register(req_ctx *c, reg_job *j)
+{
+    gb_registrar *r = c->r;
+    binding *bd = j->bd;
+    if (!bd || !bd->ncontacts) {
+        if (bd) {
+            r->st.unregistrations++;
+            gb_reg_event *ev = push_event(r, GB_REG_EV_UNREGISTERED, j->id, j->id_len, c->now);
+            if (ev)
+                ev->source = *c->src;
+            set_state(r, bd, GB_BIND_UNREGISTERED);
+            binding_drop(r, bd);
+        }
+        add_date(c);
+        add_expires(c, 0);
+    } else {
+        int was_online = online(bd);
+        set_state(r, bd, GB_BIND_REGISTERED);
+        if (r->cfg.keepalive_interval_ms && r->cfg.keepalive_timeout_count &&
+            (!was_online || j->created))
+            bd->keepalive_deadline = c->now + (int64_t)r->cfg.keepalive_interval_ms *
+                                                  r->cfg.keepalive_timeout_count;
+        heap_fix(r, bd);
+        if (j->created)
+            r->st.registrations++;
+        else
+            r->st.refreshes++;
+        gb_reg_event *ev = push_event(r, j->created ? GB_REG_EV_REGISTERED : GB_REG_EV_REFRESHED,
+                                      j->id, j->id_len, c->now);
+        if (ev) {
+            ev->expires = j->granted;
+            ev->source = *c->src;
+            event_text(ev, bd->contacts[0].uri, bd->contacts[0].uri_len);
+            if (bd->user_agent && (ev->extra = dup_bytes(bd->user_agent, bd->ua_len)))
+                ev->extra_len = bd->ua_len;
+        }
+        if (!j->created && !was_online) {
+            ev = push_event(r, GB_REG_EV_ONLINE, j->id, j->id_len, c->now);
+            if (ev)
+                ev->source = *c->src;
+        }
+        add_contact_fields(c, bd);
+        add_expires(c, j->granted);
+        add_date(c);
+    }
+    if (r->cfg.gb_version)
+        add_field(c, "X-GB-Ver", r->cfg.gb_version, r->cfg.gb_version_len);
+    return send_reply(c, 200, NULL);
+}
+
+static gb_reg_status do_register(req_ctx *c, lookup_state *ls, uint64_t *pending_out)
+{
+    reg_job j = {0};
+    gb_reg_status st;
+    if ((st = identify(c, &j)) != GO_ON || (st = authenticate(c, &j, ls, pending_out)) != GO_ON ||
+        (st = order(c, &j)) != GO_ON)
+        return st;
+    if (!j.nwant && !j.wildcard) {
+        /* a query (§10.3 step 8): the current bindings, nothing changes */
+        add_contact_fields(c, j.bd);
+        add_date(c);
+        return send_reply(c, 200, NULL);
+    }
+    if ((st = apply_binding(c, &j)) != GO_ON)
+        return st;
+    return reply_register(c, &j);
+}
+
+/* ------------------------------------------------------------------ */
+/* MESSAGE (GB/T 28181 §9.6 keepalive and other MANSCDP notifications) */
+
+/* The text between <tag> and </tag> in an XML body, or {0,0}. */
+static gb_span xml_text(const char *b, gb_span body, const char *tag)
+{
+    size_t tl = strlen(tag);
+    const char *p = b + body.off, *end = p + body.len;
+    gb_span none = {0, 0};
+    while (p + tl + 2 <= end) {
+        const char *lt = memchr(p, '<', (size_t)(end - p));
+        if (!lt || lt + tl + 2 > end)
+            return none;
+        if (gb_ieq(lt + 1, tl, tag, tl) && lt[tl + 1] == '>') {
+            const char *s = lt + tl + 2;
+            const char *e = memchr(s, '<', (size_t)(end - s));
+            if (!e)
+                return none;
+            while (s < e && (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n'))
+                s++;
+            while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
+                e--;
+            gb_span out = {(uint32_t)(s - b), (uint32_t)(e - s)};
+            return out;
+        }
+        p = lt + 1;
+    }
+    return none;
+}
+
+static int is_manscdp(const char *b, const gb_msg *m)
+{
+    int i = m->first[GB_HDR_CONTENT_TYPE];
+    if (!i)
+        return 0;
+    const gb_header *h = &m->headers[i - 1];
+    const char *v = b + h->value.off;
+    size_t n = h->value.len, k = 0;
+    while (k < n && v[k] != ';' && v[k] != ' ' && v[k] != '\t')
+        k++;
+    return gb_ieq(v, k, "application/manscdp+xml", 23);
+}
+
+static gb_reg_status do_message(req_ctx *c)
+{
+    gb_registrar *r = c->r;
+    const char *b = c->b;
+    const gb_msg *m = c->m;
+    if (!is_manscdp(b, m)) {
+        add_field(c, "Accept", "Application/MANSCDP+xml", 23);
+        return reject(c, 415, "Unsupported Media Type (expected Application/MANSCDP+xml)", NULL, 0);
+    }
+    const gb_header *from = &m->headers[m->first[GB_HDR_FROM] - 1];
+    gb_name_addr na;
+    gb_uri fu;
+    if (gb_parse_name_addr(b, from->value, 0, &na, NULL) != GB_OK ||
+        gb_parse_uri(b, na.uri, &fu, NULL) != GB_OK || !fu.has_user)
+        return reject(c, 400, "Malformed From header", NULL, 0);
+    const char *id = b + fu.user.off;
+    size_t id_len = fu.user.len > GB_REG_MAX_ID ? GB_REG_MAX_ID : fu.user.len;
+    gb_span cmd = xml_text(b, m->body, "CmdType");
+    int keepalive = gb_ieq(b + cmd.off, cmd.len, "Keepalive", 9);
+    binding *bd = id_find(r, &r->bindings, id, id_len);
+    if (!keepalive) {
+        gb_reg_event *ev = push_event(r, GB_REG_EV_MESSAGE, id, id_len, c->now);
+        if (ev) {
+            ev->source = *c->src;
+            event_text(ev, b + m->body.off, m->body.len);
+        }
+        return send_reply(c, 200, NULL);
+    }
+    if (!bd)
+        return reject(c, 403, "Forbidden (device not registered)", id, id_len);
+    r->st.keepalives++;
+    bd->source = *c->src;
+    bd->last_keepalive = c->now;
+    if (r->cfg.keepalive_interval_ms && r->cfg.keepalive_timeout_count)
+        bd->keepalive_deadline =
+            c->now + (int64_t)r->cfg.keepalive_interval_ms * r->cfg.keepalive_timeout_count;
+    if (!online(bd)) {
+        set_state(r, bd, GB_BIND_REGISTERED);
+        gb_reg_event *ev = push_event(r, GB_REG_EV_ONLINE, id, id_len, c->now);
+        if (ev)
+            ev->source = *c->src;
+    }
+    heap_fix(r, bd);
+    if (r->cfg.keepalive_events) {
+        gb_reg_event *ev = push_event(r, GB_REG_EV_KEEPALIVE, id, id_len, c->now);
+        if (ev) {
+            gb_span sn = xml_text(b, m->body, "SN");
+            uint64_t v = 0;
+            if (sn.len && gb_parse_uint(b + sn.off, sn.len, 0xffffffffu, &v) == 0)
+                ev->sn = (uint32_t)v;
+            ev->source = *c->src;
+            gb_span st = xml_text(b, m->body, "Status");
+            event_text(ev, b + st.off, st.len);
+        }
+    }
+    return send_reply(c, 200, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* Dispatch                                                            */
+
+/* Requests a second per source address.  The source keeps its slot for
+ * its one-second window; a colliding address takes another slot of the
+ * set (or one whose window is over) and never resets or shares this one.
+ * When every slot of the set is another source's live window, the request
+ * goes through untracked and is counted. */
+static int rate_ok(gb_registrar *r, const gb_peer *src, int64_t now)
+{
+    if (!r->cfg.rate_per_source)
+        return 1;
+    size_t alen = src->family == 6 ? 16 : 4;
+    unsigned char addr[17];
+    addr[0] = src->family;
+    memcpy(addr + 1, src->ip, alen);
+    rate_slot *set = &r->rate[gb_siphash(&r->hkey, addr, alen + 1) % RATE_SETS * RATE_WAYS];
+    rate_slot *mine = NULL, *spare = NULL;
+    for (int w = 0; w < RATE_WAYS && !mine; w++) {
+        rate_slot *s = &set[w];
+        if (s->family == src->family && memcmp(s->ip, src->ip, alen) == 0)
+            mine = s;
+        else if (!spare && (!s->family || now - s->window_start >= 1000))
+            spare = s;
+    }
+    if (!mine && !spare) {
+        r->st.rate_untracked++;
+        return 1;
+    }
+    if (!mine) {
+        mine = spare;
+        memset(mine, 0, sizeof(*mine));
+        mine->family = src->family;
+        memcpy(mine->ip, src->ip, alen);
+        mine->window_start = now;
+    } else if (now - mine->window_start >= 1000) {
+        mine->window_start = now;
+        mine->count = 0;
+    }
+    return ++mine->count <= r->cfg.rate_per_source;
+}
+
+/* Remove the header that starts on 1-based line `line` (with its folded
+ * continuation lines) from buf[0..*len). */
+static int remove_line(char *buf, size_t *len, uint32_t line)
+{
+    size_t pos = 0;
+    for (uint32_t l = 1; l < line; l++) {
+        const char *lf = memchr(buf + pos, '\n', *len - pos);
+        if (!lf)
+            return -1;
+        pos = (size_t)(lf - buf) + 1;
+    }
+    size_t end = pos;
+    do {
+        const char *lf = memchr(buf + end, '\n', *len - end);
+        if (!lf)
+            return -1;
+        end = (size_t)(lf - buf) + 1;
+    } while (end < *len && (buf[end] == ' ' || buf[end] == '\t'));
+    memmove(buf + pos, buf + end, *len - end);
+    *len -= end - pos;
+    return 0;
+}
+
+/* RFC 3261 §8.1.1: the headers every request carries and every answer
+ * echoes (§8.2.6.2).  GB_LENIENT_MISSING_HEADERS lets the parser accept a
+ * request without them, so handling checks here before it reads one. */
+static const gb_header_id mandatory_ids[] = {GB_HDR_VIA, GB_HDR_FROM, GB_HDR_TO,
+                                             GB_HDR_CALL_ID, GB_HDR_CSEQ};
+
+static int mandatory(gb_header_id id)
+{
+    for (size_t k = 0; k < sizeof(mandatory_ids) / sizeof(mandatory_ids[0]); k++)
+        if (mandatory_ids[k] == id)
+            return 1;
+    return 0;
+}
+
+/* The first mandatory header the request lacks, GB_HDR_OTHER when none. */
+static gb_header_id first_missing(const gb_msg *m)
+{
+    for (size_t k = 0; k < sizeof(mandatory_ids) / sizeof(mandatory_ids[0]); k++)
+        if (!m->first[mandatory_ids[k]])
+            return mandatory_ids[k];
+    return GB_HDR_OTHER;
+}
+
+/* Reason phrase of the 400 for a missing header (static text). */
+static const char *missing_reason(gb_header_id id)
+{
+    switch (id) {
+    case GB_HDR_FROM:
+        return "Missing From header";
+    case GB_HDR_TO:
+        return "Missing To header";
+    case GB_HDR_CALL_ID:
+        return "Missing Call-ID header";
+    case GB_HDR_CSEQ:
+        return "Missing CSeq header";
+    default:
+        return "Missing Via header";
+    }
+}
+
+/* Nothing can be answered (no Via to answer along, or no request at all):
+ * count the drop and say why in an event. */
+static gb_reg_status drop_unanswerable(gb_registrar *r, const char *why, const gb_peer *src,
+                                       int64_t now)
+{
+    r->st.dropped_unparseable++;
+    gb_reg_event *ev = push_event(r, GB_REG_EV_REJECTED, NULL, 0, now);
+    if (ev) {
+        ev->reason = why;
+        ev->source = *src;
+    }
+    return GB_REG_DROPPED;
+}
+
+/* A message that failed strict parsing.  When the headers an answer needs
+ * (Via, From, To, Call-ID, CSeq) are intact, answer with the strict
+ * error's status and reason; to find them, a lenient look goes past the
+ * offending header lines.  Otherwise drop the message and count it. */
+static gb_reg_status handle_bad(gb_registrar *r, const char *buf, size_t len,
+                                const gb_error *err, const gb_peer *src, int64_t now,
+                                int64_t wall, gb_reg_reply *out)
+{
+    gb_header hdrs[256];
+    gb_msg m;
+    gb_limits lim;
+    gb_limits_default(&lim);
+    /* never LF_ONLY unless configured: an answer must not echo bare LFs */
+    lim.lenient = (GB_LENIENT_ALL & ~GB_LENIENT_LF_ONLY) | r->cfg.lenient;
+    lim.max_message = 0x7fffffff;  /* the datagram bounds itself */
+    lim.max_headers = 256;
+    lim.max_line = 0x7fffffff;
+    lim.max_vias = 256;
+    lim.max_contacts = 256;
+    char *copy = NULL;
+    const char *b = buf;
+    size_t blen = len;
+    gb_error e2;
+    int ok = 0;
+    for (int attempt = 0; len <= 0x7fffffff && attempt < 8; attempt++) {
+        gb_msg_init(&m, hdrs, 256);
+        if (gb_parse(b, blen, 0, &lim, &m, &e2) == GB_OK) {
+            ok = 1;
+            break;
+        }
+        if (e2.line < 2 || mandatory(e2.header) || e2.code == GB_ERR_LINE_ENDING ||
+            e2.code == GB_ERR_NO_HEADERS_END)
+            break;
+        if (!copy) {
+            copy = malloc(len);
+            if (!copy)
+                break;
+            memcpy(copy, buf, len);
+            b = copy;
+        }
+        if (remove_line(copy, &blen, e2.line) < 0)
+            break;
+    }
+    gb_reg_status st;
+    if (!ok || m.kind != GB_REQUEST || m.method_id == GB_METHOD_ACK ||
+        first_missing(&m) != GB_HDR_OTHER) {
+        st = drop_unanswerable(r, err->reason, src, now);
+    } else {
+        req_ctx c = {.r = r, .b = b, .m = &m, .src = src, .now = now, .wall = wall, .out = out};
+        st = reject(&c, err->status ? err->status : 400, err->reason, NULL, 0);
+    }
+    free(copy);
+    return st;
+}
+
+static gb_reg_status process(gb_registrar *r, const char *buf, size_t len,
+                             const gb_peer *src, int64_t now, int64_t wall,
+                             gb_reg_reply *out, lookup_state *ls, txn *own)
+{
+    gb_header hdrs[128];
+    gb_msg m;
+    gb_limits lim;
+    gb_limits_default(&lim);
+    lim.lenient = r->cfg.lenient;
+    gb_msg_init(&m, hdrs, 128);
+    gb_error err;
+    out->len = 0;
+    if (gb_parse(buf, len, 0, &lim, &m, &err) != GB_OK)
+        return handle_bad(r, buf, len, &err, src, now, wall, out);
+    if (m.kind == GB_RESPONSE) {
+        r->st.stray_responses++;
+        return GB_REG_NONE;
+    }
+    if (m.method_id == GB_METHOD_ACK)
+        return GB_REG_NONE;
+    gb_header_id missing = first_missing(&m);
+    if (missing == GB_HDR_VIA)
+        return drop_unanswerable(r, missing_reason(missing), src, now);
+
+    char key[TXN_KEY_MAX];
+    size_t klen = 0;
+    uint64_t khash = 0;
+    if (!own) {
+        klen = txn_key(buf, &m, key);
+        if (klen) {
+            khash = gb_siphash(&r->hkey, key, klen);
+            txn *t = txn_lookup(r, key, klen, khash);
+            if (t) {
+                /* RFC 3261 §17.2.1: a retransmission gets the same answer */
+                r->st.retransmissions_absorbed++;
+                if (t->state != TXN_DONE)
+                    return GB_REG_DROPPED;
+                if (t->response_len > out->cap) {
+                    r->st.replies_too_large++;
+                    return GB_REG_DROPPED;
+                }
+                memcpy(out->buf, t->response, t->response_len);
+                out->len = t->response_len;
+                out->dest = *src;
+                return GB_REG_REPLY;
+            }
+        }
+    }
+
+    req_ctx c = {.r = r, .b = buf, .m = &m, .src = src, .now = now, .wall = wall, .out = out};
+    gb_reg_status st;
+    uint64_t want_pending = 0;
+    gb_uri ru;
+    if (missing != GB_HDR_OTHER) {
+        st = reject(&c, 400, missing_reason(missing), NULL, 0);
+    } else if (gb_parse_uri(buf, m.uri, &ru, NULL) != GB_OK) {
+        st = reject(&c, 400, "Malformed Request-URI", NULL, 0);
+    } else if (!ru.is_sip) {
+        st = reject(&c, 416, NULL, NULL, 0);
+    } else if (m.first[GB_HDR_REQUIRE]) {
+        const gb_header *h = &m.headers[m.first[GB_HDR_REQUIRE] - 1];
+        add_field(&c, "Unsupported", buf + h->value.off, h->value.len);
+        st = reject(&c, 420, NULL, NULL, 0);
+    } else {
+        switch (m.method_id) {
+        case GB_METHOD_REGISTER:
+            st = do_register(&c, ls, &want_pending);
+            break;
+        case GB_METHOD_MESSAGE:
+            st = do_message(&c);
+            break;
+        case GB_METHOD_OPTIONS:
+            add_field(&c, "Allow", "REGISTER, MESSAGE, OPTIONS, ACK", 31);
+            st = send_reply(&c, 200, NULL);
+            break;
+        case GB_METHOD_OTHER:
+            add_field(&c, "Allow", "REGISTER, MESSAGE, OPTIONS, ACK", 31);
+            st = reject(&c, 501, NULL, NULL, 0);
+            break;
+        default:
+            add_field(&c, "Allow", "REGISTER, MESSAGE, OPTIONS, ACK", 31);
+            st = reject(&c, 405, NULL, NULL, 0);
+            break;
+        }
+    }
+
+    if (st == GB_REG_PENDING) {
+        if (r->pending_count >= r->cfg.max_pending || !klen) {
+            /* No room to wait (or no way to match the answer later). */
+            r->st.dropped_pending_full++;
+            return GB_REG_DROPPED;
+        }
+        txn *t = txn_insert(r, key, klen, khash, now + r->cfg.transaction_ms);
+        t->state = TXN_PENDING;
+        t->request = dup_bytes(buf, len);
+        t->request_len = (uint32_t)len;
+        t->dest = *src;
+        size_t slot = (size_t)(t - r->txns);
+        t->pending_id = ((uint64_t)slot << 32) | (++r->pending_gen & 0xffffffffu);
+        r->pending_count++;
+        gb_reg_event *ev = push_event(r, GB_REG_EV_NEED_SECRET, NULL, 0, now);
+        if (ev) {
+            /* the device ID is the To user; re-derive it for the event */
+            const gb_header *to = &m.headers[m.first[GB_HDR_TO] - 1];
+            gb_name_addr na;
+            gb_uri tu;
+            if (gb_parse_name_addr(buf, to->value, 0, &na, NULL) == GB_OK &&
+                gb_parse_uri(buf, na.uri, &tu, NULL) == GB_OK && tu.user.len <= GB_REG_MAX_ID) {
+                memcpy(ev->id, buf + tu.user.off, tu.user.len);
+                ev->id_len = (uint8_t)tu.user.len;
+            }
+            ev->pending_id = t->pending_id;
+            ev->source = *src;
+        }
+        return GB_REG_PENDING;
+    }
+    if (st == GB_REG_REPLY) {
+        txn *t = own;
+        if (!t && klen)
+            t = txn_insert(r, key, klen, khash, now + r->cfg.transaction_ms);
+        if (t) {
+            if (t->state == TXN_PENDING) {
+                r->pending_count--;
+                free(t->request);
+                t->request = NULL;
+            }
+            t->state = TXN_DONE;
+            free(t->response);
+            t->response = dup_bytes(out->buf, out->len);
+            t->response_len = t->response ? (uint32_t)out->len : 0;
+            if (!t->response)
+                t->state = TXN_EMPTY;
+            t->dest = out->dest;
+        }
+    }
+    return st;
+}
+
+size_t gb_registrar_reply_cap(const gb_registrar *r, size_t request_len)
+{
+    /* The echoed Via/From/To/Call-ID/CSeq lines at most double (a compact
+     * "v:" becomes "Via: ", a bare LF a CRLF; a header line is at least 4
+     * bytes), plus every built field, plus the status line, tag, received
+     * and Content-Length. */
+    return 2 * request_len + r->scratch_cap + 1024;
+}
+
+gb_reg_status gb_registrar_handle(gb_registrar *r, const char *buf, size_t len,
+                                  const gb_peer *src, int64_t now_ms, int64_t wall_ms,
+                                  gb_reg_reply *out)
+{
+    r->st.received++;
+    out->len = 0;
+    if (!rate_ok(r, src, now_ms)) {
+        r->st.dropped_rate++;
+        return GB_REG_DROPPED;
+    }
+    lookup_state ls = {.r = r};
+    return process(r, buf, len, src, now_ms, wall_ms, out, &ls, NULL);
+}
+
+gb_reg_status gb_registrar_resume(gb_registrar *r, uint64_t pending_id, int kind,
+                                  const char *secret, size_t secret_len, int64_t now_ms,
+                                  int64_t wall_ms, gb_reg_reply *out)
+{
+    size_t slot = (size_t)(pending_id >> 32);
+    out->len = 0;
+    if (slot >= r->cfg.max_transactions)
+        return GB_REG_DROPPED;
+    txn *t = &r->txns[slot];
+    if (t->state != TXN_PENDING || t->pending_id != pending_id)
+        return GB_REG_DROPPED;
+    lookup_state ls = {.r = r, .kind = kind, .secret = secret, .secret_len = secret_len,
+                       .have_override = 1};
+    char *req = t->request;
+    size_t req_len = t->request_len;
+    gb_peer src = t->dest;
+    t->request = NULL;
+    gb_reg_status st = process(r, req, req_len, &src, now_ms, wall_ms, out, &ls, t);
+    free(req);
+    if (st != GB_REG_REPLY && t->state == TXN_PENDING) {
+        r->pending_count--;
+        t->state = TXN_EMPTY;
+        txn_index_remove(r, t);
+    }
+    return st;
+}
+
+/* ------------------------------------------------------------------ */
+/* Timers                                                              */
+
+int64_t gb_registrar_next_deadline(const gb_registrar *r)
+{
+    const binding *top = heap_top(r);
+    int64_t d = top ? binding_deadline(top) : NO_DEADLINE;
+    if (r->txn_count) {
+        const txn *t = &r->txns[txn_oldest(r)];
+        if (t->expires_at < d)
+            d = t->expires_at;
+    }
+    return d;
+}
+
+void gb_registrar_handle_timer(gb_registrar *r, int64_t now)
+{
+    while (r->txn_count && r->txns[txn_oldest(r)].expires_at <= now)
+        txn_drop_oldest(r);
+    for (binding *b; (b = heap_top(r)) && binding_deadline(b) <= now;) {
+        for (unsigned i = 0; i < b->ncontacts;) {
+            if (b->contacts[i].expires_at <= now) {
+                free(b->contacts[i].uri);
+                b->contacts[i] = b->contacts[--b->ncontacts];
+            } else {
+                i++;
+            }
+        }
+        if (!b->ncontacts) {
+            r->st.expirations++;
+            gb_reg_event *ev = push_event(r, GB_REG_EV_EXPIRED, b->h.id, b->h.id_len, now);
+            if (ev)
+                ev->source = b->source;
+            set_state(r, b, GB_BIND_EXPIRED);
+            binding_drop(r, b);
+            continue;
+        }
+        if (online(b) && b->keepalive_deadline && b->keepalive_deadline <= now) {
+            /* GB/T 28181 §9.6.1: timeout_count missed keepalives */
+            set_state(r, b, GB_BIND_OFFLINE);
+            gb_reg_event *ev = push_event(r, GB_REG_EV_OFFLINE, b->h.id, b->h.id_len, now);
+            if (ev)
+                ev->source = b->source;
+        }
+        heap_fix(r, b);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Inspection                                                          */
+
+static void view_of(const binding *b, gb_binding_view *v)
+{
+    v->id = b->h.id;
+    v->id_len = b->h.id_len;
+    v->contact = b->ncontacts ? b->contacts[0].uri : NULL;
+    v->contact_len = b->ncontacts ? b->contacts[0].uri_len : 0;
+    v->ncontacts = b->ncontacts;
+    v->user_agent = b->user_agent;
+    v->user_agent_len = b->ua_len;
+    v->call_id = b->call_id;
+    v->call_id_len = b->call_id_len;
+    v->cseq = b->cseq;
+    v->source = b->source;
+    int64_t e = 0;
+    for (unsigned i = 0; i < b->ncontacts; i++)
+        if (b->contacts[i].expires_at > e)
+            e = b->contacts[i].expires_at;
+    v->expires_at = e;
+    v->registered_at = b->registered_at;
+    v->last_keepalive = b->last_keepalive;
+    v->online = online(b);
+}
+
+size_t gb_registrar_binding_count(const gb_registrar *r)
+{
+    return r->bindings.ix.count;
+}
+
+int gb_registrar_binding_next(const gb_registrar *r, size_t *cursor, gb_binding_view *v)
+{
+    const binding *b = id_next(&r->bindings, cursor);
+    if (b)
+        view_of(b, v);
+    return b != NULL;
+}
+
+int gb_registrar_binding_get(const gb_registrar *r, const char *id, size_t id_len,
+                             gb_binding_view *v)
+{
+    const binding *b = id_find(r, &r->bindings, id, id_len);
+    if (b)
+        view_of(b, v);
+    return b != NULL;
+}
+
+int gb_registrar_binding_contact(const gb_registrar *r, const char *id, size_t id_len,
+                                 uint32_t n, const char **uri, size_t *uri_len,
+                                 int64_t *expires_at)
+{
+    const binding *b = id_find(r, &r->bindings, id, id_len);
+    if (!b || n >= b->ncontacts)
+        return 0;
+    *uri = b->contacts[n].uri;
+    *uri_len = b->contacts[n].uri_len;
+    *expires_at = b->contacts[n].expires_at;
+    return 1;
+}
+
+void gb_registrar_get_stats(const gb_registrar *r, gb_registrar_stats *s)
+{
+    *s = r->st;
+    s->bindings = r->bindings.ix.count;
+    s->pending = r->pending_count;
+    s->transactions = r->txn_count;
+    /* binding structs, their strings, and the index, slab and heap slots */
+    uint64_t bytes = gb_index_bytes(&r->bindings.ix) +
+                     (uint64_t)r->bindings.slab.cap * (sizeof(void *) + sizeof(uint32_t)) +
+                     (uint64_t)r->heap.cap * sizeof(uint32_t);
+    size_t cur = 0;
+    for (const binding *b; (b = id_next(&r->bindings, &cur));) {
+        bytes += sizeof(*b) + b->call_id_len + b->ua_len + b->ncontacts * sizeof(reg_contact);
+        for (unsigned k = 0; k < b->ncontacts; k++)
+            bytes += b->contacts[k].uri_len;
+    }
+    s->binding_bytes = bytes;
+}

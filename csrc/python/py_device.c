@@ -1,0 +1,1110 @@
+/*
+ * py_device.c - gbsip._core.Fleet: the device (UAC) fleet of device.h for
+ * Python.
+ *
+ * A thin wrapper: arguments become core calls (every `now` is int
+ * milliseconds of the caller's monotonic clock), results become Python
+ * objects, datagrams and events come back as lists of tuples so that a
+ * simulator pays one Python call per batch, not per device.  The batched
+ * UDP I/O is io/udp_pump.h's, the statistics core/stats.h's; the calls that
+ * do I/O (pump_udp, tick, service) run it with the GIL released, so a
+ * Fleet refuses calls from another thread meanwhile (ConcurrentUseError):
+ * it belongs to one thread, the event loop's.
+ */
+#include "py_core.h"
+
+#include <errno.h>
+#include <openssl/rand.h>
+#include <string.h>
+
+#include "device.h"
+#include "stats.h"
+#include "udp_pump.h"
+
+typedef struct {
+    PyObject_HEAD
+    gb_fleet *f;
+    gb_fleet_io *io;       /* the simulator's UDP socket pool */
+    gb_fleet_tally tally;  /* events folded by the simulator calls */
+    int keep_events;
+    int busy;              /* the I/O runs without the GIL */
+} FleetObject;
+
+static PyObject *state_str[GB_DEV_STATE__COUNT];
+static PyObject *event_str[GB_DEV_EV__COUNT];
+static PyObject *reason_str[GB_DEV_R__COUNT];
+
+static const char FLEET_BUSY[] = "Fleet";
+
+/* ---- arguments --------------------------------------------------------------- */
+
+static int check_index(FleetObject *self, Py_ssize_t i)
+{
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return -1;
+    if (i < 0 || (size_t)i >= gb_fleet_count(self->f)) {
+        PyErr_SetString(PyExc_IndexError, "no such device");
+        return -1;
+    }
+    return 0;
+}
+
+/* A device index passed alone (METH_O). */
+static int index_arg(FleetObject *self, PyObject *arg, uint32_t *i)
+{
+    Py_ssize_t v = PyLong_AsSsize_t(arg);
+    if ((v == -1 && PyErr_Occurred()) || check_index(self, v))
+        return -1;
+    *i = (uint32_t)v;
+    return 0;
+}
+
+/* (index, now) */
+static int index_now(FleetObject *self, PyObject *args, uint32_t *i, long long *now)
+{
+    Py_ssize_t v;
+    if (!PyArg_ParseTuple(args, "nL", &v, now) || check_index(self, v))
+        return -1;
+    *i = (uint32_t)v;
+    return 0;
+}
+
+/* (index, n) with n clamped to 32 bits */
+static int index_count(FleetObject *self, PyObject *args, uint32_t *i, uint32_t *n)
+{
+    Py_ssize_t v;
+    unsigned long c;
+    if (!PyArg_ParseTuple(args, "nk", &v, &c) || check_index(self, v))
+        return -1;
+    *i = (uint32_t)v;
+    *n = c > UINT32_MAX ? UINT32_MAX : (uint32_t)c;
+    return 0;
+}
+
+/* A `now` passed alone. */
+static int now_arg(FleetObject *self, PyObject *arg, long long *now)
+{
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return -1;
+    *now = PyLong_AsLongLong(arg);
+    return *now == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* A str argument as gb_bytes (borrowed from the str's UTF-8 cache). */
+static int str_bytes(PyObject *o, const char *what, gb_bytes *out)
+{
+    if (o == NULL || o == Py_None) {
+        out->p = NULL;
+        out->n = 0;
+        return 0;
+    }
+    if (!PyUnicode_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "%s must be str", what);
+        return -1;
+    }
+    Py_ssize_t n;
+    const char *p = PyUnicode_AsUTF8AndSize(o, &n);
+    if (!p)
+        return -1;
+    if (memchr(p, '\r', (size_t)n) || memchr(p, '\n', (size_t)n) ||
+        memchr(p, '\0', (size_t)n)) {
+        PyErr_Format(PyExc_ValueError, "%s must not contain CR, LF or NUL", what);
+        return -1;
+    }
+    out->p = p;
+    out->n = (size_t)n;
+    return 0;
+}
+
+/* ---- construction --------------------------------------------------------------- */
+
+static PyObject *Fleet_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {
+        "server_id", "domain", "request_uri", "message_uri", "server_host",
+        "server_port", "transport", "password", "user_agent", "contact_params",
+        "gb_version", "capability_header", "expires", "refresh_fraction",
+        "jitter", "retry_interval", "keepalive_interval",
+        "keepalive_max_missed", "t1", "t2", "max_challenges",
+        "preemptive_auth", "lenient", "seed", "capacity", "hash_key", NULL};
+    PyObject *server_id = NULL, *domain = NULL, *request_uri = NULL,
+             *message_uri = NULL, *server_host = NULL, *transport = NULL,
+             *password = NULL, *user_agent = NULL, *contact_params = NULL,
+             *gb_version = NULL, *seed = Py_None, *hash_key = Py_None;
+    int server_port = 5060, capability = 1, preemptive = 1;
+    unsigned long expires = 3600, retry = 60000, ka = 60000, ka_missed = 3,
+                  t1 = 500, t2 = 4000, max_ch = 3, lenient = 0, capacity = 1;
+    double fraction = 0.5, jitter = 0.1;
+    if (PyTuple_GET_SIZE(args)) {
+        PyErr_SetString(PyExc_TypeError, "Fleet() takes keyword arguments only");
+        return NULL;
+    }
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kw, "|$OOOOOiOOOOOpkddkkkkkkpkOkO", kwlist, &server_id, &domain,
+            &request_uri, &message_uri, &server_host, &server_port, &transport,
+            &password, &user_agent, &contact_params, &gb_version, &capability,
+            &expires, &fraction, &jitter, &retry, &ka, &ka_missed, &t1, &t2,
+            &max_ch, &preemptive, &lenient, &seed, &capacity, &hash_key))
+        return NULL;
+    gb_dev_config cfg;
+    gb_dev_config_default(&cfg);
+    if (str_bytes(server_id, "server_id", &cfg.server_id) ||
+        str_bytes(domain, "domain", &cfg.domain) ||
+        str_bytes(request_uri, "request_uri", &cfg.request_uri) ||
+        str_bytes(message_uri, "message_uri", &cfg.message_uri) ||
+        str_bytes(server_host, "server_host", &cfg.server_host) ||
+        str_bytes(password, "password", &cfg.password) ||
+        str_bytes(user_agent, "user_agent", &cfg.user_agent) ||
+        str_bytes(contact_params, "contact_params", &cfg.contact_params) ||
+        str_bytes(gb_version, "gb_version", &cfg.gb_version))
+        return NULL;
+    if (server_port < 0 || server_port > 65535) {
+        PyErr_SetString(PyExc_ValueError, "server_port out of range");
+        return NULL;
+    }
+    cfg.server_port = (uint16_t)server_port;
+    if (transport && transport != Py_None) {
+        gb_bytes t;
+        if (str_bytes(transport, "transport", &t))
+            return NULL;
+        if (gb_ieq(t.p, t.n, "udp", 3))
+            cfg.transport = GB_DEV_UDP;
+        else if (gb_ieq(t.p, t.n, "tcp", 3))
+            cfg.transport = GB_DEV_TCP;
+        else {
+            PyErr_SetString(PyExc_ValueError, "transport must be 'udp' or 'tcp'");
+            return NULL;
+        }
+    }
+    if (expires > UINT32_MAX || retry > UINT32_MAX || ka > UINT32_MAX ||
+        ka_missed > 255 || ka_missed == 0 || t1 > UINT32_MAX || t2 > UINT32_MAX ||
+        max_ch > 255 || capacity > UINT32_MAX - 1) {
+        PyErr_SetString(PyExc_ValueError, "a numeric option is out of range");
+        return NULL;
+    }
+    cfg.capability_header = capability;
+    cfg.expires = (uint32_t)expires;
+    cfg.refresh_fraction = fraction;
+    cfg.jitter = jitter;
+    cfg.retry_interval_ms = (uint32_t)retry;
+    cfg.keepalive_interval_ms = (uint32_t)ka;
+    cfg.keepalive_max_missed = (uint32_t)ka_missed;
+    cfg.t1_ms = (uint32_t)t1;
+    cfg.t2_ms = (uint32_t)t2;
+    cfg.max_challenges = (uint32_t)max_ch;
+    cfg.preemptive_auth = preemptive;
+    cfg.lenient = (unsigned)lenient;
+    if (gbpy_hash_key(hash_key, cfg.hash_key) < 0)
+        return NULL;
+    if (seed == Py_None) {
+        unsigned char r[8];
+        if (RAND_bytes(r, sizeof r) != 1) {
+            PyErr_SetString(gbpy_GBSIPError, "RAND_bytes failed");
+            return NULL;
+        }
+        memcpy(&cfg.seed, r, sizeof r);
+    } else {
+        cfg.seed = PyLong_AsUnsignedLongLongMask(seed);
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    const char *why = NULL;
+    gb_fleet *f = gb_fleet_new(&cfg, (uint32_t)capacity, &why);
+    if (!f) {
+        PyErr_SetString(PyExc_ValueError, why ? why : "bad configuration");
+        return NULL;
+    }
+    gb_fleet_io *io = gb_fleet_io_new(f);
+    FleetObject *self = io ? (FleetObject *)type->tp_alloc(type, 0) : NULL;
+    if (!self) {
+        gb_fleet_io_free(io);
+        gb_fleet_free(f);
+        return io ? NULL : PyErr_NoMemory();
+    }
+    self->f = f;
+    self->io = io;
+    return (PyObject *)self;
+}
+
+static void Fleet_dealloc(FleetObject *self)
+{
+    gb_fleet_io_free(self->io);
+    gb_fleet_free(self->f);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* ---- devices -------------------------------------------------------------------- */
+
+static PyObject *Fleet_add(FleetObject *self, PyObject *arg)
+{
+    gb_bytes id;
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0 || str_bytes(arg, "device_id", &id))
+        return NULL;
+    long i = gb_fleet_add(self->f, id.p, id.n);
+    if (i < 0) {
+        PyErr_Format(PyExc_ValueError, "device ID must have 1..%d bytes",
+                     GB_DEV_ID_MAX);
+        return NULL;
+    }
+    return PyLong_FromLong(i);
+}
+
+static PyObject *Fleet_local_host(FleetObject *self, PyObject *arg)
+{
+    gb_bytes h;
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0 || str_bytes(arg, "host", &h))
+        return NULL;
+    int i = gb_fleet_local_host(self->f, h.p, h.n);
+    if (i < 0) {
+        PyErr_SetString(PyExc_ValueError, "empty host, or too many local hosts (255)");
+        return NULL;
+    }
+    return PyLong_FromLong(i);
+}
+
+static PyObject *Fleet_set_local(FleetObject *self, PyObject *args)
+{
+    Py_ssize_t i;
+    int h, port;
+    if (!PyArg_ParseTuple(args, "nii", &i, &h, &port) || check_index(self, i))
+        return NULL;
+    if (port < 0 || port > 65535 ||
+        gb_fleet_set_local(self->f, (uint32_t)i, h, (uint16_t)port)) {
+        PyErr_SetString(PyExc_ValueError, "bad host index or port");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Fleet_set_password(FleetObject *self, PyObject *args)
+{
+    Py_ssize_t i;
+    PyObject *pw;
+    gb_bytes b;
+    if (!PyArg_ParseTuple(args, "nO", &i, &pw) || check_index(self, i) ||
+        str_bytes(pw, "password", &b))
+        return NULL;
+    if (gb_fleet_set_password(self->f, (uint32_t)i, pw == Py_None ? NULL : b.p, b.n))
+        return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static PyObject *Fleet_set_dialog(FleetObject *self, PyObject *args)
+{
+    Py_ssize_t i;
+    unsigned long long cid;
+    unsigned long tag;
+    if (!PyArg_ParseTuple(args, "nKk", &i, &cid, &tag) || check_index(self, i))
+        return NULL;
+    if (tag > UINT32_MAX ||
+        gb_fleet_set_dialog(self->f, (uint32_t)i, cid, (uint32_t)tag)) {
+        PyErr_SetString(PyExc_ValueError, "Call-ID in use or tag out of range");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* A lifecycle call (index, now) whose 0 means done: True/False. */
+static PyObject *lifecycle(FleetObject *self, PyObject *args,
+                           int (*fn)(gb_fleet *, uint32_t, int64_t))
+{
+    uint32_t i;
+    long long now;
+    if (index_now(self, args, &i, &now))
+        return NULL;
+    return PyBool_FromLong(fn(self->f, i, now) == 0);
+}
+
+static PyObject *Fleet_start(FleetObject *self, PyObject *args)
+{
+    return lifecycle(self, args, gb_fleet_start);
+}
+
+static PyObject *Fleet_stop(FleetObject *self, PyObject *args)
+{
+    return lifecycle(self, args, gb_fleet_stop);
+}
+
+static PyObject *Fleet_abandon(FleetObject *self, PyObject *args)
+{
+    return lifecycle(self, args, gb_fleet_abandon);
+}
+
+static PyObject *Fleet_send_keepalive(FleetObject *self, PyObject *args)
+{
+    uint32_t i;
+    long long now;
+    if (index_now(self, args, &i, &now))
+        return NULL;
+    return PyLong_FromLong(gb_fleet_send_keepalive(self->f, i, now));
+}
+
+static PyObject *Fleet_transport_error(FleetObject *self, PyObject *args)
+{
+    uint32_t i;
+    long long now;
+    if (index_now(self, args, &i, &now))
+        return NULL;
+    gb_fleet_transport_error(self->f, i, now);
+    Py_RETURN_NONE;
+}
+
+/* A fault to inject into device index for its next n messages. */
+static PyObject *fault(FleetObject *self, PyObject *args,
+                       void (*fn)(gb_fleet *, uint32_t, uint32_t))
+{
+    uint32_t i, n;
+    if (index_count(self, args, &i, &n))
+        return NULL;
+    fn(self->f, i, n);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Fleet_drop_responses(FleetObject *self, PyObject *args)
+{
+    return fault(self, args, gb_fleet_drop_responses);
+}
+
+static PyObject *Fleet_skip_keepalives(FleetObject *self, PyObject *args)
+{
+    return fault(self, args, gb_fleet_skip_keepalives);
+}
+
+/* ---- input, timers, queues -------------------------------------------------- */
+
+static PyObject *Fleet_feed(FleetObject *self, PyObject *args)
+{
+    Py_buffer buf;
+    long long now;
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0 ||
+        !PyArg_ParseTuple(args, "y*L", &buf, &now))
+        return NULL;
+    long r = gb_fleet_handle_datagram(self->f, buf.buf, (size_t)buf.len, now);
+    PyBuffer_Release(&buf);
+    return PyLong_FromLong(r);
+}
+
+static PyObject *Fleet_handle_timer(FleetObject *self, PyObject *arg)
+{
+    long long now;
+    if (now_arg(self, arg, &now))
+        return NULL;
+    gb_fleet_handle_timer(self->f, now);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Fleet_next_deadline(FleetObject *self, PyObject *Py_UNUSED(a))
+{
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return NULL;
+    int64_t t = gb_fleet_next_deadline(self->f);
+    if (t == GB_DEV_NEVER)
+        Py_RETURN_NONE;
+    return PyLong_FromLongLong(t);
+}
+
+static PyObject *Fleet_pop_datagrams(FleetObject *self, PyObject *Py_UNUSED(a))
+{
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return NULL;
+    size_t n = gb_fleet_out_count(self->f);
+    const gb_dev_out *o = gb_fleet_out_items(self->f);
+    const char *data = gb_fleet_out_data(self->f);
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    if (!list)
+        return NULL;
+    for (size_t k = 0; k < n; k++) {
+        PyObject *t = Py_BuildValue("(IHy#)", o[k].dev, o[k].dest, data + o[k].off,
+                                    (Py_ssize_t)o[k].len);
+        if (!t) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)k, t);
+    }
+    gb_fleet_out_clear(self->f);
+    return list;
+}
+
+/* (index, type, status, reason, value, latency_ms, time_ms, arg, flags, text) */
+static PyObject *event_tuple(const gb_dev_event *e, const char *text)
+{
+    PyObject *arg = e->arg == INT64_MIN ? Py_NewRef(Py_None) : PyLong_FromLongLong(e->arg);
+    PyObject *txt = e->text_len
+        ? PyUnicode_DecodeUTF8(text + e->text_off, (Py_ssize_t)e->text_len, "replace")
+        : PyUnicode_FromStringAndSize("", 0);
+    if (!arg || !txt) {
+        Py_XDECREF(arg);
+        Py_XDECREF(txt);
+        return NULL;
+    }
+    return Py_BuildValue("(IOIOIILNIN)", e->dev,
+                         event_str[e->type < GB_DEV_EV__COUNT ? e->type : 0],
+                         (unsigned)e->status,
+                         reason_str[e->reason < GB_DEV_R__COUNT ? e->reason : 0],
+                         e->value, e->latency_ms, (long long)e->time_ms, arg, e->flags,
+                         txt);
+}
+
+/* Take the fleet's events: folded into the tally when `fold`, and returned
+ * as tuples when `all` or for the traced device. */
+static PyObject *take_events(FleetObject *self, int fold, int all)
+{
+    size_t n = gb_fleet_event_count(self->f);
+    const gb_dev_event *e = gb_fleet_events(self->f);
+    const char *text = gb_fleet_event_text(self->f);
+    long traced = gb_fleet_io_traced(self->io);
+    PyObject *list = PyList_New(0);
+    for (size_t k = 0; k < n; k++) {
+        if (fold)
+            gb_fleet_tally_event(&self->tally, &e[k]);
+        if (list && (all || (long)e[k].dev == traced)) {
+            PyObject *t = event_tuple(&e[k], text);
+            if (!t || PyList_Append(list, t) < 0)
+                Py_CLEAR(list);
+            Py_XDECREF(t);
+        }
+    }
+    gb_fleet_events_clear(self->f);
+    return list;
+}
+
+static PyObject *Fleet_pop_events(FleetObject *self, PyObject *Py_UNUSED(a))
+{
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return NULL;
+    return take_events(self, 0, 1);
+}
+
+/* ---- queries --------------------------------------------------------------------- */
+
+static PyObject *Fleet_state(FleetObject *self, PyObject *arg)
+{
+    uint32_t i;
+    if (index_arg(self, arg, &i))
+        return NULL;
+    return Py_NewRef(state_str[gb_fleet_state(self->f, i)]);
+}
+
+static PyObject *Fleet_expires_at(FleetObject *self, PyObject *arg)
+{
+    uint32_t i;
+    if (index_arg(self, arg, &i))
+        return NULL;
+    int64_t t = gb_fleet_expires_at(self->f, i);
+    if (t == GB_DEV_NEVER)
+        Py_RETURN_NONE;
+    return PyLong_FromLongLong(t);
+}
+
+static PyObject *Fleet_dest_of(FleetObject *self, PyObject *arg)
+{
+    uint32_t i;
+    return index_arg(self, arg, &i) ? NULL : PyLong_FromLong(gb_fleet_dest_of(self->f, i));
+}
+
+static PyObject *Fleet_keepalive_sn(FleetObject *self, PyObject *arg)
+{
+    uint32_t i;
+    return index_arg(self, arg, &i)
+               ? NULL
+               : PyLong_FromUnsignedLong(gb_fleet_keepalive_sn(self->f, i));
+}
+
+static PyObject *Fleet_device_id(FleetObject *self, PyObject *arg)
+{
+    uint32_t i;
+    if (index_arg(self, arg, &i))
+        return NULL;
+    size_t n;
+    const char *id = gb_fleet_id(self->f, i, &n);
+    return PyUnicode_DecodeUTF8(id, (Py_ssize_t)n, "replace");
+}
+
+static PyObject *Fleet_destination(FleetObject *self, PyObject *arg)
+{
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return NULL;
+    Py_ssize_t i = PyLong_AsSsize_t(arg);
+    if (i == -1 && PyErr_Occurred())
+        return NULL;
+    gb_bytes host, uri;
+    uint16_t port;
+    if (i < 0 || gb_fleet_dest(self->f, (size_t)i, &host, &port, &uri)) {
+        PyErr_SetString(PyExc_IndexError, "no such destination");
+        return NULL;
+    }
+    return Py_BuildValue("(s#Hs#)", host.p, (Py_ssize_t)host.n, port, uri.p,
+                         (Py_ssize_t)uri.n);
+}
+
+static PyObject *Fleet_stats(FleetObject *self, PyObject *Py_UNUSED(a))
+{
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return NULL;
+    const gb_fleet_stats *s = gb_fleet_get_stats(self->f);
+    PyObject *by_state = PyDict_New();
+    if (!by_state)
+        return NULL;
+    for (int k = 0; k < GB_DEV_STATE__COUNT; k++)
+        if (gbpy_dict_u64(by_state, state_str[k], s->by_state[k]) < 0) {
+            Py_DECREF(by_state);
+            return NULL;
+        }
+    return Py_BuildValue(
+        "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsN}",
+        "requests_sent", (unsigned long long)s->requests_sent,
+        "retransmissions", (unsigned long long)s->retransmissions,
+        "responses", (unsigned long long)s->responses,
+        "matched", (unsigned long long)s->matched,
+        "strays", (unsigned long long)s->strays,
+        "duplicates", (unsigned long long)s->duplicates,
+        "dropped", (unsigned long long)s->dropped,
+        "parse_errors", (unsigned long long)s->parse_errors,
+        "requests_ignored", (unsigned long long)s->requests_ignored,
+        "registrations", (unsigned long long)s->registrations,
+        "refreshes", (unsigned long long)s->refreshes,
+        "challenges", (unsigned long long)s->challenges,
+        "failures", (unsigned long long)s->failures,
+        "timeouts", (unsigned long long)s->timeouts,
+        "redirects", (unsigned long long)s->redirects,
+        "unregistrations", (unsigned long long)s->unregistrations,
+        "keepalives_sent", (unsigned long long)s->keepalives_sent,
+        "keepalives_answered", (unsigned long long)s->keepalives_answered,
+        "keepalives_missed", (unsigned long long)s->keepalives_missed,
+        "keepalives_skipped", (unsigned long long)s->keepalives_skipped,
+        "keepalive_timeouts", (unsigned long long)s->keepalive_timeouts,
+        "by_state", by_state);
+}
+
+static PyObject *Fleet_memory(FleetObject *self, PyObject *Py_UNUSED(a))
+{
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return NULL;
+    return Py_BuildValue("{snsnsn}", "bytes_per_device",
+                         (Py_ssize_t)gb_fleet_bytes_per_device(), "state_bytes",
+                         (Py_ssize_t)gb_fleet_memory(self->f), "queue_bytes",
+                         (Py_ssize_t)gb_fleet_queue_memory(self->f));
+}
+
+static Py_ssize_t Fleet_len(FleetObject *self)
+{
+    return gbpy_not_busy(self->busy, FLEET_BUSY) < 0 ? -1
+                                                     : (Py_ssize_t)gb_fleet_count(self->f);
+}
+
+/* ---- simulator: bulk lifecycle ---------------------------------------------- */
+
+/* add_serial(prefix, start, count, digits) -> first index: IDs are prefix
+ * followed by start, start+1, ... written with `digits` digits (zero
+ * padded), so a million IDs cost no Python string each. */
+static PyObject *Fleet_add_serial(FleetObject *self, PyObject *args)
+{
+    const char *prefix;
+    Py_ssize_t plen;
+    unsigned long long start, count;
+    int digits;
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0 ||
+        !PyArg_ParseTuple(args, "s#KKi", &prefix, &plen, &start, &count, &digits))
+        return NULL;
+    if (digits < 1 || digits > 19 || (size_t)plen + (size_t)digits > GB_DEV_ID_MAX) {
+        PyErr_SetString(PyExc_ValueError, "bad prefix length or digit count");
+        return NULL;
+    }
+    unsigned long long limit = 1;
+    for (int k = 0; k < digits; k++)
+        limit *= 10;
+    if (count == 0 || start >= limit || count > limit - start ||
+        count > UINT32_MAX - 1 - gb_fleet_count(self->f)) {
+        PyErr_SetString(PyExc_ValueError, "the serial range does not fit the digits");
+        return NULL;
+    }
+    char id[GB_DEV_ID_MAX];
+    memcpy(id, prefix, (size_t)plen);
+    long first = -1;
+    for (unsigned long long k = 0; k < count; k++) {
+        unsigned long long v = start + k;
+        for (int d = digits - 1; d >= 0; d--) {
+            id[plen + d] = (char)('0' + v % 10);
+            v /= 10;
+        }
+        long i = gb_fleet_add(self->f, id, (size_t)plen + (size_t)digits);
+        if (i < 0)
+            return PyErr_NoMemory();
+        if (first < 0)
+            first = i;
+    }
+    return PyLong_FromLong(first);
+}
+
+/* (first, count, now) over a range of devices: how many fn did. */
+static PyObject *range_call(FleetObject *self, PyObject *args,
+                            int (*fn)(gb_fleet *, uint32_t, int64_t))
+{
+    Py_ssize_t first, count;
+    long long now;
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0 ||
+        !PyArg_ParseTuple(args, "nnL", &first, &count, &now))
+        return NULL;
+    Py_ssize_t n = (Py_ssize_t)gb_fleet_count(self->f);
+    if (first < 0 || count < 0 || first > n || count > n - first) {
+        PyErr_SetString(PyExc_IndexError, "device range out of bounds");
+        return NULL;
+    }
+    long done = 0;
+    for (Py_ssize_t i = first; i < first + count; i++)
+        done += fn(self->f, (uint32_t)i, now) == 0;
+    return PyLong_FromLong(done);
+}
+
+static PyObject *Fleet_start_range(FleetObject *self, PyObject *args)
+{
+    return range_call(self, args, gb_fleet_start);
+}
+
+static PyObject *Fleet_stop_range(FleetObject *self, PyObject *args)
+{
+    return range_call(self, args, gb_fleet_stop);
+}
+
+/* ---- simulator: UDP through io/udp_pump.h ------------------------------------ */
+
+/* udp_attach(fds): the socket pool.  Every device writes the address of
+ * its socket (i % len(fds)) in Via and Contact. */
+static PyObject *Fleet_udp_attach(FleetObject *self, PyObject *arg)
+{
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return NULL;
+    PyObject *seq = PySequence_Fast(arg, "fds must be a sequence of ints");
+    if (!seq)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    int *fds = PyMem_Calloc(n ? (size_t)n : 1, sizeof *fds);
+    if (!fds) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        long fd = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, k));
+        if (fd == -1 && PyErr_Occurred()) {
+            PyMem_Free(fds);
+            Py_DECREF(seq);
+            return NULL;
+        }
+        fds[k] = (int)fd;
+    }
+    Py_DECREF(seq);
+    const char *why;
+    errno = 0;
+    int rc = gb_fleet_io_attach(self->io, fds, (size_t)n, &why);
+    PyMem_Free(fds);
+    if (rc < 0)
+        return errno ? PyErr_SetFromErrno(PyExc_OSError)
+                     : (PyErr_SetString(PyExc_ValueError, why), NULL);
+    Py_RETURN_NONE;
+}
+
+/* set_socket(index, slot): send this device's traffic from another socket
+ * of the pool, Via and Contact unchanged (a NAT rebinding). */
+static PyObject *Fleet_set_socket(FleetObject *self, PyObject *args)
+{
+    Py_ssize_t i, slot;
+    if (!PyArg_ParseTuple(args, "nn", &i, &slot) || check_index(self, i))
+        return NULL;
+    int rc = slot < 0 || slot > UINT32_MAX
+                 ? -1
+                 : gb_fleet_io_set_socket(self->io, (uint32_t)i, (uint32_t)slot);
+    if (rc == -2)
+        return PyErr_NoMemory();
+    if (rc < 0) {
+        PyErr_SetString(PyExc_IndexError, "no such socket in the pool");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* set_dest_addr(k, ip, port): where destination k (0: the server, then
+ * redirect targets) is, for names the core cannot resolve itself. */
+static PyObject *Fleet_set_dest_addr(FleetObject *self, PyObject *args)
+{
+    Py_ssize_t k;
+    const char *host;
+    int port;
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0 ||
+        !PyArg_ParseTuple(args, "nsi", &k, &host, &port))
+        return NULL;
+    if (k < 0 || k >= GB_FLEET_MAX_DESTS || port <= 0 || port > 65535) {
+        PyErr_SetString(PyExc_ValueError, "bad destination index or port");
+        return NULL;
+    }
+    if (gb_fleet_io_set_dest(self->io, (size_t)k, host, strlen(host), (uint16_t)port)) {
+        PyErr_Format(PyExc_ValueError, "not an IP address: %s", host);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* The I/O part of pump_udp / tick / service, run without the GIL:
+ * receive from fd (fd >= 0), fire the timers (timer), send the queue. */
+static PyObject *run_io(FleetObject *self, int fd, int timer, long long now)
+{
+    long rc = 0;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    if (fd >= 0)
+        rc = gb_fleet_io_receive(self->io, fd, now);
+    if (timer)
+        gb_fleet_handle_timer(self->f, now);
+    if (rc >= 0 && gb_fleet_io_flush(self->io) < 0)
+        rc = -ENOMEM;
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    if (rc < 0) {
+        errno = (int)-rc;
+        return rc == -ENOMEM ? PyErr_NoMemory() : PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return take_events(self, 1, self->keep_events);
+}
+
+/* pump_udp(fd, now) -> events of the traced device: receive what waits on
+ * fd (recvmmsg), feed it to the core, send the answers, fold the events. */
+static PyObject *Fleet_pump_udp(FleetObject *self, PyObject *args)
+{
+    int fd;
+    long long now;
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0 ||
+        !PyArg_ParseTuple(args, "iL", &fd, &now))
+        return NULL;
+    if (fd < 0) {
+        PyErr_SetString(PyExc_ValueError, "fd must be a file descriptor");
+        return NULL;
+    }
+    return run_io(self, fd, 0, now);
+}
+
+/* tick(now) -> events of the traced device: fire due timers, send, fold. */
+static PyObject *Fleet_tick(FleetObject *self, PyObject *arg)
+{
+    long long now;
+    if (now_arg(self, arg, &now))
+        return NULL;
+    return run_io(self, -1, 1, now);
+}
+
+/* service() -> events of the traced device: send what is queued (UDP), fold
+ * the events; after start_range() and friends. */
+static PyObject *Fleet_service(FleetObject *self, PyObject *Py_UNUSED(a))
+{
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return NULL;
+    return run_io(self, -1, 0, 0);
+}
+
+/* feed_many([bytes...], now) -> events: framed TCP messages, then fold
+ * (the queue is left for pop_datagrams, TCP being Python's). */
+static PyObject *Fleet_feed_many(FleetObject *self, PyObject *args)
+{
+    PyObject *list;
+    long long now;
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0 ||
+        !PyArg_ParseTuple(args, "OL", &list, &now))
+        return NULL;
+    PyObject *seq = PySequence_Fast(list, "a sequence of bytes is needed");
+    if (!seq)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        char *p;
+        Py_ssize_t len;
+        if (PyBytes_AsStringAndSize(PySequence_Fast_GET_ITEM(seq, k), &p, &len) < 0) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+        gb_fleet_io_feed(self->io, p, (size_t)len, now);
+    }
+    Py_DECREF(seq);
+    return take_events(self, 1, self->keep_events);
+}
+
+static PyObject *Fleet_trace_device(FleetObject *self, PyObject *arg)
+{
+    Py_ssize_t i = PyLong_AsSsize_t(arg);
+    if ((i == -1 && PyErr_Occurred()) || (i >= 0 && check_index(self, i)) ||
+        gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return NULL;
+    gb_fleet_io_trace(self->io, i < 0 ? -1 : (long)i);
+    Py_RETURN_NONE;
+}
+
+/* pop_trace() -> [("send"|"recv", bytes)] of the traced device, oldest first */
+static PyObject *Fleet_pop_trace(FleetObject *self, PyObject *Py_UNUSED(a))
+{
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return NULL;
+    size_t n = gb_fleet_io_trace_count(self->io);
+    const gb_trace_item *t = gb_fleet_io_trace_items(self->io);
+    const char *data = gb_fleet_io_trace_data(self->io);
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    for (size_t k = 0; list && k < n; k++) {
+        PyObject *item = Py_BuildValue("(sy#)", t[k].sent ? "send" : "recv", data + t[k].off,
+                                       (Py_ssize_t)t[k].len);
+        if (!item)
+            Py_CLEAR(list);
+        else
+            PyList_SET_ITEM(list, (Py_ssize_t)k, item);
+    }
+    if (list)
+        gb_fleet_io_trace_clear(self->io);
+    return list;
+}
+
+static PyObject *Fleet_keep_events(FleetObject *self, PyObject *arg)
+{
+    int v = PyObject_IsTrue(arg);
+    if (v < 0 || gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return NULL;
+    self->keep_events = v;
+    Py_RETURN_NONE;
+}
+
+/* ---- simulator: statistics (core/stats.h) ---------------------------------- */
+
+static PyObject *hist_dict(const gb_hist *h)
+{
+    return Py_BuildValue("{sKsdsKsKsKsKsI}", "count", (unsigned long long)h->n,
+                         "mean", gb_hist_mean(h),
+                         "p50", (unsigned long long)gb_hist_quantile(h, 0.50),
+                         "p95", (unsigned long long)gb_hist_quantile(h, 0.95),
+                         "p99", (unsigned long long)gb_hist_quantile(h, 0.99),
+                         "p999", (unsigned long long)gb_hist_quantile(h, 0.999),
+                         "max", h->max);
+}
+
+/* {name: count} of the nonzero counters c[1..n), named by name(k). */
+static PyObject *named_counts(const uint64_t *c, int n, int skip_zero,
+                              const char *(*name)(int))
+{
+    PyObject *d = PyDict_New();
+    for (int k = 1; d && k < n; k++) {
+        if (skip_zero && !c[k])
+            continue;
+        PyObject *key = PyUnicode_FromString(name(k));
+        if (!key || gbpy_dict_u64(d, key, c[k]) < 0)
+            Py_CLEAR(d);
+        Py_XDECREF(key);
+    }
+    return d;
+}
+
+static const char *reason_name(int k)
+{
+    return gb_dev_reason_name((gb_dev_reason)k);
+}
+
+static const char *event_name(int k)
+{
+    return gb_dev_event_name((gb_dev_event_type)k);
+}
+
+/* sim_stats() -> dict: latency histograms (ms), failures by reason and by
+ * status, events by type, I/O counters. */
+static PyObject *Fleet_sim_stats(FleetObject *self, PyObject *Py_UNUSED(a))
+{
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return NULL;
+    const gb_fleet_tally *t = &self->tally;
+    const gb_fleet_io_stats *s = gb_fleet_io_stats_get(self->io);
+    PyObject *by_status = PyDict_New();
+    for (int k = 0; by_status && k < GB_TALLY_STATUSES; k++) {
+        if (!t->fail_status[k])
+            continue;
+        PyObject *key = PyLong_FromLong(k);
+        if (!key || gbpy_dict_u64(by_status, key, t->fail_status[k]) < 0)
+            Py_CLEAR(by_status);
+        Py_XDECREF(key);
+    }
+    PyObject *io = Py_BuildValue(
+        "{sKsKsKsKsKsKsKsKsKsKsK}", "rx_datagrams", (unsigned long long)s->rx_datagrams,
+        "rx_bytes", (unsigned long long)s->rx_bytes, "rx_batches",
+        (unsigned long long)s->rx_batches, "rx_truncated", (unsigned long long)s->rx_truncated,
+        "rx_unmatched", (unsigned long long)s->rx_unmatched, "tx_datagrams",
+        (unsigned long long)s->tx_datagrams, "tx_bytes", (unsigned long long)s->tx_bytes,
+        "tx_calls", (unsigned long long)s->tx_calls, "tx_dropped",
+        (unsigned long long)s->tx_dropped, "tx_unroutable", (unsigned long long)s->tx_unroutable,
+        "icmp_errors", (unsigned long long)s->icmp_errors);
+    PyObject *fr = named_counts(t->fail_reason, GB_DEV_R__COUNT, 1, reason_name);
+    PyObject *ur = named_counts(t->unreg_reason, GB_DEV_R__COUNT, 1, reason_name);
+    PyObject *events = named_counts(t->events, GB_DEV_EV__COUNT, 0, event_name);
+    if (!by_status || !io || !fr || !ur || !events) {
+        Py_XDECREF(by_status);
+        Py_XDECREF(io);
+        Py_XDECREF(fr);
+        Py_XDECREF(ur);
+        Py_XDECREF(events);
+        return NULL;
+    }
+    return Py_BuildValue("{s{sNsNsN}sNsNsNsNsN}", "latency_ms",
+                         "register", hist_dict(&t->register_ms),
+                         "refresh", hist_dict(&t->refresh_ms),
+                         "message", hist_dict(&t->message_ms),
+                         "failures_by_reason", fr, "failures_by_status", by_status,
+                         "unregistrations_by_reason", ur, "events", events, "io", io);
+}
+
+/* outcomes(limit) -> (registered_now, ever_registered, not_registered:
+ * {"reason status": n}, examples: [(index, state, status, reason)]) */
+static PyObject *Fleet_outcomes(FleetObject *self, PyObject *arg)
+{
+    Py_ssize_t limit = PyLong_AsSsize_t(arg);
+    if ((limit == -1 && PyErr_Occurred()) || gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return NULL;
+    PyObject *why = PyDict_New(), *examples = PyList_New(0);
+    uint32_t n = gb_fleet_count(self->f);
+    unsigned long long now_reg = 0, ever = 0;
+    for (uint32_t i = 0; why && examples && i < n; i++) {
+        char key[64];
+        ever += (unsigned long long)gb_fleet_ever_registered(self->f, i);
+        if (gb_fleet_outcome(self->f, i, key, sizeof key)) {
+            now_reg++;
+            continue;
+        }
+        PyObject *cur = PyDict_GetItemString(why, key);
+        PyObject *v = PyLong_FromLong(cur ? PyLong_AsLong(cur) + 1 : 1);
+        if (!v || PyDict_SetItemString(why, key, v) < 0)
+            Py_CLEAR(why);
+        Py_XDECREF(v);
+        if (why && PyList_GET_SIZE(examples) < limit) {
+            uint16_t status;
+            gb_dev_reason reason;
+            gb_fleet_last_failure(self->f, i, &status, &reason);
+            PyObject *t = Py_BuildValue("(IOHO)", i, state_str[gb_fleet_state(self->f, i)],
+                                        status, reason_str[reason]);
+            if (!t || PyList_Append(examples, t) < 0)
+                Py_CLEAR(examples);
+            Py_XDECREF(t);
+        }
+    }
+    if (!why || !examples) {
+        Py_XDECREF(why);
+        Py_XDECREF(examples);
+        return NULL;
+    }
+    return Py_BuildValue("(KKNN)", now_reg, ever, why, examples);
+}
+
+static PyMethodDef Fleet_methods[] = {
+    {"add", (PyCFunction)Fleet_add, METH_O, "add(device_id) -> index"},
+    {"local_host", (PyCFunction)Fleet_local_host, METH_O,
+     "local_host(host) -> host index (for set_local)"},
+    {"set_local", (PyCFunction)Fleet_set_local, METH_VARARGS,
+     "set_local(index, host_index, port): address written in Via and Contact"},
+    {"set_password", (PyCFunction)Fleet_set_password, METH_VARARGS,
+     "set_password(index, password or None)"},
+    {"set_dialog", (PyCFunction)Fleet_set_dialog, METH_VARARGS,
+     "set_dialog(index, call_id, from_tag): fix the Call-ID number and From tag"},
+    {"start", (PyCFunction)Fleet_start, METH_VARARGS, "start(index, now) -> bool"},
+    {"stop", (PyCFunction)Fleet_stop, METH_VARARGS,
+     "stop(index, now) -> bool: unregister"},
+    {"send_keepalive", (PyCFunction)Fleet_send_keepalive, METH_VARARGS,
+     "send_keepalive(index, now) -> SN, or -1"},
+    {"transport_error", (PyCFunction)Fleet_transport_error, METH_VARARGS,
+     "transport_error(index, now): pending transactions fail now"},
+    {"drop_responses", (PyCFunction)Fleet_drop_responses, METH_VARARGS,
+     "drop_responses(index, n)"},
+    {"skip_keepalives", (PyCFunction)Fleet_skip_keepalives, METH_VARARGS,
+     "skip_keepalives(index, n)"},
+    {"feed", (PyCFunction)Fleet_feed, METH_VARARGS,
+     "feed(data, now) -> device index, or -1 (stray, request, malformed)"},
+    {"handle_timer", (PyCFunction)Fleet_handle_timer, METH_O, "handle_timer(now)"},
+    {"next_deadline", (PyCFunction)Fleet_next_deadline, METH_NOARGS,
+     "next_deadline() -> ms or None"},
+    {"pop_datagrams", (PyCFunction)Fleet_pop_datagrams, METH_NOARGS,
+     "pop_datagrams() -> [(index, destination, bytes)]"},
+    {"pop_events", (PyCFunction)Fleet_pop_events, METH_NOARGS,
+     "pop_events() -> [(index, type, status, reason, value, latency_ms, time_ms, "
+     "arg, flags, text)]"},
+    {"state", (PyCFunction)Fleet_state, METH_O, "state(index) -> str"},
+    {"expires_at", (PyCFunction)Fleet_expires_at, METH_O,
+     "expires_at(index) -> ms or None"},
+    {"dest_of", (PyCFunction)Fleet_dest_of, METH_O,
+     "dest_of(index) -> current destination index"},
+    {"keepalive_sn", (PyCFunction)Fleet_keepalive_sn, METH_O,
+     "keepalive_sn(index) -> last SN sent"},
+    {"destination", (PyCFunction)Fleet_destination, METH_O,
+     "destination(i) -> (host, port, uri)"},
+    {"stats", (PyCFunction)Fleet_stats, METH_NOARGS, "stats() -> dict"},
+    {"memory", (PyCFunction)Fleet_memory, METH_NOARGS, "memory() -> dict"},
+    {"add_serial", (PyCFunction)Fleet_add_serial, METH_VARARGS,
+     "add_serial(prefix, start, count, digits) -> first index"},
+    {"start_range", (PyCFunction)Fleet_start_range, METH_VARARGS,
+     "start_range(first, count, now) -> started"},
+    {"stop_range", (PyCFunction)Fleet_stop_range, METH_VARARGS,
+     "stop_range(first, count, now) -> stopped"},
+    {"abandon", (PyCFunction)Fleet_abandon, METH_VARARGS,
+     "abandon(index, now) -> bool: go silent, nothing sent"},
+    {"device_id", (PyCFunction)Fleet_device_id, METH_O, "device_id(index) -> str"},
+    {"udp_attach", (PyCFunction)Fleet_udp_attach, METH_O,
+     "udp_attach(fds): the UDP socket pool (device i uses fds[i % len(fds)])"},
+    {"set_socket", (PyCFunction)Fleet_set_socket, METH_VARARGS,
+     "set_socket(index, slot): send from another socket of the pool"},
+    {"set_dest_addr", (PyCFunction)Fleet_set_dest_addr, METH_VARARGS,
+     "set_dest_addr(k, ip, port): address of destination k"},
+    {"pump_udp", (PyCFunction)Fleet_pump_udp, METH_VARARGS,
+     "pump_udp(fd, now) -> traced events: recvmmsg, handle, sendmmsg, fold (I/O)"},
+    {"tick", (PyCFunction)Fleet_tick, METH_O,
+     "tick(now) -> traced events: due timers, sendmmsg, fold (I/O)"},
+    {"service", (PyCFunction)Fleet_service, METH_NOARGS,
+     "service() -> traced events: sendmmsg the queue (UDP), fold the events (I/O)"},
+    {"feed_many", (PyCFunction)Fleet_feed_many, METH_VARARGS,
+     "feed_many([bytes], now) -> traced events"},
+    {"trace_device", (PyCFunction)Fleet_trace_device, METH_O,
+     "trace_device(index or -1): record that device's messages"},
+    {"pop_trace", (PyCFunction)Fleet_pop_trace, METH_NOARGS,
+     "pop_trace() -> [(\"send\"|\"recv\", bytes)]"},
+    {"keep_events", (PyCFunction)Fleet_keep_events, METH_O,
+     "keep_events(flag): folding also returns every event as a tuple"},
+    {"sim_stats", (PyCFunction)Fleet_sim_stats, METH_NOARGS,
+     "sim_stats() -> latency histograms, failures, events, I/O counters"},
+    {"outcomes", (PyCFunction)Fleet_outcomes, METH_O,
+     "outcomes(limit) -> (registered, ever_registered, {why: n}, examples)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods Fleet_seq = {.sq_length = (lenfunc)Fleet_len};
+
+static PyTypeObject FleetType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "gbsip._core.Fleet",
+    .tp_doc = "Sans-IO GB/T 28181 device (UAC) state machines for N devices.",
+    .tp_basicsize = sizeof(FleetObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = Fleet_new,
+    .tp_dealloc = (destructor)Fleet_dealloc,
+    .tp_methods = Fleet_methods,
+    .tp_as_sequence = &Fleet_seq,
+};
+
+/* The interned names of a table of n entries. */
+static int intern_names(PyObject **out, int n, const char *(*name)(int))
+{
+    for (int k = 0; k < n; k++)
+        if (!(out[k] = PyUnicode_InternFromString(name(k))))
+            return -1;
+    return 0;
+}
+
+static const char *state_name(int k)
+{
+    return gb_dev_state_name((gb_dev_state)k);
+}
+
+int gbpy_device_init(PyObject *module)
+{
+    if (intern_names(state_str, GB_DEV_STATE__COUNT, state_name) < 0 ||
+        intern_names(event_str, GB_DEV_EV__COUNT, event_name) < 0 ||
+        intern_names(reason_str, GB_DEV_R__COUNT, reason_name) < 0)
+        return -1;
+    if (PyType_Ready(&FleetType) < 0)
+        return -1;
+    return PyModule_AddObjectRef(module, "Fleet", (PyObject *)&FleetType);
+}

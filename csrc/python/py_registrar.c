@@ -1,0 +1,530 @@
+/*
+ * py_registrar.c - gbsip._core.RegistrarCore: the registrar state machine
+ * of registrar.h for Python.
+ *
+ * A thin wrapper: arguments become core calls, answers and events become
+ * Python objects.  pump_udp() runs io/udp_pump.h's batched UDP pump with
+ * the GIL released (recvmmsg, gb_registrar_handle per datagram, sendmmsg),
+ * so Python wakes once per batch and only sees events; meanwhile the
+ * object refuses calls from another thread (ConcurrentUseError): it
+ * belongs to one thread, the event loop's.
+ */
+#include "py_core.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <openssl/rand.h>
+#include <string.h>
+
+#include "digest.h"
+#include "registrar.h"
+#include "udp_pump.h"
+
+typedef struct {
+    PyObject_HEAD
+    gb_registrar *reg;
+    gb_reg_pump *pump;        /* created on the first pump_udp() */
+    char *reply;              /* handle()/resume() answers, reply_cap bytes */
+    size_t reply_cap;
+    int busy;                 /* the pump runs without the GIL */
+} RegistrarCoreObject;
+
+static const char CORE_BUSY[] = "RegistrarCore";
+
+/* ------------------------------------------------------------------ */
+/* Addresses                                                           */
+
+static int peer_from_py(PyObject *host, int port, int transport, unsigned long long conn,
+                        gb_peer *p)
+{
+    memset(p, 0, sizeof(*p));
+    const char *h = PyUnicode_AsUTF8(host);
+    if (!h)
+        return -1;
+    if (inet_pton(AF_INET, h, p->ip) == 1) {
+        p->family = 4;
+    } else {
+        /* strip a zone index ("fe80::1%eth0") */
+        char tmp[64];
+        size_t n = strcspn(h, "%");
+        if (n >= sizeof(tmp) || (memcpy(tmp, h, n), tmp[n] = 0, inet_pton(AF_INET6, tmp, p->ip) != 1)) {
+            PyErr_Format(PyExc_ValueError, "not an IP address: %R", host);
+            return -1;
+        }
+        p->family = 6;
+    }
+    if (port < 0 || port > 65535) {
+        PyErr_SetString(PyExc_ValueError, "port out of range");
+        return -1;
+    }
+    p->port = (uint16_t)port;
+    p->transport = (uint8_t)transport;
+    p->conn_id = conn;
+    return 0;
+}
+
+static PyObject *peer_to_py(const gb_peer *p)
+{
+    char ip[INET6_ADDRSTRLEN];
+    if (!inet_ntop(p->family == 6 ? AF_INET6 : AF_INET, p->ip, ip, sizeof(ip)))
+        ip[0] = 0;
+    return Py_BuildValue("(siiK)", ip, p->port, p->transport, (unsigned long long)p->conn_id);
+}
+
+/* ------------------------------------------------------------------ */
+
+static int get_bytes_arg(PyObject *o, const char **p, size_t *n, const char *what)
+{
+    if (o == Py_None) {
+        *p = NULL;
+        *n = 0;
+        return 0;
+    }
+    if (PyUnicode_Check(o)) {
+        Py_ssize_t len;
+        *p = PyUnicode_AsUTF8AndSize(o, &len);
+        *n = (size_t)len;
+        return *p ? 0 : -1;
+    }
+    if (PyBytes_Check(o)) {
+        *p = PyBytes_AS_STRING(o);
+        *n = (size_t)PyBytes_GET_SIZE(o);
+        return 0;
+    }
+    PyErr_Format(PyExc_TypeError, "%s must be str, bytes or None", what);
+    return -1;
+}
+
+static int core_init(RegistrarCoreObject *self, PyObject *args, PyObject *kwds)
+{
+    if (gbpy_not_busy(self->busy, CORE_BUSY) < 0)
+        return -1;
+    static char *kwlist[] = {
+        "server_id", "realm", "shared_password", "ask_for_secrets", "min_expires",
+        "max_expires", "default_expires", "keepalive_interval_ms", "keepalive_timeout_count",
+        "qop_auth", "refresh_policy", "strict_ids", "uri_policy", "gb_version",
+        "fixed_nonce", "nonce_key", "nonce_lifetime", "redirect_to", "seed",
+        "max_bindings", "max_contacts", "max_transactions", "max_pending", "max_events",
+        "transaction_ms", "rate_per_source", "lenient", "server_header",
+        "keepalive_events", "event_mask", "hash_key", NULL};
+    gb_registrar_config cfg;
+    gb_registrar_config_default(&cfg);
+    PyObject *server_id, *realm = Py_None, *shared = Py_None, *gbver = Py_None,
+             *fixed = Py_None, *key = Py_None, *redirect = Py_None, *seed = Py_None,
+             *server_header = Py_None, *hash_key = Py_None;
+    int ask = 0, qop = 0, strict = 1, kev = 1, refresh = cfg.refresh_policy,
+        uri_policy = cfg.uri_policy;
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwds, "U|$OOpIIIIIpiipOOOIOOIIIIIIIIOpIO:RegistrarCore", kwlist, &server_id,
+            &realm, &shared, &ask, &cfg.min_expires, &cfg.max_expires, &cfg.default_expires,
+            &cfg.keepalive_interval_ms, &cfg.keepalive_timeout_count, &qop, &refresh, &strict,
+            &uri_policy, &gbver, &fixed, &key, &cfg.nonce_lifetime, &redirect, &seed,
+            &cfg.max_bindings, &cfg.max_contacts, &cfg.max_transactions, &cfg.max_pending,
+            &cfg.max_events, &cfg.transaction_ms, &cfg.rate_per_source, &cfg.lenient,
+            &server_header, &kev, &cfg.event_mask, &hash_key))
+        return -1;
+    Py_ssize_t sl;
+    cfg.server_id = PyUnicode_AsUTF8AndSize(server_id, &sl);
+    if (!cfg.server_id)
+        return -1;
+    cfg.server_id_len = (size_t)sl;
+    cfg.ask_for_secrets = ask;
+    cfg.qop_auth = qop;
+    cfg.refresh_policy = refresh;
+    cfg.id_policy = strict ? GB_IDS_STRICT : GB_IDS_ANY;
+    cfg.uri_policy = uri_policy;
+    cfg.keepalive_events = kev;
+    const char *kp;
+    size_t kn;
+    if (get_bytes_arg(realm, &cfg.realm, &cfg.realm_len, "realm") < 0 ||
+        get_bytes_arg(shared, &cfg.shared_password, &cfg.shared_password_len,
+                      "shared_password") < 0 ||
+        get_bytes_arg(gbver, &cfg.gb_version, &cfg.gb_version_len, "gb_version") < 0 ||
+        get_bytes_arg(fixed, &cfg.fixed_nonce, &cfg.fixed_nonce_len, "fixed_nonce") < 0 ||
+        get_bytes_arg(key, &kp, &kn, "nonce_key") < 0 ||
+        get_bytes_arg(redirect, &cfg.redirect_to, &cfg.redirect_to_len, "redirect_to") < 0 ||
+        get_bytes_arg(server_header, &cfg.server_header, &cfg.server_header_len,
+                      "server_header") < 0)
+        return -1;
+    unsigned char rnd[40];
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        PyErr_SetString(gbpy_GBSIPError, "OpenSSL RAND_bytes failed");
+        return -1;
+    }
+    if (gbpy_hash_key(hash_key, cfg.hash_key) < 0)
+        return -1;
+    if (kp) {
+        cfg.nonce_key = (const unsigned char *)kp;
+        cfg.nonce_key_len = kn;
+    } else {
+        cfg.nonce_key = rnd;
+        cfg.nonce_key_len = 32;
+    }
+    if (seed != Py_None) {
+        cfg.seed = PyLong_AsUnsignedLongLongMask(seed);
+        if (PyErr_Occurred())
+            return -1;
+    } else {
+        memcpy(&cfg.seed, rnd + 32, 8);
+    }
+    const char *why = NULL;
+    gb_registrar *r = gb_registrar_new(&cfg, &why);
+    if (!r) {
+        PyErr_Format(gbpy_GBSIPError, "cannot create registrar: %s", why ? why : "unknown");
+        return -1;
+    }
+    gb_registrar_free(self->reg);
+    gb_reg_pump_free(self->pump); /* sized for the old registrar's answers */
+    self->pump = NULL;
+    self->reg = r;
+    return 0;
+}
+
+static void core_dealloc(RegistrarCoreObject *self)
+{
+    gb_reg_pump_free(self->pump);
+    gb_registrar_free(self->reg);
+    PyMem_Free(self->reply);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Every method starts here: initialised, and not pumping on another thread. */
+#define CHECK_READY(self)                                                      \
+    do {                                                                       \
+        if (gbpy_not_busy((self)->busy, CORE_BUSY) < 0)                        \
+            return NULL;                                                       \
+        if (!(self)->reg) {                                                    \
+            PyErr_SetString(gbpy_GBSIPError, "RegistrarCore not initialised"); \
+            return NULL;                                                       \
+        }                                                                      \
+    } while (0)
+
+/* The answer buffer for a request of request_len bytes (any answer fits,
+ * gb_registrar_reply_cap). */
+static gb_reg_reply *reply_for(RegistrarCoreObject *self, size_t request_len,
+                               gb_reg_reply *out)
+{
+    size_t need = gb_registrar_reply_cap(self->reg, request_len);
+    if (need > self->reply_cap) {
+        char *p = PyMem_Realloc(self->reply, need);
+        if (!p) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        self->reply = p;
+        self->reply_cap = need;
+    }
+    *out = (gb_reg_reply){.buf = self->reply, .cap = self->reply_cap};
+    return out;
+}
+
+static PyObject *reply_to_py(gb_reg_status st, const gb_reg_reply *out)
+{
+    if (st != GB_REG_REPLY)
+        Py_RETURN_NONE;
+    PyObject *data = PyBytes_FromStringAndSize(out->buf, (Py_ssize_t)out->len);
+    PyObject *dest = data ? peer_to_py(&out->dest) : NULL;
+    PyObject *r = dest ? PyTuple_Pack(2, data, dest) : NULL;
+    Py_XDECREF(data);
+    Py_XDECREF(dest);
+    return r;
+}
+
+/* handle(data, host, port, transport, conn_id, now_ms, wall_ms)
+ *   -> (answer bytes, (host, port, transport, conn_id)) | None */
+static PyObject *core_handle(RegistrarCoreObject *self, PyObject *args)
+{
+    CHECK_READY(self);
+    Py_buffer data;
+    PyObject *host;
+    int port, transport;
+    unsigned long long conn;
+    long long now, wall;
+    if (!PyArg_ParseTuple(args, "y*UiiKLL:handle", &data, &host, &port, &transport, &conn,
+                          &now, &wall))
+        return NULL;
+    gb_peer src;
+    gb_reg_reply out;
+    if (peer_from_py(host, port, transport, conn, &src) < 0 ||
+        !reply_for(self, (size_t)data.len, &out)) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    gb_reg_status st = gb_registrar_handle(self->reg, data.buf, (size_t)data.len, &src, now,
+                                           wall, &out);
+    PyBuffer_Release(&data);
+    return reply_to_py(st, &out);
+}
+
+static PyObject *core_resume(RegistrarCoreObject *self, PyObject *args)
+{
+    CHECK_READY(self);
+    unsigned long long id;
+    int kind;
+    PyObject *secret;
+    long long now, wall;
+    if (!PyArg_ParseTuple(args, "KiOLL:resume", &id, &kind, &secret, &now, &wall))
+        return NULL;
+    const char *sp;
+    size_t sn;
+    if (get_bytes_arg(secret, &sp, &sn, "secret") < 0)
+        return NULL;
+    if (kind < GB_SECRET_UNKNOWN || kind > GB_SECRET_HA1) {
+        PyErr_SetString(PyExc_ValueError, "kind must be 0 (unknown), 1 (password) or 2 (HA1)");
+        return NULL;
+    }
+    /* the pending request is at most a datagram */
+    gb_reg_reply out;
+    if (!reply_for(self, 65536, &out))
+        return NULL;
+    gb_reg_status st = gb_registrar_resume(self->reg, id, kind, sp, sn, now, wall, &out);
+    return reply_to_py(st, &out);
+}
+
+/* pump_udp(fd, now_ms, wall_ms) -> datagrams received (0: nothing waiting) */
+static PyObject *core_pump_udp(RegistrarCoreObject *self, PyObject *args)
+{
+    CHECK_READY(self);
+    int fd;
+    long long now, wall;
+    if (!PyArg_ParseTuple(args, "iLL:pump_udp", &fd, &now, &wall))
+        return NULL;
+    if (!self->pump && !(self->pump = gb_reg_pump_new(self->reg)))
+        return PyErr_NoMemory();
+    long n;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    n = gb_reg_pump_run(self->pump, self->reg, fd, now, wall);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    if (n < 0) {
+        errno = (int)-n;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromLong(n);
+}
+
+static PyObject *core_set_secret(RegistrarCoreObject *self, PyObject *args, PyObject *kwds)
+{
+    CHECK_READY(self);
+    static char *kwlist[] = {"device_id", "secret", "is_ha1", NULL};
+    const char *id, *secret;
+    Py_ssize_t il, sl;
+    int ha1 = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "s#s#|p:set_secret", kwlist, &id, &il,
+                                     &secret, &sl, &ha1))
+        return NULL;
+    if (gb_registrar_set_secret(self->reg, id, (size_t)il, secret, (size_t)sl, ha1) < 0) {
+        PyErr_SetString(PyExc_ValueError, "device ID must be 1 to 64 bytes");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *core_forget_secret(RegistrarCoreObject *self, PyObject *arg)
+{
+    CHECK_READY(self);
+    Py_ssize_t n;
+    const char *id = PyUnicode_AsUTF8AndSize(arg, &n);
+    if (!id)
+        return NULL;
+    return PyBool_FromLong(gb_registrar_forget_secret(self->reg, id, (size_t)n));
+}
+
+static PyObject *core_next_deadline(RegistrarCoreObject *self, PyObject *unused)
+{
+    (void)unused;
+    CHECK_READY(self);
+    int64_t d = gb_registrar_next_deadline(self->reg);
+    if (d == INT64_MAX)
+        Py_RETURN_NONE;
+    return PyLong_FromLongLong(d);
+}
+
+static PyObject *core_handle_timer(RegistrarCoreObject *self, PyObject *arg)
+{
+    CHECK_READY(self);
+    long long now = PyLong_AsLongLong(arg);
+    if (now == -1 && PyErr_Occurred())
+        return NULL;
+    gb_registrar_handle_timer(self->reg, now);
+    Py_RETURN_NONE;
+}
+
+static PyObject *opt_str(const char *p, size_t n)
+{
+    if (!p)
+        Py_RETURN_NONE;
+    return PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, "surrogateescape");
+}
+
+/* pop_events() -> [(type, device_id, status, expires, sn, time_ms, pending_id,
+ *                   source, reason, text, extra), ...] */
+static PyObject *core_pop_events(RegistrarCoreObject *self, PyObject *unused)
+{
+    (void)unused;
+    CHECK_READY(self);
+    PyObject *list = PyList_New(0);
+    if (!list)
+        return NULL;
+    gb_reg_event evs[64];
+    size_t n;
+    while ((n = gb_registrar_pop_events(self->reg, evs, 64)) > 0) {
+        for (size_t i = 0; i < n; i++) {
+            gb_reg_event *e = &evs[i];
+            PyObject *t = list ? Py_BuildValue(
+                                     "(iNiIIkKNNNN)", e->type, opt_str(e->id, e->id_len),
+                                     e->status, e->expires, e->sn, (unsigned long)0,
+                                     (unsigned long long)e->pending_id, peer_to_py(&e->source),
+                                     e->reason ? PyUnicode_FromString(e->reason)
+                                               : Py_NewRef(Py_None),
+                                     opt_str(e->text, e->text_len),
+                                     opt_str(e->extra, e->extra_len))
+                               : NULL;
+            if (t) {
+                /* time_ms as a real int64 */
+                PyObject *tm = PyLong_FromLongLong(e->time_ms);
+                if (tm)
+                    PyTuple_SetItem(t, 5, tm);
+            }
+            if (list && (!t || PyList_Append(list, t) < 0))
+                Py_CLEAR(list);
+            Py_XDECREF(t);
+            gb_reg_event_clear(e);
+        }
+    }
+    return list;
+}
+
+static PyObject *view_to_py(const gb_binding_view *v)
+{
+    return Py_BuildValue("(NNINNINLLLO)", opt_str(v->id, v->id_len),
+                         opt_str(v->contact, v->contact_len), v->ncontacts,
+                         opt_str(v->user_agent, v->user_agent_len),
+                         opt_str(v->call_id, v->call_id_len), v->cseq, peer_to_py(&v->source),
+                         (long long)v->expires_at, (long long)v->registered_at,
+                         (long long)v->last_keepalive, v->online ? Py_True : Py_False);
+}
+
+static PyObject *core_bindings(RegistrarCoreObject *self, PyObject *unused)
+{
+    (void)unused;
+    CHECK_READY(self);
+    PyObject *list = PyList_New(0);
+    size_t cur = 0;
+    gb_binding_view v;
+    while (list && gb_registrar_binding_next(self->reg, &cur, &v)) {
+        PyObject *t = view_to_py(&v);
+        if (!t || PyList_Append(list, t) < 0)
+            Py_CLEAR(list);
+        Py_XDECREF(t);
+    }
+    return list;
+}
+
+static PyObject *core_binding(RegistrarCoreObject *self, PyObject *arg)
+{
+    CHECK_READY(self);
+    Py_ssize_t n;
+    const char *id = PyUnicode_AsUTF8AndSize(arg, &n);
+    if (!id)
+        return NULL;
+    gb_binding_view v;
+    if (!gb_registrar_binding_get(self->reg, id, (size_t)n, &v))
+        Py_RETURN_NONE;
+    return view_to_py(&v);
+}
+
+static PyObject *core_contacts(RegistrarCoreObject *self, PyObject *arg)
+{
+    CHECK_READY(self);
+    Py_ssize_t n;
+    const char *id = PyUnicode_AsUTF8AndSize(arg, &n);
+    if (!id)
+        return NULL;
+    PyObject *list = PyList_New(0);
+    const char *uri;
+    size_t ul;
+    int64_t exp;
+    for (uint32_t i = 0; list && gb_registrar_binding_contact(self->reg, id, (size_t)n, i, &uri,
+                                                              &ul, &exp);
+         i++) {
+        PyObject *t = Py_BuildValue("(NL)", opt_str(uri, ul), (long long)exp);
+        if (!t || PyList_Append(list, t) < 0)
+            Py_CLEAR(list);
+        Py_XDECREF(t);
+    }
+    return list;
+}
+
+static PyObject *core_stats(RegistrarCoreObject *self, PyObject *unused)
+{
+    (void)unused;
+    CHECK_READY(self);
+    gb_registrar_stats s;
+    gb_registrar_get_stats(self->reg, &s);
+    static const gb_reg_pump_stats none;
+    const gb_reg_pump_stats *p = self->pump ? gb_reg_pump_stats_get(self->pump) : &none;
+    return Py_BuildValue(
+        "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsK}", "received", s.received,
+        "answered", s.answered, "retransmissions_absorbed", s.retransmissions_absorbed,
+        "dropped_unparseable", s.dropped_unparseable, "dropped_rate", s.dropped_rate,
+        "dropped_pending_full", s.dropped_pending_full, "rejected", s.rejected, "challenges",
+        s.challenges, "auth_failures", s.auth_failures, "registrations", s.registrations,
+        "refreshes", s.refreshes, "unregistrations", s.unregistrations, "expirations",
+        s.expirations, "keepalives", s.keepalives, "events_dropped", s.events_dropped,
+        "transactions_evicted", s.transactions_evicted, "stray_responses", s.stray_responses,
+        "rate_untracked", s.rate_untracked, "replies_too_large", s.replies_too_large,
+        "bindings", s.bindings, "pending", s.pending, "transactions", s.transactions,
+        "binding_bytes", s.binding_bytes, "truncated_datagrams",
+        (unsigned long long)p->truncated, "answers_send_dropped",
+        (unsigned long long)p->send_dropped);
+}
+
+static PyObject *core_len(RegistrarCoreObject *self, PyObject *unused)
+{
+    (void)unused;
+    CHECK_READY(self);
+    return PyLong_FromSize_t(gb_registrar_binding_count(self->reg));
+}
+
+static PyMethodDef core_methods[] = {
+    {"handle", (PyCFunction)core_handle, METH_VARARGS,
+     "handle(data, host, port, transport, conn_id, now_ms, wall_ms) -> (bytes, dest) | None"},
+    {"resume", (PyCFunction)core_resume, METH_VARARGS,
+     "resume(pending_id, kind, secret, now_ms, wall_ms) -> (bytes, dest) | None"},
+    {"pump_udp", (PyCFunction)core_pump_udp, METH_VARARGS,
+     "pump_udp(fd, now_ms, wall_ms) -> number of datagrams handled"},
+    {"set_secret", (PyCFunction)(void (*)(void))core_set_secret, METH_VARARGS | METH_KEYWORDS,
+     "set_secret(device_id, secret, is_ha1=False)"},
+    {"forget_secret", (PyCFunction)core_forget_secret, METH_O, "forget_secret(device_id)"},
+    {"next_deadline", (PyCFunction)core_next_deadline, METH_NOARGS,
+     "Monotonic ms of the next timer, or None."},
+    {"handle_timer", (PyCFunction)core_handle_timer, METH_O, "handle_timer(now_ms)"},
+    {"pop_events", (PyCFunction)core_pop_events, METH_NOARGS, "Queued events, oldest first."},
+    {"bindings", (PyCFunction)core_bindings, METH_NOARGS, "Every binding as a tuple."},
+    {"binding", (PyCFunction)core_binding, METH_O, "One binding as a tuple, or None."},
+    {"contacts", (PyCFunction)core_contacts, METH_O, "[(uri, expires_at_ms), ...]"},
+    {"stats", (PyCFunction)core_stats, METH_NOARGS, "Counters."},
+    {"binding_count", (PyCFunction)core_len, METH_NOARGS, "Number of bindings."},
+    {NULL},
+};
+
+static PyTypeObject RegistrarCoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "gbsip._core.RegistrarCore",
+    .tp_basicsize = sizeof(RegistrarCoreObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The sans-IO GB/T 28181 registrar state machine (see gbsip.Registrar).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)core_init,
+    .tp_dealloc = (destructor)core_dealloc,
+    .tp_methods = core_methods,
+};
+
+int gbpy_registrar_init(PyObject *module)
+{
+    if (PyType_Ready(&RegistrarCoreType) < 0)
+        return -1;
+    return PyModule_AddObjectRef(module, "RegistrarCore", (PyObject *)&RegistrarCoreType);
+}
