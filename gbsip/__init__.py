@@ -29,6 +29,7 @@ from gbsip._limits import Lenient, Limits
 from gbsip._stream import StreamParser
 from gbsip._version import __version__
 from gbsip import digest, device
+from gbsip import manscdp
 from gbsip.device import Device, DeviceState
 from gbsip.errors import RegistrationError
 from gbsip.registrar import Registrar, RegistrarError
@@ -61,6 +62,7 @@ __all__ = [
     "__version__",
     "device",
     "digest",
+    "manscdp",
     "format_gb_date",
     "frame",
     "parse",
