@@ -10,6 +10,10 @@
 
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 
 /* ------------------------------------------------------------------ */
 /* Names and tables                                                    */
@@ -114,11 +118,21 @@ const char *gb_manscdp_error_name(gb_manscdp_error_code code)
     return (unsigned)code < GB_MANSCDP_ERR__COUNT ? errors[code].name : "UNKNOWN";
 }
 
-static int name_eq(const char *a, size_t alen, const char *b, size_t blen, int any_case)
+/* Byte compare for names of a few bytes, where a call to memcmp costs
+ * more than the compare. */
+static inline int same_bytes(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i])
+            return 0;
+    return 1;
+}
+
+static inline int name_eq(const char *a, size_t alen, const char *b, size_t blen, int any_case)
 {
     if (any_case)
         return gb_ieq(a, alen, b, blen);
-    return alen == blen && memcmp(a, b, alen) == 0;
+    return alen == blen && same_bytes(a, b, alen);
 }
 
 gb_manscdp_cmd gb_manscdp_cmd_lookup(const char *p, size_t n, int any_case)
@@ -168,21 +182,71 @@ static const uint8_t text_stop[256] = {
     [29] = 1, [30] = 1, [31] = 1, ['&'] = 1, ['<'] = 1,
 };
 
+/* End of a plain text run from pos: the first '<', '&' or control byte,
+ * or n (whitespace is skipped first, and is not a stop).  Sixteen bytes a
+ * step where SSE2 is there: most values end within the first step. */
+static inline uint32_t text_run_end(const char *b, uint32_t pos, uint32_t n)
+{
+    /* between tags there is usually only a line end, then '<' */
+    while (pos < n && (b[pos] == '\r' || b[pos] == '\n' || b[pos] == ' ' || b[pos] == '\t'))
+        pos++;
+    if (pos >= n || text_stop[(unsigned char)b[pos]])
+        return pos;
+#if defined(__SSE2__)
+    const __m128i lt = _mm_set1_epi8('<'), amp = _mm_set1_epi8('&');
+    const __m128i limit = _mm_set1_epi8(0x1f);
+    while (n - pos >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(b + pos));
+        __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, lt), _mm_cmpeq_epi8(v, amp)),
+                                   _mm_cmpeq_epi8(_mm_min_epu8(v, limit), v));
+        unsigned mask = (unsigned)_mm_movemask_epi8(hit);
+        if (mask)
+            return pos + (uint32_t)__builtin_ctz(mask);
+        pos += 16;
+    }
+#endif
+    while (pos < n && !text_stop[(unsigned char)b[pos]])
+        pos++;
+    return pos;
+}
+
 static inline int is_ws(unsigned c)
 {
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-/* XML Name, restricted to ASCII plus any byte >= 0x80 (non-ASCII names
- * are legal XML; their exact code-point classes do not matter here). */
+/* XML Name characters, restricted to ASCII plus any byte >= 0x80
+ * (non-ASCII names are legal XML; their exact code-point classes do not
+ * matter here): 1 may start a name, 2 may continue one. */
+#define NS 3 /* start (and continue) */
+#define NC 2 /* continue only */
+static const uint8_t name_class[256] = {
+    ['-'] = NC, ['.'] = NC, ['0'] = NC, ['1'] = NC, ['2'] = NC, ['3'] = NC, ['4'] = NC,
+    ['5'] = NC, ['6'] = NC, ['7'] = NC, ['8'] = NC, ['9'] = NC, [':'] = NS, ['_'] = NS,
+    ['A'] = NS, ['B'] = NS, ['C'] = NS, ['D'] = NS, ['E'] = NS, ['F'] = NS, ['G'] = NS,
+    ['H'] = NS, ['I'] = NS, ['J'] = NS, ['K'] = NS, ['L'] = NS, ['M'] = NS, ['N'] = NS,
+    ['O'] = NS, ['P'] = NS, ['Q'] = NS, ['R'] = NS, ['S'] = NS, ['T'] = NS, ['U'] = NS,
+    ['V'] = NS, ['W'] = NS, ['X'] = NS, ['Y'] = NS, ['Z'] = NS,
+    ['a'] = NS, ['b'] = NS, ['c'] = NS, ['d'] = NS, ['e'] = NS, ['f'] = NS, ['g'] = NS,
+    ['h'] = NS, ['i'] = NS, ['j'] = NS, ['k'] = NS, ['l'] = NS, ['m'] = NS, ['n'] = NS,
+    ['o'] = NS, ['p'] = NS, ['q'] = NS, ['r'] = NS, ['s'] = NS, ['t'] = NS, ['u'] = NS,
+    ['v'] = NS, ['w'] = NS, ['x'] = NS, ['y'] = NS, ['z'] = NS,
+    /* 0x80..0xFF: filled in below by range */
+#define R8(b) [b] = NS, [b + 1] = NS, [b + 2] = NS, [b + 3] = NS, [b + 4] = NS, \
+              [b + 5] = NS, [b + 6] = NS, [b + 7] = NS
+    R8(0x80), R8(0x88), R8(0x90), R8(0x98), R8(0xA0), R8(0xA8), R8(0xB0), R8(0xB8),
+    R8(0xC0), R8(0xC8), R8(0xD0), R8(0xD8), R8(0xE0), R8(0xE8), R8(0xF0), R8(0xF8),
+#undef R8
+};
+
 static inline int name_start(unsigned c)
 {
-    return (c | 0x20) - 'a' < 26u || c == '_' || c == ':' || c >= 0x80;
+    return name_class[c & 0xFF] == NS;
 }
 
 static inline int name_char(unsigned c)
 {
-    return name_start(c) || c - '0' < 10u || c == '-' || c == '.';
+    return name_class[c & 0xFF] != 0;
 }
 
 /* A valid XML 1.0 Char for a numeric reference. */
@@ -292,14 +356,14 @@ static gb_manscdp_error_code fail(parser *p, gb_manscdp_error_code code, uint32_
     return code;
 }
 
-static void skip_ws(parser *p)
+static inline void skip_ws(parser *p)
 {
     while (p->pos < p->n && is_ws((unsigned char)p->b[p->pos]))
         p->pos++;
 }
 
 /* A Name at pos; its length (0 when none). */
-static uint32_t scan_name(parser *p, uint32_t pos)
+static inline uint32_t scan_name(parser *p, uint32_t pos)
 {
     uint32_t i = pos;
     if (i >= p->n || !name_start((unsigned char)p->b[i]))
@@ -456,13 +520,19 @@ static gb_manscdp_error_code parse_elements(parser *p)
         if (c == '/') {
             if (cur == GB_MANSCDP_NONE)
                 return fail(p, GB_MANSCDP_ERR_SYNTAX, lt, "end tag before the root element");
-            uint32_t nlen = scan_name(p, pos + 2);
-            if (!nlen)
-                return fail(p, pos + 2 >= n ? GB_MANSCDP_ERR_UNCLOSED : GB_MANSCDP_ERR_NAME,
-                            pos + 2, "malformed end tag");
             gb_manscdp_node *nd = &nodes[cur];
-            if (!name_eq(b + pos + 2, nlen, b + nd->name.off, nd->name.len, any_case))
-                return fail(p, GB_MANSCDP_ERR_TAG_MISMATCH, lt, NULL);
+            uint32_t nlen = nd->name.len;
+            /* the usual case: exactly the open element's name, compared in
+             * place; otherwise scan the name to say what is wrong */
+            if (!(n - (pos + 2) > nlen && same_bytes(b + pos + 2, b + nd->name.off, nlen) &&
+                  !name_char((unsigned char)b[pos + 2 + nlen]))) {
+                nlen = scan_name(p, pos + 2);
+                if (!nlen)
+                    return fail(p, pos + 2 >= n ? GB_MANSCDP_ERR_UNCLOSED : GB_MANSCDP_ERR_NAME,
+                                pos + 2, "malformed end tag");
+                if (!name_eq(b + pos + 2, nlen, b + nd->name.off, nd->name.len, any_case))
+                    return fail(p, GB_MANSCDP_ERR_TAG_MISMATCH, lt, NULL);
+            }
             p->pos = pos + 2 + nlen;
             skip_ws(p);
             if (p->pos >= n)
@@ -598,8 +668,7 @@ static gb_manscdp_error_code parse_elements(parser *p)
 
         /* text up to the next '<' */
         for (;;) {
-            while (pos < n && !text_stop[(unsigned char)b[pos]])
-                pos++;
+            pos = text_run_end(b, pos, n);
             if (pos >= n)
                 return fail(p, GB_MANSCDP_ERR_UNCLOSED, pos, NULL);
             unsigned d = (unsigned char)b[pos];
@@ -1006,17 +1075,20 @@ static void put_u64(gb_manscdp_writer *w, uint64_t v)
         w->err = GB_MANSCDP_W_OVERFLOW;
 }
 
-/* Name bytes; 0 (and INVALID set) unless a well-formed ASCII Name. */
+/* Name bytes; 0 (and INVALID set) unless a well-formed ASCII Name of at
+ * most 255 bytes. */
 static size_t check_name(gb_manscdp_writer *w, const char *name)
 {
     size_t n = 0;
-    if (!name || !name_start((unsigned char)name[0]) || (unsigned char)name[0] >= 0x80)
-        goto bad;
-    for (n = 1; name[n]; n++)
-        if (!name_char((unsigned char)name[n]) || (unsigned char)name[n] >= 0x80 || n >= 255)
-            goto bad;
-    return n;
-bad:
+    if (name && name_start((unsigned char)name[0]) && (unsigned char)name[0] < 0x80) {
+        for (n = 1; n < 256; n++) {
+            unsigned c = (unsigned char)name[n];
+            if (!c)
+                return n;
+            if (c >= 0x80 || !name_char(c))
+                break;
+        }
+    }
     if (!w->err)
         w->err = GB_MANSCDP_W_INVALID;
     return 0;
@@ -1114,11 +1186,35 @@ void gb_manscdp_w_close(gb_manscdp_writer *w)
     PUT_LIT(w, ">\r\n");
 }
 
-void gb_manscdp_w_field(gb_manscdp_writer *w, const char *name, gb_manscdp_str text)
+/* <name>text</name> for a name already known to be valid; inline so the
+ * answer helpers below copy their literal names with constant sizes. */
+static inline void field_n(gb_manscdp_writer *w, const char *name, size_t n,
+                           gb_manscdp_str text)
 {
-    if (!text.p)
+    if (!text.p || w->err)
         return;
-    size_t n = check_name(w, name);
+    /* Fast path, the usual case: text with nothing to escape and room for
+     * "<name>text</name>\r\n" — one bounds check, direct copies. */
+    size_t need = 2 * n + text.len + 7, i = 0;
+    while (i < text.len && !esc_class[(unsigned char)text.p[i]])
+        i++;
+    gb_writer *o = &w->out;
+    if (i == text.len && need <= o->cap - o->len) {
+        char *p = o->buf + o->len;
+        *p++ = '<';
+        memcpy(p, name, n);
+        p += n;
+        *p++ = '>';
+        memcpy(p, text.p, text.len);
+        p += text.len;
+        *p++ = '<';
+        *p++ = '/';
+        memcpy(p, name, n);
+        p += n;
+        memcpy(p, ">\r\n", 3);
+        o->len += need;
+        return;
+    }
     PUT_LIT(w, "<");
     put(w, name, n);
     PUT_LIT(w, ">");
@@ -1126,6 +1222,17 @@ void gb_manscdp_w_field(gb_manscdp_writer *w, const char *name, gb_manscdp_str t
     PUT_LIT(w, "</");
     put(w, name, n);
     PUT_LIT(w, ">\r\n");
+}
+
+#define FIELD(w, lit, text) field_n((w), (lit), sizeof(lit) - 1, (text))
+
+void gb_manscdp_w_field(gb_manscdp_writer *w, const char *name, gb_manscdp_str text)
+{
+    if (!text.p || w->err)
+        return;
+    size_t n = check_name(w, name);
+    if (n)
+        field_n(w, name, n, text);
 }
 
 void gb_manscdp_w_field_u64(gb_manscdp_writer *w, const char *name, uint64_t v)
@@ -1194,24 +1301,24 @@ size_t gb_manscdp_write_catalog(gb_manscdp_writer *w, const gb_manscdp_head *h,
     for (size_t i = 0; i < n && !w->err; i++) {
         const gb_manscdp_catalog_item *it = &items[i];
         gb_manscdp_w_open(w, "Item", NULL, (gb_manscdp_str){NULL, 0});
-        gb_manscdp_w_field(w, "DeviceID", it->device_id);
-        gb_manscdp_w_field(w, "Name", it->name);
-        gb_manscdp_w_field(w, "Manufacturer", it->manufacturer);
-        gb_manscdp_w_field(w, "Model", it->model);
-        gb_manscdp_w_field(w, "Owner", it->owner);
-        gb_manscdp_w_field(w, "CivilCode", it->civil_code);
-        gb_manscdp_w_field(w, "Address", it->address);
-        gb_manscdp_w_field(w, "Parental", it->parental);
-        gb_manscdp_w_field(w, "ParentID", it->parent_id);
-        gb_manscdp_w_field(w, "SafetyWay", it->safety_way);
-        gb_manscdp_w_field(w, "RegisterWay", it->register_way);
-        gb_manscdp_w_field(w, "Secrecy", it->secrecy);
-        gb_manscdp_w_field(w, "Status", it->status);
-        gb_manscdp_w_field(w, "Longitude", it->longitude);
-        gb_manscdp_w_field(w, "Latitude", it->latitude);
+        FIELD(w, "DeviceID", it->device_id);
+        FIELD(w, "Name", it->name);
+        FIELD(w, "Manufacturer", it->manufacturer);
+        FIELD(w, "Model", it->model);
+        FIELD(w, "Owner", it->owner);
+        FIELD(w, "CivilCode", it->civil_code);
+        FIELD(w, "Address", it->address);
+        FIELD(w, "Parental", it->parental);
+        FIELD(w, "ParentID", it->parent_id);
+        FIELD(w, "SafetyWay", it->safety_way);
+        FIELD(w, "RegisterWay", it->register_way);
+        FIELD(w, "Secrecy", it->secrecy);
+        FIELD(w, "Status", it->status);
+        FIELD(w, "Longitude", it->longitude);
+        FIELD(w, "Latitude", it->latitude);
         if (it->ptz_type.p) {
             gb_manscdp_w_open(w, "Info", NULL, (gb_manscdp_str){NULL, 0});
-            gb_manscdp_w_field(w, "PTZType", it->ptz_type);
+            FIELD(w, "PTZType", it->ptz_type);
             gb_manscdp_w_close(w);
         }
         gb_manscdp_w_close(w);
@@ -1223,11 +1330,11 @@ size_t gb_manscdp_write_device_info(gb_manscdp_writer *w, const gb_manscdp_head 
                                     const gb_manscdp_device_info *info)
 {
     begin_response(w, h, GB_MANSCDP_CMD_DEVICE_INFO);
-    gb_manscdp_w_field(w, "DeviceName", info->device_name);
-    gb_manscdp_w_field(w, "Result", info->result);
-    gb_manscdp_w_field(w, "Manufacturer", info->manufacturer);
-    gb_manscdp_w_field(w, "Model", info->model);
-    gb_manscdp_w_field(w, "Firmware", info->firmware);
+    FIELD(w, "DeviceName", info->device_name);
+    FIELD(w, "Result", info->result);
+    FIELD(w, "Manufacturer", info->manufacturer);
+    FIELD(w, "Model", info->model);
+    FIELD(w, "Firmware", info->firmware);
     if (info->channel >= 0)
         gb_manscdp_w_field_u64(w, "Channel", (uint64_t)info->channel);
     return gb_manscdp_w_end(w);
@@ -1237,19 +1344,19 @@ size_t gb_manscdp_write_device_status(gb_manscdp_writer *w, const gb_manscdp_hea
                                       const gb_manscdp_device_status *st)
 {
     begin_response(w, h, GB_MANSCDP_CMD_DEVICE_STATUS);
-    gb_manscdp_w_field(w, "Result", st->result);
-    gb_manscdp_w_field(w, "Online", st->online);
-    gb_manscdp_w_field(w, "Status", st->status);
-    gb_manscdp_w_field(w, "Reason", st->reason);
-    gb_manscdp_w_field(w, "Encode", st->encode);
-    gb_manscdp_w_field(w, "Record", st->record);
-    gb_manscdp_w_field(w, "DeviceTime", st->device_time);
+    FIELD(w, "Result", st->result);
+    FIELD(w, "Online", st->online);
+    FIELD(w, "Status", st->status);
+    FIELD(w, "Reason", st->reason);
+    FIELD(w, "Encode", st->encode);
+    FIELD(w, "Record", st->record);
+    FIELD(w, "DeviceTime", st->device_time);
     if (st->alarms) {
         gb_manscdp_w_open_num(w, "Alarmstatus", st->n_alarms);
         for (size_t i = 0; i < st->n_alarms && !w->err; i++) {
             gb_manscdp_w_open(w, "Item", NULL, (gb_manscdp_str){NULL, 0});
-            gb_manscdp_w_field(w, "DeviceID", st->alarms[i].device_id);
-            gb_manscdp_w_field(w, "DutyStatus", st->alarms[i].duty_status);
+            FIELD(w, "DeviceID", st->alarms[i].device_id);
+            FIELD(w, "DutyStatus", st->alarms[i].duty_status);
             gb_manscdp_w_close(w);
         }
         gb_manscdp_w_close(w);
@@ -1261,12 +1368,12 @@ size_t gb_manscdp_write_basic_param(gb_manscdp_writer *w, const gb_manscdp_head 
                                     const gb_manscdp_basic_param *bp)
 {
     begin_response(w, h, GB_MANSCDP_CMD_CONFIG_DOWNLOAD);
-    gb_manscdp_w_field(w, "Result", bp->result);
+    FIELD(w, "Result", bp->result);
     gb_manscdp_w_open(w, "BasicParam", NULL, (gb_manscdp_str){NULL, 0});
-    gb_manscdp_w_field(w, "Name", bp->name);
-    gb_manscdp_w_field(w, "Expiration", bp->expiration);
-    gb_manscdp_w_field(w, "HeartBeatInterval", bp->heartbeat_interval);
-    gb_manscdp_w_field(w, "HeartBeatCount", bp->heartbeat_count);
+    FIELD(w, "Name", bp->name);
+    FIELD(w, "Expiration", bp->expiration);
+    FIELD(w, "HeartBeatInterval", bp->heartbeat_interval);
+    FIELD(w, "HeartBeatCount", bp->heartbeat_count);
     gb_manscdp_w_close(w);
     return gb_manscdp_w_end(w);
 }
@@ -1276,20 +1383,20 @@ size_t gb_manscdp_write_record_info(gb_manscdp_writer *w, const gb_manscdp_head 
                                     const gb_manscdp_record_item *items, size_t n)
 {
     begin_response(w, h, GB_MANSCDP_CMD_RECORD_INFO);
-    gb_manscdp_w_field(w, "Name", name);
+    FIELD(w, "Name", name);
     gb_manscdp_w_field_u64(w, "SumNum", sum_num);
     gb_manscdp_w_open_num(w, "RecordList", n);
     for (size_t i = 0; i < n && !w->err; i++) {
         const gb_manscdp_record_item *it = &items[i];
         gb_manscdp_w_open(w, "Item", NULL, (gb_manscdp_str){NULL, 0});
-        gb_manscdp_w_field(w, "DeviceID", it->device_id);
-        gb_manscdp_w_field(w, "Name", it->name);
-        gb_manscdp_w_field(w, "FilePath", it->file_path);
-        gb_manscdp_w_field(w, "Address", it->address);
-        gb_manscdp_w_field(w, "StartTime", it->start_time);
-        gb_manscdp_w_field(w, "EndTime", it->end_time);
-        gb_manscdp_w_field(w, "Secrecy", it->secrecy);
-        gb_manscdp_w_field(w, "Type", it->type);
+        FIELD(w, "DeviceID", it->device_id);
+        FIELD(w, "Name", it->name);
+        FIELD(w, "FilePath", it->file_path);
+        FIELD(w, "Address", it->address);
+        FIELD(w, "StartTime", it->start_time);
+        FIELD(w, "EndTime", it->end_time);
+        FIELD(w, "Secrecy", it->secrecy);
+        FIELD(w, "Type", it->type);
         gb_manscdp_w_close(w);
     }
     return gb_manscdp_w_end(w);
@@ -1302,8 +1409,8 @@ size_t gb_manscdp_write_preset_list(gb_manscdp_writer *w, const gb_manscdp_head 
     gb_manscdp_w_open_num(w, "PresetList", n);
     for (size_t i = 0; i < n && !w->err; i++) {
         gb_manscdp_w_open(w, "Item", NULL, (gb_manscdp_str){NULL, 0});
-        gb_manscdp_w_field(w, "PresetID", presets[i].preset_id);
-        gb_manscdp_w_field(w, "PresetName", presets[i].preset_name);
+        FIELD(w, "PresetID", presets[i].preset_id);
+        FIELD(w, "PresetName", presets[i].preset_name);
         gb_manscdp_w_close(w);
     }
     return gb_manscdp_w_end(w);
@@ -1313,6 +1420,6 @@ size_t gb_manscdp_write_result(gb_manscdp_writer *w, const gb_manscdp_head *h,
                                gb_manscdp_cmd cmd, gb_manscdp_str result)
 {
     begin_response(w, h, cmd);
-    gb_manscdp_w_field(w, "Result", result);
+    FIELD(w, "Result", result);
     return gb_manscdp_w_end(w);
 }
