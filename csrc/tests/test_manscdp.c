@@ -14,6 +14,7 @@
 
 #include "check.h"
 #include "manscdp.h"
+#include "seed.h"
 
 #define MAXN 512
 
@@ -31,14 +32,7 @@ static gb_manscdp_error_code parse(const char *b, size_t n, uint32_t lenient,
 
 #define PARSE(lit, lenient, doc, err) parse((lit), sizeof(lit) - 1, (lenient), (doc), (err))
 
-static const char KEEPALIVE[] =
-    "<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n"
-    "<Notify>\r\n"
-    "<CmdType>Keepalive</CmdType>\r\n"
-    "<SN>43</SN>\r\n"
-    "<DeviceID>34020000001320000001</DeviceID>\r\n"
-    "<Status>OK</Status>\r\n"
-    "</Notify>\r\n";
+#define KEEPALIVE SEED_KEEPALIVE_BODY
 
 /* ------------------------------------------------------------------ */
 /* Fixtures                                                            */
