@@ -218,7 +218,10 @@ static PyObject *manscdp_parse(PyObject *mod, PyObject *args, PyObject *kw)
     DocObject *self = PyObject_New(DocObject, &DocType);
     if (!self)
         goto fail;
-    self->data = PyBytes_FromStringAndSize(view.buf, view.len);
+    /* bytes are kept as they are; other buffers are copied once, since the
+     * document's spans must outlive a mutable caller buffer */
+    self->data = PyBytes_CheckExact(view.obj) ? Py_NewRef(view.obj)
+                                              : PyBytes_FromStringAndSize(view.buf, view.len);
     self->encoding = NULL;
     self->codec = NULL;
     gb_manscdp_init(&self->doc, NULL, 0);
