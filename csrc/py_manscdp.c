@@ -206,9 +206,11 @@ static PyObject *manscdp_parse(PyObject *mod, PyObject *args, PyObject *kw)
 
     gb_manscdp_node stack_nodes[STACK_NODES], *nodes = stack_nodes;
     uint32_t cap = STACK_NODES;
-    if (lim.max_nodes > STACK_NODES && (size_t)view.len > 16 * STACK_NODES) {
-        /* only a body this large can hold more nodes than the stack array */
-        cap = lim.max_nodes;
+    /* the smallest element, "<a/>", takes 4 bytes: only a body that can
+     * hold more elements than the stack array needs the heap */
+    size_t most = (size_t)view.len / 4 + 1;
+    if (lim.max_nodes > STACK_NODES && most > STACK_NODES) {
+        cap = most < lim.max_nodes ? (uint32_t)most : lim.max_nodes;
         nodes = PyMem_Malloc(sizeof(*nodes) * cap);
         if (!nodes) {
             PyBuffer_Release(&view);

@@ -288,7 +288,7 @@ class Document:
                device_id: str | None = None) -> bytes:
         """A body answering this one: same CmdType and SN, this DeviceID
         unless another is given, in this body's charset (GB2312 when it had
-        none)."""
+        none or one we do not write)."""
         return build(root, self.cmd_type, self.sn, device_id or self.device_id, fields,
                      charset=self.charset if self.charset in _CHARSET_NUMBER else "GB2312")
 

@@ -231,6 +231,17 @@ def test_large_catalog_uses_heap_nodes() -> None:
     assert doc.items[599] == CatalogItem(device_id="34020000001310000599", name="通道599")
 
 
+def test_many_small_elements_within_default_limits() -> None:
+    """max_nodes (4096) bounds the elements, whatever their size: 2,000
+    empty elements in under 9 kB parse."""
+    body = KEEPALIVE.replace(b"<Status>OK</Status>", b"<a/>" * 2000)
+    assert len(body) < 9000
+    assert len(manscdp.parse(body)) == 2004
+    with pytest.raises(ManscdpError) as info:
+        manscdp.parse(body, limits=Limits(max_nodes=2003))
+    assert info.value.code == "TOO_MANY_NODES"
+
+
 def test_lenient_flags_are_named_and_strict_by_default() -> None:
     """Each field quirk is one named flag; ALL is their union."""
     assert Lenient.ALL == (Lenient.TAG_CASE | Lenient.NO_DECLARATION | Lenient.PADDING
