@@ -44,7 +44,7 @@ from gbsip._core import (
 from gbsip._limits import Lenient, Limits
 from gbsip._stream import StreamParser
 from gbsip._version import __version__
-from gbsip import digest, device, errors, events
+from gbsip import digest, device, errors, events, manscdp
 from gbsip.device import Device, DeviceState
 from gbsip.errors import (
     ConcurrentUseError,
@@ -93,6 +93,7 @@ __all__ = [
     "digest",
     "errors",
     "events",
+    "manscdp",
     "format_gb_date",
     "frame",
     "parse",

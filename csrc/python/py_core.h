@@ -43,5 +43,6 @@ int gbpy_message_init(PyObject *module);
 int gbpy_digest_init(PyObject *module);
 int gbpy_device_init(PyObject *module);
 int gbpy_registrar_init(PyObject *module);
+int gbpy_manscdp_init(PyObject *module);
 
 #endif

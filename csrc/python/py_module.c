@@ -191,6 +191,8 @@ PyMODINIT_FUNC PyInit__core(void)
         goto fail;
     if (gbpy_registrar_init(m) < 0)
         goto fail;
+    if (gbpy_manscdp_init(m) < 0)
+        goto fail;
     return m;
 fail:
     Py_DECREF(m);

@@ -1,6 +1,7 @@
 /*
- * seed.h - the seed's first REGISTER (shared/seed, GB/T 28181 §9.1.2.1),
- * CRLF line ends as on the wire, for every C test that starts from it.
+ * seed.h - the seed's first REGISTER (shared/seed, GB/T 28181 §9.1.2.1)
+ * and the §9.6.1 keepalive body, CRLF line ends as on the wire, for every
+ * C test (and benchmark) that starts from them.
  */
 #ifndef GBSIP_TEST_SEED_H
 #define GBSIP_TEST_SEED_H
@@ -19,5 +20,15 @@ static const char SEED_REGISTER1[] =
     "Authorization: Capability, algorithm=\"H:MD5\"\r\n"
     "Content-Length: 0\r\n"
     "\r\n";
+
+/* The keepalive body of GB/T 28181 §9.6.1 (Annex A.2.5), as devices send it. */
+static const char SEED_KEEPALIVE_BODY[] =
+    "<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n"
+    "<Notify>\r\n"
+    "<CmdType>Keepalive</CmdType>\r\n"
+    "<SN>43</SN>\r\n"
+    "<DeviceID>34020000001320000001</DeviceID>\r\n"
+    "<Status>OK</Status>\r\n"
+    "</Notify>\r\n";
 
 #endif

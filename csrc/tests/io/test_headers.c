@@ -9,6 +9,7 @@
 #include "digest.h"
 #include "gb_containers.h"
 #include "gb_states.h"
+#include "manscdp.h"
 #include "registrar.h"
 #include "sip_auth.h"
 #include "sip_fields.h"
