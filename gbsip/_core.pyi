@@ -417,6 +417,16 @@ class RegistrarCore:
     def contacts(self, device_id: str, /) -> list[tuple[str, int]]: ...
     def stats(self) -> dict[str, int]: ...
     def binding_count(self) -> int: ...
+    # Persistence (sans-IO: the store is written by gbsip/_persist.py).
+    def track_changes(self, on: bool, /) -> None:
+        """List every binding state change until take_changes()."""
+    def take_changes(self) -> tuple[list[tuple[_RegBinding, list[tuple[str, int]]]], list[str]]:
+        """(changed bindings with their contacts, device IDs whose binding is gone)."""
+    def restore(self, device_id: str, contacts: list[tuple[str, int]], user_agent: str | None,
+                call_id: str, cseq: int, host: str, port: int, transport: int,
+                registered_at: int, last_keepalive: int, online: bool, now: int, /) -> None:
+        """Put back a stored binding (times in this core's now_ms); ValueError
+        when it has no contact, too many, or the device is already bound."""
 
 # ---- MANSCDP+xml (csrc/manscdp.c, csrc/py_manscdp.c); public API in gbsip.manscdp
 

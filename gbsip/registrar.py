@@ -28,7 +28,9 @@ from typing import Any, TypeVar, Union
 from gbsip import _core
 from gbsip._drive import Clock, Driver, EventStream, Lifetime, SIPStream
 from gbsip._drive.stream import INCOMPLETE_TIMEOUT
+from gbsip._persist import BindingKeeper
 from gbsip.errors import ConfigurationError, LocalProtocolError, RegistrarError
+from gbsip.store import BindingStore, open_store
 from gbsip.events import (
     Address,
     AuthFailed,
@@ -208,6 +210,10 @@ class Registrar(Lifetime):
     :meth:`add_listener`) sees every recorded event as it happens.
     ``tcp_incomplete_timeout``: seconds a TCP message may wait for the
     rest of its bytes before it is answered 400 and the connection closed.
+    ``store`` keeps the bindings across restarts (a :mod:`gbsip.store`
+    store, a file path for SQLite or ``redis://host:port/db``): loaded on
+    start, changes written every ``store_flush_interval`` seconds, rows
+    tagged with ``node`` so several registrars can share one store.
     ``reuse_port`` lets several registrar processes share one port
     (SO_REUSEPORT); the kernel sends each source address to one of them,
     and each keeps its own bindings.  A registrar runs once: after
@@ -253,6 +259,9 @@ class Registrar(Lifetime):
         on_event: Callable[[RegistrarEvent], object] | None = None,
         reuse_port: bool = False,
         seed: int | None = None,
+        store: BindingStore | str | None = None,
+        store_flush_interval: float = 1.0,
+        node: str = "",
     ) -> None:
         transports = tuple(t.lower() for t in transports)
         for t in transports:
@@ -323,6 +332,10 @@ class Registrar(Lifetime):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._addresses: dict[str, Address] = {}
         self._state = "new"  # -> running -> closed
+        if isinstance(store, str):
+            store = open_store(store)
+        self._keeper = None if store is None else BindingKeeper(
+            self._core, store, node=node, interval=store_flush_interval)
 
     # -- lifetime -----------------------------------------------------------
 
@@ -337,6 +350,13 @@ class Registrar(Lifetime):
         self._driver = Driver(self._clock, deadline=self._core.next_deadline,
                               fire=self._core.handle_timer, flush=self._drain)
         self._state = "running"
+        if self._keeper is not None:
+            try:
+                await self._keeper.restore(self._clock)
+            except BaseException:
+                await self.close()
+                raise
+            self._keeper.start()
         # With port=0 and both transports, UDP picks a free port and TCP must
         # get the same one; another process may hold it for TCP, so retry.
         attempts = 20 if self._port == 0 and len(self._transports) > 1 else 1
@@ -419,6 +439,8 @@ class Registrar(Lifetime):
                 task.cancel()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._keeper is not None:
+            await self._keeper.close()
         self._stream.close()
 
     # -- public state -------------------------------------------------------
@@ -463,11 +485,13 @@ class Registrar(Lifetime):
     def __len__(self) -> int:
         return int(self._core.binding_count())
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
         """Counters of the core (received, answered, challenges...)."""
         s = dict(self._core.stats())
         s["events_dropped_python"] = self._stream.dropped
         s["tcp_connections"] = len(self._conns)
+        if self._keeper is not None:
+            s.update(self._keeper.stats())
         return s
 
     def _binding(self, t: tuple[Any, ...]) -> Binding:

@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from gbsip.device import Device
 from gbsip.errors import ConfigurationError
+from gbsip.events import Registered
+from gbsip.registrar import Registrar
+from gbsip.simulator import Simulator
 from gbsip.store import RedisStore, SQLiteStore, StoredBinding, StoreError, open_store
 
 from redis_helpers import needs_redis, redis_port  # noqa: F401  (fixture)
@@ -114,3 +118,136 @@ def test_redis_store_without_a_server_says_where_it_looked() -> None:
     store = RedisStore("127.0.0.1", free_port())
     with pytest.raises(StoreError, match="redis://127.0.0.1"):
         asyncio.run(store.load(NOW))
+
+
+# --------------------------------------------------------------------------
+# A Registrar with a store
+
+SERVER_ID = "34020000002000000001"
+PASSWORD = "12345678"
+
+
+async def _register(reg: Registrar, ids: list[str]) -> None:
+    host, port = reg.address
+    for device_id in ids:
+        async with Device(device_id, password=PASSWORD, server=f"udp://{host}:{port}",
+                          keepalive_interval=None, t1=0.05) as dev:
+            dev.abort()  # leave the binding registered: no unregister on exit
+
+
+def test_registrar_restart_puts_bindings_back_with_their_remaining_lifetime(tmp_path: Path) -> None:
+    """Issue 12: bindings acknowledged before a flush survive a restart
+    of the registrar, with the expiry they had (not a new hour)."""
+    path = str(tmp_path / "bindings.db")
+    ids = [f"3402000000132000{n:04d}" for n in range(1, 6)]
+
+    async def first() -> dict[str, float]:
+        async with Registrar(SERVER_ID, port=0, transports=("udp",), passwords=PASSWORD,
+                             store=path, store_flush_interval=0.05) as reg:
+            await _register(reg, ids)
+            await asyncio.sleep(0.2)
+            assert reg.stats()["store_written"] >= 5
+            return {d: b.expires_at for d, b in reg.bindings.items()}
+
+    async def second() -> tuple[dict[str, float], dict[str, object]]:
+        async with Registrar(SERVER_ID, port=0, transports=("udp",), passwords=PASSWORD,
+                             store=path) as reg:
+            return {d: b.expires_at for d, b in reg.bindings.items()}, reg.stats()
+
+    before = asyncio.run(first())
+    after, stats = asyncio.run(second())
+    assert set(after) == set(ids)
+    for d in ids:
+        assert abs(after[d] - before[d]) < 0.5
+    assert stats["store_restored"] == 5
+
+
+def test_unregistered_devices_are_gone_after_the_restart(tmp_path: Path) -> None:
+    path = str(tmp_path / "bindings.db")
+    ids = ["34020000001320000001", "34020000001320000002"]
+
+    async def first() -> None:
+        async with Registrar(SERVER_ID, port=0, transports=("udp",), passwords=PASSWORD,
+                             store=path, store_flush_interval=0.05) as reg:
+            await _register(reg, ids)
+            host, port = reg.address
+            async with Device(ids[0], password=PASSWORD, server=f"udp://{host}:{port}",
+                              keepalive_interval=None, t1=0.05):
+                pass  # registers and unregisters
+            await asyncio.sleep(0.2)
+
+    async def second() -> list[str]:
+        async with Registrar(SERVER_ID, port=0, transports=("udp",), passwords=PASSWORD,
+                             store=path) as reg:
+            return list(reg.bindings)
+
+    asyncio.run(first())
+    assert asyncio.run(second()) == [ids[1]]
+
+
+_KILLED_CHILD = """
+import asyncio, sys
+from gbsip.registrar import Registrar
+
+async def main():
+    reg = Registrar("34020000002000000001", port=0, transports=("udp",),
+                    passwords="12345678", store=sys.argv[1], store_flush_interval=0.2)
+    await reg.start()
+    print(reg.address[1], flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+def test_bindings_survive_kill_9_under_load(tmp_path: Path) -> None:
+    """Issue 12: `kill -9` a registrar while devices register: every
+    binding acknowledged with 200 OK more than a flush interval before the
+    kill is there after the restart."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    path = str(tmp_path / "bindings.db")
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_CHILD, path],
+                             stdout=subprocess.PIPE, text=True, cwd=tempfile.gettempdir())
+    try:
+        assert child.stdout is not None
+        port = int(child.stdout.readline())
+        acked: list[tuple[float, str]] = []
+
+        async def load() -> None:
+            sim = Simulator(2000, server=f"udp://127.0.0.1:{port}", rate=1000,
+                            duration=60, keepalive_interval=None, unregister=False,
+                            on_events=lambda evs: acked.extend(
+                                (time.monotonic(), e.device_id or "") for e in evs
+                                if isinstance(e, Registered)))
+            async with sim:
+                run = asyncio.ensure_future(sim.run())
+                await asyncio.sleep(1.5)  # kill mid-ramp
+                os.kill(child.pid, signal.SIGKILL)
+                killed_at = time.monotonic()
+                sim.stop()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(run, 30)
+            load.killed_at = killed_at  # type: ignore[attr-defined]
+
+        import contextlib
+        asyncio.run(load())
+        killed_at = load.killed_at  # type: ignore[attr-defined]
+    finally:
+        child.kill()
+        child.wait()
+    safe = {d for t, d in acked if t < killed_at - 0.2 - 0.1}
+    assert len(safe) > 300
+
+    async def after() -> set[str]:
+        async with Registrar(SERVER_ID, port=0, transports=("udp",), passwords=PASSWORD,
+                             store=path) as reg:
+            return set(reg.bindings)
+
+    assert safe <= asyncio.run(after())

@@ -95,6 +95,7 @@ typedef struct {
 typedef struct {
     id_head h;
     uint8_t state;           /* gb_bind_state, changed by set_state() only */
+    uint8_t dirty;           /* listed in the change list since the last take */
     uint8_t ncontacts;
     uint32_t cseq;
     uint32_t heap_pos;
@@ -168,6 +169,10 @@ struct gb_registrar {
     char *scratch;            /* their values, built (scratch_cap bytes) */
     size_t scratch_cap;
     rate_slot rate[RATE_SETS * RATE_WAYS];
+    /* Device IDs whose binding changed since the last take (persistence);
+     * NULL while nobody asked for changes. */
+    gb_reg_change *changes;
+    size_t nchanges, changes_cap;
     gb_registrar_stats st;
 };
 
@@ -262,6 +267,30 @@ const gb_state_move gb_bind_moves[] = {
 };
 const size_t gb_bind_nmoves = sizeof gb_bind_moves / sizeof gb_bind_moves[0];
 
+/* Every state change (registered, refreshed, offline, online, gone) lists
+ * the device once until the next gb_registrar_take_changes(); bounded at
+ * twice max_bindings, past which losses are counted. */
+static void note_change(gb_registrar *r, binding *b)
+{
+    if (!r->changes || b->dirty)
+        return;
+    if (r->nchanges == r->changes_cap) {
+        size_t limit = 2 * (size_t)r->cfg.max_bindings + 64;
+        size_t ncap = r->changes_cap * 2;
+        gb_reg_change *nc = ncap <= limit ? realloc(r->changes, ncap * sizeof(*nc)) : NULL;
+        if (!nc) {
+            r->st.changes_dropped++;
+            return;
+        }
+        r->changes = nc;
+        r->changes_cap = ncap;
+    }
+    gb_reg_change *c = &r->changes[r->nchanges++];
+    c->id_len = b->h.id_len;
+    memcpy(c->id, b->h.id, b->h.id_len);
+    b->dirty = 1;
+}
+
 /* The one place a binding's state changes: only along gb_bind_moves.  An
  * illegal move is refused and counted (a bug: asserted in debug builds). */
 static int set_state(gb_registrar *r, binding *b, gb_bind_state to)
@@ -270,6 +299,7 @@ static int set_state(gb_registrar *r, binding *b, gb_bind_state to)
                            GB_BIND_STATE__COUNT, &r->st.illegal_moves) < 0)
         return -1;
     b->state = (uint8_t)to;
+    note_change(r, b);
     return 0;
 }
 
@@ -472,6 +502,7 @@ void gb_registrar_free(gb_registrar *r)
     free(r->fields);
     free(r->scratch);
     free(r->strings);
+    free(r->changes);
     free(r);
 }
 
@@ -1943,4 +1974,82 @@ void gb_registrar_get_stats(const gb_registrar *r, gb_registrar_stats *s)
             bytes += b->contacts[k].uri_len;
     }
     s->binding_bytes = bytes;
+}
+
+/* ------------------------------------------------------------------ */
+/* Persistence: what changed, and bindings put back after a restart     */
+
+int gb_registrar_track_changes(gb_registrar *r, int on)
+{
+    if (!on) {
+        free(r->changes);
+        r->changes = NULL;
+        r->nchanges = r->changes_cap = 0;
+        return 0;
+    }
+    if (r->changes)
+        return 0;
+    r->changes = malloc(64 * sizeof(*r->changes));
+    if (!r->changes)
+        return -1;
+    r->changes_cap = 64;
+    return 0;
+}
+
+size_t gb_registrar_take_changes(gb_registrar *r, gb_reg_change_fn fn, void *arg)
+{
+    size_t n = r->nchanges;
+    for (size_t i = 0; i < n; i++) {
+        const gb_reg_change *c = &r->changes[i];
+        binding *b = id_find(r, &r->bindings, c->id, c->id_len);
+        if (b && !b->dirty)
+            continue; /* listed again after it was re-created: said once */
+        gb_binding_view v;
+        if (b) {
+            b->dirty = 0;
+            view_of(b, &v);
+        }
+        fn(arg, c->id, c->id_len, b ? &v : NULL);
+    }
+    r->nchanges = 0;
+    return n;
+}
+
+int gb_registrar_restore(gb_registrar *r, const gb_binding_view *v,
+                         const gb_reg_contact *contacts, size_t ncontacts, int64_t now)
+{
+    if (!v->id_len || v->id_len > GB_REG_MAX_ID || !ncontacts ||
+        ncontacts > r->cfg.max_contacts || id_find(r, &r->bindings, v->id, v->id_len))
+        return -1;
+    if (r->bindings.ix.count >= r->cfg.max_bindings)
+        return -2;
+    binding *b = calloc(1, sizeof(*b));
+    if (!b || gb_heap_reserve(&r->heap, (size_t)r->heap.len + 1) < 0) {
+        free(b);
+        return -3;
+    }
+    int bad = 0;
+    for (size_t i = 0; i < ncontacts && !bad; i++)
+        bad = contact_set(b, contacts[i].uri, contacts[i].uri_len, contacts[i].expires_at,
+                          r->cfg.max_contacts) < 0;
+    if (bad || store_text(&b->call_id, &b->call_id_len, v->call_id, v->call_id_len) < 0 ||
+        (v->user_agent &&
+         store_text(&b->user_agent, &b->ua_len, v->user_agent, v->user_agent_len) < 0) ||
+        id_add(r, &r->bindings, &b->h, v->id, v->id_len) < 0) {
+        binding_free(b);
+        return -3;
+    }
+    b->cseq = v->cseq;
+    b->source = v->source;
+    b->registered_at = v->registered_at;
+    b->last_keepalive = v->last_keepalive;
+    b->state = GB_BIND_REGISTERED; /* as it was stored: not a change to list */
+    if (!v->online)
+        b->state = GB_BIND_OFFLINE;
+    else if (r->cfg.keepalive_interval_ms && r->cfg.keepalive_timeout_count)
+        /* a fresh grace period: the device has not seen us restart */
+        b->keepalive_deadline = now + (int64_t)r->cfg.keepalive_interval_ms *
+                                          r->cfg.keepalive_timeout_count;
+    gb_heap_push(&r->heap, b->h.ref, heap_key, heap_moved, r);
+    return 0;
 }

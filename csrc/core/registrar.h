@@ -252,8 +252,37 @@ typedef struct {
     uint64_t moves[GB_BIND_STATE__COUNT][GB_BIND_STATE__COUNT]; /* [from][to] taken */
     uint64_t bindings, pending, transactions;
     uint64_t binding_bytes;   /* heap held by bindings (approximate) */
+    uint64_t changes_dropped; /* change list full: a change not listed */
 } gb_registrar_stats;
 
 void gb_registrar_get_stats(const gb_registrar *r, gb_registrar_stats *s);
+
+/* Persistence (a binding store).  With tracking on, every change of a
+ * binding's state (registered, refreshed, offline, online, unregistered,
+ * expired) lists its device ID once; take_changes() calls fn for each
+ * listed device with its current view, or NULL when its binding is gone,
+ * and empties the list.  The view's strings are valid during the call. */
+typedef struct {
+    uint8_t id_len;
+    char id[GB_REG_MAX_ID];
+} gb_reg_change;
+
+typedef void (*gb_reg_change_fn)(void *arg, const char *id, size_t id_len,
+                                 const gb_binding_view *v);
+
+int gb_registrar_track_changes(gb_registrar *r, int on);   /* 0, or -1: no memory */
+size_t gb_registrar_take_changes(gb_registrar *r, gb_reg_change_fn fn, void *arg);
+
+typedef struct {
+    const char *uri;
+    size_t uri_len;
+    int64_t expires_at;      /* now_ms clock */
+} gb_reg_contact;
+
+/* Put back a stored binding (times already on this process's now_ms clock):
+ * online bindings get a fresh keepalive grace period.  0; -1 bad or
+ * already bound; -2 max_bindings reached; -3 out of memory. */
+int gb_registrar_restore(gb_registrar *r, const gb_binding_view *v,
+                         const gb_reg_contact *contacts, size_t ncontacts, int64_t now);
 
 #endif

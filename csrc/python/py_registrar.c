@@ -435,26 +435,28 @@ static PyObject *core_binding(RegistrarCoreObject *self, PyObject *arg)
     return view_to_py(&v);
 }
 
-static PyObject *core_contacts(RegistrarCoreObject *self, PyObject *arg)
+static PyObject *contacts_of(RegistrarCoreObject *self, const char *id, size_t n)
 {
-    CHECK_READY(self);
-    Py_ssize_t n;
-    const char *id = PyUnicode_AsUTF8AndSize(arg, &n);
-    if (!id)
-        return NULL;
     PyObject *list = PyList_New(0);
     const char *uri;
     size_t ul;
     int64_t exp;
-    for (uint32_t i = 0; list && gb_registrar_binding_contact(self->reg, id, (size_t)n, i, &uri,
-                                                              &ul, &exp);
-         i++) {
+    for (uint32_t i = 0;
+         list && gb_registrar_binding_contact(self->reg, id, n, i, &uri, &ul, &exp); i++) {
         PyObject *t = Py_BuildValue("(NL)", opt_str(uri, ul), (long long)exp);
         if (!t || PyList_Append(list, t) < 0)
             Py_CLEAR(list);
         Py_XDECREF(t);
     }
     return list;
+}
+
+static PyObject *core_contacts(RegistrarCoreObject *self, PyObject *arg)
+{
+    CHECK_READY(self);
+    Py_ssize_t n;
+    const char *id = PyUnicode_AsUTF8AndSize(arg, &n);
+    return id ? contacts_of(self, id, (size_t)n) : NULL;
 }
 
 static PyObject *core_stats(RegistrarCoreObject *self, PyObject *unused)
@@ -465,7 +467,7 @@ static PyObject *core_stats(RegistrarCoreObject *self, PyObject *unused)
     gb_registrar_get_stats(self->reg, &s);
     static const gb_reg_pump_stats none;
     const gb_reg_pump_stats *p = self->pump ? gb_reg_pump_stats_get(self->pump) : &none;
-    return Py_BuildValue(
+    PyObject *d = Py_BuildValue(
         "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsK}", "received", s.received,
         "answered", s.answered, "retransmissions_absorbed", s.retransmissions_absorbed,
         "dropped_unparseable", s.dropped_unparseable, "dropped_rate", s.dropped_rate,
@@ -479,6 +481,11 @@ static PyObject *core_stats(RegistrarCoreObject *self, PyObject *unused)
         "binding_bytes", s.binding_bytes, "truncated_datagrams",
         (unsigned long long)p->truncated, "answers_send_dropped",
         (unsigned long long)p->send_dropped);
+    PyObject *extra = d ? PyLong_FromUnsignedLongLong(s.changes_dropped) : NULL;
+    if (!extra || PyDict_SetItemString(d, "changes_dropped", extra) < 0)
+        Py_CLEAR(d);
+    Py_XDECREF(extra);
+    return d;
 }
 
 static PyObject *core_len(RegistrarCoreObject *self, PyObject *unused)
@@ -486,6 +493,111 @@ static PyObject *core_len(RegistrarCoreObject *self, PyObject *unused)
     (void)unused;
     CHECK_READY(self);
     return PyLong_FromSize_t(gb_registrar_binding_count(self->reg));
+}
+
+/* ------------------------------------------------------------------ */
+/* Persistence                                                         */
+
+static PyObject *core_track_changes(RegistrarCoreObject *self, PyObject *arg)
+{
+    CHECK_READY(self);
+    int on = PyObject_IsTrue(arg);
+    if (on < 0)
+        return NULL;
+    if (gb_registrar_track_changes(self->reg, on) < 0)
+        return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+
+typedef struct {
+    RegistrarCoreObject *self;
+    PyObject *changed, *removed;
+    int failed;
+} change_sink;
+
+static void take_one(void *arg, const char *id, size_t id_len, const gb_binding_view *v)
+{
+    change_sink *k = arg;
+    if (k->failed)
+        return;
+    PyObject *item = v ? Py_BuildValue("(NN)", view_to_py(v), contacts_of(k->self, id, id_len))
+                       : opt_str(id, id_len);
+    if (!item || PyList_Append(v ? k->changed : k->removed, item) < 0)
+        k->failed = 1;
+    Py_XDECREF(item);
+}
+
+/* take_changes() -> ([(binding tuple, [(uri, expires_at_ms)])], [removed id]) */
+static PyObject *core_take_changes(RegistrarCoreObject *self, PyObject *unused)
+{
+    (void)unused;
+    CHECK_READY(self);
+    change_sink k = {self, PyList_New(0), PyList_New(0), 0};
+    if (k.changed && k.removed)
+        gb_registrar_take_changes(self->reg, take_one, &k);
+    if (!k.changed || !k.removed || k.failed) {
+        Py_XDECREF(k.changed);
+        Py_XDECREF(k.removed);
+        return PyErr_Occurred() ? NULL : PyErr_NoMemory();
+    }
+    return Py_BuildValue("(NN)", k.changed, k.removed);
+}
+
+/* restore(device_id, contacts, user_agent, call_id, cseq, host, port,
+ *         transport, registered_at, last_keepalive, online, now) -> None */
+static PyObject *core_restore(RegistrarCoreObject *self, PyObject *args)
+{
+    CHECK_READY(self);
+    const char *id, *cid;
+    Py_ssize_t il, cl;
+    PyObject *contacts, *ua, *host;
+    unsigned long cseq;
+    int port, transport, on;
+    long long reg_at, ka, now;
+    if (!PyArg_ParseTuple(args, "s#OOs#kOiiLLpL:restore", &id, &il, &contacts, &ua, &cid, &cl,
+                          &cseq, &host, &port, &transport, &reg_at, &ka, &on, &now))
+        return NULL;
+    gb_binding_view v = {.id = id, .id_len = (size_t)il, .call_id = cid,
+                         .call_id_len = (size_t)cl, .cseq = (uint32_t)cseq,
+                         .registered_at = reg_at, .last_keepalive = ka, .online = on};
+    if (ua != Py_None) {
+        Py_ssize_t ul;
+        if (!(v.user_agent = PyUnicode_AsUTF8AndSize(ua, &ul)))
+            return NULL;
+        v.user_agent_len = (size_t)ul;
+    }
+    if (peer_from_py(host, port, transport, 0, &v.source) < 0)
+        return NULL;
+    PyObject *seq = PySequence_Fast(contacts, "contacts must be a sequence");
+    if (!seq)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    gb_reg_contact *cs = PyMem_Calloc(n ? (size_t)n : 1, sizeof(*cs));
+    int rc = cs ? 0 : -3;
+    for (Py_ssize_t i = 0; cs && i < n && rc == 0; i++) {
+        long long exp;
+        Py_ssize_t ul;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "s#L", &cs[i].uri, &ul, &exp))
+            rc = -4;
+        cs[i].uri_len = (size_t)ul;
+        cs[i].expires_at = exp;
+    }
+    if (rc == 0)
+        rc = gb_registrar_restore(self->reg, &v, cs, (size_t)n, now);
+    PyMem_Free(cs);
+    Py_DECREF(seq);
+    if (rc == -4)
+        return NULL;
+    if (rc == -3)
+        return PyErr_NoMemory();
+    if (rc < 0) {
+        PyErr_Format(PyExc_ValueError, rc == -2 ? "max_bindings reached restoring %s"
+                                                : "cannot restore %s: no contact, too many, "
+                                                  "or already bound", id);
+        return NULL;
+    }
+    Py_RETURN_NONE;
 }
 
 static PyMethodDef core_methods[] = {
@@ -505,6 +617,12 @@ static PyMethodDef core_methods[] = {
     {"bindings", (PyCFunction)core_bindings, METH_NOARGS, "Every binding as a tuple."},
     {"binding", (PyCFunction)core_binding, METH_O, "One binding as a tuple, or None."},
     {"contacts", (PyCFunction)core_contacts, METH_O, "[(uri, expires_at_ms), ...]"},
+    {"track_changes", (PyCFunction)core_track_changes, METH_O,
+     "track_changes(on): list every binding change for take_changes()"},
+    {"take_changes", (PyCFunction)core_take_changes, METH_NOARGS,
+     "take_changes() -> ([(binding, contacts)], [removed device_id])"},
+    {"restore", (PyCFunction)core_restore, METH_VARARGS,
+     "restore(...): put back a stored binding"},
     {"stats", (PyCFunction)core_stats, METH_NOARGS, "Counters."},
     {"binding_count", (PyCFunction)core_len, METH_NOARGS, "Number of bindings."},
     {NULL},

@@ -1017,6 +1017,119 @@ static void test_expiry_by_timer(void)
 }
 
 /* ---------------------------------------------------------------- */
+/* Persistence: the change list and restored bindings (issue 12)     */
+
+typedef struct {
+    int n_changed, n_removed;
+    char last_id[GB_REG_MAX_ID + 1];
+    int64_t expires_at;
+    int online;
+} change_count;
+
+static void count_change(void *arg, const char *id, size_t id_len, const gb_binding_view *v)
+{
+    change_count *k = arg;
+    if (v) {
+        k->n_changed++;
+        k->expires_at = v->expires_at;
+        k->online = v->online;
+    } else {
+        k->n_removed++;
+    }
+    memcpy(k->last_id, id, id_len);
+    k->last_id[id_len] = 0;
+}
+
+static void test_change_list_names_each_changed_binding_once(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    c.min_expires = 60;
+    gb_registrar *r = mk(&c);
+    gb_peer p = peer4(10, 0, 0, 5, 5061);
+    answer a;
+    change_count k = {0};
+    /* nothing is listed until someone asks for changes */
+    CHECK_EQ_INT(register_flow(r, &a, DEV, "call-1", 1, 3600, PASSWORD, &p, NOW0), 200);
+    CHECK_EQ_INT(gb_registrar_take_changes(r, count_change, &k), 0);
+    CHECK_EQ_INT(gb_registrar_track_changes(r, 1), 0);
+    /* a refresh and a second device: each listed once, with its view */
+    CHECK_EQ_INT(register_flow(r, &a, DEV, "call-1", 3, 3600, PASSWORD, &p, NOW0 + 10), 200);
+    CHECK_EQ_INT(register_flow(r, &a, DEV, "call-1", 5, 3600, PASSWORD, &p, NOW0 + 20), 200);
+    CHECK_EQ_INT(register_flow(r, &a, DEV2, "call-2", 1, 3600, PASSWORD, &p, NOW0 + 30), 200);
+    CHECK_EQ_INT(gb_registrar_take_changes(r, count_change, &k), 2);
+    CHECK_EQ_INT(k.n_changed, 2);
+    CHECK_EQ_INT(k.n_removed, 0);
+    CHECK(k.online);
+    /* taken: the list is empty until the next change */
+    memset(&k, 0, sizeof(k));
+    CHECK_EQ_INT(gb_registrar_take_changes(r, count_change, &k), 0);
+    /* unregistered: listed as gone */
+    CHECK_EQ_INT(register_flow(r, &a, DEV2, "call-2", 3, 0, PASSWORD, &p, NOW0 + 40), 200);
+    gb_registrar_take_changes(r, count_change, &k);
+    CHECK_EQ_INT(k.n_removed, 1);
+    CHECK(strcmp(k.last_id, DEV2) == 0);
+    gb_registrar_free(r);
+}
+
+static void test_restored_binding_keeps_its_expiry_and_answers_keepalives(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    c.keepalive_interval_ms = 60000;
+    c.keepalive_timeout_count = 3;
+    gb_registrar *r = mk(&c);
+    gb_reg_contact contact = {"sip:" DEV "@10.0.0.5:5061", strlen("sip:" DEV "@10.0.0.5:5061"),
+                              NOW0 + 1200000};
+    gb_binding_view v = {.id = DEV, .id_len = strlen(DEV), .call_id = "call-1",
+                         .call_id_len = 6, .cseq = 2, .source = peer4(10, 0, 0, 5, 5061),
+                         .registered_at = NOW0 - 5000, .online = 1};
+    CHECK_EQ_INT(gb_registrar_restore(r, &v, &contact, 1, NOW0), 0);
+    CHECK_EQ_INT(gb_registrar_restore(r, &v, &contact, 1, NOW0), -1); /* already bound */
+    CHECK_EQ_INT(gb_registrar_restore(r, &v, &contact, 0, NOW0), -1); /* no contact */
+    gb_binding_view got;
+    CHECK(gb_registrar_binding_get(r, DEV, strlen(DEV), &got));
+    CHECK_EQ_INT(got.expires_at, NOW0 + 1200000);
+    CHECK_EQ_INT(got.cseq, 2);
+    CHECK(got.online);
+    /* GB/T 28181 §9.6.1: its keepalives are answered as before the restart */
+    gb_peer p = v.source;
+    answer a;
+    req ka = {.method = "MESSAGE", .call_id = "ka-1", .cseq = 20, .contact = "",
+              .expires = -1, .ctype = "Application/MANSCDP+xml", .body = KA_BODY};
+    send_req(r, &a, &ka, &p, NOW0 + 1000, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 200);
+    /* and it expires when the stored expiry says, not an hour later */
+    evlist l = {0};
+    gb_registrar_handle_timer(r, NOW0 + 1200000);
+    pop_all(r, &l);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_EXPIRED), 1);
+    CHECK_EQ_INT(gb_registrar_binding_count(r), 0);
+    evs_free(&l);
+    gb_registrar_free(r);
+}
+
+static void test_restored_online_binding_goes_offline_without_keepalives(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    c.keepalive_interval_ms = 1000;
+    c.keepalive_timeout_count = 3;
+    gb_registrar *r = mk(&c);
+    gb_reg_contact contact = {"sip:x@10.0.0.5", 14, NOW0 + 3600000};
+    gb_binding_view v = {.id = DEV, .id_len = strlen(DEV), .call_id = "c", .call_id_len = 1,
+                         .source = peer4(10, 0, 0, 5, 5061), .online = 1};
+    CHECK_EQ_INT(gb_registrar_restore(r, &v, &contact, 1, NOW0), 0);
+    CHECK_EQ_INT(gb_registrar_next_deadline(r), NOW0 + 3000); /* a fresh grace period */
+    evlist l = {0};
+    gb_registrar_handle_timer(r, NOW0 + 3000);
+    pop_all(r, &l);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_OFFLINE), 1);
+    evs_free(&l);
+    gb_registrar_free(r);
+}
+
+/* ---------------------------------------------------------------- */
 /* Retransmissions (RFC 3261 §17.2.1, Timer J)                        */
 
 static void test_retransmission_cached(void)
@@ -2078,6 +2191,9 @@ int main(void)
     test_config_errors();
     test_ipv6_and_tcp_source();
     test_many_devices_and_iteration();
+    test_change_list_names_each_changed_binding_once();
+    test_restored_binding_keeps_its_expiry_and_answers_keepalives();
+    test_restored_online_binding_goes_offline_without_keepalives();
     gb_digest_ctx_free(dctx);
     return CHECK_DONE("test_registrar");
 }
