@@ -435,6 +435,7 @@ async def _simulate(args: argparse.Namespace) -> int:
 
             signals.stop = stop
             if signals.count:  # Ctrl-C while the embedded registrar started
+                _err("simulate", "interrupted")
                 return signals.exit_status
             if not args.quiet:
                 where = server if args.server else f"{server} (embedded gbsip registrar)"

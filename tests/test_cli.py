@@ -382,10 +382,13 @@ def test_second_ctrl_c_quits_at_once() -> None:
     """A second Ctrl-C while the devices unregister quits at once: exit
     status 130, "interrupted", no summary."""
     proc = _start("simulate", "--devices", "400", "--rate", "100", "--duration", "60",
-                  "--quiet", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(2.5)
+                  "--interval", "0.2", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    while not proc.stderr.readline().startswith("[ramp"):  # the run is going
+        assert proc.poll() is None
     proc.send_signal(signal.SIGINT)
-    time.sleep(0.3)
+    while "stopping:" not in proc.stderr.readline():
+        assert proc.poll() is None
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
