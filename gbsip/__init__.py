@@ -5,6 +5,28 @@ messages without doing any I/O; the asyncio roles are built on top of it.
 """
 import importlib as _importlib
 import os as _os
+import sys as _sys
+
+
+def _run_installed_instead(source_pkg: str) -> None:
+    """``python -m gbsip`` in a source tree without a built ``_core``: run
+    the gbsip installed elsewhere on the path (what the user meant after
+    ``pip install .``), never this tree.  Returns when there is none."""
+    root = _os.path.realpath(_os.path.dirname(source_pkg))
+    path = [p for p in _sys.path if _os.path.realpath(p or _os.getcwd()) != root]
+    from importlib.machinery import PathFinder
+
+    spec = PathFinder.find_spec("gbsip", path)
+    if spec is None or not spec.origin or _os.path.realpath(spec.origin).startswith(root + _os.sep):
+        return
+    import runpy
+
+    _sys.path[:] = path
+    for name in [m for m in _sys.modules if m == "gbsip" or m.startswith("gbsip.")]:
+        del _sys.modules[name]
+    runpy.run_module("gbsip", run_name="__main__", alter_sys=True)
+    raise SystemExit(0)
+
 
 try:
     _importlib.import_module("gbsip._core")
@@ -12,12 +34,16 @@ except ModuleNotFoundError as _exc:  # pragma: no cover - exercised by a subproc
     if _exc.name != "gbsip._core":
         raise
     _here = _os.path.dirname(_os.path.abspath(__file__))
-    raise ImportError(
+    _why = (
         f"gbsip's C extension (gbsip._core) is not built in {_here}. This looks like "
         "the source tree, which shadows an installed gbsip when Python runs from the "
         "repository root. Run from another directory (after `pip install .`), or build "
         "in place: `pip install -e .` or `python setup.py build_ext --inplace`."
-    ) from None
+    )
+    if _sys.argv[:1] == ["-m"]:  # `python -m gbsip` (argv[0] is "-m" while it is found)
+        _run_installed_instead(_here)
+        raise SystemExit(f"python -m gbsip: {_why}")
+    raise ImportError(_why) from None
 
 from gbsip._core import (
     Contact,

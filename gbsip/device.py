@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 from gbsip import _core
 from gbsip._address import is_ip, parse_target
 from gbsip._drive import Clock, Driver, EventStream, Lifetime, SIPStream
+from gbsip._udp import datagram_socket, drain_errors
 from gbsip._version import __version__
 from gbsip.errors import ConfigurationError, LocalProtocolError, RegistrationError
 from gbsip.events import (
@@ -377,8 +379,10 @@ class Device(Lifetime):
             self._tcp.clear()
             return 0
         old = self._udp
-        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-            lambda: _UDPProtocol(self), local_addr=(self.local_host, 0))
+        loop = asyncio.get_running_loop()
+        sock = datagram_socket(self.local_host, 0, loop)
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _UDPProtocol(self, sock), sock=sock)
         self._udp = transport
         if old is not None:
             old.close()
@@ -391,9 +395,9 @@ class Device(Lifetime):
         self._addrs[0] = await self._resolve(0)
         host_index = self._fleet.local_host(self.local_host)
         if self.transport == "udp":
+            sock = datagram_socket(self.local_host, self.local_port, loop)
             transport, _ = await loop.create_datagram_endpoint(
-                lambda: _UDPProtocol(self),
-                local_addr=(self.local_host, self.local_port))
+                lambda: _UDPProtocol(self, sock), sock=sock)
             self._udp = transport
             port = transport.get_extra_info("sockname")[1]
         else:
@@ -503,12 +507,15 @@ class Device(Lifetime):
 
 
 class _UDPProtocol(asyncio.DatagramProtocol):
-    def __init__(self, device: Device) -> None:
+    def __init__(self, device: Device, sock: socket.socket) -> None:
         self._device = device
+        self._sock = sock
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         self._device._received(data)
 
     def error_received(self, exc: Exception) -> None:
-        # ICMP unreachable and friends: a real device would just time out.
+        # ICMP unreachable and friends (gbsip._udp): counted for those who
+        # watch; the device itself just times out, as a real one would.
         self._device.transport_errors += 1
+        drain_errors(self._sock)

@@ -59,7 +59,7 @@ from gbsip.events import (
     Registered,
     Unregistered,
 )
-from gbsip.simulator import Simulator
+from gbsip.simulator import Simulator, SimulatorReport
 
 __all__ = [
     "DEFAULT_ID_PREFIX",
@@ -302,7 +302,7 @@ class _Block:
         self.error: BaseException | None = None
         self.server = ""
         self.first_id = self.last_id = ""
-        self.report: dict[str, Any] | None = None
+        self.report: SimulatorReport | None = None
         self._sim: Simulator | None = None
         self._pending: list[tuple[str, float, str | None]] = []
         self._rx_bytes = 0

@@ -21,9 +21,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import selectors
+import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, TypeVar, cast
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from typing import Any, Protocol, TypeVar, cast
 
 import pytest
 
@@ -39,9 +40,9 @@ from gbsip.conformance._common import (
 try:  # async fixtures need pytest-asyncio; the conformance suites do not
     import pytest_asyncio
 except ImportError:  # pragma: no cover - exercised only without pytest-asyncio
-    pytest_asyncio = None
+    pytest_asyncio = None  # type: ignore[assignment]
 
-__all__ = ["GBClock", "GBOptions", "RecordingRegistrar", "Target", "Trace"]
+__all__ = ["DeviceFactory", "GBClock", "GBOptions", "RecordingRegistrar", "Target", "Trace"]
 
 _TRACE_KEY = pytest.StashKey[Trace]()
 _RESULTS_KEY = pytest.StashKey[dict[str, dict[str, str]]]()
@@ -111,10 +112,20 @@ def _options(config: pytest.Config) -> GBOptions:
         value = get(name)
         if value is None:
             return None
+        option = f"--{name.replace('_', '-')}"
+        if "://" not in value:
+            raise pytest.UsageError(f"{option}: {value!r} is not a URL: give udp://HOST:PORT "
+                                    "or tcp://HOST:PORT")
         try:
-            return parse_target(value)
+            found = parse_target(value)
         except ValueError as exc:
-            raise pytest.UsageError(f"--{name.replace('_', '-')}: {exc}") from None
+            raise pytest.UsageError(f"{option}: {exc}") from None
+        try:
+            socket.getaddrinfo(found.host, found.port, type=socket.SOCK_DGRAM)
+        except OSError as exc:
+            raise pytest.UsageError(f"{option}: cannot resolve {found.host!r} "
+                                    f"({exc.strerror or exc})") from None
+        return found
 
     server_id = get("gb_server_id")
     device_id = get("gb_device_id")
@@ -258,9 +269,10 @@ class GBClock:
         self.jumps += 1
 
     async def advance(self, seconds: float) -> None:
-        """Let ``seconds`` of virtual time pass, running every timer due on
-        the way in order (and the I/O they cause) — in milliseconds of real
-        time."""
+        """Let ``seconds`` (seconds, not milliseconds) of virtual time pass,
+        running every timer due on the way in order (and the I/O they
+        cause), in a few milliseconds of real time."""
+        __tracebackhide__ = True
         self.install()
         await asyncio.sleep(seconds)
 
@@ -337,6 +349,21 @@ Event = RegistrarEvent
 E = TypeVar("E", bound=RegistrarEvent)
 
 
+class DeviceFactory(Protocol):
+    """The type of the ``gb_device_factory`` fixture::
+
+        async def test_two(gb_device_factory: DeviceFactory) -> None:
+            a = await gb_device_factory()
+            b = await gb_device_factory(expires=60)
+
+    ``device_id`` defaults to ``--gb-device-id``, then the next serials;
+    ``register=False`` returns the device unstarted; other keywords go to
+    :class:`gbsip.device.Device`."""
+
+    def __call__(self, device_id: str | None = None, *, register: bool = True,
+                 **kwargs: Any) -> Awaitable[Device]: ...
+
+
 class RecordingRegistrar(Registrar):
     """A :class:`gbsip.Registrar` that also keeps every event in
     :attr:`recorded` (a listener: :meth:`events` and ``wait_for`` still see
@@ -370,7 +397,16 @@ class RecordingRegistrar(Registrar):
         for ev in self.recorded:
             if pred(ev):
                 return cast(E, ev)
-        found = await asyncio.wait_for(self._recorder.watch(pred), timeout)
+        try:
+            found = await asyncio.wait_for(self._recorder.watch(pred), timeout)
+        except asyncio.TimeoutError:
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            names = " or ".join(k.__name__ for k in kinds)
+            seen = ", ".join(f"{type(e).__name__}({e.device_id})" for e in self.recorded[-5:])
+            raise asyncio.TimeoutError(
+                f"no {names}{f' of {device_id}' if device_id else ''} within {timeout:g} s "
+                f"({len(self.recorded)} events recorded{': … ' + seen if seen else ''})"
+            ) from None
         return cast(E, found)
 
     def of(self, kind: type[E] | tuple[type[E], ...],
@@ -440,7 +476,7 @@ if pytest_asyncio is not None:
     async def gb_device_factory(
         request: pytest.FixtureRequest, gb_options: GBOptions, gb_trace: Trace,
         gb_registrar: RecordingRegistrar,
-    ) -> AsyncIterator[Callable[..., Awaitable[Device]]]:
+    ) -> AsyncIterator[DeviceFactory]:
         """``await gb_device_factory(device_id=None, *, register=True, **kwargs)``
         makes a :class:`gbsip.device.Device` aimed at ``--gb-platform`` if
         given, else at ``gb_registrar``; registered unless ``register=False``.
@@ -458,6 +494,7 @@ if pytest_asyncio is not None:
 
         async def make(device_id: str | None = None, *, register: bool = True,
                        **kwargs: Any) -> Device:
+            __tracebackhide__ = True
             device_id = device_id or next(ids)
             options: dict[str, Any] = dict(
                 password=gb_options.password, server=server,
@@ -480,8 +517,9 @@ if pytest_asyncio is not None:
                     await asyncio.wait_for(dev.start(), max(gb_options.timeout, 40.0)
                                            if clock is None else None)
                 except Exception as exc:
+                    # the cause is in the message: no trip through asyncio and Device
                     raise gb_trace.fail(f"device {device_id} did not register at {peer}: "
-                                        f"{exc!r}") from exc
+                                        f"{exc}") from None
             return dev
 
         try:
@@ -492,7 +530,7 @@ if pytest_asyncio is not None:
                 await _dispose(dev, timeout)
 
     @pytest_asyncio.fixture
-    async def gb_device(gb_device_factory: Callable[..., Awaitable[Device]]) -> Device:
+    async def gb_device(gb_device_factory: DeviceFactory) -> Device:
         """One registered :class:`gbsip.device.Device` (``--gb-device-id``)."""
         return await gb_device_factory()
 
@@ -514,7 +552,8 @@ else:  # pragma: no cover
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     outcome = yield
     rep: pytest.TestReport = outcome.get_result()
     trace = item.stash.get(_TRACE_KEY, None)

@@ -164,6 +164,9 @@ _EVENT_CODES: dict[type[RegistrarEvent], int] = {
 }
 
 
+_EVENT_NAMES = {code: cls.__name__ for cls, code in _EVENT_CODES.items()}
+
+
 def _event_mask(events: Iterable[type[RegistrarEvent]] | None) -> int:
     """Core event mask for the kinds to record (None: all)."""
     if events is None:
@@ -336,6 +339,12 @@ class Registrar(Lifetime):
             store = open_store(store)
         self._keeper = None if store is None else BindingKeeper(
             self._core, store, node=node, interval=store_flush_interval)
+        #: While True, events are only counted (:attr:`suppressed`) instead of
+        #: becoming event objects: nothing is queued or sent to listeners.
+        #: For a display that cannot keep up (``gbsip serve`` on a terminal).
+        self.suppress_events = False
+        #: Events counted while :attr:`suppress_events`, by class name.
+        self.suppressed: dict[str, int] = {}
 
     # -- lifetime -----------------------------------------------------------
 
@@ -561,6 +570,10 @@ class Registrar(Lifetime):
                 continue
             make = _MAKERS.get(kind)
             if make is None:
+                continue
+            if self.suppress_events:
+                name = _EVENT_NAMES[kind]
+                self.suppressed[name] = self.suppressed.get(name, 0) + 1
                 continue
             common = {
                 "source": (src[0], src[1]) if src[0] and src[1] else None,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import math
 import os
 import random
 import resource
@@ -25,17 +26,28 @@ import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Union
+from typing import Any, TypedDict, Union
 
 from gbsip import _core
 from gbsip._address import parse_target
+from gbsip._console import iso_time
 from gbsip._drive import Clock, Driver, Lifetime, SIPStream
+from gbsip._udp import drain_errors, report_errors
 from gbsip._version import __version__
 from gbsip.device import FleetEvents, FleetEventTuple
 from gbsip.errors import ConfigurationError, SimulatorError
 from gbsip.events import DeviceEvent
 
-__all__ = ["Faults", "Simulator", "SimulatorError", "DEFAULT_ID_PREFIX"]
+__all__ = [
+    "DEFAULT_ID_PREFIX",
+    "Faults",
+    "LatencySummary",
+    "Simulator",
+    "SimulatorError",
+    "SimulatorReport",
+    "SimulatorStats",
+    "TimelinePoint",
+]
 
 #: 34020000 centre, 00 industry, 132 IP camera, 0 network, then the serial.
 DEFAULT_ID_PREFIX = "340200000013200"
@@ -44,6 +56,237 @@ _TCP_PORTS_PER_HOST = 25000  # below Linux's default ephemeral range (28232)
 
 PasswordSource = Union[str, Callable[[str], str]]
 IdSource = Union[Sequence[str], Callable[[int], str], None]
+
+_TIMELINE_MAX = 10_000  # points; beyond, every other one goes and the step doubles
+
+
+# --------------------------------------------------------------------------
+# What stats(), run(), report() and timeline() return (docs/simulate.md)
+
+
+class LatencySummary(TypedDict):
+    """A latency histogram's summary, in whole milliseconds (0: < 1 ms)."""
+
+    count: int
+    mean: float
+    p50: int
+    p95: int
+    p99: int
+    p999: int
+    max: int
+
+
+class Latencies(TypedDict):
+    register: LatencySummary
+    refresh: LatencySummary
+    message: LatencySummary
+
+
+class StateCounts(TypedDict):
+    idle: int
+    registering: int
+    registered: int
+    refreshing: int
+    failed: int
+    unregistering: int
+    unregistered: int
+
+
+class Rates(TypedDict):
+    """Averaged over the last ``window_s`` seconds (a whole number of
+    keepalive intervals, at least 5 s: periodic traffic reads steady)."""
+
+    registrations_per_s: float
+    keepalives_per_s: float
+    window_s: float
+
+
+class Totals(TypedDict):
+    registrations: int
+    refreshes: int
+    challenges: int
+    failures: int
+    timeouts: int
+    redirects: int
+    unregistrations: int
+    keepalives_sent: int
+    keepalives_answered: int
+    keepalives_missed: int
+    keepalives_skipped: int
+    keepalive_timeouts: int
+
+
+class FailureCounts(TypedDict):
+    by_reason: dict[str, int]
+    by_status: dict[str, int]
+
+
+class MessageCounts(TypedDict):
+    sent: int
+    requests: int
+    retransmitted: int
+    received: int
+    matched: int
+    duplicates: int
+    strays: int
+    dropped_by_fault: int
+    bytes_received: int
+    bytes_sent: int
+    parse_errors: int
+    udp_send_dropped: int
+    icmp_errors: int
+    sendmmsg_calls: int
+    recvmmsg_batches: int
+    tcp_connect_failures: int
+
+
+class Memory(TypedDict):
+    rss_bytes: int
+    rss_delta_bytes: int
+    fleet_state_bytes: int
+    bytes_per_device_core: int
+
+
+class ReportMemory(Memory):
+    bytes_per_device: float
+
+
+class SimulatorStats(TypedDict):
+    """:meth:`Simulator.stats`: the live numbers."""
+
+    phase: str
+    elapsed: float
+    devices: int
+    started: int
+    by_state: StateCounts
+    registered: int
+    ever_registered: int
+    rates: Rates
+    totals: Totals
+    failures: FailureCounts
+    latency_ms: Latencies
+    messages: MessageCounts
+    memory: Memory
+
+
+class RunConfig(TypedDict):
+    server_id: str
+    rate: float | None
+    schedule: list[tuple[float, float]] | None
+    duration: float
+    expires: int
+    keepalive_interval: float
+    churn: float
+    churn_mode: str
+    faults: dict[str, float]
+    sockets: int | None
+    first_device: str
+    last_device: str
+
+
+class NotRegisteredExample(TypedDict):
+    device_id: str
+    state: str
+    status: int
+    reason: str
+
+
+class Outcome(TypedDict):
+    registered: int
+    ever_registered: int
+    not_started: int
+    not_registered: dict[str, int]
+    examples: list[NotRegisteredExample]
+
+
+class Ramp(TypedDict):
+    target_rate: float | None
+    registered: int
+    seconds: float | None
+    achieved_rate: float | None
+    seconds_95: float | None
+    achieved_rate_95: float | None
+    peak_rate: float
+
+
+class ChurnCounts(TypedDict):
+    offline: int
+    returned: int
+    skipped_not_online: int
+
+
+class Unregistration(TypedDict):
+    unregistered: int
+    by_reason: dict[str, int]
+
+
+class SimulatorReport(TypedDict):
+    """:meth:`Simulator.run`'s result, :meth:`Simulator.report`, ``--json``."""
+
+    gbsip: str
+    server: str
+    transport: str
+    devices: int
+    started: int
+    stopped: bool
+    ok: bool
+    error: str | None
+    started_at: str | None
+    config: RunConfig
+    result: Outcome
+    ramp: Ramp
+    totals: Totals
+    failures: FailureCounts
+    latency_ms: Latencies
+    messages: MessageCounts
+    churn: ChurnCounts
+    faults: dict[str, int]
+    unregistration: Unregistration
+    final_states: StateCounts
+    elapsed: float
+    cpu_seconds: float
+    cpu_percent: float
+    memory: ReportMemory
+
+
+class TimelinePoint(TypedDict):
+    """One step of :meth:`Simulator.timeline` (``Simulator(timeline=...)``):
+    counts at its end, rates over the step, latency percentiles (ms) of what
+    completed during it (None: nothing did)."""
+
+    elapsed: float
+    time: float
+    phase: str
+    started: int
+    registered: int
+    ever_registered: int
+    registering: int
+    failed: int
+    registrations_per_s: float
+    keepalives_per_s: float
+    failures_per_s: float
+    keepalives_missed_per_s: float
+    register_count: int
+    register_p50: float | None
+    register_p95: float | None
+    register_p99: float | None
+    register_max: float | None
+    refresh_count: int
+    refresh_p50: float | None
+    refresh_p99: float | None
+    message_count: int
+    message_p50: float | None
+    message_p95: float | None
+    message_p99: float | None
+    message_max: float | None
+
+
+TIMELINE_FIELDS: tuple[str, ...] = tuple(TimelinePoint.__annotations__)
+
+
+def _percentile(ordered: list[int], q: float) -> float:
+    """Nearest-rank percentile of sorted values."""
+    return float(ordered[max(0, math.ceil(len(ordered) * q) - 1)])
 
 
 @dataclass(frozen=True)
@@ -155,6 +398,7 @@ class Simulator(Lifetime):
         trace: str | None = None,
         on_trace: Callable[[str, bytes], None] | None = None,
         on_events: Callable[[list[DeviceEvent]], object] | None = None,
+        timeline: float | None = None,
         seed: int | None = None,
     ) -> None:
         if devices < 1:
@@ -176,6 +420,8 @@ class Simulator(Lifetime):
             raise ConfigurationError("fault fractions add up to more than 1")
         if sockets < 0:
             raise ConfigurationError("sockets must be >= 0 (0: one socket per device)")
+        if timeline is not None and timeline <= 0:
+            raise ConfigurationError("timeline must be a positive number of seconds (or None)")
         self.devices = devices
         self.server = f"{self.transport}://{host if ':' not in host else '[' + host + ']'}:{port}"
         self.server_host = host
@@ -229,8 +475,16 @@ class Simulator(Lifetime):
             seed=seed,
             capacity=devices,
         )
-        if on_events is not None:
-            self._fleet.keep_events(True)  # pump/tick/service hand every event back
+        self._timeline_step = timeline
+        self._timeline: list[TimelinePoint] = []
+        self._timeline_next = 0.0
+        self._timeline_last: tuple[float, int, int, int, int] | None = None
+        # latencies (ms) completed since the last timeline point, by kind
+        self._window: dict[str, list[int]] = {"registered": [], "refreshed": [],
+                                              "keepalive_answered": []}
+        # pump/tick/service hand every event back (a tuple each) when someone
+        # wants them: on_events, or the timeline's latency percentiles
+        self._fleet.keep_events(on_events is not None or timeline is not None)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._driver: Driver | None = None
         self._convert: FleetEvents | None = None
@@ -259,8 +513,13 @@ class Simulator(Lifetime):
         self._source_port_devs: list[int] = []
         self._tcp_connect_failures = 0
         self._tcp_connect_error: str | None = None
-        self._outcome: dict[str, Any] | None = None
-        self._report: dict[str, Any] | None = None
+        self._outcome: Outcome | None = None
+        self._report: SimulatorReport | None = None
+        self._error: str | None = None
+        self._started_unix: float | None = None
+        self._fds: dict[int, socket.socket] = {}
+        self._drained: dict[int, int] = {}
+        self._socket_count = 0
         self._add_devices()
 
     # ---- setup ---------------------------------------------------------------
@@ -381,6 +640,7 @@ class Simulator(Lifetime):
                         else "raise the open-files limit (ulimit -n) or use fewer sockets")
                 raise SimulatorError(f"cannot open UDP socket {len(self._socks) + 1} of {n} "
                                      f"on {where} ({exc.strerror or exc}): {hint}") from exc
+            self._socket_count = len(self._socks)
             self._fleet.udp_attach([s.fileno() for s in self._socks])
             self._fleet.set_dest_addr(0, ip, port)
             if local in ("0.0.0.0", "::"):
@@ -418,10 +678,12 @@ class Simulator(Lifetime):
             sock.setblocking(False)
             for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
                 sock.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
+            report_errors(sock)  # ICMP port unreachable: an error at once, not a timeout
             sock.bind((host, self._local_port + k if self._local_port else 0))
         except OSError:
             sock.close()
             raise
+        self._fds[sock.fileno()] = sock
         return sock
 
     def _fix_wildcard_local(self, ip: str, port: int, v6: bool) -> None:
@@ -457,7 +719,7 @@ class Simulator(Lifetime):
     @on_events.setter
     def on_events(self, callback: Callable[[list[DeviceEvent]], object] | None) -> None:
         self._on_events = callback
-        self._fleet.keep_events(callback is not None)
+        self._fleet.keep_events(callback is not None or self._timeline_step is not None)
 
     def stop(self) -> None:
         """End the run early: no more devices are started, the hold ends
@@ -471,6 +733,7 @@ class Simulator(Lifetime):
         return self._stopping
 
     def _close_sockets(self) -> None:
+        self._fds.clear()
         for s in self._socks:
             if self._loop is not None:
                 try:
@@ -489,7 +752,15 @@ class Simulator(Lifetime):
     def _on_readable(self, fd: int) -> None:
         if self._closed:
             return
-        self._deliver(self._fleet.pump_udp(fd, self._now()))
+        now = self._now()
+        self._deliver(self._fleet.pump_udp(fd, now))
+        # ICMP errors wait in the error queue too, and keep the socket ready
+        # while they do: empty it, at most every 5 ms (a syscall, ~2 µs)
+        if now - self._drained.get(fd, -10) >= 5:
+            self._drained[fd] = now
+            sock = self._fds.get(fd)
+            if sock is not None:
+                drain_errors(sock)
 
     def _fire(self, now: int) -> None:
         """The driver's timer: the core's timers, UDP output sent in C."""
@@ -498,9 +769,16 @@ class Simulator(Lifetime):
     def _deliver(self, evs: list[FleetEventTuple] | None, settle: bool = True) -> None:
         """After input reached the core: hand its events to ``on_events``
         (when asked for), then let the driver flush and re-arm."""
-        if evs and self._convert is not None and self._on_events is not None:
-            convert, name = self._convert.convert, self._fleet.device_id
-            self._on_events([convert(raw, name(raw[0])) for raw in evs])
+        if evs:
+            if self._timeline_step is not None:
+                window = self._window
+                for raw in evs:
+                    lat = window.get(raw[1])
+                    if lat is not None:
+                        lat.append(raw[5])
+            if self._convert is not None and self._on_events is not None:
+                convert, name = self._convert.convert, self._fleet.device_id
+                self._on_events([convert(raw, name(raw[0])) for raw in evs])
         if settle and self._driver is not None:
             self._driver.settle()
 
@@ -732,24 +1010,30 @@ class Simulator(Lifetime):
         if self.transport == "tcp" and self._tcp_connect_failures and \
                 self._tcp_connect_failures >= self._started:
             raise SimulatorError(f"cannot connect to {self.server}: {self._tcp_connect_error}")
-        if io["icmp_errors"] and waited > min(1.0, self.no_answer_timeout):
+        if io["icmp_errors"] and waited > min(self.t1, self.no_answer_timeout):
             raise SimulatorError(f"no answer from {self.server}: port unreachable "
                                  "(is the platform running on that port?)")
         if waited > self.no_answer_timeout:
             raise SimulatorError(f"no answer from {self.server} in {waited:.0f} s "
                                  "(is the platform running? check --server and firewalls)")
 
-    async def run(self, progress: Callable[[dict[str, Any]], None] | None = None,
-                  interval: float = 1.0) -> dict[str, Any]:
+    async def run(self, progress: Callable[[SimulatorStats], None] | None = None,
+                  interval: float = 1.0) -> SimulatorReport:
         """Ramp up, hold for ``duration`` (counted from the first REGISTER),
         churn and inject faults on the way, wait until every device has an
-        outcome, unregister everyone; returns the final report."""
+        outcome, unregister everyone; returns the final report.
+
+        Raises :class:`SimulatorError` when the run cannot go on (nothing
+        answers); :meth:`report` then still gives what happened, with the
+        reason in ``error``."""
         await self.start()
         assert self._loop is not None
         loop = self._loop
         self._cpu0 = _cpu_seconds()
         self._t0 = loop.time()
+        self._started_unix = time.time()
         self._phase = "ramp"
+        self._timeline_point(self._t0)  # the start: everything at zero
         ramp = loop.create_task(self._ramp())
         churn: asyncio.Task[None] | None = None
         next_progress = self._t0 + interval
@@ -759,7 +1043,13 @@ class Simulator(Lifetime):
                 await asyncio.sleep(0.05)
                 now = loop.time()
                 self._sample(now)
-                self._check_answers()
+                try:
+                    self._check_answers()
+                except SimulatorError as exc:
+                    self._error = str(exc)
+                    self._phase = "done"
+                    self._timeline_point(now)
+                    raise
                 if ramp.done():
                     ramp.result()
                     if self._phase == "ramp":
@@ -798,6 +1088,9 @@ class Simulator(Lifetime):
             if churn is not None:
                 churn.cancel()
         self._phase = "done"
+        now = loop.time()
+        self._sample(now)
+        self._timeline_point(now)
         self._report = self.report()
         if progress is not None:
             progress(self.stats())
@@ -806,7 +1099,7 @@ class Simulator(Lifetime):
     def _pending_tcp(self) -> int:
         return len(self._connecting)
 
-    async def _unregister_all(self, progress: Callable[[dict[str, Any]], None] | None,
+    async def _unregister_all(self, progress: Callable[[SimulatorStats], None] | None,
                               interval: float) -> None:
         assert self._loop is not None
         loop = self._loop
@@ -826,10 +1119,12 @@ class Simulator(Lifetime):
                 self._deliver(self._fleet.service())
             if pos < n:
                 await asyncio.sleep(0.005)
+                self._sample(loop.time())
         until = loop.time() + 64 * self.t1 + 1
         next_progress = loop.time() + interval
         while self._count("unregistering") and loop.time() < until:
             await asyncio.sleep(0.05)
+            self._sample(loop.time())
             if progress is not None and loop.time() >= next_progress:
                 next_progress = loop.time() + interval
                 progress(self.stats())
@@ -843,6 +1138,10 @@ class Simulator(Lifetime):
         return int(self._fleet.sim_stats()["events"]["registered"])
 
     def _sample(self, now: float) -> None:
+        """Every ~50 ms: the counters behind the rates and the ramp's curve;
+        a timeline point when one is due."""
+        if self._samples and now - self._samples[-1][0] < 0.045:
+            return
         s = self._fleet.stats()
         self._samples.append((now, int(s["registrations"]) + int(s["refreshes"]),
                               int(s["keepalives_answered"])))
@@ -850,8 +1149,19 @@ class Simulator(Lifetime):
             del self._samples[:2048]
         if self._settled_at is None:  # the ramp's curve, kept whole
             self._ramp_samples.append((now, int(s["registrations"])))
+        if self._timeline_step is not None and now >= self._timeline_next:
+            self._timeline_point(now)
 
-    def _rate(self, idx: int, window: float = 1.0) -> float:
+    def _rate_window(self) -> float:
+        """Seconds the live rates average over: a whole number of keepalive
+        intervals and at least 5 s (at most 60 s), so traffic that comes in
+        waves, as keepalives do, reads as the steady rate it is."""
+        ka = self.keepalive_interval
+        if ka <= 0:
+            return 5.0
+        return min(60.0, ka * math.ceil(5.0 / ka))
+
+    def _rate(self, idx: int, window: float) -> float:
         if len(self._samples) < 2:
             return 0.0
         t1, *v1 = self._samples[-1]
@@ -862,7 +1172,80 @@ class Simulator(Lifetime):
             return 0.0
         return (v1[idx] - v0[idx]) / (t1 - t0)
 
-    def _outcomes(self) -> dict[str, Any]:
+    # ---- the timeline -----------------------------------------------------------
+
+    def timeline(self) -> list[TimelinePoint]:
+        """One point per ``timeline`` seconds of the run so far (empty without
+        ``Simulator(timeline=...)``): what ``--csv`` writes and ``--report``
+        draws.  Past 10,000 points every other one is dropped and the step
+        doubles, so memory stays bounded however long the run."""
+        return list(self._timeline)
+
+    def _timeline_point(self, now: float) -> None:
+        if self._timeline_step is None or self._t0 is None:
+            return
+        step = self._timeline_step
+        self._timeline_next = self._t0 + step * (math.floor((now - self._t0) / step) + 1)
+        s = self._fleet.stats()
+        sim = self._fleet.sim_stats()
+        by_state = s["by_state"]
+        counts = (now, int(s["registrations"]) + int(s["refreshes"]),
+                  int(s["keepalives_answered"]), int(s["failures"]) + int(s["timeouts"]),
+                  int(s["keepalives_missed"]))
+        last = self._timeline_last or (self._t0, 0, 0, 0, 0)
+        self._timeline_last = counts
+        dt = max(now - last[0], 1e-9)
+
+        def per_s(k: int) -> float:
+            return round((counts[k] - last[k]) / dt, 1)
+
+        lat = {kind: sorted(v) for kind, v in self._window.items()}
+        for v in self._window.values():
+            v.clear()
+        reg, ref, msg = lat["registered"], lat["refreshed"], lat["keepalive_answered"]
+
+        def pct(values: list[int], q: float) -> float | None:
+            return _percentile(values, q) if values else None
+
+        point: TimelinePoint = {
+            "elapsed": round(now - self._t0, 3),
+            "time": round(self._unix(now), 3),
+            "phase": self._phase,
+            "started": self._started,
+            "registered": int(by_state["registered"]) + int(by_state["refreshing"]),
+            "ever_registered": int(sim["events"]["registered"]),
+            "registering": int(by_state["registering"]),
+            "failed": int(by_state["failed"]),
+            "registrations_per_s": per_s(1),
+            "keepalives_per_s": per_s(2),
+            "failures_per_s": per_s(3),
+            "keepalives_missed_per_s": per_s(4),
+            "register_count": len(reg),
+            "register_p50": pct(reg, 0.5),
+            "register_p95": pct(reg, 0.95),
+            "register_p99": pct(reg, 0.99),
+            "register_max": float(reg[-1]) if reg else None,
+            "refresh_count": len(ref),
+            "refresh_p50": pct(ref, 0.5),
+            "refresh_p99": pct(ref, 0.99),
+            "message_count": len(msg),
+            "message_p50": pct(msg, 0.5),
+            "message_p95": pct(msg, 0.95),
+            "message_p99": pct(msg, 0.99),
+            "message_max": float(msg[-1]) if msg else None,
+        }
+        self._timeline.append(point)
+        if len(self._timeline) > _TIMELINE_MAX:
+            del self._timeline[::2]
+            self._timeline_step = step * 2
+
+    def _unix(self, loop_time: float) -> float:
+        """A loop time of this run as Unix time."""
+        if self._started_unix is None or self._t0 is None:
+            return time.time()
+        return self._started_unix + (loop_time - self._t0)
+
+    def _outcomes(self) -> Outcome:
         registered, ever, why, examples = self._fleet.outcomes(20)
         not_started = self.devices - self._started
         if not_started and why.get("idle", 0) >= not_started:
@@ -883,16 +1266,28 @@ class Simulator(Lifetime):
             ],
         }
 
-    def stats(self) -> dict[str, Any]:
+    def _state_counts(self, by_state: Mapping[str, Any]) -> StateCounts:
+        return {
+            "idle": int(by_state["idle"]),
+            "registering": int(by_state["registering"]),
+            "registered": int(by_state["registered"]),
+            "refreshing": int(by_state["refreshing"]),
+            "failed": int(by_state["failed"]),
+            "unregistering": int(by_state["unregistering"]),
+            "unregistered": int(by_state["unregistered"]),
+        }
+
+    def stats(self) -> SimulatorStats:
         """Live numbers: devices by state, rates, failures, latency (ms),
         messages, memory.  Cheap enough to call every second."""
-        assert self._loop is not None or not self._opened
         s = self._fleet.stats()
         sim = self._fleet.sim_stats()
         io = sim["io"]
         now = self._loop.time() if self._loop else 0.0
-        by_state = {k: int(v) for k, v in s["by_state"].items()}
+        by_state = self._state_counts(s["by_state"])
         rss = _rss_bytes()
+        mem = self._fleet.memory()
+        window = self._rate_window()
         return {
             "phase": self._phase,
             "elapsed": round(now - self._t0, 3) if self._t0 is not None else 0.0,
@@ -900,9 +1295,11 @@ class Simulator(Lifetime):
             "started": self._started,
             "by_state": by_state,
             "registered": by_state["registered"] + by_state["refreshing"],
+            "ever_registered": int(sim["events"]["registered"]),
             "rates": {
-                "registrations_per_s": round(self._rate(0), 1),
-                "keepalives_per_s": round(self._rate(1), 1),
+                "registrations_per_s": round(self._rate(0, window), 1),
+                "keepalives_per_s": round(self._rate(1, window), 1),
+                "window_s": window,
             },
             "totals": {
                 "registrations": s["registrations"],
@@ -919,7 +1316,7 @@ class Simulator(Lifetime):
                 "keepalive_timeouts": s["keepalive_timeouts"],
             },
             "failures": {
-                "by_reason": sim["failures_by_reason"],
+                "by_reason": dict(sim["failures_by_reason"]),
                 "by_status": {str(k): v for k, v in sorted(sim["failures_by_status"].items())},
             },
             "latency_ms": sim["latency_ms"],
@@ -944,39 +1341,56 @@ class Simulator(Lifetime):
             "memory": {
                 "rss_bytes": rss,
                 "rss_delta_bytes": rss - self._rss0,
-                "fleet_state_bytes": self._fleet.memory()["state_bytes"],
-                "bytes_per_device_core": self._fleet.memory()["bytes_per_device"],
+                "fleet_state_bytes": mem["state_bytes"],
+                "bytes_per_device_core": mem["bytes_per_device"],
             },
         }
 
-    def report(self) -> dict[str, Any]:
-        """The final report (a JSON-serialisable dict, see docs/simulate.md)."""
+    def _peak_rate(self, achieved: float | None) -> float:
+        """The highest registration rate over a window of at least 1 s of
+        the ramp; the whole ramp is such a window, so never below the
+        achieved rate."""
+        curve = [(self._t0 or 0.0, 0), *self._ramp_samples]
+        peak = achieved or 0.0
+        j = 0
+        for t_a, n_a in curve:
+            j = max(j, 1)
+            while j < len(curve) and curve[j][0] - t_a < 1.0:
+                j += 1
+            if j == len(curve):
+                break
+            t_b, n_b = curve[j]
+            peak = max(peak, (n_b - n_a) / (t_b - t_a))
+        return round(peak, 1)
+
+    def report(self) -> SimulatorReport:
+        """The final report (JSON-serialisable, see docs/simulate.md); before
+        :meth:`run` ends, or after it failed, what happened so far."""
         if self._report is not None:
             return self._report
-        assert self._loop is not None
         st = self.stats()
         outcome = self._outcome or self._outcomes()
-        elapsed = self._loop.time() - (self._t0 or self._loop.time())
-        cpu = _cpu_seconds() - self._cpu0
-        t0 = self._t0 or 0.0
+        now = self._loop.time() if self._loop is not None else 0.0
+        t0 = self._t0 if self._t0 is not None else now
+        elapsed = now - t0
+        cpu = _cpu_seconds() - self._cpu0 if self._t0 is not None else 0.0
         curve = self._ramp_samples
         total = self._settled_registered
         t_all = next((t for t, n in curve if n >= total), None) if total else None
         t_95 = next((t for t, n in curve if n >= 0.95 * total), None) if total else None
-        peak = 0.0
-        w = min(20, len(curve) - 1)  # 1 s windows (samples every 50 ms)
-        for a, b in zip(curve, curve[w:] if w > 0 else []):
-            if b[0] > a[0]:
-                peak = max(peak, (b[1] - a[1]) / (b[0] - a[0]))
+        achieved = round(total / (t_all - t0), 1) if t_all and t_all > t0 else None
         sim = self._fleet.sim_stats()
-        report: dict[str, Any] = {
+        faults: dict[str, float] = dict(asdict(self.faults))
+        report: SimulatorReport = {
             "gbsip": __version__,
             "server": self.server,
             "transport": self.transport,
             "devices": self.devices,
             "started": self._started,
             "stopped": self._stopping,
-            "ok": outcome["registered"] == self._started > 0,
+            "ok": outcome["registered"] == self._started > 0 and self._error is None,
+            "error": self._error,
+            "started_at": iso_time(self._started_unix) if self._started_unix else None,
             "config": {
                 "server_id": self.server_id,
                 "rate": self.rate,
@@ -986,8 +1400,8 @@ class Simulator(Lifetime):
                 "keepalive_interval": self.keepalive_interval,
                 "churn": self.churn,
                 "churn_mode": self.churn_mode,
-                "faults": {k: v for k, v in asdict(self.faults).items()},
-                "sockets": len(self._socks) if self.transport == "udp" else None,
+                "faults": faults,
+                "sockets": self._socket_count if self.transport == "udp" else None,
                 "first_device": self.device_id(0),
                 "last_device": self.device_id(self.devices - 1),
             },
@@ -996,11 +1410,11 @@ class Simulator(Lifetime):
                 "target_rate": self.rate,
                 "registered": total,
                 "seconds": round(t_all - t0, 3) if t_all else None,
-                "achieved_rate": round(total / (t_all - t0), 1) if t_all and t_all > t0 else None,
+                "achieved_rate": achieved,
                 "seconds_95": round(t_95 - t0, 3) if t_95 else None,
                 "achieved_rate_95": round(0.95 * total / (t_95 - t0), 1)
                 if t_95 and t_95 > t0 else None,
-                "peak_rate": round(peak, 1),
+                "peak_rate": self._peak_rate(achieved),
             },
             "totals": st["totals"],
             "failures": st["failures"],
@@ -1011,14 +1425,15 @@ class Simulator(Lifetime):
             "faults": self._fault_counts,
             "unregistration": {
                 "unregistered": st["by_state"]["unregistered"],
-                "by_reason": sim["unregistrations_by_reason"],
+                "by_reason": dict(sim["unregistrations_by_reason"]),
             },
             "final_states": st["by_state"],
             "elapsed": round(elapsed, 3),
             "cpu_seconds": round(cpu, 3),
             "cpu_percent": round(100 * cpu / elapsed, 1) if elapsed > 0 else 0.0,
-            "memory": dict(st["memory"], bytes_per_device=round(
-                st["memory"]["rss_delta_bytes"] / self.devices, 1)),
+            "memory": {
+                **st["memory"],
+                "bytes_per_device": round(st["memory"]["rss_delta_bytes"] / self.devices, 1),
+            },
         }
         return report
-

@@ -21,3 +21,11 @@ def seed_messages() -> dict[str, bytes]:
 def seed_register() -> bytes:
     """The seed's first REGISTER (GB/T 28181-2016 §9.1.2.1), wire bytes."""
     return corpus.load(corpus.DATA_DIR / "seed-1-register.sip").data
+
+
+@pytest.fixture(autouse=True)
+def _own_state_dir(tmp_path_factory: pytest.TempPathFactory,
+                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's `gbsip serve` children keep their default binding store
+    in a directory of their own, never the user's ~/.local/state."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))

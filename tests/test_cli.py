@@ -6,12 +6,21 @@ both event loops (GBSIP_LOOP).  Peers are on loopback; runs last seconds.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
+import pty
+import re
+import select
+import signal
 import socket
 import subprocess
+import struct
 import sys
 import tempfile
+import termios
+import time
+from datetime import datetime, timezone
 from collections.abc import Iterator
 from typing import Any
 
@@ -101,7 +110,22 @@ def test_simulate_summary_and_progress_lines() -> None:
     table = dict(line.split(None, 1) for line in p.stdout.strip().splitlines()
                  if line and not line.startswith(" "))
     assert table["devices"].strip() == "100"
-    assert table["registered"].startswith("100 at the end")
+    assert table["registered"].startswith("100 when the hold ended, 100 at least once")
+
+
+def test_progress_and_summary_say_what_their_numbers_mean() -> None:
+    """Issue 15: no "[done] registered 0/100" line before the summary;
+    progress says registered now and ever, and over which window its rates
+    are averaged; the peak rate is never below the achieved one."""
+    p = gbsip("simulate", "--devices", "300", "--rate", "300", "--duration", "3",
+              "--interval", "0.5", "--keepalive", "1")
+    assert p.returncode == 0, p.stderr
+    progress = [line for line in p.stderr.splitlines() if line.startswith("[")]
+    assert progress and not any(line.startswith("[done") for line in progress)
+    assert all("(ever " in line and "(5 s avg)" in line for line in progress), progress
+    ramp = next(line for line in p.stdout.splitlines() if line.startswith("ramp"))
+    m = re.search(r"(\d+)/s achieved .* peak (\d+)/s over 1 s", ramp)
+    assert m is not None and int(m.group(2)) >= int(m.group(1)), ramp
 
 
 def test_simulate_wrong_password_fails_with_advice(loop_name: str) -> None:
@@ -114,13 +138,16 @@ def test_simulate_wrong_password_fails_with_advice(loop_name: str) -> None:
     assert "Traceback" not in p.stderr
 
 
-def test_simulate_unreachable_server() -> None:
-    """Nothing listening: 'no answer from udp://…' after --no-answer-timeout."""
-    port = free_port()
-    p = gbsip("simulate", "--server", f"udp://127.0.0.1:{port}", "--devices", "10",
-              "--duration", "5", "--no-answer-timeout", "1", "--quiet")
+def test_simulate_unanswering_server() -> None:
+    """A platform that reads and never answers: 'no answer from udp://… in
+    1 s' after --no-answer-timeout."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1]
+        p = gbsip("simulate", "--server", f"udp://127.0.0.1:{port}", "--devices", "10",
+                  "--duration", "5", "--no-answer-timeout", "1", "--quiet")
     assert p.returncode == 1
-    assert f"no answer from udp://127.0.0.1:{port}" in p.stderr
+    assert f"no answer from udp://127.0.0.1:{port} in 1 s" in p.stderr
     assert "Traceback" not in p.stderr
 
 
@@ -169,7 +196,7 @@ def test_simulate_trace_prints_one_device() -> None:
 def test_simulate_bad_fault_is_a_usage_error() -> None:
     p = gbsip("simulate", "--fault", "explode=0.5", "--devices", "1")
     assert p.returncode == 2
-    assert "--fault wants KIND=FRACTION" in p.stderr
+    assert "--fault: wants KIND=FRACTION" in p.stderr
 
 
 def test_simulate_faults_make_exit_status_nonzero() -> None:
@@ -222,8 +249,11 @@ def test_register_wrong_password() -> None:
 
 
 def test_register_no_answer() -> None:
-    port = free_port()
-    p = gbsip("register", "--server", f"udp://127.0.0.1:{port}", "--timeout", "1", "--quiet")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1]
+        p = gbsip("register", "--server", f"udp://127.0.0.1:{port}", "--timeout", "1",
+                  "--quiet")
     assert p.returncode == 1
     assert f"no answer from udp://127.0.0.1:{port} in 1 s" in p.stderr
 
@@ -269,3 +299,360 @@ def test_no_command_prints_help() -> None:
     p = gbsip()
     assert p.returncode == 2
     assert "simulate" in p.stdout and "register" in p.stdout and "serve" in p.stdout
+
+
+# --------------------------------------------------------------------------
+# Issue 15: Ctrl-C, closed pipes, terminals, clocks, option checks, reports
+
+
+def _start(*args: str, loop: str = "asyncio", **kw: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "gbsip", *args], text=True,
+                            env=_env(GBSIP_LOOP=loop), **_CHILD, **kw)
+
+
+def on_a_terminal(*args: str, columns: int = 80, timeout: float = 60,
+                  until: Any = None) -> tuple[int, str]:
+    """Run gbsip with stdout and stderr on a pseudo-terminal ``columns``
+    wide; everything it wrote (``until(proc)`` runs once it started)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "gbsip", *args], stdout=slave, stderr=slave,
+                            env=_env(), cwd=tempfile.gettempdir(), stdin=subprocess.DEVNULL)
+    os.close(slave)
+    chunks: list[bytes] = []
+    if until is not None:
+        until(proc, master, chunks)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if not ready:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child side is closed
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+    return proc.returncode, b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_ctrl_c_stops_the_run_unregisters_and_prints_the_summary(loop_name: str) -> None:
+    """First Ctrl-C: no more devices start, the started ones unregister (the
+    platform keeps none), the summary says what happened, exit status 130."""
+
+    async def scenario() -> tuple[int, str, str, int, int]:
+        async with Registrar("34020000002000000001", port=0, transports=("udp",),
+                             passwords="12345678", keepalive_events=False) as reg:
+            host, port = reg.address
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "gbsip", "simulate", "--server", f"udp://{host}:{port}",
+                "--devices", "3000", "--rate", "500", "--duration", "60",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                env=_env(GBSIP_LOOP=loop_name), **_CHILD)
+            while len(reg) < 300:
+                await asyncio.sleep(0.05)
+            peak = len(reg)
+            proc.send_signal(signal.SIGINT)
+            out, err = await asyncio.wait_for(proc.communicate(), 60)
+            assert proc.returncode is not None
+            return proc.returncode, out.decode(), err.decode(), peak, len(reg)
+
+    rc, out, err, peak, left = asyncio.run(scenario())
+    assert rc == 130, err
+    assert "stopping: no more devices start" in err and "Traceback" not in err
+    table = dict(line.split(None, 1) for line in out.strip().splitlines()
+                 if line and not line.startswith(" "))
+    started = int(table["devices"].split(", ")[1].split()[0])
+    assert peak <= started < 3000
+    assert table["stopped"].startswith("early")
+    assert int(table["unregistered"]) == started
+    assert left == 0
+
+
+def test_second_ctrl_c_quits_at_once() -> None:
+    """A second Ctrl-C while the devices unregister quits at once: exit
+    status 130, "interrupted", no summary."""
+    proc = _start("simulate", "--devices", "400", "--rate", "100", "--duration", "60",
+                  "--interval", "0.2", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    while not proc.stderr.readline().startswith("[ramp"):  # the run is going
+        assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    while "stopping:" not in proc.stderr.readline():
+        assert proc.poll() is None
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - t0 < 3
+    assert "interrupted" in err and "Traceback" not in err
+    assert "unregistered" not in out
+
+
+def test_register_ctrl_c_unregisters() -> None:
+    """`gbsip register --hold`: Ctrl-C ends the hold and unregisters."""
+    proc = _start("register", "--hold", "60", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.stdout.readline().startswith("keepalive:"):
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "unregistered: 200 OK" in out
+
+
+NO_UVLOOP = 'raise ImportError("uvloop is not installed here")\n'
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "0"],
+                                     ["simulate", "--devices", "20", "--duration", "1",
+                                      "--trace", "34020000001320000003", "--quiet"]],
+                         ids=["serve", "simulate-trace"])
+@pytest.mark.parametrize("uvloop", ["installed", "missing"])
+def test_closed_pipe_ends_the_command_quietly(command: list[str], uvloop: str,
+                                              tmp_path: Any) -> None:
+    """`gbsip serve | head -0`, `gbsip simulate --trace ... | head`: the
+    reader goes away; the command stops without a traceback (none chained
+    to the uvloop probe either), exit status 141."""
+    env = _env()
+    if uvloop == "missing":
+        (tmp_path / "uvloop.py").write_text(NO_UVLOOP)
+        env["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{env['PYTHONPATH']}"
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before the first line
+    try:
+        done = subprocess.run([sys.executable, "-m", "gbsip", *command], stdout=w,
+                              stderr=subprocess.PIPE, text=True, env=env, timeout=60, **_CHILD)
+    finally:
+        os.close(w)
+    assert done.returncode == 141, done.stderr
+    assert done.stderr == ""
+
+
+def test_progress_line_fits_an_80_column_terminal() -> None:
+    """On a terminal the progress line is redrawn in place and cut to the
+    terminal's width, so no update leaves a wrapped line behind."""
+    rc, text = on_a_terminal("simulate", "--devices", "300", "--duration", "2.5",
+                             "--interval", "0.5", columns=80)
+    assert rc == 0, text
+    updates = [piece.replace("\x1b[2K", "") for piece in re.split(r"[\r\n]", text)]
+    updates = [u for u in updates if u.startswith("[")]
+    assert len(updates) >= 3, text
+    assert all(len(u) <= 80 for u in updates), [u for u in updates if len(u) > 80]
+    assert all("registered" in u for u in updates)
+
+
+def test_closed_udp_port_fails_at_once_and_json_still_reports() -> None:
+    """Nothing listens on the UDP port: the ICMP port unreachable ends the
+    run at once (not after --no-answer-timeout), and --json still writes
+    the report, saying why."""
+    port = free_port()
+    t0 = time.monotonic()
+    p = gbsip("simulate", "--server", f"udp://127.0.0.1:{port}", "--devices", "10",
+              "--no-answer-timeout", "20", "--json", "--quiet")
+    assert time.monotonic() - t0 < 8
+    assert p.returncode == 1
+    assert "port unreachable" in p.stderr and "Traceback" not in p.stderr
+    report = json.loads(p.stdout)
+    assert report["ok"] is False and "port unreachable" in report["error"]
+    assert report["messages"]["icmp_errors"] > 0
+    assert report["result"]["registered"] == 0
+
+
+def test_register_against_a_closed_udp_port_fails_at_once() -> None:
+    port = free_port()
+    t0 = time.monotonic()
+    p = gbsip("register", "--server", f"udp://127.0.0.1:{port}", "--timeout", "20", "--quiet")
+    assert time.monotonic() - t0 < 8
+    assert p.returncode == 1
+    assert f"no answer from udp://127.0.0.1:{port}: port unreachable" in p.stderr
+
+
+BAD_OPTIONS = [
+    (["simulate", "--duration", "-3"], "--duration: wants a number of seconds above 0, not -3"),
+    (["simulate", "--rate", "-1"], "--rate: wants a number, at least 0 (0: all at once)"),
+    (["simulate", "--retry", "-1"], "--retry: wants a number of seconds above 0, not -1"),
+    (["simulate", "--server-id", "123"], "--server-id: '123' is not a 20-digit"),
+    (["simulate", "--churn-offline", "-1"], "--churn-offline: wants"),
+    (["simulate", "--no-answer-timeout", "0"], "--no-answer-timeout: wants"),
+    (["simulate", "--interval", "0"], "--interval: wants"),
+    (["simulate", "--id-start", "9999999999"], "--id-start: serials 9999999999"),
+    (["simulate", "--id-prefix", "12"], "--id-prefix: wants the first 13 to 19 digits"),
+    (["simulate", "--id-prefix", "990200000013200"], "province code"),
+    (["simulate", "--id-prefix", "340200000020000"], "device type 200"),
+    (["simulate", "--server", "udp://127.0.0.1:5060", "--transport", "tcp"],
+     "--transport: tcp contradicts --server udp://127.0.0.1:5060"),
+    (["simulate", "--expires", "0"], "--expires: wants a whole number, at least 10"),
+    (["simulate", "--devices", "0"], "--devices: wants a whole number, at least 1"),
+    (["simulate", "--churn", "2"], "--churn: wants a fraction from 0 to 1"),
+    (["simulate", "--fault", "wrong_password=2"], "--fault: wants KIND=FRACTION"),
+    (["simulate", "--local-port", "70000"], "--local-port: wants a whole number from 0 to 65535"),
+    (["simulate", "--trace", "34020000001320099999"], "--trace: 34020000001320099999 is not one"),
+    (["simulate", "--server", "garbage"], "--server: wants udp://HOST:PORT or tcp://HOST:PORT"),
+    (["register", "--timeout", "0"], "--timeout: wants"),
+    (["register", "--device-id", "123"], "--device-id: wants a 20-digit"),
+    (["serve", "--min-expires", "600", "--max-expires", "60"], "--max-expires: 60 is below"),
+    (["serve", "--port", "-1"], "--port: wants a whole number from 0 to 65535"),
+    (["serve", "--keepalive", "0"], "--keepalive: wants"),
+    (["serve", "--transport", "sctp"], "--transport: wants udp, tcp or udp,tcp"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_OPTIONS, ids=[" ".join(a) for a, _ in BAD_OPTIONS])
+def test_bad_option_is_one_line_naming_it(args: list[str], message: str) -> None:
+    """Every option is checked before anything starts; the message is one
+    line, names the option and says what it wants; exit status 2."""
+    p = gbsip(*args)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], p.stderr
+    assert lines[0].startswith(f"gbsip {args[0]}: --")
+
+
+def test_report_csv_and_stats_json(tmp_path: Any) -> None:
+    """--report writes one self-contained HTML page with the charts over
+    time (inline SVG, nothing fetched), --csv the time series, --stats-json
+    a JSON line a second while the run goes."""
+    html, csv_path, stats = (tmp_path / "run.html", tmp_path / "run.csv", tmp_path / "s.jsonl")
+    p = gbsip("simulate", "--devices", "300", "--rate", "300", "--duration", "3",
+              "--keepalive", "1", "--report", str(html), "--csv", str(csv_path),
+              "--stats-json", str(stats), "--quiet")
+    assert p.returncode == 0, p.stderr
+    page = html.read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 5
+    assert "<script" not in page and "<link" not in page and "@import" not in page
+    assert set(re.findall(r"https?://[^\s\"'<]+", page)) <= {"http://www.w3.org/2000/svg"}
+    for title in ("Devices", "Rates (per second)", "Failures (per second)",
+                  "REGISTER latency", "Keepalive (MESSAGE) latency"):
+        assert title in page
+    from gbsip.simulator import TIMELINE_FIELDS
+
+    rows = csv_path.read_text().splitlines()
+    assert tuple(rows[0].split(",")) == TIMELINE_FIELDS
+    points = [dict(zip(TIMELINE_FIELDS, r.split(","))) for r in rows[1:]]
+    assert len(points) >= 4 and points[0]["elapsed"] == "0.0"
+    assert max(int(pt["registered"]) for pt in points) == 300
+    assert points[-1]["phase"] == "done"
+    assert all(datetime.fromisoformat(pt["time"]).tzinfo is not None for pt in points)
+    lines = [json.loads(line) for line in stats.read_text().splitlines()]
+    assert len(lines) >= 3
+    times = [datetime.fromisoformat(line["time"]) for line in lines]
+    assert times == sorted(times)
+    assert abs((times[-1] - datetime.now(timezone.utc)).total_seconds()) < 60
+    assert {"phase", "registered", "rates", "latency_ms", "interval"} <= set(lines[-1])
+    assert lines[-1]["phase"] == "done"
+
+
+def _serve_until_registered(*args: str, device: str = "34020000001320000007") -> str:
+    port = free_port()
+    server = _start("serve", "--port", str(port), "--transport", "udp", "--duration", "5",
+                    *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert server.stdout is not None
+        first = server.stdout.readline()
+        p = gbsip("register", "--server", f"udp://127.0.0.1:{port}", "--device-id", device,
+                  "--quiet")
+        assert p.returncode == 0, p.stderr
+        out, err = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    assert server.returncode == 0, err
+    return first + out
+
+
+def test_serve_json_lines_carry_iso_wall_clock_time() -> None:
+    """`gbsip serve --json`: every line's time is wall-clock ISO 8601 with
+    its UTC offset (the clock of Binding.expires_at), not the loop's
+    monotonic seconds."""
+    lines = [json.loads(line) for line in _serve_until_registered("--json").splitlines()]
+    assert lines[0]["event"] == "Listening" and lines[-1]["event"] == "Stopped"
+    events = {d["event"]: d for d in lines}
+    for name in ("Listening", "DeviceRegistered", "Keepalive", "DeviceUnregistered", "Stopped"):
+        when = datetime.fromisoformat(events[name]["time"])
+        assert when.tzinfo is not None, events[name]
+        assert abs((when - datetime.now(timezone.utc)).total_seconds()) < 60
+    reg = events["DeviceRegistered"]
+    assert reg["device_id"] == "34020000001320000007" and reg["expires"] == 3600
+    assert reg["source"][0] == "127.0.0.1" and reg["transport"] == "udp"
+
+
+def test_serve_text_lines_start_with_the_time() -> None:
+    out = _serve_until_registered()
+    events = [line for line in out.splitlines() if "34020000001320000007" in line]
+    assert [line.split()[1] for line in events] == ["DeviceRegistered", "Keepalive",
+                                                    "DeviceUnregistered"]
+    for line in events:
+        assert re.match(r"\d\d:\d\d:\d\d\.\d{3} ", line), line
+
+
+def test_serve_on_a_terminal_counts_what_it_cannot_show() -> None:
+    """On a terminal, past --max-lines events a second one line a second
+    counts the rest by kind (a pipe would get every event)."""
+    port = free_port()
+
+    def load(_proc: Any, _master: int, _chunks: list[bytes]) -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            p = gbsip("register", "--server", f"udp://127.0.0.1:{port}", "--timeout", "1",
+                      "--quiet")
+            if p.returncode == 0:
+                break
+        p = gbsip("simulate", "--server", f"udp://127.0.0.1:{port}", "--devices", "400",
+                  "--rate", "0", "--duration", "2", "--keepalive", "0.5", "--quiet")
+        assert p.returncode == 0, p.stderr
+
+    rc, text = on_a_terminal("serve", "--port", str(port), "--transport", "udp",
+                             "--max-lines", "20", "--duration", "12", until=load)
+    assert rc == 0, text
+    lines = text.splitlines()
+    shown = [line for line in lines if re.match(r"\d\d:\d\d:\d\d\.\d{3} [A-Z]", line)]
+    counted = [line for line in lines if "more events in the last second" in line]
+    assert counted and "DeviceRegistered" in "".join(counted), text
+    assert len(shown) <= 20 * 13, text
+    total = sum(int(m) for line in counted for m in re.findall(r"… (\d+) more events", line))
+    assert total + len(shown) >= 400 * 3  # registered, keepalives, unregistered
+
+
+def test_serve_help_explains_every_option() -> None:
+    text = " ".join(gbsip("serve", "--help").stdout.split())
+    for option, words in (("--min-expires MIN_EXPIRES", "shortest registration lifetime"),
+                          ("--max-expires MAX_EXPIRES", "longest registration lifetime"),
+                          ("--nonce-lifetime NONCE_LIFETIME", "seconds a Digest nonce stays"),
+                          ("--status-dir DIR", "keep one file per device")):
+        assert f"{option} {words}" in text, option
+
+
+def test_conformance_help_lists_each_suites_own_options() -> None:
+    platform = gbsip("conformance", "platform", "--help").stdout
+    device = gbsip("conformance", "device", "--help").stdout
+    for only_device in ("--gb-listen", "--gb-device-cmd", "--gb-unregister-cmd",
+                        "--gb-grant-expires", "--gb-register-timeout"):
+        assert only_device in device and only_device not in platform
+    for only_platform in ("--gb-platform", "--gb-offline-cmd", "--gb-nonce-lifetime",
+                          "--gb-unknown-device-id", "--gb-any-device", "--gb-expires "):
+        assert only_platform in platform and only_platform not in device
+    for both in ("--gb-server-id", "--gb-password", "--gb-keepalive-interval"):
+        assert both in platform and both in device
+
+
+def test_conformance_run_prints_no_pytest_warnings() -> None:
+    """No PytestAssertRewriteWarning (gbsip is imported before pytest starts)
+    nor pytest-asyncio's loop-scope warning in a conformance run."""
+    p = gbsip("conformance", "platform", "--gb-platform", f"udp://127.0.0.1:{free_port()}",
+              "--gb-timeout", "1", "--", "-x")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "Warning" not in p.stdout + p.stderr, p.stdout + p.stderr
+    assert "did not answer a REGISTER" in p.stdout

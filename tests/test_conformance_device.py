@@ -106,3 +106,17 @@ def test_device_suite_against_sipp_scenario(tmp_path: Path) -> None:
     assert run.ids("failed") == {"D09"}, run.output
     assert run.ids("passed") == ALL - {"D09"}, run.output
     assert "went unanswered and no REGISTER followed" in run.messages["D09"]
+
+
+def test_device_suite_passes_against_gbsip_simulate(tmp_path: Path) -> None:
+    """`gbsip simulate` as the camera (one device): it passes every check,
+    D10 included — the unregister command is a Ctrl-C (SIGINT), on which
+    simulate unregisters its devices before it exits (issue 15)."""
+    camera = (f"exec {shlex.quote(sys.executable)} -m gbsip simulate --server "
+              "udp://{host}:{port} --devices 1 --duration 3600 --keepalive 0.3 "
+              "--keepalive-count 3 --retry 1 --t1 0.1 --quiet")
+    run = run_suite("device", [
+        f"--gb-listen=udp://127.0.0.1:{free_port()}", f"--gb-device-cmd={camera}",
+        "--gb-unregister-cmd=kill -INT {pid}", "--gb-register-timeout=10", *TIMING,
+    ], tmp_path)
+    assert run.results == {cid: "passed" for cid in ALL}, run.output

@@ -52,6 +52,40 @@ def test_platform_suite_passes_against_gbsip_registrar(tmp_path: Path) -> None:
     assert "23 checks: 23 passed, 0 failed, 0 errors, 0 skipped" in run.output
 
 
+def test_platform_suite_passes_against_gbsip_serve(tmp_path: Path) -> None:
+    """`gbsip serve` as the platform: with --nonce-lifetime (P14) and
+    --status-dir answering --gb-offline-cmd (P21) every check runs, and all
+    23 pass (issue 15)."""
+    import sys
+
+    from conformance_helpers import python_env
+
+    passwords = tmp_path / "passwords.csv"
+    passwords.write_text(f"device_id,password\n{DEVICE},{PASSWORD}\n")
+    state = tmp_path / "status"
+    port = free_port()
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "gbsip", "serve", "--port", str(port), "--transport", "udp",
+         "--passwords-file", str(passwords), "--qop", "--nonce-lifetime", "1",
+         "--keepalive", "0.5", "--keepalive-count", "2", "--status-dir", str(state),
+         "--quiet"],
+        cwd=tempfile.gettempdir(), env=python_env(), stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert serve.stdout is not None
+        assert f"udp://127.0.0.1:{port}" in serve.stdout.readline()
+        run = run_suite("platform", [
+            f"--gb-platform=udp://127.0.0.1:{port}", "--gb-nonce-lifetime=1",
+            "--gb-keepalive-interval=0.5", "--gb-keepalive-timeout-count=2",
+            f"--gb-offline-cmd=grep -qx offline {state}/{{device_id}}", "--gb-timeout=3",
+        ], tmp_path)
+    finally:
+        serve.terminate()
+        serve.wait(20)
+    assert run.results == {cid: "passed" for cid in ALL}, run.output
+    assert (state / DEVICE).read_text() in ("unregistered\n", "offline\n", "expired\n")
+
+
 def test_platform_suite_runs_over_tcp(tmp_path: Path) -> None:
     """Over TCP (one connection per camera, GB/T 28181-2022 §9.1.1 f) the
     same Registrar passes every check that needs no extra knowledge."""

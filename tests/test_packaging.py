@@ -207,15 +207,29 @@ def source_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return src
 
 
-@pytest.mark.parametrize("cmd", [["-c", "import gbsip"], ["-m", "gbsip", "--help"]],
-                         ids=["import", "python-m"])
+@pytest.mark.parametrize("cmd", [["-c", "import gbsip"], ["-S", "-m", "gbsip", "--help"]],
+                         ids=["import", "python-m-nothing-installed"])
 def test_import_from_an_unbuilt_source_tree_says_what_to_do(
         source_copy: Path, cmd: list[str]) -> None:
-    """Issue 12/15: importing gbsip (or `python -m gbsip`) from a checkout
-    without a built _core names the cause and both ways out, instead of a
-    bare ModuleNotFoundError."""
+    """Issue 12/15: importing gbsip from a checkout without a built _core
+    (or `python -m gbsip` there with no gbsip installed: -S leaves out
+    site-packages) names the cause and both ways out, instead of a bare
+    ModuleNotFoundError, and without a traceback for `python -m`."""
     rc, out = _run_status([sys.executable, *cmd], cwd=source_copy)
     assert rc != 0
     assert "gbsip._core" in out and "not built" in out, out
     assert "build_ext --inplace" in out and "another directory" in out, out
     assert "ModuleNotFoundError" not in out
+    if "-m" in cmd:
+        assert "Traceback" not in out, out
+
+
+def test_python_m_gbsip_in_an_unbuilt_source_tree_runs_the_installed_gbsip(
+        source_copy: Path) -> None:
+    """Issue 15: after `pip install .`, `python -m gbsip` typed in the
+    checkout (README.zh-CN recommends it) runs the installed gbsip instead
+    of failing on the tree's missing _core."""
+    rc, out = _run_status([sys.executable, "-m", "gbsip", "simulate", "--devices", "20",
+                           "--duration", "1", "--quiet"], cwd=source_copy)
+    assert rc == 0, out
+    assert "registered        20 when the hold ended" in out, out

@@ -221,3 +221,41 @@ def test_no_summary_without_checks(gbtester: pytest.Pytester) -> None:
     result = run(gbtester)
     result.assert_outcomes(passed=1)
     assert "conformance summary" not in result.stdout.str()
+
+
+def test_failures_point_at_the_test_not_the_plugin(gbtester: pytest.Pytester) -> None:
+    """Issue 15: a device that cannot register and a recorded event that
+    never comes fail at the test's own line, with the reason; the traceback
+    does not walk through the plugin, asyncio or gbsip.device."""
+    gbtester.makepyfile("""
+        import pytest
+        from gbsip.events import Offline
+
+        @pytest.mark.asyncio
+        async def test_factory_fails(gb_registrar, gb_device_factory):
+            await gb_device_factory(password="wrong")
+
+        @pytest.mark.asyncio
+        async def test_wait_recorded_times_out(gb_registrar, gb_device):
+            await gb_registrar.wait_recorded(Offline, gb_device.device_id, timeout=0.2)
+    """)
+    result = run(gbtester)
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    assert "pytest_plugin.py" not in out and "asyncio/tasks.py" not in out, out
+    assert "gbsip/device.py" not in out, out
+    result.stdout.fnmatch_lines([
+        "*await gb_device_factory(password=\"wrong\")*",
+        "*device 34020000001320000001 did not register at udp://127.0.0.1:*403 Forbidden*",
+        "*await gb_registrar.wait_recorded(Offline, gb_device.device_id, timeout=0.2)*",
+        "*TimeoutError: no Offline of 34020000001320000001 within 0.2 s*",
+    ])
+
+
+def test_platform_that_is_not_a_url_is_a_usage_error(gbtester: pytest.Pytester) -> None:
+    """`--gb-platform garbage` stops pytest before any test (it used to be
+    taken as a host name and fail every test with a gaierror)."""
+    gbtester.makepyfile("def test_nothing(): pass")
+    result = run(gbtester, "--gb-platform=garbage")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--gb-platform: 'garbage' is not a URL*udp://HOST:PORT*"])

@@ -393,3 +393,74 @@ def test_stop_ends_the_run_early_and_unregisters_what_started(run) -> None:  # n
     assert report["result"]["not_registered"] == {}
     assert report["unregistration"]["unregistered"] == started
     assert bindings_left == 0
+
+
+def test_timeline_has_a_point_a_step_with_the_latency_of_what_completed(run) -> None:  # noqa: F811
+    """Simulator(timeline=0.5): points from the start (all zero) every half
+    second to the end, counts that add up, latency percentiles of the
+    registrations and keepalives completed in each step."""
+
+    async def scenario() -> tuple[list[Any], dict[str, Any]]:
+        async with Registrar(SERVER_ID, port=0, transports=("udp",), passwords=PASSWORD,
+                             keepalive_events=False) as reg:
+            host, port = reg.address
+            async with Simulator(400, server=f"udp://{host}:{port}", rate=400, duration=2,
+                                 keepalive_interval=0.5, timeline=0.5, seed=3) as sim:
+                report = await sim.run()
+            return sim.timeline(), dict(report)
+
+    points, report = run(scenario())
+    assert points[0]["elapsed"] == 0.0 and points[0]["registered"] == 0
+    assert points[0]["phase"] == "ramp" and points[-1]["phase"] == "done"
+    steps = [b["elapsed"] - a["elapsed"] for a, b in zip(points, points[1:-1])]
+    assert all(0.4 <= d <= 0.8 for d in steps), steps
+    assert sum(p["register_count"] for p in points) == 400
+    assert sum(p["message_count"] for p in points) == report["totals"]["keepalives_answered"]
+    assert max(p["registered"] for p in points) == 400
+    assert any(p["register_p99"] is not None for p in points)
+    assert all((p["register_p50"] is None) == (p["register_count"] == 0) for p in points)
+    assert all(p["time"] > 1e9 for p in points)
+
+
+def test_a_failed_run_still_has_a_report_saying_why(run) -> None:  # noqa: F811
+    """Nothing listens on the UDP port: run() raises SimulatorError at once
+    (the ICMP port unreachable, not --no-answer-timeout later), and
+    report() gives what happened with the reason in `error`."""
+
+    async def scenario() -> tuple[str, dict[str, Any], float]:
+        port = free_port()
+        async with Simulator(20, server=f"udp://127.0.0.1:{port}", no_answer_timeout=30,
+                             duration=30) as sim:
+            t0 = time.monotonic()
+            with pytest.raises(SimulatorError) as err:
+                await sim.run()
+            return str(err.value), dict(sim.report()), time.monotonic() - t0
+
+    message, report, took = run(scenario())
+    assert "port unreachable" in message and took < 5
+    assert report["ok"] is False and report["error"] == message
+    assert report["messages"]["icmp_errors"] > 0 and report["started"] == 20
+
+
+@pytest.mark.parametrize("interval,window", [(2.0, 6.0), (2.5, 5.0), (60.0, 60.0),
+                                             (120.0, 60.0), (None, 5.0)])
+def test_rates_average_over_whole_keepalive_intervals(interval: float | None,
+                                                      window: float) -> None:
+    """Keepalives come in waves; the live rates are averaged over a whole
+    number of keepalive intervals, at least 5 s and at most 60 s."""
+    sim = Simulator(10, keepalive_interval=interval)
+    assert sim.stats()["rates"]["window_s"] == window
+
+
+def test_peak_rate_is_never_below_the_achieved_rate(run) -> None:  # noqa: F811
+    async def scenario() -> dict[str, Any]:
+        async with Registrar(SERVER_ID, port=0, transports=("udp",), passwords=PASSWORD,
+                             keepalive_events=False) as reg:
+            host, port = reg.address
+            async with Simulator(1500, server=f"udp://{host}:{port}", rate=1000,
+                                 duration=2) as sim:
+                return dict(await sim.run())
+
+    ramp = run(scenario())["ramp"]
+    assert ramp["achieved_rate"] is not None
+    assert ramp["peak_rate"] >= ramp["achieved_rate"] > 500

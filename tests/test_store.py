@@ -251,3 +251,53 @@ def test_bindings_survive_kill_9_under_load(tmp_path: Path) -> None:
             return set(reg.bindings)
 
     assert safe <= asyncio.run(after())
+
+
+@pytest.mark.slow
+def test_gbsip_serve_keeps_bindings_across_kill_9(tmp_path: Path) -> None:
+    """Issue 12, as an operator runs it: `gbsip serve` keeps its bindings in
+    SQLite by default; killed with SIGKILL and started again on the same
+    port, it says how many it restored and has them all."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from device_helpers import free_port
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "gbsip", "serve", "--port", str(port), "--transport", "udp",
+           "--quiet", "--json", "--store-flush", "0.1", "--min-expires", "60"]
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"))
+
+    def start() -> tuple[subprocess.Popen[str], dict[str, object]]:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env,
+                                cwd=str(tmp_path))
+        assert proc.stdout is not None
+        return proc, json.loads(proc.stdout.readline())
+
+    first, hello = start()
+    try:
+        assert hello["restored"] == 0
+        assert str(hello["store"]).startswith(str(tmp_path / "state"))
+        done = subprocess.run([sys.executable, "-m", "gbsip", "simulate", "--server",
+                               f"udp://127.0.0.1:{port}", "--devices", "300", "--rate", "1000",
+                               "--duration", "1", "--no-unregister"],
+                              capture_output=True, text=True, timeout=120, env=env,
+                              cwd=str(tmp_path))
+        assert done.returncode == 0, done.stdout + done.stderr
+        time.sleep(0.5)  # more than a flush interval
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(10)
+        second, hello = start()
+        try:
+            assert hello["restored"] == 300
+        finally:
+            second.send_signal(signal.SIGINT)
+            second.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()

@@ -35,18 +35,25 @@ def check(id: str, clause: str) -> Callable[[F], F]:  # noqa: A002 - "id" reads 
     """Mark a test as conformance check ``id`` enforcing ``clause``."""
     import pytest
 
-    return pytest.mark.gb_check(id=id, clause=clause)  # type: ignore[no-any-return]
+    mark: Callable[[F], F] = pytest.mark.gb_check(id=id, clause=clause)
+    return mark
 
 
 def require_pytest() -> Any:
     """The pytest module, or :class:`MissingDependency` saying what to install."""
+    from importlib.util import find_spec
+
+    # pytest-asyncio is looked for, not imported: imported before pytest.main
+    # it would be "already imported so cannot be rewritten" (a warning)
+    missing = "pytest_asyncio" if find_spec("pytest_asyncio") is None else None
     try:
         import pytest
-        import pytest_asyncio  # noqa: F401  (the suites' fixtures are async)
-    except ImportError as exc:
+    except ImportError:
+        missing = "pytest"
+    if missing:
         raise MissingDependency(
-            f"the conformance suites need pytest and pytest-asyncio ({exc.name} is "
-            "missing): pip install 'gbsip[conformance]'") from exc
+            f"the conformance suites need pytest and pytest-asyncio ({missing} is "
+            "missing): pip install 'gbsip[conformance]'")
     return pytest
 
 
@@ -68,5 +75,11 @@ def run(suite: str, args: Sequence[str] = ()) -> int:
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r}: choose from {', '.join(SUITES)}")
     pytest = require_pytest()
-    return int(pytest.main([*plugin_args(), "-p", "no:cacheprovider", "--pyargs",
-                            SUITES[suite], *args]))
+    return int(pytest.main([
+        *plugin_args(), "-p", "no:cacheprovider",
+        # this process imported gbsip (the command line) before pytest started:
+        # nothing of it is a test to rewrite, so pytest's warning says nothing
+        "-W", "ignore:Module already imported so cannot be rewritten; gbsip"
+              ":pytest.PytestAssertRewriteWarning",
+        "-o", "asyncio_default_fixture_loop_scope=function",
+        "--pyargs", SUITES[suite], *args]))
