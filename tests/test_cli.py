@@ -416,8 +416,8 @@ NO_UVLOOP = 'raise ImportError("uvloop is not installed here")\n'
 
 
 @pytest.mark.parametrize("command", [["serve", "--port", "0"],
-                                     ["simulate", "--devices", "20", "--duration", "1",
-                                      "--trace", "34020000001320000003", "--quiet"]],
+                                     ["simulate", "--devices", "5", "--duration", "5",
+                                      "--trace", "34020000001320000001", "--quiet"]],
                          ids=["serve", "simulate-trace"])
 @pytest.mark.parametrize("uvloop", ["installed", "missing"])
 def test_closed_pipe_ends_the_command_quietly(command: list[str], uvloop: str,
