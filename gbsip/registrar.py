@@ -261,7 +261,8 @@ class Registrar(Lifetime):
     and each keeps its own bindings.  A registrar runs once: after
     :meth:`close` make a new one.  Security knobs (``require_qop``,
     ``keepalive_policy``, ``lockout``, ``max_event_bytes``,
-    ``max_contact_bytes``): docs/registrar.md, section Security.
+    ``peer_event_rate``, ``max_contact_bytes``): docs/registrar.md,
+    section Security.
     """
 
     def __init__(
@@ -298,6 +299,7 @@ class Registrar(Lifetime):
         max_pending: int = 1024,
         max_events: int = 65536,
         max_event_bytes: int = 64 << 20,
+        peer_event_rate: int = 1000,
         max_contact_bytes: int = 1024,
         max_connections: int = 10000,
         tcp_incomplete_timeout: float = INCOMPLETE_TIMEOUT,
@@ -368,6 +370,7 @@ class Registrar(Lifetime):
             max_pending=max_pending,
             max_events=max_events,
             max_event_bytes=max_event_bytes,
+            peer_event_rate=peer_event_rate,
             max_contact_bytes=max_contact_bytes,
             rate_per_source=rate_per_source,
             lenient=lenient,

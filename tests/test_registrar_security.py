@@ -444,3 +444,17 @@ def test_other_device_credentials_answer_alike() -> None:
     assert right is not None and wrong_ is not None
     assert (right.status, right.reason) == (wrong_.status, wrong_.reason) == (
         403, "Forbidden (credentials name another device)")
+
+
+def test_garbage_flood_costs_a_bounded_number_of_events() -> None:
+    """Issue 12: a flood of garbage is counted in full but becomes at most peer_event_rate
+    Rejected events a second, so the application's work per datagram stays small."""
+    reg = make(peer_event_rate=10)
+    for i in range(100):
+        reg.raw(b"junk\r\n\r\n", now=NOW + i, host="10.9.9.9")
+    assert len(reg.take()) == 10
+    stats = reg.core.stats()
+    assert stats["events_suppressed"] == 90 and reg.core.drops()["unparseable"] == 100
+    for i in range(100):  # the next second: ten more
+        reg.raw(b"junk\r\n\r\n", now=NOW + 1000 + i, host="10.9.9.9")
+    assert len(reg.take()) == 10

@@ -229,6 +229,8 @@ struct gb_registrar {
     size_t pending_count;
     event_queue evq[2];       /* EVQ_STATE, EVQ_PEER */
     uint64_t ev_seq;
+    int64_t peer_ev_second;   /* start of the peer_event_rate window */
+    uint32_t peer_ev_count;   /* events in it */
     lock_slot *locks;         /* lockout table, lock_sets * LOCK_WAYS */
     size_t lock_sets;
     gb_field *fields;         /* an answer's extra headers, fields_cap */
@@ -391,6 +393,7 @@ void gb_registrar_config_default(gb_registrar_config *c)
     c->max_pending = 1024;
     c->max_events = 65536;
     c->max_event_bytes = 64u << 20;
+    c->peer_event_rate = 1000;
     c->max_contact_bytes = 1024;
     c->transaction_ms = 32000;
     c->keepalive_events = 1;
@@ -751,6 +754,26 @@ static gb_reg_event *push_event(gb_registrar *r, int type, const char *id, size_
     return push_event_text(r, type, id, id_len, now, NULL, 0, NULL, 0);
 }
 
+/* An event about a request whose sender proved nothing, within
+ * peer_event_rate a second: a flood of garbage or refusals then costs the
+ * application a bounded number of events (the counters see all of it). */
+static gb_reg_event *push_peer_event(gb_registrar *r, int type, const char *id, size_t id_len,
+                                     int64_t now)
+{
+    if (r->cfg.peer_event_rate) {
+        if (now - r->peer_ev_second >= 1000 || now < r->peer_ev_second) {
+            r->peer_ev_second = now;
+            r->peer_ev_count = 0;
+        }
+        if (r->peer_ev_count >= r->cfg.peer_event_rate) {
+            r->st.events_suppressed++;
+            return NULL;
+        }
+        r->peer_ev_count++;
+    }
+    return push_event(r, type, id, id_len, now);
+}
+
 size_t gb_registrar_pop_events(gb_registrar *r, gb_reg_event *out, size_t max)
 {
     size_t n = 0;
@@ -889,6 +912,7 @@ static txn *txn_insert(gb_registrar *r, int ring, const char *key, size_t len, u
     if (g->count == g->cap) {
         txn_drop_oldest(r, ring);
         r->st.transactions_evicted++;
+        r->st.trusted_evicted += ring == RING_TRUSTED;
     }
     size_t slot = g->base + g->head;
     txn *t = &r->txns[slot];
@@ -996,16 +1020,25 @@ static gb_reg_status send_reply(req_ctx *c, unsigned status, const char *reason)
     return GB_REG_REPLY;
 }
 
-static gb_reg_status reject(req_ctx *c, unsigned status, const char *reason,
-                            const char *id, size_t id_len)
+/* Counts a refusal and reports it (within peer_event_rate unless the
+ * sender proved itself). */
+static void rejected_event(req_ctx *c, unsigned status, const char *reason,
+                           const char *id, size_t id_len)
 {
     c->r->st.rejected++;
-    gb_reg_event *ev = push_event(c->r, GB_REG_EV_REJECTED, id, id_len, c->now);
+    gb_reg_event *ev = c->trusted ? push_event(c->r, GB_REG_EV_REJECTED, id, id_len, c->now)
+                                  : push_peer_event(c->r, GB_REG_EV_REJECTED, id, id_len, c->now);
     if (ev) {
         ev->status = (uint16_t)status;
         ev->reason = reason;
         ev->source = *c->src;
     }
+}
+
+static gb_reg_status reject(req_ctx *c, unsigned status, const char *reason,
+                            const char *id, size_t id_len)
+{
+    rejected_event(c, status, reason, id, id_len);
     return send_reply(c, status, reason);
 }
 
@@ -1126,7 +1159,7 @@ static void auth_failed(req_ctx *c, const char *id, size_t id_len, const char *w
                         unsigned status)
 {
     c->r->st.auth_failures++;
-    gb_reg_event *ev = push_event(c->r, GB_REG_EV_AUTH_FAILED, id, id_len, c->now);
+    gb_reg_event *ev = push_peer_event(c->r, GB_REG_EV_AUTH_FAILED, id, id_len, c->now);
     if (ev) {
         ev->reason = why;
         ev->status = (uint16_t)status;
@@ -1626,13 +1659,7 @@ static gb_reg_status order(req_ctx *c, reg_job *j)
             scratch_begin(c, &w);
             gb_w_uint(&w, r->cfg.min_expires);
             scratch_end(c, &w, "Min-Expires");
-            r->st.rejected++;
-            gb_reg_event *ev = push_event(r, GB_REG_EV_REJECTED, id, id_len, c->now);
-            if (ev) {
-                ev->status = 423;
-                ev->reason = "expires below Min-Expires";
-                ev->source = *c->src;
-            }
+            rejected_event(c, 423, "expires below Min-Expires", id, id_len);
             return send_reply(c, 423, NULL);
         }
     return GO_ON;
@@ -2037,7 +2064,7 @@ static gb_reg_status drop_unanswerable(gb_registrar *r, gb_reg_drop kind, gb_err
     r->st.drops[kind]++;
     if (kind == GB_REG_DROP_UNPARSEABLE && (unsigned)code < GB_ERR__COUNT)
         r->st.drops_parse[code]++;
-    gb_reg_event *ev = push_event(r, GB_REG_EV_REJECTED, NULL, 0, now);
+    gb_reg_event *ev = push_peer_event(r, GB_REG_EV_REJECTED, NULL, 0, now);
     if (ev) {
         ev->reason = why;
         ev->source = *src;

@@ -131,6 +131,10 @@ typedef struct {
     uint32_t max_pending;         /* secret lookups in flight; default 1024 */
     uint32_t max_events;          /* queued events; default 65536 */
     uint64_t max_event_bytes;     /* their bytes, texts included; default 64 MiB */
+    uint32_t peer_event_rate;     /* events a second about requests whose sender
+                                     proved nothing (refusals, failures, garbage);
+                                     the rest are counted, not queued; 0: no
+                                     limit; default 1000 */
     uint32_t max_contact_bytes;   /* contact URI bytes per binding; default 1024 */
     uint32_t transaction_ms;      /* Timer J for UDP; default 32000 */
     uint32_t rate_per_source;     /* requests/s per source IP; 0: unlimited */
@@ -302,8 +306,11 @@ typedef struct {
         keepalives_refused, /* unauthenticated MESSAGEs from a foreign address */
         nonces_reused,     /* right answers to a nonce used already: 401 stale */
         user_agents_cut,   /* User-Agents kept shortened (GB_REG_MAX_USER_AGENT) */
-        events_dropped_state; /* of events_dropped: binding events, not
+        events_dropped_state, /* of events_dropped: binding events, not
                                  peer-triggered ones */
+        events_suppressed, /* over peer_event_rate: counted, never queued */
+        trusted_evicted;   /* of transactions_evicted: answers to requests whose
+                              sender proved itself (only by their own kind) */
     uint64_t drops[GB_REG_DROP__COUNT];
     uint64_t drops_parse[GB_ERR__COUNT]; /* GB_REG_DROP_UNPARSEABLE by parse error */
     uint64_t event_bytes;     /* bytes of the queued events */

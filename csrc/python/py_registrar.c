@@ -108,7 +108,8 @@ static int core_init(RegistrarCoreObject *self, PyObject *args, PyObject *kwds)
         "transaction_ms", "rate_per_source", "lenient", "server_header",
         "keepalive_events", "event_mask", "hash_key", "require_qop", "keepalive_policy",
         "nonce_replay_slots", "max_event_bytes", "max_contact_bytes", "lockout_failures",
-        "lockout_source_failures", "lockout_window_ms", "lockout_ms", "lockout_slots", NULL};
+        "lockout_source_failures", "lockout_window_ms", "lockout_ms", "lockout_slots",
+        "peer_event_rate", NULL};
     gb_registrar_config cfg;
     gb_registrar_config_default(&cfg);
     PyObject *server_id, *realm = Py_None, *shared = Py_None, *gbver = Py_None,
@@ -119,7 +120,7 @@ static int core_init(RegistrarCoreObject *self, PyObject *args, PyObject *kwds)
         ka_policy = cfg.keepalive_policy;
     unsigned long long event_bytes = cfg.max_event_bytes;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "U|$OOpIIIIIpiipOOOIOOIIIIIIIIOpIOpiIKIIIIII:RegistrarCore", kwlist,
+            args, kwds, "U|$OOpIIIIIpiipOOOIOOIIIIIIIIOpIOpiIKIIIIIII:RegistrarCore", kwlist,
             &server_id,
             &realm, &shared, &ask, &cfg.min_expires, &cfg.max_expires, &cfg.default_expires,
             &cfg.keepalive_interval_ms, &cfg.keepalive_timeout_count, &qop, &refresh, &strict,
@@ -129,7 +130,7 @@ static int core_init(RegistrarCoreObject *self, PyObject *args, PyObject *kwds)
             &server_header, &kev, &cfg.event_mask, &hash_key, &require_qop, &ka_policy,
             &cfg.nonce_replay_slots, &event_bytes, &cfg.max_contact_bytes, &cfg.lockout_failures,
             &cfg.lockout_source_failures, &cfg.lockout_window_ms, &cfg.lockout_ms,
-            &cfg.lockout_slots))
+            &cfg.lockout_slots, &cfg.peer_event_rate))
         return -1;
     cfg.require_qop = require_qop;
     cfg.keepalive_policy = ka_policy;
@@ -510,6 +511,8 @@ static PyObject *core_stats(RegistrarCoreObject *self, PyObject *unused)
         {"nonces_reused", s.nonces_reused},
         {"user_agents_cut", s.user_agents_cut},
         {"events_dropped_state", s.events_dropped_state},
+        {"events_suppressed", s.events_suppressed},
+        {"trusted_evicted", s.trusted_evicted},
         {"event_bytes", s.event_bytes},
     };
     for (size_t i = 0; d && i < sizeof more / sizeof more[0]; i++)

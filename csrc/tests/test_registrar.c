@@ -2725,6 +2725,8 @@ static void test_open_flood_keeps_authenticated_answers(void)
     gb_registrar_get_stats(r, &st);
     CHECK_EQ_INT(st.retransmissions_absorbed, 1);
     CHECK_EQ_INT(st.registrations, 1);
+    CHECK(st.transactions_evicted >= 150);
+    CHECK_EQ_INT(st.trusted_evicted, 0);
     gb_registrar_free(r);
 }
 
@@ -2806,6 +2808,44 @@ static void test_peer_events_never_push_out_binding_events(void)
     CHECK_EQ_INT(st.events_dropped, 6);
     CHECK_EQ_INT(st.events_dropped_state, 0);
     evs_free(&l);
+    gb_registrar_free(r);
+}
+
+/* A flood of garbage costs the application at most peer_event_rate
+ * events a second (the counters see every datagram); refusals of requests
+ * whose sender proved itself (credentials) are not limited. */
+static void test_peer_event_rate(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    cfg_fixed_nonce(&c, "n");
+    c.peer_event_rate = 100;
+    gb_registrar *r = mk(&c);
+    gb_peer cam = peer4(10, 0, 0, 5, 5061), flood = peer4(10, 9, 9, 9, 5060);
+    answer a;
+    char auth[1024];
+    creds(auth, sizeof auth, DEV, PASSWORD, "n", RURI);
+    req reg = {.call_id = "c", .cseq = 1, .expires = 3600, .auth = auth};
+    send_req(r, &a, &reg, &cam, NOW0, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 200);
+    for (int i = 0; i < 2000; i++)
+        feed(r, &a, "junk\r\n\r\n", 8, &flood, NOW0 + i / 4, WALL_SEED);
+    for (int i = 0; i < 5; i++) { /* refusals of a device with credentials: all reported */
+        req brief = {.call_id = "c", .cseq = 10 + (unsigned)i, .expires = 10, .auth = auth};
+        send_req(r, &a, &brief, &cam, NOW0 + 100, WALL_SEED);
+        CHECK_EQ_INT(status_of(&a), 423);
+    }
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.drops[GB_REG_DROP_UNPARSEABLE], 2000);
+    CHECK_EQ_INT(st.events_suppressed, 2000 - 100);
+    size_t rejected = 0;
+    evlist l = {0};
+    do {
+        pop_all(r, &l);
+        rejected += (size_t)count_type(&l, GB_REG_EV_REJECTED);
+    } while (l.n);
+    CHECK_EQ_INT(rejected, 100 + 5);
     gb_registrar_free(r);
 }
 
@@ -3075,6 +3115,7 @@ int main(void)
     test_open_flood_keeps_authenticated_answers();
     test_event_queue_bounded_by_bytes();
     test_peer_events_never_push_out_binding_events();
+    test_peer_event_rate();
     test_binding_fields_capped();
     test_rfc4475_malformed_requests_answered();
     test_drops_counted_by_reason();
