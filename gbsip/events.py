@@ -42,6 +42,7 @@ __all__ = [
     "KeepaliveMissed",
     "KeepaliveSent",
     "KeepaliveTimeout",
+    "LockedOut",
     "MessageReceived",
     "Offline",
     "Online",
@@ -165,6 +166,19 @@ class DeviceRedirected(RegistrarEvent):
     """A REGISTER was answered 302 to another platform (2022 edition §9.1.2.3)."""
 
     target: str
+
+
+@dataclass(frozen=True, slots=True)
+class LockedOut(RegistrarEvent):
+    """Too many wrong Digest answers: refused (403) for ``duration`` seconds.
+
+    ``scope`` is ``"device"`` (``device_id`` from ``source``'s address) or
+    ``"source"`` (every device from that address; ``device_id`` is None).
+    ``failures`` is the count that tripped it (``Registrar(lockout=...)``)."""
+
+    scope: str
+    failures: int
+    duration: float
 
 
 # --------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from gbsip.events import (
     DeviceUnregistered,
     Expired,
     Keepalive,
+    LockedOut,
     MessageReceived,
     Offline,
     Online,
@@ -57,6 +58,9 @@ __all__ = [
     "Expired",
     "HA1",
     "Keepalive",
+    "KeepalivePolicy",
+    "LockedOut",
+    "Lockout",
     "MessageReceived",
     "Offline",
     "Online",
@@ -126,6 +130,38 @@ class Refresh(enum.Enum):
     TRUST_CALL_ID = 1
 
 
+class KeepalivePolicy(enum.Enum):
+    """What a keepalive (or other MESSAGE) without credentials gets when it
+    comes from another address than the device's binding.  It never moves
+    the binding or brings the device online."""
+
+    #: ``403``: the device registers again (Digest) to move.
+    REFUSE = 0
+    #: ``401``: the device may prove itself on the MESSAGE; valid
+    #: credentials move the binding to the new address.
+    CHALLENGE = 1
+
+
+@dataclass(frozen=True)
+class Lockout:
+    """Password-guessing lockout (``Registrar(lockout=...)``).
+
+    ``failures`` wrong Digest answers for one device from one address
+    within ``window`` seconds, or ``source_failures`` from one address for
+    any devices, lock that pair (or that address) out for ``duration``
+    seconds: 403, counted, a :class:`LockedOut` event.  An address is an
+    IPv4 address or an IPv6 /64.  A device answering right from its
+    binding's own source is never refused.  ``slots`` bounds the table
+    (about 100 bytes each).  0 turns a count off.
+    """
+
+    failures: int = 5
+    source_failures: int = 100
+    window: float = 60.0
+    duration: float = 300.0
+    slots: int = 16384
+
+
 Secret = Union[str, HA1, None]
 PasswordSource = Union[
     str,
@@ -160,8 +196,18 @@ _EV_NEED_SECRET = 11
 _EVENT_CODES: dict[type[RegistrarEvent], int] = {
     DeviceRegistered: 1, DeviceRefreshed: 2, DeviceUnregistered: 3, Expired: 4,
     AuthFailed: 5, Rejected: 6, Online: 7, Offline: 8, Keepalive: 9, MessageReceived: 10,
-    DeviceRedirected: 12,
+    DeviceRedirected: 12, LockedOut: 13,
 }
+# Events a peer causes without proving who it is (or routine ones): the
+# first to go when the queue is full, and bounded by bytes (the core's rule).
+_PEER_EVENTS = (AuthFailed, Rejected, Keepalive, MessageReceived, DeviceRedirected, LockedOut)
+
+
+def _peer_weight(ev: RegistrarEvent) -> int | None:
+    """Bytes a peer-triggered event holds in the queue; None for the others."""
+    if isinstance(ev, MessageReceived):
+        return 200 + len(ev.body)
+    return 200 if isinstance(ev, _PEER_EVENTS) else None
 
 
 _EVENT_NAMES = {code: cls.__name__ for cls, code in _EVENT_CODES.items()}
@@ -198,6 +244,8 @@ _MAKERS: dict[int, _Maker] = {
     9: lambda d, c, st, ex, sn, r, t, x: Keepalive(sn, t, device_id=d or "", **c),
     10: lambda d, c, st, ex, sn, r, t, x: MessageReceived(t or "", device_id=d, **c),
     12: lambda d, c, st, ex, sn, r, t, x: DeviceRedirected(t or "", device_id=d, **c),
+    13: lambda d, c, st, ex, sn, r, t, x: LockedOut(
+        "device" if d else "source", sn, float(ex), device_id=d, **c),
 }
 
 
@@ -220,7 +268,10 @@ class Registrar(Lifetime):
     ``reuse_port`` lets several registrar processes share one port
     (SO_REUSEPORT); the kernel sends each source address to one of them,
     and each keeps its own bindings.  A registrar runs once: after
-    :meth:`close` make a new one.
+    :meth:`close` make a new one.  Security knobs (``require_qop``,
+    ``keepalive_policy``, ``lockout``, ``max_event_bytes``,
+    ``peer_event_rate``, ``max_contact_bytes``): docs/registrar.md,
+    section Security.
     """
 
     def __init__(
@@ -238,7 +289,10 @@ class Registrar(Lifetime):
         keepalive_interval: float = 60,
         keepalive_timeout_count: int = 3,
         qop: str | None = None,
+        require_qop: bool = True,
         refresh: Refresh = Refresh.CHALLENGE,
+        keepalive_policy: KeepalivePolicy = KeepalivePolicy.REFUSE,
+        lockout: Lockout | None = Lockout(),
         strict_ids: bool = True,
         accept: AcceptHook | None = None,
         gb_version: str | None = None,
@@ -253,6 +307,9 @@ class Registrar(Lifetime):
         max_transactions: int = 65536,
         max_pending: int = 1024,
         max_events: int = 65536,
+        max_event_bytes: int = 64 << 20,
+        peer_event_rate: int = 1000,
+        max_contact_bytes: int = 1024,
         max_connections: int = 10000,
         tcp_incomplete_timeout: float = INCOMPLETE_TIMEOUT,
         rate_per_source: int = 0,
@@ -276,6 +333,10 @@ class Registrar(Lifetime):
             raise ConfigurationError("qop must be None or 'auth'")
         if keepalive_interval <= 0 and keepalive_timeout_count:
             raise ConfigurationError("keepalive_interval must be positive")
+        if lockout is not None and (lockout.window <= 0 or lockout.duration <= 0 or
+                                    lockout.slots <= 0):
+            raise ConfigurationError("lockout: window, duration and slots must be positive")
+        lock = lockout or Lockout(failures=0, source_failures=0)
         self.server_id = server_id
         self.host = host
         self._port = port
@@ -301,7 +362,14 @@ class Registrar(Lifetime):
             keepalive_interval_ms=int(keepalive_interval * 1000),
             keepalive_timeout_count=keepalive_timeout_count,
             qop_auth=qop == "auth",
+            require_qop=require_qop,
             refresh_policy=refresh.value,
+            keepalive_policy=keepalive_policy.value,
+            lockout_failures=lock.failures,
+            lockout_source_failures=lock.source_failures,
+            lockout_window_ms=int(lock.window * 1000),
+            lockout_ms=int(lock.duration * 1000),
+            lockout_slots=lock.slots,
             strict_ids=strict_ids,
             gb_version=gb_version,
             fixed_nonce=fixed_nonce,
@@ -313,6 +381,9 @@ class Registrar(Lifetime):
             max_transactions=max_transactions,
             max_pending=max_pending,
             max_events=max_events,
+            max_event_bytes=max_event_bytes,
+            peer_event_rate=peer_event_rate,
+            max_contact_bytes=max_contact_bytes,
             rate_per_source=rate_per_source,
             lenient=lenient,
             server_header=server_header,
@@ -323,7 +394,8 @@ class Registrar(Lifetime):
             for device_id, secret in passwords.items():
                 self.set_password(device_id, secret)
         self.realm = realm or server_id[:10]
-        self._stream: EventStream[RegistrarEvent] = EventStream(max_events)
+        self._stream: EventStream[RegistrarEvent] = EventStream(
+            max_events, max_bytes=max_event_bytes, minor=_peer_weight)
         if on_event is not None:
             self._stream.add_listener(on_event)
         self._clock: Clock | None = None
@@ -502,6 +574,12 @@ class Registrar(Lifetime):
         if self._keeper is not None:
             s.update(self._keeper.stats())
         return s
+
+    def drops(self) -> dict[str, int]:
+        """Requests left unanswered, by reason: ``rate``, ``no_via``,
+        ``response``, ``pending_full``, ``in_progress``, ``truncated``...,
+        and ``unparseable:<SIPParseError.code>`` for ones that do not parse."""
+        return dict(self._core.drops())
 
     def _binding(self, t: tuple[Any, ...]) -> Binding:
         (device_id, contact, _n, ua, call_id, cseq, src, expires_at, registered_at,

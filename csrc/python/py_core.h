@@ -29,6 +29,9 @@ int gbpy_not_busy(int busy, const char *what);
 /* d[key] = v as an int; 0, or -1 with an exception. */
 int gbpy_dict_u64(PyObject *d, PyObject *key, uint64_t v);
 
+/* "START_LINE" for GB_ERR_START_LINE (SIPParseError.code). */
+const char *gbpy_error_code_name(gb_error_code code);
+
 /* Raise gbsip.SIPParseError for err; extra_line is added to err->line when
  * the error came from a sub-parser working inside one header.  Returns NULL. */
 PyObject *gbpy_raise_parse_error(const gb_error *err);

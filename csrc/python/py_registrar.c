@@ -106,23 +106,35 @@ static int core_init(RegistrarCoreObject *self, PyObject *args, PyObject *kwds)
         "fixed_nonce", "nonce_key", "nonce_lifetime", "redirect_to", "seed",
         "max_bindings", "max_contacts", "max_transactions", "max_pending", "max_events",
         "transaction_ms", "rate_per_source", "lenient", "server_header",
-        "keepalive_events", "event_mask", "hash_key", NULL};
+        "keepalive_events", "event_mask", "hash_key", "require_qop", "keepalive_policy",
+        "nonce_replay_slots", "max_event_bytes", "max_contact_bytes", "lockout_failures",
+        "lockout_source_failures", "lockout_window_ms", "lockout_ms", "lockout_slots",
+        "peer_event_rate", NULL};
     gb_registrar_config cfg;
     gb_registrar_config_default(&cfg);
     PyObject *server_id, *realm = Py_None, *shared = Py_None, *gbver = Py_None,
              *fixed = Py_None, *key = Py_None, *redirect = Py_None, *seed = Py_None,
              *server_header = Py_None, *hash_key = Py_None;
     int ask = 0, qop = 0, strict = 1, kev = 1, refresh = cfg.refresh_policy,
-        uri_policy = cfg.uri_policy;
+        uri_policy = cfg.uri_policy, require_qop = cfg.require_qop,
+        ka_policy = cfg.keepalive_policy;
+    unsigned long long event_bytes = cfg.max_event_bytes;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "U|$OOpIIIIIpiipOOOIOOIIIIIIIIOpIO:RegistrarCore", kwlist, &server_id,
+            args, kwds, "U|$OOpIIIIIpiipOOOIOOIIIIIIIIOpIOpiIKIIIIIII:RegistrarCore", kwlist,
+            &server_id,
             &realm, &shared, &ask, &cfg.min_expires, &cfg.max_expires, &cfg.default_expires,
             &cfg.keepalive_interval_ms, &cfg.keepalive_timeout_count, &qop, &refresh, &strict,
             &uri_policy, &gbver, &fixed, &key, &cfg.nonce_lifetime, &redirect, &seed,
             &cfg.max_bindings, &cfg.max_contacts, &cfg.max_transactions, &cfg.max_pending,
             &cfg.max_events, &cfg.transaction_ms, &cfg.rate_per_source, &cfg.lenient,
-            &server_header, &kev, &cfg.event_mask, &hash_key))
+            &server_header, &kev, &cfg.event_mask, &hash_key, &require_qop, &ka_policy,
+            &cfg.nonce_replay_slots, &event_bytes, &cfg.max_contact_bytes, &cfg.lockout_failures,
+            &cfg.lockout_source_failures, &cfg.lockout_window_ms, &cfg.lockout_ms,
+            &cfg.lockout_slots, &cfg.peer_event_rate))
         return -1;
+    cfg.require_qop = require_qop;
+    cfg.keepalive_policy = ka_policy;
+    cfg.max_event_bytes = event_bytes;
     Py_ssize_t sl;
     cfg.server_id = PyUnicode_AsUTF8AndSize(server_id, &sl);
     if (!cfg.server_id)
@@ -459,6 +471,15 @@ static PyObject *core_contacts(RegistrarCoreObject *self, PyObject *arg)
     return id ? contacts_of(self, id, (size_t)n) : NULL;
 }
 
+/* d[name] = v; 0, or -1 with an exception. */
+static int dict_set_u64(PyObject *d, const char *name, uint64_t v)
+{
+    PyObject *key = PyUnicode_FromString(name);
+    int r = key ? gbpy_dict_u64(d, key, v) : -1;
+    Py_XDECREF(key);
+    return r;
+}
+
 static PyObject *core_stats(RegistrarCoreObject *self, PyObject *unused)
 {
     (void)unused;
@@ -481,10 +502,51 @@ static PyObject *core_stats(RegistrarCoreObject *self, PyObject *unused)
         "binding_bytes", s.binding_bytes, "truncated_datagrams",
         (unsigned long long)p->truncated, "answers_send_dropped",
         (unsigned long long)p->send_dropped);
-    PyObject *extra = d ? PyLong_FromUnsignedLongLong(s.changes_dropped) : NULL;
-    if (!extra || PyDict_SetItemString(d, "changes_dropped", extra) < 0)
+    const struct {
+        const char *name;
+        uint64_t v;
+    } more[] = {
+        {"lockouts", s.lockouts},
+        {"locked_out", s.locked_out},
+        {"lockout_untracked", s.lockout_untracked},
+        {"keepalives_refused", s.keepalives_refused},
+        {"nonces_reused", s.nonces_reused},
+        {"user_agents_cut", s.user_agents_cut},
+        {"events_dropped_state", s.events_dropped_state},
+        {"events_suppressed", s.events_suppressed},
+        {"trusted_evicted", s.trusted_evicted},
+        {"event_bytes", s.event_bytes},
+        {"changes_dropped", s.changes_dropped},
+    };
+    for (size_t i = 0; d && i < sizeof more / sizeof more[0]; i++)
+        if (dict_set_u64(d, more[i].name, more[i].v) < 0)
+            Py_CLEAR(d);
+    return d;
+}
+
+/* drops() -> {reason: count}: every request left unanswered, by reason;
+ * unparseable ones also as "unparseable:<parse error code>". */
+static PyObject *core_drops(RegistrarCoreObject *self, PyObject *unused)
+{
+    (void)unused;
+    CHECK_READY(self);
+    gb_registrar_stats s;
+    gb_registrar_get_stats(self->reg, &s);
+    PyObject *d = PyDict_New();
+    for (int k = 0; d && k < GB_REG_DROP__COUNT; k++)
+        if (dict_set_u64(d, gb_reg_drop_name((gb_reg_drop)k), s.drops[k]) < 0)
+            Py_CLEAR(d);
+    if (d && dict_set_u64(d, "truncated",
+                          self->pump ? gb_reg_pump_stats_get(self->pump)->truncated : 0) < 0)
         Py_CLEAR(d);
-    Py_XDECREF(extra);
+    for (int c = 0; d && c < GB_ERR__COUNT; c++) {
+        char name[64];
+        if (!s.drops_parse[c])
+            continue;
+        snprintf(name, sizeof name, "unparseable:%s", gbpy_error_code_name((gb_error_code)c));
+        if (dict_set_u64(d, name, s.drops_parse[c]) < 0)
+            Py_CLEAR(d);
+    }
     return d;
 }
 
@@ -624,6 +686,8 @@ static PyMethodDef core_methods[] = {
     {"restore", (PyCFunction)core_restore, METH_VARARGS,
      "restore(...): put back a stored binding"},
     {"stats", (PyCFunction)core_stats, METH_NOARGS, "Counters."},
+    {"drops", (PyCFunction)core_drops, METH_NOARGS,
+     "Requests left unanswered, by reason (and by parse error)."},
     {"binding_count", (PyCFunction)core_len, METH_NOARGS, "Number of bindings."},
     {NULL},
 };
