@@ -192,7 +192,7 @@ def start_target(kind: str, workdir: str) -> Target:
     if kind == "gbsip-serve":
         cmd = [sys.executable, "-m", "gbsip", "serve", "--port", str(port), "--transport", "udp",
                "--quiet-keepalives", "--min-expires", "60", "--password", PASSWORD,
-               "--server-id", SERVER_ID]
+               "--server-id", SERVER_ID, "--rate-per-source", "0"]
     elif kind == "gbsip":
         cmd = [sys.executable, str(SERVE_QUIET), "--port", str(port), "--password", PASSWORD,
                "--server-id", SERVER_ID]
@@ -200,7 +200,7 @@ def start_target(kind: str, workdir: str) -> Target:
         # one registrar process per core on one port (SO_REUSEPORT), no events
         cmd = [sys.executable, "-m", "gbsip", "serve", "--port", str(port), "--transport", "udp",
                "--workers", str(os.cpu_count() or 2), "--quiet", "--min-expires", "60",
-               "--password", PASSWORD, "--server-id", SERVER_ID]
+               "--password", PASSWORD, "--server-id", SERVER_ID, "--rate-per-source", "0"]
     elif kind == "kamailio":
         cmd = ["kamailio", "-f", str(KAMAILIO_CFG), "-l", f"udp:127.0.0.1:{port}", "-E", "-DD",
                "-n", "2", "-Y", workdir, "-P", f"{workdir}/kamailio-{port}.pid",
