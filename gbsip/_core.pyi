@@ -381,8 +381,11 @@ _RegBinding = tuple[str, str | None, int, str | None, str | None, int, _Peer, in
 class RegistrarCore:
     """The sans-IO GB/T 28181 registrar state machine (see gbsip.Registrar).
 
-    Sans-IO except pump_udp, which reads and writes a UDP socket without the
-    GIL: a RegistrarCore belongs to one thread (ConcurrentUseError otherwise).
+    Sans-IO except pump_udp, which reads and writes a UDP socket, and
+    pump_tcp (after tcp_open, tcp_listen), which accepts, reads and writes TCP
+    connections, both without the GIL: a RegistrarCore belongs to one thread
+    (ConcurrentUseError otherwise).  The TCP pump's timers are part of
+    next_deadline/handle_timer, its refusals part of pop_events (REJECTED).
     hash_key (16 bytes) keys the hash of every table; None draws one from
     the OS.  handle() and resume() answer whatever the request's size (the
     buffer follows it); stats() counts what was refused, never silently.
@@ -407,6 +410,21 @@ class RegistrarCore:
         """I/O: receive what waits on fd (recvmmsg), answer each datagram through the
         core, send the answers (sendmmsg), all without the GIL.  Returns how many
         datagrams were received (0: none waited); OSError on a socket error."""
+    def tcp_open(self, deliver: bool = False, /, *, max_connections: int = ...,
+                 max_message: int = ..., lenient: int = ..., idle_ms: int = ...,
+                 incomplete_ms: int = ..., max_unsent: int = ...,
+                 max_buffered: int = ...) -> int:
+        """The TCP pump (csrc/io/tcp_pump.h); returns the epoll fd to watch.  deliver:
+        messages are kept for tcp_frames() instead of handled (an accept hook)."""
+    def tcp_listen(self, fd: int, /) -> None: ...
+    def tcp_unlisten(self, fd: int, /) -> None: ...
+    def pump_tcp(self, now_ms: int, wall_ms: int, /) -> int:
+        """I/O: accept, read, frame, answer and write a batch of ready connections,
+        without the GIL.  Returns the readiness events handled."""
+    def tcp_frames(self) -> list[tuple[bytes, _Peer]]: ...
+    def tcp_send(self, conn_id: int, data: _Buffer, /) -> bool: ...
+    def tcp_shutdown(self) -> None: ...
+    def tcp_stats(self) -> dict[str, Any] | None: ...
     def set_secret(self, device_id: str, secret: str, is_ha1: bool = False) -> None: ...
     def forget_secret(self, device_id: str, /) -> bool: ...
     def next_deadline(self) -> int | None: ...
