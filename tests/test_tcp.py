@@ -18,11 +18,15 @@ import sys
 import textwrap
 from typing import Any
 
+import pytest
+
 from gbsip.events import DeviceRegistered, Rejected
+from gbsip.events import Registered as DeviceSideRegistered
 from gbsip.registrar import Refuse, Registrar
+from gbsip.simulator import Simulator
 
 from device_helpers import run  # noqa: F401  (fixture: asyncio and uvloop)
-from test_registrar_asyncio import PASSWORD, TcpUac, dev, register_request, registrar
+from test_registrar_asyncio import PASSWORD, SERVER_ID, TcpUac, dev, register_request, registrar
 
 
 async def _eof(uac: TcpUac, timeout: float = 5) -> bool:
@@ -138,12 +142,103 @@ def test_password_looked_up_later_is_answered_on_the_connection(run) -> None:  #
 
 
 # --------------------------------------------------------------------------
+# Simulator
+
+
+def test_simulator_sources_trace_and_events(run) -> None:  # noqa: F811
+    """Device i connects from local_hosts[i % n]; the traced device's TCP
+    messages reach on_trace; on_events gets every device's Registered."""
+    async def main() -> tuple[dict[str, Any], set[str], list[tuple[str, bytes]], int]:
+        traced: list[tuple[str, bytes]] = []
+        registered: list[Any] = []
+        sources: set[str] = set()
+
+        def on_registrar_event(ev: Any) -> None:
+            if isinstance(ev, DeviceRegistered) and ev.source:
+                sources.add(ev.source[0])
+
+        def on_events(batch: list[Any]) -> None:
+            registered.extend(e for e in batch if isinstance(e, DeviceSideRegistered))
+
+        async with Registrar(SERVER_ID, port=0, transports=("tcp",), passwords=PASSWORD,
+                             keepalive_events=False, on_event=on_registrar_event) as reg:
+            host, port = reg.addresses["tcp"]
+            async with Simulator(40, server=f"tcp://{host}:{port}", rate=400, duration=1,
+                                 keepalive_interval=0.3, local_hosts=["127.0.0.1", "127.0.0.2"],
+                                 trace="34020000001320000006",
+                                 on_trace=lambda d, b: traced.append((d, b)),
+                                 on_events=on_events) as sim:
+                report = await sim.run()
+        return report, sources, traced, len(registered)
+
+    report, sources, traced, registered = run(main())
+    assert report["ok"] and report["result"]["registered"] == 40
+    assert sources == {"127.0.0.1", "127.0.0.2"}
+    assert registered == 40
+    sent = [b for d, b in traced if d == "send"]
+    received = [b for d, b in traced if d == "recv"]
+    assert sent[0].startswith(b"REGISTER ") and b"Via: SIP/2.0/TCP 127.0.0.2:" in sent[0]
+    assert any(b.startswith(b"SIP/2.0 200") for b in received)
+    assert any(b.startswith(b"MESSAGE ") for b in sent)  # keepalives on the same connection
+    assert report["messages"]["tcp_connections_lost"] == 0
+
+
+def test_simulator_reconnects_after_the_platform_closes(run) -> None:  # noqa: F811
+    """The registrar closes idle connections; the devices' unregistrations
+    later open new ones (the next message reconnects) and are answered."""
+    async def main() -> tuple[dict[str, Any], dict[str, Any]]:
+        async with Registrar(SERVER_ID, port=0, transports=("tcp",), passwords=PASSWORD,
+                             keepalive_events=False, tcp_idle_timeout=0.3) as reg:
+            host, port = reg.addresses["tcp"]
+            async with Simulator(20, server=f"tcp://{host}:{port}", rate=200, duration=1.5,
+                                 keepalive_interval=None) as sim:
+                report = await sim.run()
+                tcp = sim._fleet.tcp_stats()
+        return report, tcp
+
+    report, tcp = run(main())
+    assert report["ok"]
+    assert report["unregistration"]["unregistered"] == 20
+    assert report["unregistration"]["by_reason"] == {}
+    assert tcp["lost"] == 20 and tcp["opened"] == 40
+
+
+# --------------------------------------------------------------------------
 # File descriptors
 
 
 def _python(code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
                           text=True, timeout=60)
+
+
+def test_descriptor_limit_is_named_when_it_is_the_obstacle() -> None:
+    """500 TCP devices under a soft limit of 200: start() says how many
+    descriptors are needed, the limits and how to raise them, in one line;
+    with raise_fd_limit the soft limit goes up to what is needed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1000:
+        pytest.skip(f"the hard limit ({hard}) is too low to raise to")
+    p = _python("""
+        import asyncio, resource
+        from gbsip.simulator import Simulator, SimulatorError
+        resource.setrlimit(resource.RLIMIT_NOFILE, (200, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        async def main(raise_it):
+            sim = Simulator(500, server="tcp://127.0.0.1:9", raise_fd_limit=raise_it)
+            try:
+                await sim.start()
+                print("started", resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+            except SimulatorError as exc:
+                print("error", exc)
+            await sim.close()
+        asyncio.run(main(False))
+        asyncio.run(main(True))
+    """)
+    assert p.returncode == 0, p.stderr
+    first, second = p.stdout.splitlines()
+    assert first.startswith("error 500 TCP devices needs about ")
+    assert "but the limit is 200 (hard limit" in first and "ulimit -n" in first
+    assert second.startswith("started ") and int(second.split()[1]) >= 500
 
 
 def test_registrar_connections_follow_the_descriptor_limit() -> None:
@@ -167,3 +262,39 @@ def test_registrar_connections_follow_the_descriptor_limit() -> None:
     assert 100 < derived < 300 and explicit == 5000
     assert "TCP with max_connections=5000 needs about" in p.stderr
     assert "but the limit is 300" in p.stderr
+
+
+# --------------------------------------------------------------------------
+# A few thousand devices
+
+
+def test_three_thousand_tcp_devices(run) -> None:  # noqa: F811
+    """3000 devices, each on its own connection from several 127.0.0.x
+    sources, against the registrar in the same process (6000 descriptors):
+    all register, keep alive on their connections and unregister."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 6500:
+        pytest.skip(f"needs about 6500 file descriptors, the hard limit is {hard}")
+    if soft != resource.RLIM_INFINITY and soft < 6500:  # both roles in this process
+        resource.setrlimit(resource.RLIMIT_NOFILE, (6500, hard))
+
+    async def main() -> tuple[dict[str, Any], dict[str, int]]:
+        async with Registrar(SERVER_ID, port=0, transports=("tcp",), passwords=PASSWORD,
+                             keepalive_events=False, max_connections=3100) as reg:
+            host, port = reg.addresses["tcp"]
+            async with Simulator(3000, server=f"tcp://{host}:{port}", rate=3000, duration=3,
+                                 keepalive_interval=1.0,
+                                 local_hosts=[f"127.0.0.{k}" for k in range(1, 5)]) as sim:
+                report = await sim.run()
+            return report, reg.stats()
+
+    try:
+        report, stats = run(main())
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert report["ok"] and report["result"]["registered"] == 3000
+    assert report["totals"]["failures"] == 0
+    assert report["totals"]["keepalives_answered"] >= 3000
+    assert report["unregistration"]["unregistered"] == 3000
+    assert stats["tcp_accepted"] == 3000 and stats["tcp_refused_max"] == 0
+    assert stats["tcp_open_peak"] == 3000

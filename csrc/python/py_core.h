@@ -41,8 +41,9 @@ int gbpy_hash_key(PyObject *arg, unsigned char out[16]);
 
 /* The TCP pump's options from tcp_open()'s keyword arguments (max_connections,
  * max_message, lenient, idle_ms, incomplete_ms, max_unsent, max_buffered),
- * defaults for the rest; and its counters as a dict.  py_tcp.c. */
-int gbpy_tcp_config(PyObject *kwds, gb_tcp_config *cfg);
+ * defaults for the rest, refused (LocalProtocolError) when the role's pump
+ * `open` exists already; and its counters as a dict.  py_tcp.c. */
+int gbpy_tcp_config(const void *open, PyObject *kwds, gb_tcp_config *cfg);
 PyObject *gbpy_tcp_stats(const gb_tcp *t);
 /* 0 when the role's TCP part (pump) exists, else -1 with LocalProtocolError. */
 int gbpy_tcp_is_open(const void *pump);

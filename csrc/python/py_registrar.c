@@ -330,12 +330,8 @@ static PyObject *core_tcp_open(RegistrarCoreObject *self, PyObject *args, PyObje
     int deliver = 0;
     if (!PyArg_ParseTuple(args, "|p:tcp_open", &deliver))
         return NULL;
-    if (self->tcp) {
-        PyErr_SetString(gbpy_LocalProtocolError, "TCP is open already");
-        return NULL;
-    }
     gb_tcp_config cfg;
-    if (gbpy_tcp_config(kwds, &cfg) < 0)
+    if (gbpy_tcp_config(self->tcp, kwds, &cfg) < 0)
         return NULL;
     const char *why = NULL;
     if (!(self->tcp = gb_reg_tcp_new(self->reg, &cfg, &why))) {

@@ -24,8 +24,12 @@ static const struct {
     {"max_buffered", offsetof(gb_tcp_config, max_buffered), 1},
 };
 
-int gbpy_tcp_config(PyObject *kwds, gb_tcp_config *cfg)
+int gbpy_tcp_config(const void *open, PyObject *kwds, gb_tcp_config *cfg)
 {
+    if (open) {
+        PyErr_SetString(gbpy_LocalProtocolError, "TCP is open already");
+        return -1;
+    }
     gb_tcp_config_default(cfg);
     PyObject *key, *value;
     Py_ssize_t pos = 0;
