@@ -130,6 +130,8 @@ async def _serve(args: argparse.Namespace) -> int:
             keepalive_events=not (args.quiet_keepalives or args.quiet),
             events=() if args.quiet else None,
             reuse_port=args.reuse_port,
+            max_connections=args.max_connections,
+            raise_fd_limit=args.raise_fd_limit,
         )
         await reg.start()
     except ConfigurationError as exc:
@@ -205,6 +207,12 @@ def _add_serve(sub: Any) -> None:
     p.add_argument("--workers", type=int, default=1,
                    help="registrar processes sharing the port (SO_REUSEPORT); each keeps "
                         "its own bindings, and the kernel sends each source to one of them")
+    p.add_argument("--max-connections", type=int, default=None,
+                   help="TCP connections at once; more are refused and counted "
+                        "(default: as many as the open-files limit allows)")
+    p.add_argument("--raise-fd-limit", action=argparse.BooleanOptionalAction, default=True,
+                   help="raise the open-files soft limit to the hard limit when TCP "
+                        "connections need more (default: on)")
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print JSON lines")
     p.set_defaults(func=lambda a: _serve_workers(a) if a.workers > 1 else _run(_serve(a)))

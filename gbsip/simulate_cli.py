@@ -54,6 +54,7 @@ async def _platform(args: argparse.Namespace, transport: str,
         keepalive_events=False,
         max_events=1024,
         max_connections=max(10000, getattr(args, "devices", 1) + 100),
+        raise_fd_limit=getattr(args, "raise_fd_limit", True),
     )
     await reg.start()
     host, port = reg.addresses[transport]
@@ -242,6 +243,7 @@ async def _simulate(args: argparse.Namespace) -> int:
                 no_answer_timeout=args.no_answer_timeout,
                 trace=args.trace,
                 on_trace=lambda d, data: _print_message(trace_out, d, data, args.trace),
+                raise_fd_limit=args.raise_fd_limit,
                 seed=args.seed,
             )
             if not args.quiet:
@@ -329,6 +331,9 @@ def add_simulate(sub: Any, run: Any) -> None:
     p.add_argument("--local-host", help="local address to bind (default: loopback, or any)")
     p.add_argument("--local-port", type=int, default=0,
                    help="first local UDP port, 0: any (default %(default)s)")
+    p.add_argument("--raise-fd-limit", action=argparse.BooleanOptionalAction, default=True,
+                   help="raise the open-files soft limit to the hard limit when TCP devices "
+                        "need more (default: on)")
     p.add_argument("--churn", type=float, default=0.0,
                    help="fraction of devices that go offline once and come back")
     p.add_argument("--churn-offline", type=float, default=5.0, help="seconds offline (default %(default)s)")

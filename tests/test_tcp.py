@@ -264,6 +264,42 @@ def test_registrar_connections_follow_the_descriptor_limit() -> None:
     assert "but the limit is 300" in p.stderr
 
 
+def test_serve_max_connections_flag() -> None:
+    """gbsip serve --max-connections 1: a second connection is refused and
+    counted in the stats printed at exit."""
+    import json
+    import os
+    import socket
+    import tempfile
+    import time
+
+    import gbsip
+    from device_helpers import free_port
+
+    port = free_port()
+    home = os.path.dirname(os.path.dirname(os.path.abspath(gbsip.__file__)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gbsip", "serve", "--port", str(port), "--transport", "tcp",
+         "--max-connections", "1", "--duration", "3", "--json", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tempfile.gettempdir(),
+        env=dict(os.environ, PYTHONPATH=home), stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        assert json.loads(proc.stdout.readline())["event"] == "Listening"
+        first = socket.create_connection(("127.0.0.1", port), timeout=5)
+        time.sleep(0.3)
+        second = socket.create_connection(("127.0.0.1", port), timeout=5)
+        assert second.recv(100) == b""  # closed at once: over the limit
+        out, err = proc.communicate(timeout=20)
+        first.close()
+        second.close()
+    finally:
+        proc.kill()
+        proc.wait()
+    stats = json.loads(out.splitlines()[-1])["stats"]
+    assert stats["tcp_max_connections"] == 1 and stats["tcp_refused_max"] == 1, err
+
+
 # --------------------------------------------------------------------------
 # A few thousand devices
 
