@@ -41,7 +41,7 @@ __all__ = ["Faults", "Simulator", "SimulatorError", "DEFAULT_ID_PREFIX"]
 #: 34020000 centre, 00 industry, 132 IP camera, 0 network, then the serial.
 DEFAULT_ID_PREFIX = "340200000013200"
 _ID_DIGITS = 20
-_TCP_PORTS_PER_HOST = 20000  # well below Linux's default ephemeral range (28232)
+_TCP_PORTS_PER_HOST = 4000  # of ~28,000 ephemeral ports: connect() finds a free one fast
 
 PasswordSource = Union[str, Callable[[str], str]]
 IdSource = Union[Sequence[str], Callable[[int], str], None]
@@ -410,8 +410,10 @@ class Simulator(Lifetime):
 
     def _tcp_sources(self, ip: str, v6: bool) -> list[str]:
         """Where the devices connect from: device i from sources[i % n].  A
-        loopback server gets one 127.0.0.x per 20,000 devices, so that no
-        source runs out of ephemeral ports toward the one server port."""
+        loopback server gets one 127.0.0.x per 4,000 devices, so that no
+        source runs short of ephemeral ports toward the one server port (with
+        IP_BIND_ADDRESS_NO_PORT, connect() searches the source's free ports:
+        the fewer are taken, the shorter the search)."""
         if self._local_hosts:
             return list(self._local_hosts)
         if self._local_host:

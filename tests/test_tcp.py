@@ -203,6 +203,22 @@ def test_simulator_reconnects_after_the_platform_closes(run) -> None:  # noqa: F
     assert tcp["lost"] == 20 and tcp["opened"] == 40
 
 
+def test_simulator_spreads_loopback_connections_over_sources() -> None:
+    """Against a loopback server the devices connect from one 127.0.0.x per
+    4,000 of them, so that no source has to search a crowded port range;
+    elsewhere the kernel picks the source."""
+    def sources(devices: int, server: str) -> list[str]:
+        sim = Simulator(devices, server=server)
+        ip = server.split("//")[1].rsplit(":", 1)[0].strip("[]")
+        return sim._tcp_sources(ip, ":" in ip)
+
+    assert sources(4000, "tcp://127.0.0.1:5060") == ["127.0.0.1"]
+    assert sources(19000, "tcp://127.0.0.1:5060") == [f"127.0.0.{k}" for k in range(1, 6)]
+    assert len(sources(100_000, "tcp://127.0.0.1:5060")) == 25
+    assert sources(10, "tcp://[::1]:5060") == ["::1"]
+    assert sources(10, "tcp://192.0.2.10:5060") == ["0.0.0.0"]
+
+
 # --------------------------------------------------------------------------
 # File descriptors
 
