@@ -262,6 +262,26 @@ static void test_framing_error_answered_then_closed(void)
     unserve(&s);
 }
 
+/* A Content-Length beyond the message limit (64 KiB by default) can never
+ * be held: 513 with the reason at once, not after the incomplete timeout,
+ * then the connection closes. */
+static void test_too_large_answered_513_then_closed(void)
+{
+    server s = serve(NULL);
+    int c = client(s.port);
+    char req[1024], ans[8192];
+    put(c, req, tcp_register(req, sizeof req, 5, "70000"));
+    pump(&s, 1000);
+    CHECK(take(c, ans, sizeof ans, 200) > 0);
+    CHECK(strncmp(ans, "SIP/2.0 513 ", 12) == 0);
+    CHECK(strstr(ans, "Call-ID: tcp-5\r\n") != NULL);
+    CHECK(closed_by_peer(c));
+    CHECK_EQ_INT(tcp_stats(&s)->closed[GB_TCP_CLOSED_GARBAGE], 1);
+    CHECK_EQ_INT(tcp_stats(&s)->refusals_answered, 1);
+    close(c);
+    unserve(&s);
+}
+
 /* Bytes that are not a request: no answer is possible, the connection
  * closes all the same. */
 static void test_garbage_without_a_request_closes(void)
@@ -675,6 +695,7 @@ int main(void)
     test_message_split_across_reads();
     test_many_messages_in_one_read();
     test_framing_error_answered_then_closed();
+    test_too_large_answered_513_then_closed();
     test_garbage_without_a_request_closes();
     test_refusal_from_a_head();
     test_incomplete_message_times_out();
