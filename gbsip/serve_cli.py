@@ -348,6 +348,8 @@ async def serve(args: argparse.Namespace) -> int:
             keepalive_events=not (args.quiet_keepalives or args.quiet),
             events=kinds,
             reuse_port=args.reuse_port,
+            max_connections=args.max_connections,
+            raise_fd_limit=args.raise_fd_limit,
             rate_per_source=args.rate_per_source,
             lockout=None if args.no_lockout else Lockout(
                 failures=args.lockout_failures, source_failures=args.lockout_source_failures,
@@ -490,6 +492,12 @@ def add_serve(sub: Any, run: Callable[[Any], int]) -> None:
                    help="window the failures are counted in (default %(default)s)")
     p.add_argument("--lockout-time", type=opt.seconds(), default=300.0, metavar="SECONDS",
                    help="how long a lockout lasts (default %(default)s)")
+    p.add_argument("--max-connections", type=opt.whole(1), default=None, metavar="N",
+                   help="TCP connections at once; more are refused and counted "
+                        "(default: as many as the open-files limit allows)")
+    p.add_argument("--raise-fd-limit", action=argparse.BooleanOptionalAction, default=True,
+                   help="raise the open-files soft limit to the hard limit when TCP "
+                        "connections need more (default: on)")
     p.add_argument("--no-lockout", action="store_true",
                    help="never lock out password guessers")
     p.add_argument("--keepalive-policy", choices=("refuse", "challenge"), default="refuse",

@@ -62,6 +62,7 @@ async def _platform(args: argparse.Namespace, transport: str,
         keepalive_events=False,
         max_events=1024,
         max_connections=max(10000, getattr(args, "devices", 1) + 100),
+        raise_fd_limit=getattr(args, "raise_fd_limit", True),
     )
     await reg.start()
     host, port = reg.addresses[transport]
@@ -423,6 +424,7 @@ async def _simulate(args: argparse.Namespace) -> int:
                 trace=args.trace,
                 on_trace=lambda d, data: _print_message(trace_out, d, data, args.trace),
                 timeline=1.0 if files.wanted else None,
+                raise_fd_limit=args.raise_fd_limit,
                 seed=args.seed,
             )
             running = sim
@@ -544,6 +546,9 @@ def add_simulate(sub: Any, run: Any) -> None:
                    help="local address to bind (default: loopback, or any)")
     p.add_argument("--local-port", type=opt.port, default=0,
                    help="first local UDP port, 0: any (default %(default)s)")
+    p.add_argument("--raise-fd-limit", action=argparse.BooleanOptionalAction, default=True,
+                   help="raise the open-files soft limit to the hard limit when TCP devices "
+                        "need more (default: on)")
     p.add_argument("--churn", type=opt.fraction, default=0.0,
                    help="fraction of devices that go offline once and come back")
     p.add_argument("--churn-offline", type=opt.seconds(), default=5.0,

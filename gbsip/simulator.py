@@ -6,8 +6,9 @@ churn and the clock.  Over UDP the devices share a pool of sockets and the
 core receives, answers and sends in batches (``recvmmsg``/``sendmmsg``), so
 Python wakes once per batch, never per device; events are folded into
 counters and latency histograms in C.  Over TCP each device has its own
-connection (2022 §9.1.1 f), spread over several loopback source addresses
-when one would run out of ports.
+connection (2022 §9.1.1 f), opened, written, read and framed in C as well
+(``csrc/io/tcp_pump.h``: one epoll instance, watched by the loop), spread
+over several loopback source addresses when one would run out of ports.
 
     async with Simulator(1000, server="udp://127.0.0.1:5060", password="12345678") as sim:
         report = await sim.run()
@@ -28,10 +29,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, TypedDict, Union
 
-from gbsip import _core
+from gbsip import _core, _fdlimit
 from gbsip._address import parse_target
 from gbsip._console import iso_time
-from gbsip._drive import Clock, Driver, Lifetime, SIPStream
+from gbsip._drive import Clock, Driver, Lifetime
 from gbsip._udp import drain_errors, report_errors
 from gbsip._version import __version__
 from gbsip.device import FleetEvents, FleetEventTuple
@@ -52,7 +53,7 @@ __all__ = [
 #: 34020000 centre, 00 industry, 132 IP camera, 0 network, then the serial.
 DEFAULT_ID_PREFIX = "340200000013200"
 _ID_DIGITS = 20
-_TCP_PORTS_PER_HOST = 25000  # below Linux's default ephemeral range (28232)
+_TCP_PORTS_PER_HOST = 4000  # of ~28,000 ephemeral ports: connect() finds a free one fast
 
 PasswordSource = Union[str, Callable[[str], str]]
 IdSource = Union[Sequence[str], Callable[[int], str], None]
@@ -138,6 +139,8 @@ class MessageCounts(TypedDict):
     sendmmsg_calls: int
     recvmmsg_batches: int
     tcp_connect_failures: int
+    tcp_connections: int
+    tcp_connections_lost: int
 
 
 class Memory(TypedDict):
@@ -354,6 +357,11 @@ class Simulator(Lifetime):
     in C.  :meth:`stop` ends a run early: the ramp stops where it is, the
     devices started so far settle and unregister, and :meth:`run` returns
     its report.
+
+    Over TCP every device needs a file descriptor: ``raise_fd_limit``
+    raises the soft RLIMIT_NOFILE to the hard limit when the devices need
+    more; when the limit still falls short, :meth:`start` raises
+    :class:`SimulatorError` saying what is needed and how to raise it.
     """
 
     def __init__(
@@ -399,6 +407,7 @@ class Simulator(Lifetime):
         on_trace: Callable[[str, bytes], None] | None = None,
         on_events: Callable[[list[DeviceEvent]], object] | None = None,
         timeline: float | None = None,
+        raise_fd_limit: bool = False,
         seed: int | None = None,
     ) -> None:
         if devices < 1:
@@ -451,6 +460,7 @@ class Simulator(Lifetime):
         self._trace_id = trace
         self._on_trace = on_trace
         self._on_events = on_events
+        self._raise_fd_limit = raise_fd_limit
         self._seed = seed
         self._rng = random.Random(seed)
         self._fleet = _core.Fleet(
@@ -489,9 +499,7 @@ class Simulator(Lifetime):
         self._driver: Driver | None = None
         self._convert: FleetEvents | None = None
         self._socks: list[socket.socket] = []
-        self._links: dict[int, SIPStream] = {}
-        self._connecting: set[int] = set()
-        self._tcp_hosts: list[str] = []
+        self._tcp_fd: int | None = None  # the TCP pump's epoll fd
         self._trace_index = -1
         self._opened = False
         self._closed = False
@@ -511,8 +519,6 @@ class Simulator(Lifetime):
         self._churn_skipped = 0
         self._fault_counts: dict[str, int] = {}
         self._source_port_devs: list[int] = []
-        self._tcp_connect_failures = 0
-        self._tcp_connect_error: str | None = None
         self._outcome: Outcome | None = None
         self._report: SimulatorReport | None = None
         self._error: str | None = None
@@ -649,21 +655,37 @@ class Simulator(Lifetime):
             for s in self._socks:
                 self._loop.add_reader(s.fileno(), self._on_readable, s.fileno())
         else:
-            if self._local_hosts:
-                self._tcp_hosts = list(self._local_hosts)
-            elif self._local_host:
-                self._tcp_hosts = [self._local_host]
-            elif not v6 and ip.startswith("127."):
-                need = -(-self.devices // _TCP_PORTS_PER_HOST)
-                self._tcp_hosts = [f"127.0.0.{k + 1}" for k in range(min(need, 254))]
-            else:
-                self._tcp_hosts = ["::1" if v6 else "0.0.0.0"] if self._is_loopback(ip) \
-                    else ["::" if v6 else "0.0.0.0"]
+            room = _fdlimit.make_room(self.devices, raise_limit=self._raise_fd_limit)
+            if room < self.devices:
+                raise SimulatorError(_fdlimit.shortage(f"{self.devices} TCP devices",
+                                                       self.devices))
+            self._fleet.set_dest_addr(0, ip, port)
+            self._tcp_fd = self._fleet.tcp_open(
+                self._tcp_sources(ip, v6), max_connections=self.devices + 16,
+                incomplete_ms=round(64 * self.t1 * 1000))
+            self._loop.add_reader(self._tcp_fd, self._on_tcp_readable)
         self._opened = True
 
     async def open(self) -> None:
         """The same as :meth:`start`."""
         await self.start()
+
+    def _tcp_sources(self, ip: str, v6: bool) -> list[str]:
+        """Where the devices connect from: device i from sources[i % n].  A
+        loopback server gets one 127.0.0.x per 4,000 devices, so that no
+        source runs short of ephemeral ports toward the one server port (with
+        IP_BIND_ADDRESS_NO_PORT, connect() searches the source's free ports:
+        the fewer are taken, the shorter the search)."""
+        if self._local_hosts:
+            return list(self._local_hosts)
+        if self._local_host:
+            return [self._local_host]
+        if not v6 and ip.startswith("127."):
+            need = -(-self.devices // _TCP_PORTS_PER_HOST)
+            return [f"127.0.0.{k + 1}" for k in range(min(need, 254))]
+        if self._is_loopback(ip):
+            return ["::1"]
+        return ["::" if v6 else "0.0.0.0"]  # the kernel's choice
 
     @staticmethod
     def _is_loopback(ip: str) -> bool:
@@ -707,9 +729,11 @@ class Simulator(Lifetime):
         if self._driver is not None:
             self._driver.close()
         self._close_sockets()
-        for link in list(self._links.values()):
-            link.close()
-        self._links.clear()
+        if self._tcp_fd is not None:
+            assert self._loop is not None
+            self._loop.remove_reader(self._tcp_fd)
+            self._tcp_fd = None
+            self._fleet.tcp_shutdown()
 
     @property
     def on_events(self) -> Callable[[list[DeviceEvent]], object] | None:
@@ -762,8 +786,17 @@ class Simulator(Lifetime):
             if sock is not None:
                 drain_errors(sock)
 
+    def _on_tcp_readable(self) -> None:
+        """The pump's epoll fd is readable: connections completed, answers
+        read and fed to the core, lost connections reported, the queue
+        sent, in one C call."""
+        if self._closed:
+            return
+        self._deliver(self._fleet.pump_tcp(self._now()))
+
     def _fire(self, now: int) -> None:
-        """The driver's timer: the core's timers, UDP output sent in C."""
+        """The driver's timer: the core's timers (and the TCP pump's), the
+        output sent in C."""
         self._deliver(self._fleet.tick(now), settle=False)
 
     def _deliver(self, evs: list[FleetEventTuple] | None, settle: bool = True) -> None:
@@ -783,10 +816,8 @@ class Simulator(Lifetime):
             self._driver.settle()
 
     def _flush(self) -> None:
-        """The driver's flush: TCP output (UDP went out in C), the trace."""
-        if self.transport == "tcp":
-            self._flush_tcp()
-        if self._trace_index >= 0 and self.transport == "udp":
+        """The driver's flush: the trace (the output went out in C)."""
+        if self._trace_index >= 0:
             for direction, data in self._fleet.pop_trace():
                 self._emit_trace(direction, data)
         if self._first_send is None and self._started:
@@ -796,79 +827,6 @@ class Simulator(Lifetime):
     def _emit_trace(self, direction: str, data: bytes) -> None:
         if self._on_trace is not None:
             self._on_trace(direction, data)
-
-    # ---- TCP ----------------------------------------------------------------------
-
-    def _flush_tcp(self, drop_dev: int = -1) -> None:
-        for dev, _dest, data in self._fleet.pop_datagrams():
-            if dev == drop_dev:
-                continue
-            if dev == self._trace_index:
-                self._emit_trace("send", data)
-            link = self._links.get(dev)
-            if link is None:
-                link = self._open_link(dev, start=False)
-            link.write(data)
-
-    def _open_link(self, dev: int, start: bool) -> SIPStream:
-        """One device's connection, kept for all its traffic (2022 §9.1.1 f);
-        writes wait until it is up.  ``start``: register once connected."""
-        link = SIPStream(self._tcp_received, on_closed=self._tcp_lost)
-        link.tag = dev
-        self._links[dev] = link
-        self._connecting.add(dev)
-        assert self._loop is not None
-        self._loop.create_task(self._tcp_connect(link, start))
-        return link
-
-    async def _tcp_connect(self, link: SIPStream, start: bool) -> None:
-        assert self._loop is not None
-        dev = link.tag
-        host = self._tcp_hosts[(dev // _TCP_PORTS_PER_HOST) % len(self._tcp_hosts)]
-        try:
-            await self._loop.create_connection(
-                lambda: link, self._server_ip, self.server_port, local_addr=(host, 0))
-        except OSError as exc:
-            self._connecting.discard(dev)
-            link.abort()
-            self._tcp_connect_failures += 1
-            self._tcp_connect_error = exc.strerror or str(exc)
-            if self._links.get(dev) is link:
-                del self._links[dev]
-            if self._closed:
-                return
-            now = self._now()
-            if start:
-                self._fleet.start(dev, now)
-            self._fleet.transport_error(dev, now)
-            evs = self._fleet.service()
-            self._flush_tcp(drop_dev=dev)
-            self._deliver(evs)
-            return
-        self._connecting.discard(dev)
-        if self._closed:
-            link.close()
-            return
-        if start:
-            self._fleet.set_local(dev, self._fleet.local_host(link.local[0]), link.local[1])
-            self._fleet.start(dev, self._now())
-            self._deliver(self._fleet.service())
-
-    def _tcp_received(self, link: SIPStream, msgs: list[bytes]) -> None:
-        if self._closed:
-            return
-        if link.tag == self._trace_index:
-            for m in msgs:
-                self._emit_trace("recv", m)
-        self._deliver(self._fleet.feed_many(msgs, self._now()))
-
-    def _tcp_lost(self, link: SIPStream, exc: Exception | None) -> None:
-        dev = link.tag
-        if self._links.get(dev) is link:
-            del self._links[dev]
-        if not self._closed:
-            self._fleet.transport_error(dev, self._now())
-            self._deliver(self._fleet.service())
 
     # ---- the run -----------------------------------------------------------------
 
@@ -888,8 +846,7 @@ class Simulator(Lifetime):
             self._fleet.start_range(first, count, self._now())
             self._deliver(self._fleet.service())
         else:
-            for dev in range(first, first + count):
-                self._open_link(dev, start=True)
+            self._deliver(self._fleet.tcp_start_range(first, count, self._now()))
         self._started = first + count
 
     async def _ramp(self) -> None:
@@ -943,16 +900,14 @@ class Simulator(Lifetime):
                       else self._fleet.abandon(dev, ms))
                 if ok:
                     if self.transport == "tcp" and self.churn_mode == "silent":
-                        link = self._links.pop(dev, None)
-                        if link is not None:
-                            link.close()
+                        self._fleet.tcp_close(dev, False, ms)  # powered off: no goodbye
                     self._churn_offline_n += 1
                     back.append((now + self.churn_offline, dev))
             still = []
             for t, dev in back:
                 if t <= now and self._fleet.state(dev) in ("unregistered", "failed", "idle"):
-                    if self.transport == "tcp" and dev not in self._links:
-                        self._open_link(dev, start=True)
+                    if self.transport == "tcp":
+                        self._deliver(self._fleet.tcp_start_range(dev, 1, ms))
                     else:
                         self._fleet.start(dev, ms)
                     self._churn_returned += 1
@@ -988,10 +943,10 @@ class Simulator(Lifetime):
             for i in self._source_port_devs:
                 self._fleet.set_socket(i, (i % n + 1) % n)
         else:
-            for i in self._source_port_devs:
-                link = self._links.pop(i, None)
-                if link is not None:
-                    link.close()
+            now = self._now()
+            for i in self._source_port_devs:  # the next message reconnects
+                self._fleet.tcp_close(i, True, now)
+            self._deliver(self._fleet.service())
 
     def _fleet_local(self, i: int) -> tuple[int, int]:
         s = self._socks[i % len(self._socks)]
@@ -1007,9 +962,10 @@ class Simulator(Lifetime):
             return
         waited = self._loop.time() - self._first_send
         io = self._fleet.sim_stats()["io"]
-        if self.transport == "tcp" and self._tcp_connect_failures and \
-                self._tcp_connect_failures >= self._started:
-            raise SimulatorError(f"cannot connect to {self.server}: {self._tcp_connect_error}")
+        tcp = self._fleet.tcp_stats()
+        if tcp and tcp["connect_failed"] and tcp["connect_failed"] >= self._started:
+            raise SimulatorError(f"cannot connect to {self.server}: "
+                                 f"{os.strerror(tcp['last_errno'])}")
         if io["icmp_errors"] and waited > min(self.t1, self.no_answer_timeout):
             raise SimulatorError(f"no answer from {self.server}: port unreachable "
                                  "(is the platform running on that port?)")
@@ -1097,7 +1053,8 @@ class Simulator(Lifetime):
         return self._report
 
     def _pending_tcp(self) -> int:
-        return len(self._connecting)
+        tcp = self._fleet.tcp_stats()
+        return int(tcp["connecting"]) if tcp else 0
 
     async def _unregister_all(self, progress: Callable[[SimulatorStats], None] | None,
                               interval: float) -> None:
@@ -1283,6 +1240,7 @@ class Simulator(Lifetime):
         s = self._fleet.stats()
         sim = self._fleet.sim_stats()
         io = sim["io"]
+        tcp = self._fleet.tcp_stats() or {}
         now = self._loop.time() if self._loop else 0.0
         by_state = self._state_counts(s["by_state"])
         rss = _rss_bytes()
@@ -1336,7 +1294,9 @@ class Simulator(Lifetime):
                 "icmp_errors": io["icmp_errors"],
                 "sendmmsg_calls": io["tx_calls"],
                 "recvmmsg_batches": io["rx_batches"],
-                "tcp_connect_failures": self._tcp_connect_failures,
+                "tcp_connect_failures": tcp.get("connect_failed", 0),
+                "tcp_connections": tcp.get("open", 0),
+                "tcp_connections_lost": tcp.get("lost", 0),
             },
             "memory": {
                 "rss_bytes": rss,

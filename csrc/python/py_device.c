@@ -9,7 +9,9 @@
  * UDP I/O is io/udp_pump.h's, the statistics core/stats.h's; the calls that
  * do I/O (pump_udp, tick, service) run it with the GIL released, so a
  * Fleet refuses calls from another thread meanwhile (ConcurrentUseError):
- * it belongs to one thread, the event loop's.
+ * it belongs to one thread, the event loop's.  Over TCP (tcp_open) the
+ * same calls go through io/tcp_pump.h instead: one connection per device,
+ * opened, written, read and framed in C (tcp_start_range, pump_tcp).
  */
 #include "py_core.h"
 
@@ -19,12 +21,14 @@
 
 #include "device.h"
 #include "stats.h"
+#include "tcp_pump.h"
 #include "udp_pump.h"
 
 typedef struct {
     PyObject_HEAD
     gb_fleet *f;
     gb_fleet_io *io;       /* the simulator's UDP socket pool */
+    gb_fleet_tcp *tcp;     /* or its TCP connections (tcp_open) */
     gb_fleet_tally tally;  /* events folded by the simulator calls */
     int keep_events;
     int busy;              /* the I/O runs without the GIL */
@@ -228,6 +232,7 @@ static PyObject *Fleet_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 
 static void Fleet_dealloc(FleetObject *self)
 {
+    gb_fleet_tcp_free(self->tcp);
     gb_fleet_io_free(self->io);
     gb_fleet_free(self->f);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -398,7 +403,11 @@ static PyObject *Fleet_next_deadline(FleetObject *self, PyObject *Py_UNUSED(a))
     if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
         return NULL;
     int64_t t = gb_fleet_next_deadline(self->f);
-    if (t == GB_DEV_NEVER)
+    if (self->tcp) {
+        int64_t c = gb_tcp_next_deadline(gb_fleet_tcp_pump(self->tcp));
+        t = c < t ? c : t;
+    }
+    if (t == GB_DEV_NEVER || t == INT64_MAX)
         Py_RETURN_NONE;
     return PyLong_FromLongLong(t);
 }
@@ -744,18 +753,26 @@ static PyObject *Fleet_set_dest_addr(FleetObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* The I/O part of pump_udp / tick / service, run without the GIL:
- * receive from fd (fd >= 0), fire the timers (timer), send the queue. */
-static PyObject *run_io(FleetObject *self, int fd, int timer, long long now)
+/* The I/O part of pump_udp / pump_tcp / tick / service, run without the
+ * GIL: receive from the UDP socket fd (fd >= 0) or the TCP connections
+ * (tcp), fire the timers (timer), send the queue (over TCP when open). */
+static PyObject *run_io(FleetObject *self, int fd, int tcp, int timer, long long now)
 {
     long rc = 0;
     self->busy = 1;
     Py_BEGIN_ALLOW_THREADS
     if (fd >= 0)
         rc = gb_fleet_io_receive(self->io, fd, now);
-    if (timer)
+    if (tcp)
+        rc = gb_fleet_tcp_run(self->tcp, now);
+    if (timer) {
         gb_fleet_handle_timer(self->f, now);
-    if (rc >= 0 && gb_fleet_io_flush(self->io) < 0)
+        if (self->tcp)
+            gb_tcp_handle_timer(gb_fleet_tcp_pump(self->tcp), now);
+    }
+    if (self->tcp)
+        gb_fleet_tcp_flush(self->tcp, now);
+    else if (rc >= 0 && gb_fleet_io_flush(self->io) < 0)
         rc = -ENOMEM;
     Py_END_ALLOW_THREADS
     self->busy = 0;
@@ -779,7 +796,7 @@ static PyObject *Fleet_pump_udp(FleetObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "fd must be a file descriptor");
         return NULL;
     }
-    return run_io(self, fd, 0, now);
+    return run_io(self, fd, 0, 0, now);
 }
 
 /* tick(now) -> events of the traced device: fire due timers, send, fold. */
@@ -788,7 +805,7 @@ static PyObject *Fleet_tick(FleetObject *self, PyObject *arg)
     long long now;
     if (now_arg(self, arg, &now))
         return NULL;
-    return run_io(self, -1, 1, now);
+    return run_io(self, -1, 0, 1, now);
 }
 
 /* service() -> events of the traced device: send what is queued (UDP), fold
@@ -797,7 +814,134 @@ static PyObject *Fleet_service(FleetObject *self, PyObject *Py_UNUSED(a))
 {
     if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
         return NULL;
-    return run_io(self, -1, 0, 0);
+    return run_io(self, -1, 0, 0, 0);
+}
+
+/* ---- simulator: TCP through io/tcp_pump.h ------------------------------------ */
+
+/* tcp_open(sources, **options) -> the epoll fd to watch: device i connects
+ * from sources[i % len(sources)] (a wildcard: the kernel's choice) */
+static PyObject *Fleet_tcp_open(FleetObject *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *sources;
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0 ||
+        !PyArg_ParseTuple(args, "O:tcp_open", &sources))
+        return NULL;
+    gb_tcp_config cfg;
+    if (gbpy_tcp_config(self->tcp, kwds, &cfg) < 0)
+        return NULL;
+    PyObject *seq = PySequence_Fast(sources, "sources must be a sequence of str");
+    if (!seq)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    const char **hosts = PyMem_Calloc(n ? (size_t)n : 1, sizeof *hosts);
+    for (Py_ssize_t k = 0; hosts && k < n; k++)
+        if (!(hosts[k] = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, k)))) {
+            PyMem_Free(hosts);
+            Py_DECREF(seq);
+            return NULL;
+        }
+    const char *why = NULL;
+    gb_fleet_tcp *ft = hosts ? gb_fleet_tcp_new(self->f, self->io, &cfg, &why) : NULL;
+    int rc = ft ? gb_fleet_tcp_sources(ft, hosts, (size_t)n, &why) : -1;
+    PyMem_Free(hosts);
+    Py_DECREF(seq);
+    if (rc < 0) {
+        gb_fleet_tcp_free(ft);
+        PyErr_Format(PyExc_ValueError, "cannot open TCP: %s", why ? why : "out of memory");
+        return NULL;
+    }
+    self->tcp = ft;
+    return PyLong_FromLong(gb_tcp_fd(gb_fleet_tcp_pump(ft)));
+}
+
+/* tcp_start_range(first, count, now) -> events: each device connects (its
+ * local address into Via and Contact) and sends its REGISTER; one whose
+ * connection cannot even be opened fails with reason `transport` */
+static PyObject *Fleet_tcp_start_range(FleetObject *self, PyObject *args)
+{
+    Py_ssize_t first, count;
+    long long now;
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0 ||
+        !PyArg_ParseTuple(args, "nnL:tcp_start_range", &first, &count, &now))
+        return NULL;
+    if (gbpy_tcp_is_open(self->tcp) < 0)
+        return NULL;
+    Py_ssize_t n = (Py_ssize_t)gb_fleet_count(self->f);
+    if (first < 0 || count < 0 || first > n || count > n - first) {
+        PyErr_SetString(PyExc_IndexError, "device range out of bounds");
+        return NULL;
+    }
+    long rc;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    rc = gb_fleet_tcp_start_range(self->tcp, (uint32_t)first, (uint32_t)count, now);
+    gb_fleet_tcp_flush(self->tcp, now);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    if (rc < 0)
+        return PyErr_NoMemory();
+    return take_events(self, 1, self->keep_events);
+}
+
+/* pump_tcp(now) -> events: connections completed, messages read and fed
+ * to the core, lost connections as transport errors, the queue sent */
+static PyObject *Fleet_pump_tcp(FleetObject *self, PyObject *arg)
+{
+    long long now;
+    if (now_arg(self, arg, &now))
+        return NULL;
+    if (gbpy_tcp_is_open(self->tcp) < 0)
+        return NULL;
+    return run_io(self, -1, 1, 0, now);
+}
+
+/* tcp_close(index, report, now) -> bool: close the device's connection
+ * (the next message opens another); report: as a lost connection */
+static PyObject *Fleet_tcp_close(FleetObject *self, PyObject *args)
+{
+    Py_ssize_t i;
+    int report;
+    long long now;
+    if (!PyArg_ParseTuple(args, "npL:tcp_close", &i, &report, &now) || check_index(self, i))
+        return NULL;
+    if (gbpy_tcp_is_open(self->tcp) < 0)
+        return NULL;
+    return PyBool_FromLong(gb_fleet_tcp_close(self->tcp, (uint32_t)i, report, now) == 0);
+}
+
+/* tcp_shutdown(): every connection closed, the pump gone */
+static PyObject *Fleet_tcp_shutdown(FleetObject *self, PyObject *Py_UNUSED(a))
+{
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return NULL;
+    gb_fleet_tcp_free(self->tcp);
+    self->tcp = NULL;
+    Py_RETURN_NONE;
+}
+
+/* tcp_stats() -> the pump's counters and the fleet's (opened, open_failed,
+ * lost, unroutable); None when TCP is not open */
+static PyObject *Fleet_tcp_stats(FleetObject *self, PyObject *Py_UNUSED(a))
+{
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return NULL;
+    if (!self->tcp)
+        Py_RETURN_NONE;
+    PyObject *d = gbpy_tcp_stats(gb_fleet_tcp_pump(self->tcp));
+    const gb_fleet_tcp_stats *s = gb_fleet_tcp_stats_get(self->tcp);
+    const struct {
+        const char *name;
+        uint64_t v;
+    } more[] = {{"opened", s->opened}, {"open_failed", s->open_failed},
+                {"lost", s->lost}, {"unroutable", s->unroutable}};
+    for (size_t k = 0; d && k < sizeof more / sizeof more[0]; k++) {
+        PyObject *key = PyUnicode_FromString(more[k].name);
+        if (!key || gbpy_dict_u64(d, key, more[k].v) < 0)
+            Py_CLEAR(d);
+        Py_XDECREF(key);
+    }
+    return d;
 }
 
 /* feed_many([bytes...], now) -> events: framed TCP messages, then fold
@@ -1055,6 +1199,18 @@ static PyMethodDef Fleet_methods[] = {
      "tick(now) -> traced events: due timers, sendmmsg, fold (I/O)"},
     {"service", (PyCFunction)Fleet_service, METH_NOARGS,
      "service() -> traced events: sendmmsg the queue (UDP), fold the events (I/O)"},
+    {"tcp_open", (PyCFunction)(void (*)(void))Fleet_tcp_open, METH_VARARGS | METH_KEYWORDS,
+     "tcp_open(sources, **options) -> epoll fd (see io/tcp_pump.h)"},
+    {"tcp_start_range", (PyCFunction)Fleet_tcp_start_range, METH_VARARGS,
+     "tcp_start_range(first, count, now) -> events: connect and start devices"},
+    {"pump_tcp", (PyCFunction)Fleet_pump_tcp, METH_O,
+     "pump_tcp(now) -> events: read, connect, send over the devices' connections"},
+    {"tcp_close", (PyCFunction)Fleet_tcp_close, METH_VARARGS,
+     "tcp_close(index, report, now) -> bool"},
+    {"tcp_shutdown", (PyCFunction)Fleet_tcp_shutdown, METH_NOARGS,
+     "tcp_shutdown(): close every connection"},
+    {"tcp_stats", (PyCFunction)Fleet_tcp_stats, METH_NOARGS,
+     "tcp_stats() -> dict of the TCP counters, or None"},
     {"feed_many", (PyCFunction)Fleet_feed_many, METH_VARARGS,
      "feed_many([bytes], now) -> traced events"},
     {"trace_device", (PyCFunction)Fleet_trace_device, METH_O,

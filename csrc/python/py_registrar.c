@@ -7,7 +7,11 @@
  * the GIL released (recvmmsg, gb_registrar_handle per datagram, sendmmsg),
  * so Python wakes once per batch and only sees events; meanwhile the
  * object refuses calls from another thread (ConcurrentUseError): it
- * belongs to one thread, the event loop's.
+ * belongs to one thread, the event loop's.  pump_tcp() does the same for
+ * io/tcp_pump.h's connections (tcp_open, tcp_listen): accept, read, frame,
+ * answer and write a batch of ready connections in one call; the pump's
+ * timers are part of next_deadline()/handle_timer() and its refusals part
+ * of pop_events().
  */
 #include "py_core.h"
 
@@ -18,12 +22,15 @@
 
 #include "digest.h"
 #include "registrar.h"
+#include "tcp_pump.h"
 #include "udp_pump.h"
 
 typedef struct {
     PyObject_HEAD
     gb_registrar *reg;
     gb_reg_pump *pump;        /* created on the first pump_udp() */
+    gb_reg_tcp *tcp;          /* tcp_open() .. tcp_shutdown() */
+    uint32_t event_mask;      /* the core's, for the TCP refusals */
     char *reply;              /* handle()/resume() answers, reply_cap bytes */
     size_t reply_cap;
     int busy;                 /* the pump runs without the GIL */
@@ -185,15 +192,19 @@ static int core_init(RegistrarCoreObject *self, PyObject *args, PyObject *kwds)
         PyErr_Format(gbpy_GBSIPError, "cannot create registrar: %s", why ? why : "unknown");
         return -1;
     }
+    gb_reg_tcp_free(self->tcp); /* bound to the old registrar */
+    self->tcp = NULL;
     gb_registrar_free(self->reg);
     gb_reg_pump_free(self->pump); /* sized for the old registrar's answers */
     self->pump = NULL;
     self->reg = r;
+    self->event_mask = cfg.event_mask;
     return 0;
 }
 
 static void core_dealloc(RegistrarCoreObject *self)
 {
+    gb_reg_tcp_free(self->tcp);
     gb_reg_pump_free(self->pump);
     gb_registrar_free(self->reg);
     PyMem_Free(self->reply);
@@ -293,6 +304,16 @@ static PyObject *core_resume(RegistrarCoreObject *self, PyObject *args)
     return reply_to_py(st, &out);
 }
 
+/* A pump's result: how many it handled, or OSError for -errno. */
+static PyObject *pumped(long n)
+{
+    if (n < 0) {
+        errno = (int)-n;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromLong(n);
+}
+
 /* pump_udp(fd, now_ms, wall_ms) -> datagrams received (0: nothing waiting) */
 static PyObject *core_pump_udp(RegistrarCoreObject *self, PyObject *args)
 {
@@ -309,11 +330,140 @@ static PyObject *core_pump_udp(RegistrarCoreObject *self, PyObject *args)
     n = gb_reg_pump_run(self->pump, self->reg, fd, now, wall);
     Py_END_ALLOW_THREADS
     self->busy = 0;
-    if (n < 0) {
-        errno = (int)-n;
+    return pumped(n);
+}
+
+/* ---- TCP (io/tcp_pump.h) ------------------------------------------------- */
+
+/* tcp_open(deliver=False, **options) -> the epoll fd to watch */
+static PyObject *core_tcp_open(RegistrarCoreObject *self, PyObject *args, PyObject *kwds)
+{
+    CHECK_READY(self);
+    int deliver = 0;
+    if (!PyArg_ParseTuple(args, "|p:tcp_open", &deliver))
+        return NULL;
+    gb_tcp_config cfg;
+    if (gbpy_tcp_config(self->tcp, kwds, &cfg) < 0)
+        return NULL;
+    const char *why = NULL;
+    if (!(self->tcp = gb_reg_tcp_new(self->reg, &cfg, &why))) {
+        PyErr_Format(PyExc_ValueError, "cannot open TCP: %s", why ? why : "unknown");
+        return NULL;
+    }
+    gb_reg_tcp_deliver(self->tcp, deliver);
+    return PyLong_FromLong(gb_tcp_fd(gb_reg_tcp_pump(self->tcp)));
+}
+
+/* tcp_listen(fd) / tcp_unlisten(fd): a listening socket the caller owns */
+static PyObject *core_tcp_listen(RegistrarCoreObject *self, PyObject *arg)
+{
+    CHECK_READY(self);
+    if (gbpy_tcp_is_open(self->tcp) < 0)
+        return NULL;
+    long fd = PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    int rc = fd < 0 || fd > INT32_MAX ? -EBADF : gb_tcp_listen(gb_reg_tcp_pump(self->tcp), (int)fd);
+    if (rc < 0) {
+        errno = -rc;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
-    return PyLong_FromLong(n);
+    Py_RETURN_NONE;
+}
+
+static PyObject *core_tcp_unlisten(RegistrarCoreObject *self, PyObject *arg)
+{
+    CHECK_READY(self);
+    long fd = PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    if (self->tcp)
+        gb_tcp_unlisten(gb_reg_tcp_pump(self->tcp), (int)fd);
+    Py_RETURN_NONE;
+}
+
+/* pump_tcp(now_ms, wall_ms) -> readiness events handled (0: nothing ready) */
+static PyObject *core_pump_tcp(RegistrarCoreObject *self, PyObject *args)
+{
+    CHECK_READY(self);
+    if (gbpy_tcp_is_open(self->tcp) < 0)
+        return NULL;
+    long long now, wall;
+    if (!PyArg_ParseTuple(args, "LL:pump_tcp", &now, &wall))
+        return NULL;
+    long n;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    n = gb_reg_tcp_run(self->tcp, now, wall);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    return pumped(n);
+}
+
+/* tcp_frames() -> [(bytes, (host, port, transport, conn_id))]: the
+ * messages kept in deliver mode, oldest first */
+static PyObject *core_tcp_frames(RegistrarCoreObject *self, PyObject *unused)
+{
+    (void)unused;
+    CHECK_READY(self);
+    if (gbpy_tcp_is_open(self->tcp) < 0)
+        return NULL;
+    size_t n = gb_reg_tcp_frame_count(self->tcp);
+    const gb_tcp_frame *fr = gb_reg_tcp_frames(self->tcp);
+    const char *data = gb_reg_tcp_frame_data(self->tcp);
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    for (size_t k = 0; list && k < n; k++) {
+        PyObject *t = Py_BuildValue("(y#N)", data + fr[k].off, (Py_ssize_t)fr[k].len,
+                                    peer_to_py(&fr[k].peer));
+        if (!t)
+            Py_CLEAR(list);
+        else
+            PyList_SET_ITEM(list, (Py_ssize_t)k, t);
+    }
+    gb_reg_tcp_frames_clear(self->tcp);
+    return list;
+}
+
+/* tcp_send(conn_id, data) -> True when written or queued, False when the
+ * connection is gone (or the send closed it) */
+static PyObject *core_tcp_send(RegistrarCoreObject *self, PyObject *args)
+{
+    CHECK_READY(self);
+    if (gbpy_tcp_is_open(self->tcp) < 0)
+        return NULL;
+    unsigned long long id;
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "Ky*:tcp_send", &id, &data))
+        return NULL;
+    int rc = gb_reg_tcp_send(self->tcp, id, data.buf, (size_t)data.len);
+    PyBuffer_Release(&data);
+    return PyBool_FromLong(rc == 0);
+}
+
+/* tcp_shutdown(): every connection closed, the pump gone (listening
+ * sockets stay the caller's) */
+static PyObject *core_tcp_shutdown(RegistrarCoreObject *self, PyObject *unused)
+{
+    (void)unused;
+    CHECK_READY(self);
+    gb_reg_tcp_free(self->tcp);
+    self->tcp = NULL;
+    Py_RETURN_NONE;
+}
+
+/* tcp_stats() -> dict of the pump's counters, None when TCP is not open */
+static PyObject *core_tcp_stats(RegistrarCoreObject *self, PyObject *unused)
+{
+    (void)unused;
+    CHECK_READY(self);
+    if (!self->tcp)
+        Py_RETURN_NONE;
+    PyObject *d = gbpy_tcp_stats(gb_reg_tcp_pump(self->tcp));
+    PyObject *key = d ? PyUnicode_FromString("refusals_dropped") : NULL;
+    if (!key || gbpy_dict_u64(d, key, gb_reg_tcp_refusals_dropped(self->tcp)) < 0)
+        Py_CLEAR(d);
+    Py_XDECREF(key);
+    return d;
 }
 
 static PyObject *core_set_secret(RegistrarCoreObject *self, PyObject *args, PyObject *kwds)
@@ -348,6 +498,10 @@ static PyObject *core_next_deadline(RegistrarCoreObject *self, PyObject *unused)
     (void)unused;
     CHECK_READY(self);
     int64_t d = gb_registrar_next_deadline(self->reg);
+    if (self->tcp) {
+        int64_t t = gb_tcp_next_deadline(gb_reg_tcp_pump(self->tcp));
+        d = t < d ? t : d;
+    }
     if (d == INT64_MAX)
         Py_RETURN_NONE;
     return PyLong_FromLongLong(d);
@@ -360,6 +514,8 @@ static PyObject *core_handle_timer(RegistrarCoreObject *self, PyObject *arg)
     if (now == -1 && PyErr_Occurred())
         return NULL;
     gb_registrar_handle_timer(self->reg, now);
+    if (self->tcp)
+        gb_tcp_handle_timer(gb_reg_tcp_pump(self->tcp), now);
     Py_RETURN_NONE;
 }
 
@@ -368,6 +524,28 @@ static PyObject *opt_str(const char *p, size_t n)
     if (!p)
         Py_RETURN_NONE;
     return PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, "surrogateescape");
+}
+
+/* The TCP pump's refusals (the garbage policy) as REJECTED events, after
+ * the core's own, when the event mask records them.  0, or -1. */
+static int append_refusals(RegistrarCoreObject *self, PyObject *list)
+{
+    size_t n = gb_reg_tcp_refusal_count(self->tcp);
+    const gb_tcp_refusal_note *r = gb_reg_tcp_refusals(self->tcp);
+    int wanted = !self->event_mask || (self->event_mask & (1u << GB_REG_EV_REJECTED));
+    for (size_t k = 0; wanted && k < n; k++) {
+        PyObject *t = Py_BuildValue("(iOiIIKKNsOO)", GB_REG_EV_REJECTED, Py_None, r[k].status,
+                                    0u, 0u, (unsigned long long)0, (unsigned long long)0,
+                                    peer_to_py(&r[k].peer), r[k].reason, Py_None, Py_None);
+        PyObject *tm = t ? PyLong_FromLongLong(r[k].time_ms) : NULL;
+        if (!tm || PyTuple_SetItem(t, 5, tm) < 0 || PyList_Append(list, t) < 0) {
+            Py_XDECREF(t);
+            return -1;
+        }
+        Py_DECREF(t);
+    }
+    gb_reg_tcp_refusals_clear(self->tcp);
+    return 0;
 }
 
 /* pop_events() -> [(type, device_id, status, expires, sn, time_ms, pending_id,
@@ -405,6 +583,8 @@ static PyObject *core_pop_events(RegistrarCoreObject *self, PyObject *unused)
             gb_reg_event_clear(e);
         }
     }
+    if (list && self->tcp && append_refusals(self, list) < 0)
+        Py_CLEAR(list);
     return list;
 }
 
@@ -669,6 +849,18 @@ static PyMethodDef core_methods[] = {
      "resume(pending_id, kind, secret, now_ms, wall_ms) -> (bytes, dest) | None"},
     {"pump_udp", (PyCFunction)core_pump_udp, METH_VARARGS,
      "pump_udp(fd, now_ms, wall_ms) -> number of datagrams handled"},
+    {"tcp_open", (PyCFunction)(void (*)(void))core_tcp_open, METH_VARARGS | METH_KEYWORDS,
+     "tcp_open(deliver=False, **options) -> epoll fd (see io/tcp_pump.h)"},
+    {"tcp_listen", (PyCFunction)core_tcp_listen, METH_O, "tcp_listen(fd)"},
+    {"tcp_unlisten", (PyCFunction)core_tcp_unlisten, METH_O, "tcp_unlisten(fd)"},
+    {"pump_tcp", (PyCFunction)core_pump_tcp, METH_VARARGS,
+     "pump_tcp(now_ms, wall_ms) -> readiness events handled"},
+    {"tcp_frames", (PyCFunction)core_tcp_frames, METH_NOARGS,
+     "Messages kept in deliver mode: [(bytes, peer)]."},
+    {"tcp_send", (PyCFunction)core_tcp_send, METH_VARARGS, "tcp_send(conn_id, data) -> bool"},
+    {"tcp_shutdown", (PyCFunction)core_tcp_shutdown, METH_NOARGS,
+     "Close every TCP connection and the pump."},
+    {"tcp_stats", (PyCFunction)core_tcp_stats, METH_NOARGS, "The TCP pump's counters, or None."},
     {"set_secret", (PyCFunction)(void (*)(void))core_set_secret, METH_VARARGS | METH_KEYWORDS,
      "set_secret(device_id, secret, is_ha1=False)"},
     {"forget_secret", (PyCFunction)core_forget_secret, METH_O, "forget_secret(device_id)"},

@@ -9,6 +9,7 @@
 #include "digest.h"
 #include "gb_containers.h"
 #include "gb_states.h"
+#include "io_addr.h"
 #include "manscdp.h"
 #include "registrar.h"
 #include "sip_auth.h"
@@ -16,6 +17,7 @@
 #include "sip_parser.h"
 #include "sip_writer.h"
 #include "stats.h"
+#include "tcp_pump.h"
 #include "udp_pump.h"
 
 #include "../check.h"
