@@ -382,6 +382,12 @@ void gb_fleet_set_receiver(gb_fleet *f, long dev)
     f->rx_hint = dev;
 }
 
+void gb_fleet_set_query_hook(gb_fleet *f, gb_dev_query_fn fn, void *arg)
+{
+    f->cfg.query_hook = fn;
+    f->cfg.query_hook_arg = arg;
+}
+
 /* ---- the pool ------------------------------------------------------------------------ */
 
 static int64_t cam_key(const void *ctx, uint32_t e)
@@ -428,7 +434,7 @@ int gbf_cam_init(gb_fleet *f)
     f->rx_hint = -1;
     f->scratch_cap = 65536;
     f->scratch = malloc(f->scratch_cap);
-    f->nodes = malloc(GB_MANSCDP_DEFAULT_MAX_NODES * sizeof *f->nodes);
+    f->nodes = malloc(GBF_REQUEST_NODES * sizeof *f->nodes);
     return f->scratch && f->nodes ? 0 : -1;
 }
 
@@ -468,7 +474,7 @@ size_t gbf_cam_memory(const gb_fleet *f)
                gb_index_bytes(&f->ids) + (size_t)f->cam_cap * (sizeof(gbf_cam_entry) + 4) +
                f->cam_free_cap * 4 + gb_index_bytes(&f->cam_tx) + gb_index_bytes(&f->cam_subs) +
                f->cam_bytes + f->scratch_cap +
-               GB_MANSCDP_DEFAULT_MAX_NODES * sizeof(gb_manscdp_node);
+               GBF_REQUEST_NODES * sizeof(gb_manscdp_node);
     for (size_t k = 0; k < f->nnames; k++)
         n += (size_t)f->names[k].n8 + f->names[k].ngb + 2;
     for (uint32_t k = 1; k < f->nprofiles; k++)
@@ -1419,7 +1425,7 @@ static unsigned read_body(gb_fleet *f, uint32_t i, const char *buf, const gb_msg
     gb_manscdp_limits_default(&lim);
     lim.lenient = f->cfg.manscdp_lenient;
     gb_manscdp_error err;
-    gb_manscdp_init(doc, f->nodes, GB_MANSCDP_DEFAULT_MAX_NODES);
+    gb_manscdp_init(doc, f->nodes, GBF_REQUEST_NODES);
     *body = buf + m->body.off;
     if (gb_manscdp_parse(*body, m->body.len, &lim, doc, &err) != GB_MANSCDP_OK)
         return refuse(f, i, buf, m, key, err.status, err.reason, NULL, 0, now);
@@ -1975,7 +1981,7 @@ static void reply_again(gb_fleet *f, uint32_t i, const char *buf, const gb_msg *
             gb_manscdp_limits lim;
             gb_manscdp_limits_default(&lim);
             lim.lenient = f->cfg.manscdp_lenient;
-            gb_manscdp_init(&doc, f->nodes, GB_MANSCDP_DEFAULT_MAX_NODES);
+            gb_manscdp_init(&doc, f->nodes, GBF_REQUEST_NODES);
             const char *body = buf + m->body.off;
             if (gb_manscdp_parse(body, m->body.len, &lim, &doc, NULL) == GB_MANSCDP_OK) {
                 gbf_cam_sub *s = &f->cam[e].u.sub;

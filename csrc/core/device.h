@@ -445,6 +445,8 @@ void gb_fleet_set_wall_clock(gb_fleet *f, int64_t now, int64_t unix_ms);
  * device dev (the pump sets the one whose socket received); -1: none, they
  * are dropped (counted in requests_ignored). */
 void gb_fleet_set_receiver(gb_fleet *f, long dev);
+/* Set (fn NULL: clear) the query hook after the fleet was made. */
+void gb_fleet_set_query_hook(gb_fleet *f, gb_dev_query_fn fn, void *arg);
 /* Bytes the camera side holds now (pool entries, their messages, channel
  * bytes, names, profiles). */
 size_t gb_fleet_camera_memory(const gb_fleet *f);

@@ -20,6 +20,9 @@
 /* Platform requests a device remembers, to answer a retransmission the
  * same way (RFC 3261 §17.2.2) without a second answer MESSAGE. */
 #define GBF_RX_SLOTS 4
+/* Elements a platform's request body may have (a query has a dozen; more
+ * is refused 513 by the reader). */
+#define GBF_REQUEST_NODES 512
 /* Serial ID ranges the fleet looks up arithmetically (no index memory). */
 #define GBF_MAX_RANGES 16
 
