@@ -309,6 +309,7 @@ class Device(Lifetime):
             query_hook=query_hook(on_query) if on_query is not None else None,
         )
         self._index = self._fleet.add(device_id)
+        self._fleet.set_receiver(self._index)  # a request for another ID: 404 from it
         self._profiles = ProfileTable(self._fleet)
         apply_channels(self._fleet, self._index, self._profiles.index(profile), channels)
         #: Called with ("send", bytes) / ("recv", bytes) for every message.

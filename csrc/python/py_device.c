@@ -1474,6 +1474,19 @@ static PyObject *Fleet_set_wall_clock(FleetObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* set_receiver(index): requests for no device of the fleet are answered
+ * (404) as if from this device; -1: they are dropped. */
+static PyObject *Fleet_set_receiver(FleetObject *self, PyObject *arg)
+{
+    Py_ssize_t i = PyLong_AsSsize_t(arg);
+    if (i == -1 && PyErr_Occurred())
+        return NULL;
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0 || (i != -1 && check_index(self, i)))
+        return NULL;
+    gb_fleet_set_receiver(self->f, (long)i);
+    Py_RETURN_NONE;
+}
+
 static PyObject *Fleet_find(FleetObject *self, PyObject *arg)
 {
     gb_bytes id;
@@ -1577,6 +1590,8 @@ static PyMethodDef Fleet_methods[] = {
     {"set_wall_clock", (PyCFunction)Fleet_set_wall_clock, METH_VARARGS,
      "set_wall_clock(now, unix_ms)"},
     {"find", (PyCFunction)Fleet_find, METH_O, "find(device_id) -> index or -1"},
+    {"set_receiver", (PyCFunction)Fleet_set_receiver, METH_O,
+     "set_receiver(index or -1): who answers requests for no device of the fleet"},
     {NULL, NULL, 0, NULL},
 };
 
