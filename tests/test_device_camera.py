@@ -366,3 +366,64 @@ def test_simulator_devices_answer_catalog(run, transport: str) -> None:  # noqa:
     assert cam["answers_failed"] == 0
     assert sum(isinstance(e, QueryReceived) for e in got) == 6
     assert {e.device_id for e in got if isinstance(e, AnswerSent)} <= set(ids)
+
+
+def test_mobile_position_notified_at_interval_until_expiry(run) -> None:  # noqa: F811
+    """§9.11.1: SUBSCRIBE MobilePosition (Event: presence) with Interval 1
+    gets a NOTIFY about every second, each with a position, until the
+    subscription expires (Subscription-State terminated;reason=timeout)."""
+
+    async def scenario() -> tuple[Platform, gbsip.Device]:
+        async with Platform("udp") as p:
+            async with device(p) as dev:
+                await p.registered(DEVICE)
+                body = manscdp.build("Query", "MobilePosition", 70, DEVICE, [("Interval", 1)])
+                p.request(DEVICE, "SUBSCRIBE", body, call_id="mp1",
+                          headers=[("Event", "presence"), ("Expires", "3"),
+                                   ("Contact", f"<sip:{SERVER_ID}@127.0.0.1:{p.port}>")])
+                await dev.wait_for(SubscriptionEnded, timeout=6)
+                await p.wait(lambda _r: any(
+                    "terminated" in (m.headers.get("Subscription-State") or "")
+                    for m in p.requests("NOTIFY")))
+        return p, dev
+
+    p, dev = run(scenario())
+    notifies = p.requests("NOTIFY")
+    positions = [manscdp.parse(m.body) for m in notifies if m.body]
+    assert len(positions) >= 2
+    assert all(d.cmd_type == "MobilePosition" and d.text("Longitude") for d in positions)
+    assert notifies[-1].headers.get("Subscription-State") == "terminated;reason=timeout"
+    sub = next(e for e in dev.history if isinstance(e, Subscribed))
+    assert (sub.event, sub.expires, sub.interval) == ("MobilePosition", 3, 1.0)
+    ended = next(e for e in dev.history if isinstance(e, SubscriptionEnded))
+    assert ended.kind == "expired"
+
+
+def test_simulator_channel_status_notifies_subscriber(run) -> None:  # noqa: F811
+    """A simulated device's Catalog subscriber hears of a channel turned
+    OFF through sim.set_channel_status (§9.11.2), as with gbsip.Device."""
+
+    async def scenario() -> tuple[Platform, str, str]:
+        async with Platform("udp") as p:
+            sim = gbsip.Simulator(3, server=p.server, rate=None, duration=1.5,
+                                  keepalive_interval=None, channels=2, t1=0.05)
+            async with sim:
+                task = asyncio.ensure_future(sim.run())
+                dev_id = sim.device_id(1)
+                await p.registered(dev_id)
+                body = manscdp.build("Query", "Catalog", 8, dev_id)
+                sub = p.request(dev_id, "SUBSCRIBE", body, call_id="simsub", headers=[
+                    ("Event", "Catalog"), ("Expires", "60"),
+                    ("Contact", f"<sip:{SERVER_ID}@127.0.0.1:{p.port}>")])
+                await p.wait(lambda _r: p.responses_to(sub))
+                channel = sim.channels(dev_id)[1].id
+                sim.set_channel_status(dev_id, 1, False)
+                await p.wait(lambda _r: p.requests("NOTIFY"))
+                await task
+        return p, dev_id, channel
+
+    p, dev_id, channel = run(scenario())
+    notify = p.requests("NOTIFY")[0]
+    assert notify.call_id == "simsub"
+    item, = manscdp.parse(notify.body).items
+    assert (item.device_id, item.status) == (channel, "OFF")  # type: ignore[union-attr]
