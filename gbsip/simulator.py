@@ -35,6 +35,7 @@ from gbsip._console import iso_time
 from gbsip._drive import Clock, Driver, Lifetime
 from gbsip._udp import drain_errors, report_errors
 from gbsip._version import __version__
+from gbsip.camera import Channels, ProfileSource, ProfileTable, alarm_target
 from gbsip.device import FleetEvents, FleetEventTuple
 from gbsip.errors import ConfigurationError, SimulatorError
 from gbsip.events import DeviceEvent
@@ -56,6 +57,7 @@ _ID_DIGITS = 20
 _TCP_PORTS_PER_HOST = 4000  # of ~28,000 ephemeral ports: connect() finds a free one fast
 
 PasswordSource = Union[str, Callable[[str], str]]
+ChannelCount = Union[int, Callable[[int], int], None]
 IdSource = Union[Sequence[str], Callable[[int], str], None]
 
 _TIMELINE_MAX = 10_000  # points; beyond, every other one goes and the step doubles
@@ -148,6 +150,7 @@ class Memory(TypedDict):
     rss_delta_bytes: int
     fleet_state_bytes: int
     bytes_per_device_core: int
+    camera_bytes: int
 
 
 class ReportMemory(Memory):
@@ -169,6 +172,7 @@ class SimulatorStats(TypedDict):
     failures: FailureCounts
     latency_ms: Latencies
     messages: MessageCounts
+    camera: dict[str, Any]
     memory: Memory
 
 
@@ -242,6 +246,7 @@ class SimulatorReport(TypedDict):
     failures: FailureCounts
     latency_ms: Latencies
     messages: MessageCounts
+    camera: dict[str, Any]
     churn: ChurnCounts
     faults: dict[str, int]
     unregistration: Unregistration
@@ -329,6 +334,16 @@ class Faults:
                 + self.change_source_port)
 
 
+#: The camera side's counters in stats() and the report.
+_CAMERA_STATS = (
+    "requests_received", "requests_retransmitted", "requests_refused", "queries", "controls",
+    "answers_sent", "answers_retransmitted", "answers_acknowledged", "answers_failed",
+    "answers_completed", "answers_busy", "answers_deferred", "answers_in_flight",
+    "notifies_sent", "notifies_retransmitted", "notifies_failed", "alarms_sent",
+    "subscriptions", "subscription_refreshes", "subscriptions_ended", "subscriptions_active",
+)
+
+
 def _rss_bytes() -> int:
     try:
         with open("/proc/self/statm", "rb") as f:
@@ -362,6 +377,12 @@ class Simulator(Lifetime):
     raises the soft RLIMIT_NOFILE to the hard limit when the devices need
     more; when the limit still falls short, :meth:`start` raises
     :class:`SimulatorError` saying what is needed and how to raise it.
+    Every device answers its platform like a camera (queries, controls,
+    subscriptions: docs/device.md): ``profile`` says what it answers,
+    ``channels`` how many channels each has (an int, or a callable ``index
+    -> count``), and ``nvr_fraction`` of the devices (spread evenly) are
+    ``nvr_profile`` recorders with ``nvr_channels`` channels instead.
+    Channel IDs are given out in blocks, so none repeats in the fleet.
     """
 
     def __init__(
@@ -409,6 +430,15 @@ class Simulator(Lifetime):
         timeline: float | None = None,
         raise_fd_limit: bool = False,
         seed: int | None = None,
+        profile: ProfileSource = None,
+        channels: ChannelCount = None,
+        nvr_fraction: float = 0.0,
+        nvr_profile: ProfileSource = "generic-nvr",
+        nvr_channels: int | None = None,
+        answer_max_message: int = 1400,
+        answer_gap: float = 0.0,
+        answer_window: int = 0,
+        max_answers: int = 65536,
     ) -> None:
         if devices < 1:
             raise ConfigurationError("devices must be at least 1")
@@ -431,6 +461,8 @@ class Simulator(Lifetime):
             raise ConfigurationError("sockets must be >= 0 (0: one socket per device)")
         if timeline is not None and timeline <= 0:
             raise ConfigurationError("timeline must be a positive number of seconds (or None)")
+        if not 0.0 <= nvr_fraction <= 1.0:
+            raise ConfigurationError("nvr_fraction must be a fraction in [0, 1]")
         self.devices = devices
         self.server = f"{self.transport}://{host if ':' not in host else '[' + host + ']'}:{port}"
         self.server_host = host
@@ -484,6 +516,10 @@ class Simulator(Lifetime):
             t2=round(t2 * 1000),
             seed=seed,
             capacity=devices,
+            answer_max_message=answer_max_message,
+            answer_gap=round(answer_gap * 1000),
+            answer_window=answer_window,
+            max_answers=max_answers,
         )
         self._timeline_step = timeline
         self._timeline: list[TimelinePoint] = []
@@ -495,6 +531,8 @@ class Simulator(Lifetime):
         # pump/tick/service hand every event back (a tuple each) when someone
         # wants them: on_events, or the timeline's latency percentiles
         self._fleet.keep_events(on_events is not None or timeline is not None)
+        self._camera = (profile, channels, nvr_fraction, nvr_profile, nvr_channels)
+        self._nvrs = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._driver: Driver | None = None
         self._convert: FleetEvents | None = None
@@ -556,9 +594,70 @@ class Simulator(Lifetime):
         if callable(pw):
             for i in range(n):
                 fleet.set_password(i, pw(fleet.device_id(i)))
+        self._set_cameras()
         if self._trace_id is not None:
             self._trace_index = self.index_of(self._trace_id)
             fleet.trace_device(self._trace_index)
+
+    def _set_cameras(self) -> None:
+        """Profiles and channels for every device; channel serials in blocks
+        one after another, so no channel ID repeats in the fleet."""
+        profile, channels, nvr_fraction, nvr_profile, nvr_channels = self._camera
+        fleet, n = self._fleet, self.devices
+        table = ProfileTable(fleet)
+        camera, nvr = table.index(profile), table.index(nvr_profile)
+        if channels is None and not nvr_fraction:
+            fleet.set_camera_range(0, n, camera, -1, 1)
+            return
+        # the profiles' own channel counts, as the core has them
+        fleet.set_camera(0, nvr, -1 if nvr_channels is None else nvr_channels)
+        nvr_count = int(fleet.channels(0))
+        fleet.set_camera(0, camera)
+        camera_count = int(fleet.channels(0))
+        # the NVR slice spread evenly: device i is one when the share crosses
+        is_nvr = [int((i + 1) * nvr_fraction) > int(i * nvr_fraction) for i in range(n)]
+        counts = [nvr_count if is_nvr[i]
+                  else int(channels(i)) if callable(channels)
+                  else camera_count if channels is None else int(channels)
+                  for i in range(n)]
+        if any(not 0 <= c <= 1024 for c in counts):
+            raise ConfigurationError("a device's channel count is outside 0..1024")
+        fleet.set_camera_range(0, n, camera, counts, 1)
+        base = 1
+        for i, c in enumerate(counts):  # the NVRs keep the block given out above
+            if is_nvr[i]:
+                fleet.set_camera(i, nvr, c, base)
+            base += c
+        self._nvrs = sum(is_nvr)
+
+    def channels(self, device_id: str) -> Channels:
+        """A simulated device's channels (set a channel's ``status`` to turn it
+        ON/OFF and notify the device's Catalog subscribers)."""
+        return Channels(self, self.index_of(device_id))
+
+    def set_channel_status(self, device_id: str, channel: int, on: bool) -> None:
+        """Turn a channel ON or OFF (a NOTIFY to the Catalog subscribers)."""
+        self._channel_status(self.index_of(device_id), channel, on)
+
+    def _channel_status(self, dev: int, ch: int, on: bool) -> None:
+        now = self._now() if self._driver is not None else 0
+        self._fleet.set_channel_status(dev, ch, on, now)
+        self._deliver(self._fleet.service() if self._opened else None)
+
+    def raise_alarm(self, device_id: str, channel: int | None = 0, *,
+                    alarm_input: int | None = None, priority: int = 1, method: int = 5,
+                    alarm_type: int = 0, description: str = "") -> int:
+        """Raise an alarm on a device (GB/T 28181 §9.4; see
+        :meth:`gbsip.Device.raise_alarm`).  Returns the requests sent."""
+        target = alarm_target(channel if alarm_input is None else None, alarm_input)
+        now = self._now() if self._driver is not None else 0
+        try:
+            n = int(self._fleet.raise_alarm(self.index_of(device_id), target, priority, method,
+                                            alarm_type, description, now))
+        except IndexError as exc:
+            raise ConfigurationError(str(exc)) from exc
+        self._deliver(self._fleet.service() if self._opened else None)
+        return n
 
     def index_of(self, device_id: str) -> int:
         """The index of a device by its ID (ValueError when not simulated)."""
@@ -625,6 +724,8 @@ class Simulator(Lifetime):
         self._driver = Driver(clock, deadline=self._fleet.next_deadline,
                               fire=self._fire, flush=self._flush)
         self._convert = FleetEvents(self._fleet, clock)
+        now = self._driver.now()
+        self._fleet.set_wall_clock(now, round(clock.unix(now) * 1000))
         ip, port = await self._resolve()
         self._server_ip = ip
         v6 = ":" in ip
@@ -1298,11 +1399,13 @@ class Simulator(Lifetime):
                 "tcp_connections": tcp.get("open", 0),
                 "tcp_connections_lost": tcp.get("lost", 0),
             },
+            "camera": {k: s[k] for k in _CAMERA_STATS},
             "memory": {
                 "rss_bytes": rss,
                 "rss_delta_bytes": rss - self._rss0,
                 "fleet_state_bytes": mem["state_bytes"],
                 "bytes_per_device_core": mem["bytes_per_device"],
+                "camera_bytes": mem["camera_bytes"],
             },
         }
 
@@ -1380,6 +1483,7 @@ class Simulator(Lifetime):
             "failures": st["failures"],
             "latency_ms": st["latency_ms"],
             "messages": st["messages"],
+            "camera": dict(st["camera"], nvrs=self._nvrs),
             "churn": {"offline": self._churn_offline_n, "returned": self._churn_returned,
                       "skipped_not_online": self._churn_skipped},
             "faults": self._fault_counts,

@@ -401,7 +401,14 @@ long gb_fleet_io_receive(gb_fleet_io *io, int fd, int64_t now)
     struct mmsghdr msg[FLEET_BATCH];
     struct iovec iov[FLEET_BATCH];
     long total = 0;
+    /* a request naming no device of ours is refused from this socket's
+     * first device (device i uses socket i % n) */
+    long receiver = -1;
+    for (uint32_t s = 0; s < io->nfds; s++)
+        if (io->fds[s] == fd && s < gb_fleet_count(io->f))
+            receiver = (long)s;
     while (total < FLEET_BUDGET) {
+        gb_fleet_set_receiver(io->f, receiver);
         int n = receive_batch(fd, io->rx, msg, iov, NULL, FLEET_BATCH);
         if (n < 0) {
             if (errno == ECONNREFUSED) { /* port unreachable for something we sent */
@@ -423,6 +430,7 @@ long gb_fleet_io_receive(gb_fleet_io *io, int fd, int64_t now)
             else
                 gb_fleet_io_feed(io, iov[i].iov_base, msg[i].msg_len, now);
         }
+        gb_fleet_set_receiver(io->f, -1);
         total += n;
         if (n < FLEET_BATCH)
             break;

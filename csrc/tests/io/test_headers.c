@@ -5,8 +5,10 @@
  * refuses to build this file when a header of core/ or io/ is missing
  * from the list below.
  */
+#include "camera.h"
 #include "device.h"
 #include "digest.h"
+#include "fleet_internal.h"
 #include "gb_containers.h"
 #include "gb_states.h"
 #include "io_addr.h"
