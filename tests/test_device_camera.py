@@ -427,3 +427,40 @@ def test_simulator_channel_status_notifies_subscriber(run) -> None:  # noqa: F81
     assert notify.call_id == "simsub"
     item, = manscdp.parse(notify.body).items
     assert (item.device_id, item.status) == (channel, "OFF")  # type: ignore[union-attr]
+
+
+def test_simulate_cli_devices_answer_as_the_profile_says(run) -> None:  # noqa: F811
+    """`gbsip simulate --profile hikvision-nvr --channels 3`: each device
+    answers DeviceInfo as that preset (§9.5.2) and Catalog with 3 channels
+    (§9.5.1); the summary counts what the platform asked."""
+    import os
+    import sys
+
+    async def scenario() -> tuple[Platform, str, int]:
+        async with Platform("udp") as p:
+            env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-P", "-m", "gbsip", "simulate", "--server", p.server,
+                "--devices", "2", "--duration", "4", "--keepalive", "0",
+                "--profile", "hikvision-nvr", "--channels", "3",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
+            try:
+                first = "34020000001320000001"
+                await p.registered(first, timeout=15)
+                p.query(first, "DeviceInfo", 7)
+                p.query(first, "Catalog", 8)
+                await p.wait(lambda _r: p.answers("DeviceInfo", 7)
+                             and len(items(p.answers("Catalog", 8))) == 3, timeout=10)
+                out, _err = await asyncio.wait_for(proc.communicate(), 30)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+        return p, out.decode(), proc.returncode or 0
+
+    p, out, rc = run(scenario())
+    assert rc == 0, out
+    info = p.answers("DeviceInfo", 7)[0]
+    assert info.text("Manufacturer") == PRESETS["hikvision-nvr"]["manufacturer"]
+    assert info.text("Model") == PRESETS["hikvision-nvr"]["model"]
+    assert "platform asked" in out and "Catalog 1" in out and "DeviceInfo 1" in out
