@@ -318,7 +318,7 @@ def run_simulate(target: Target, rate: float, count: int, workdir: str, max_seco
     cmd = [sys.executable, "-m", "gbsip", "simulate", "--server", f"udp://127.0.0.1:{target.port}",
            "--devices", str(count), "--rate", str(int(rate)), "--duration", f"{ramp + 3:.1f}",
            "--keepalive", "3600", "--no-unregister", "--no-capability", "--json", "--quiet",
-           "--password", PASSWORD, "--server-id", SERVER_ID, "--id-prefix", "340200000013",
+           "--password", PASSWORD, "--server-id", SERVER_ID, "--id-prefix", "3402000000132",
            "--id-start", "0", "--no-answer-timeout", "10"] + (extra_args or [])
     out = Path(workdir) / f"simulate-{target.port}-{int(rate)}.json"
     t_cpu0 = target.cpu()
