@@ -10,6 +10,7 @@
 #include "gb_containers.h"
 #include "gb_states.h"
 #include "manscdp.h"
+#include "platform_requests.h"
 #include "registrar.h"
 #include "sip_auth.h"
 #include "sip_fields.h"
@@ -26,6 +27,7 @@ int main(void)
     CHECK_EQ_INT(GB_REG_EV_REGISTERED, 1);
     CHECK_EQ_INT(GB_DEV_EV_REGISTERED, 1);
     CHECK_EQ_INT(GB_REG_EV_REDIRECTED, 12);
+    CHECK_EQ_INT(GB_REG_EV_NOTIFY, 15);
     CHECK_EQ_INT(GB_DEV_EV_UNREGISTERED, 10);
     return CHECK_DONE("test_headers");
 }
