@@ -178,6 +178,13 @@ class Platform:
             return True
         return False
 
+    def close(self) -> None:
+        """The registrar closes: every waiting request ends now, with what
+        it has (its result says what is missing)."""
+        for pending in list(self._by_sn.values()) + list(self._by_handle.values()):
+            if not pending.future.done():
+                pending.future.set_result(None)
+
     # -- requests -----------------------------------------------------------
 
     def next_sn(self) -> int:

@@ -461,6 +461,7 @@ class Registrar(Lifetime):
         self._state = "closed"
         if self._driver is not None:
             self._driver.close()
+        self._platform.close()
         if was_running:
             servers = self._stop_listening()
             for stream in list(self._conns.values()):

@@ -272,3 +272,21 @@ def test_query_on_register_policy(run: Runner) -> None:
             assert isinstance(b.result, QueryResult) and len(b.result.items) == 3
             await cam.close()
     run(main)
+
+
+def test_close_ends_waiting_queries_at_once(run: Runner) -> None:
+    """Closing the registrar does not leave a query waiting for its timeout."""
+    async def main() -> None:
+        reg = registrar()
+        await reg.start()
+        cam = await camera(reg, "udp", Script(answer=False, respond=False))
+        waiting = asyncio.ensure_future(reg.query(cam.device_id, "Catalog", timeout=30))
+        await asyncio.sleep(0.1)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await reg.close()
+        result = await asyncio.wait_for(waiting, 5)
+        assert loop.time() - started < 2
+        assert not result.complete and result.status is None
+        await cam.close()
+    run(main)
