@@ -204,6 +204,16 @@ class ScriptedCamera:
                 if i in s.repeat:
                     out.append(bodies[i])
             return out
+        if q.cmd_type == "RecordInfo":
+            records = [[("DeviceID", self.device_id), ("Name", "cam"),
+                        ("StartTime", f"2026-12-03T0{i}:00:00"),
+                        ("EndTime", f"2026-12-03T0{i}:30:00"), ("Type", "time")]
+                       for i in range(s.channels)]
+            parts = [records[i:i + s.part_size] for i in range(0, len(records), s.part_size)]
+            return [manscdp.build("Response", "RecordInfo", sn, self.device_id, [
+                ("Name", "cam"), ("SumNum", s.channels),
+                ("RecordList", [("Item", r) for r in part], {"Num": len(part)})])
+                for part in reversed(parts)]
         if q.cmd_type == "DeviceInfo":
             return [manscdp.build("Response", "DeviceInfo", sn, self.device_id, [
                 ("DeviceName", "大门"), ("Result", "OK"), ("Manufacturer", "gbsip-test"),

@@ -290,3 +290,25 @@ def test_close_ends_waiting_queries_at_once(run: Runner) -> None:
         assert not result.complete and result.status is None
         await cam.close()
     run(main)
+
+
+def test_record_info_time_range_and_parts(run: Runner) -> None:
+    """§9.7 RecordInfo: the query carries StartTime, EndTime, Secrecy and
+    Type; the record list comes in SumNum parts (here last part first)."""
+    async def main() -> None:
+        async with registrar() as reg:
+            cam = await camera(reg, "udp", Script(channels=3, part_size=2))
+            result = await reg.query(cam.device_id, "RecordInfo", timeout=5,
+                                     start_time="2026-12-03T00:00:00",
+                                     end_time="2026-12-03T23:59:59")
+            assert result.complete and result.sum_num == 3 and result.parts_received == 2
+            assert sorted(str(getattr(i, "start_time")) for i in result.items) == [
+                f"2026-12-03T0{k}:00:00" for k in range(3)]
+            q = manscdp.parse(cam.requests[0].body)
+            assert (q.text("StartTime"), q.text("EndTime"), q.text("Type")) == (
+                "2026-12-03T00:00:00", "2026-12-03T23:59:59", "all")
+            cfg = await reg.query(cam.device_id, "ConfigDownload", timeout=5)
+            assert manscdp.parse(cam.requests[1].body).text("ConfigType") == "BasicParam"
+            assert cfg.complete
+            await cam.close()
+    run(main)
