@@ -342,6 +342,7 @@ class Registrar(Lifetime):
         # needs some more from the core, which are then not published
         self._recorded = None if events is None else frozenset(events)
         self._platform = Platform(self, query_on_register=tuple(query_on_register))
+        self._policy_slots: asyncio.Semaphore | None = None
         if isinstance(passwords, Mapping):
             for device_id, secret in passwords.items():
                 self.set_password(device_id, secret)
@@ -710,14 +711,19 @@ class Registrar(Lifetime):
 
     async def _policy_queries(self, device_id: str) -> None:
         """query_on_register: what WVP asks a device after its first
-        registration (DeviceInfo, then Catalog), one after the other."""
-        for cmd in self._platform.query_on_register:
-            if self._state != "running":
-                return
-            try:
-                await self.query(device_id, cmd)
-            except LocalProtocolError:
-                return  # gone meanwhile
+        registration (DeviceInfo, then Catalog), one after the other.  At
+        most half of ``max_requests`` devices are asked at once; the rest
+        wait their turn (a fleet registering is not turned away)."""
+        if self._policy_slots is None:
+            self._policy_slots = asyncio.Semaphore(max(1, self._max_requests // 2))
+        async with self._policy_slots:
+            for cmd in self._platform.query_on_register:
+                if self._state != "running":
+                    return
+                try:
+                    await self.query(device_id, cmd)
+                except LocalProtocolError:
+                    return  # gone meanwhile
 
     def _common(self, source: Address | None, transport: str) -> dict[str, Any]:
         assert self._clock is not None

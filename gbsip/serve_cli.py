@@ -359,7 +359,8 @@ async def serve(args: argparse.Namespace) -> int:
                 raise opt.UsageError("--passwords-file", f"cannot read {args.passwords_file}: "
                                                          f"{exc.strerror or exc}") from None
         status = StatusDir(args.status_dir) if args.status_dir else None
-        queries = query_list(args.query_on_register)
+        # --quiet is for load tests: no events, so no queries to report either
+        queries = () if args.quiet else query_list(args.query_on_register)
         store = None if args.no_store else (args.store or default_store_path())
     except opt.UsageError as exc:
         return opt.fail(prog, exc)
@@ -528,5 +529,6 @@ def add_serve(sub: Any, run: Callable[[Any], int]) -> None:
     p.add_argument("--query-on-register", default="DeviceInfo,Catalog", metavar="LIST",
                    help="queries sent to each device after its first registration, as WVP "
                         "does; each answer is a QueryCompleted line (a Catalog's with its "
-                        "channel count); 'none' for none (default %(default)s)")
+                        "channel count); 'none' for none; --quiet sends none "
+                        "(default %(default)s)")
     p.set_defaults(func=lambda a: _serve_workers(a, run) if a.workers > 1 else run(serve(a)))
