@@ -147,7 +147,7 @@ class Platform:
         self._by_handle: dict[int, _Pending] = {}
         self._by_sn: dict[tuple[str, int], _Pending] = {}
         self._via_hosts: dict[str, str] = {}
-        self.query_on_register = tuple(_query_type(c) for c in query_on_register)
+        self.query_on_register = tuple(query_type(c) for c in query_on_register)
 
     # -- the core's events --------------------------------------------------
 
@@ -289,7 +289,7 @@ class Platform:
     async def query(self, device_id: str, cmd_type: str, *, timeout: float,
                     target: str | None, fields: Sequence[manscdp.Field],
                     charset: str) -> QueryResult:
-        cmd = _query_type(cmd_type)
+        cmd = query_type(cmd_type)
         pending = self._start("query", device_id, cmd, True)
         body = manscdp.build(manscdp.Root.QUERY, cmd, pending.sn, target or device_id,
                              list(fields), charset=charset)
@@ -372,7 +372,7 @@ class Platform:
             error=error)
 
 
-def _query_type(cmd_type: str) -> str:
+def query_type(cmd_type: str) -> str:
     cmd = QUERY_TYPES.get(cmd_type.lower())
     if cmd is None:
         raise ConfigurationError(

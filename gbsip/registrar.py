@@ -29,7 +29,7 @@ from gbsip import _core, manscdp
 from gbsip._drive import Clock, Driver, EventStream, Lifetime, SIPStream
 from gbsip._drive.stream import INCOMPLETE_TIMEOUT
 from gbsip._persist import BindingKeeper
-from gbsip._platform import Platform, query_fields
+from gbsip._platform import Platform, query_fields, query_type
 from gbsip.queries import ControlResult, QueryResult, SubscribeResult, Subscription
 from gbsip.errors import ConfigurationError, LocalProtocolError, RegistrarError
 from gbsip.store import BindingStore, open_store
@@ -642,8 +642,7 @@ class Registrar(Lifetime):
         saying what came and what is missing; an unregistered device raises
         :class:`gbsip.errors.NotRegisteredError`.  ``target`` puts another
         DeviceID (a channel) in the body."""
-        from gbsip._platform import _query_type
-        cmd = _query_type(cmd_type)
+        cmd = query_type(cmd_type)
         body_fields = query_fields(cmd, start_time, end_time, config_type, record_type)
         body_fields += list(fields)
         return await self._platform.query(device_id, cmd, timeout=timeout, target=target,
