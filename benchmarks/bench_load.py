@@ -21,6 +21,14 @@ and is stopped by its pid / process group:
     ``gbsip simulate`` registers N devices and keeps them alive against the
     gbsip Registrar in another process: ramp rate, memory per device on
     each side, CPU of both at steady state (from /proc/PID/stat).
+``tcp-scale``
+    ``scale`` twice in one run, the same N devices at the same asked rate,
+    over UDP then over TCP (one connection per device, from several
+    127.0.0.x sources), each against a fresh registrar listening on both:
+    ramp rate, registrar CPU per registration, steady-state CPU and memory
+    per device, side by side (issue 12's targets).  Every TCP device is a
+    descriptor on each side: the hard limit on open files is raised first
+    where root may, else the run stops with one line saying what is needed.
 
 Results are printed as a table and written as JSON (``--out``).  See
 docs/benchmarks.md, section "Registration load", for the figures.
@@ -30,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -192,7 +201,7 @@ def start_target(kind: str, workdir: str) -> Target:
     if kind == "gbsip-serve":
         cmd = [sys.executable, "-m", "gbsip", "serve", "--port", str(port), "--transport", "udp",
                "--quiet-keepalives", "--min-expires", "60", "--password", PASSWORD,
-               "--server-id", SERVER_ID]
+               "--server-id", SERVER_ID, "--rate-per-source", "0"]
     elif kind == "gbsip":
         cmd = [sys.executable, str(SERVE_QUIET), "--port", str(port), "--password", PASSWORD,
                "--server-id", SERVER_ID]
@@ -200,7 +209,7 @@ def start_target(kind: str, workdir: str) -> Target:
         # one registrar process per core on one port (SO_REUSEPORT), no events
         cmd = [sys.executable, "-m", "gbsip", "serve", "--port", str(port), "--transport", "udp",
                "--workers", str(os.cpu_count() or 2), "--quiet", "--min-expires", "60",
-               "--password", PASSWORD, "--server-id", SERVER_ID]
+               "--password", PASSWORD, "--server-id", SERVER_ID, "--rate-per-source", "0"]
     elif kind == "kamailio":
         cmd = ["kamailio", "-f", str(KAMAILIO_CFG), "-l", f"udp:127.0.0.1:{port}", "-E", "-DD",
                "-n", "2", "-Y", workdir, "-P", f"{workdir}/kamailio-{port}.pid",
@@ -448,15 +457,22 @@ def cmd_generators(args: argparse.Namespace, workdir: str) -> dict[str, Any]:
 
 
 def cmd_scale(args: argparse.Namespace, workdir: str) -> dict[str, Any]:
-    """N devices against the gbsip Registrar; polls both sides every
-    --sample seconds: registrar stats (SIGUSR1 to serve_quiet.py), RSS and
-    CPU from /proc."""
+    """N devices against the gbsip Registrar over UDP (see scale_run)."""
+    return scale_run(args, workdir, "udp")
+
+
+def scale_run(args: argparse.Namespace, workdir: str, transport: str,
+              registrar_transports: str = "udp") -> dict[str, Any]:
+    """N devices against the gbsip Registrar over `transport`; polls both
+    sides every --sample seconds: registrar stats (SIGUSR1 to
+    serve_quiet.py), RSS and CPU from /proc."""
     n = args.devices
     port = free_port()
-    slog = open(f"{workdir}/scale-registrar.log", "w+b")
+    slog = open(f"{workdir}/scale-{transport}-registrar.log", "w+b")
     server = Proc([sys.executable, str(SERVE_QUIET), "--port", str(port), "--password", PASSWORD,
                    "--server-id", SERVER_ID, "--keepalive", str(args.keepalive),
-                   "--max-bindings", str(n + 1000), "--duration", str(args.max_seconds + 60)],
+                   "--max-bindings", str(n + 1000), "--duration", str(args.max_seconds + 60),
+                   "--transport", registrar_transports, "--max-connections", str(n + 100)],
                   stdout=slog, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 15
     while not probe(port):
@@ -464,19 +480,21 @@ def cmd_scale(args: argparse.Namespace, workdir: str) -> dict[str, Any]:
             server.stop()
             raise RuntimeError("registrar did not start")
     srv_rss0 = rss_bytes([server.pid])
-    sim_cmd = [sys.executable, "-m", "gbsip", "simulate", "--server", f"udp://127.0.0.1:{port}",
+    sim_cmd = [sys.executable, "-m", "gbsip", "simulate", "--server",
+               f"{transport}://127.0.0.1:{port}",
                "--devices", str(n), "--rate", str(args.rate), "--duration", str(args.duration),
                "--keepalive", str(args.keepalive), "--no-capability", "--json",
                "--interval", str(args.sample), "--password", PASSWORD,
                "--server-id", SERVER_ID, "--sockets", str(args.sockets),
                "--no-answer-timeout", "30"]
-    sim_out = open(f"{workdir}/scale-simulate.json", "w+b")
-    sim_err = open(f"{workdir}/scale-simulate.log", "w+b")
+    sim_out = open(f"{workdir}/scale-{transport}-simulate.json", "w+b")
+    sim_err = open(f"{workdir}/scale-{transport}-simulate.log", "w+b")
     print(" ".join(sim_cmd), flush=True)
     t0 = time.monotonic()
+    cpu0 = (cpu_seconds([server.pid]), 0.0)
     sim = Proc(sim_cmd, stdout=sim_out, stderr=sim_err)
     samples: list[dict[str, Any]] = []
-    last = (t0, cpu_seconds([server.pid]), cpu_seconds([sim.pid]))
+    last = (t0, cpu0[0], 0.0)
     try:
         while sim.popen.poll() is None:
             if time.monotonic() - t0 > args.max_seconds:
@@ -498,12 +516,16 @@ def cmd_scale(args: argparse.Namespace, workdir: str) -> dict[str, Any]:
                     break
             st = json.loads(lines[-1]) if lines else {}
             dt = now - last[0]
+            stats = st.get("stats", {})
             sample = {
                 "t": round(now - t0, 1), "bindings": st.get("bindings"),
-                "registrations": st.get("stats", {}).get("registrations"),
-                "keepalives": st.get("stats", {}).get("keepalives"),
+                "registrations": stats.get("registrations"),
+                "keepalives": stats.get("keepalives"),
+                "tcp_connections": stats.get("tcp_connections"),
                 "registrar_cpu": round((s_cpu - last[1]) / dt, 2),
                 "simulator_cpu": round((g_cpu - last[2]) / dt, 2),
+                "registrar_cpu_total": round(s_cpu - cpu0[0], 3),
+                "simulator_cpu_total": round(g_cpu, 3),
                 "registrar_rss": rss_bytes([server.pid]), "simulator_rss": rss_bytes([sim.pid]),
                 "load": loadavg(),
             }
@@ -522,14 +544,97 @@ def cmd_scale(args: argparse.Namespace, workdir: str) -> dict[str, Any]:
     try:
         report = json.loads(sim_out.read())
     except ValueError:
-        report = {}
+        sim_err.seek(0)
+        report = {"error": sim_err.read().decode(errors="replace")[-2000:]}
     slog.seek(0)
     lines = [ln for ln in slog.read().splitlines() if ln.startswith(b'{"stats"')]
     full = [json.loads(ln) for ln in lines]
     peak = max(full, key=lambda d: d["bindings"]) if full else {}
-    return {"devices": n, "rate": args.rate, "keepalive": args.keepalive,
-            "registrar_rss0": srv_rss0, "registrar_at_peak": peak, "samples": samples,
-            "simulator_report": report}
+    return {"transport": transport, "devices": n, "rate": args.rate,
+            "keepalive": args.keepalive, "registrar_rss0": srv_rss0, "registrar_at_peak": peak,
+            "samples": samples, "simulator_report": report,
+            "summary": scale_summary(n, args.duration, samples, report, srv_rss0)}
+
+
+def scale_summary(n: int, duration: float, samples: list[dict[str, Any]],
+                  report: dict[str, Any], rss0: int) -> dict[str, Any]:
+    """The figures of one scale run: the ramp (until every device is
+    registered), CPU per registration on both sides, the steady state."""
+    ramp = report.get("ramp", {})
+    done = next((s for s in samples if (s.get("bindings") or 0) >= n), None)
+    out: dict[str, Any] = {
+        "registered": report.get("result", {}).get("ever_registered"),
+        "failures": report.get("totals", {}).get("failures"),
+        "timeouts": report.get("totals", {}).get("timeouts"),
+        "achieved_rate": ramp.get("achieved_rate"), "peak_rate": ramp.get("peak_rate"),
+        "ramp_seconds": ramp.get("seconds"),
+        "register_latency_ms": report.get("latency_ms", {}).get("register"),
+        "keepalives_answered": report.get("totals", {}).get("keepalives_answered"),
+        "keepalives_sent": report.get("totals", {}).get("keepalives_sent"),
+        "unregistered": report.get("unregistration", {}).get("unregistered"),
+        "simulator_bytes_per_device": report.get("memory", {}).get("bytes_per_device"),
+        "tcp_connect_failures": report.get("messages", {}).get("tcp_connect_failures"),
+    }
+    if done:
+        out["ramp_window_s"] = done["t"]
+        out["ramp_registrar_cpu_s"] = done["registrar_cpu_total"]
+        out["ramp_simulator_cpu_s"] = done["simulator_cpu_total"]
+        out["registrar_us_per_registration"] = round(done["registrar_cpu_total"] / n * 1e6, 1)
+        out["simulator_us_per_registration"] = round(done["simulator_cpu_total"] / n * 1e6, 1)
+        out["registrar_bytes_per_device"] = round((done["registrar_rss"] - rss0) / n)
+        steady = [s for s in samples if done["t"] + 5 <= s["t"] <= duration - 2
+                  and "keepalives_per_s" in s]
+        if steady:
+            out["steady_samples"] = len(steady)
+            for k in ("keepalives_per_s", "registrar_cpu", "simulator_cpu", "load"):
+                out[f"steady_{k}"] = round(sum(s[k] for s in steady) / len(steady), 2)
+            out["registrar_bytes_per_device_steady"] = round(
+                max(s["registrar_rss"] for s in steady) - rss0) // n
+    return out
+
+
+def raise_hard_limit(need: int) -> str:
+    """Open files for `need` descriptors in each of this process's
+    children: the hard limit is raised where the kernel lets us (root with
+    CAP_SYS_RESOURCE), the soft one to the hard one.  Returns what was done;
+    exits with one line saying why when the limit stays too low."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < need:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, need))
+            return f"raised the open-files limit from {soft}/{hard} to {need}/{need}"
+        except (ValueError, OSError) as exc:
+            raise SystemExit(
+                f"bench_load: each process needs about {need} file descriptors and the hard "
+                f"limit is {hard}, which this process may not raise ({exc}: root without "
+                f"CAP_SYS_RESOURCE, e.g. in a container): raise it outside "
+                f"(ulimit -Hn {need}, docker --ulimit nofile={need}) or use fewer devices") from exc
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return f"open-files limit {hard}/{hard} (each process needs about {need})"
+
+
+def cmd_tcp_scale(args: argparse.Namespace, workdir: str) -> dict[str, Any]:
+    """The same N devices over UDP then TCP, each against a fresh registrar
+    listening on both, and the two side by side."""
+    note = raise_hard_limit(args.devices + 200)
+    print(note, flush=True)
+    out: dict[str, Any] = {"fd_limit": note, "devices": args.devices, "rate": args.rate}
+    for transport in args.transports.split(","):
+        out[transport] = scale_run(args, workdir, transport, "udp,tcp")
+        print(json.dumps({transport: out[transport]["summary"]}), flush=True)
+        if transport != args.transports.split(",")[-1]:
+            time.sleep(args.pause)  # let the TIME_WAITs and the machine settle
+    if "udp" in out and "tcp" in out:
+        u, t = out["udp"]["summary"], out["tcp"]["summary"]
+        cmp: dict[str, Any] = {}
+        if u.get("achieved_rate") and t.get("achieved_rate"):
+            cmp["tcp_rate_over_udp"] = round(t["achieved_rate"] / u["achieved_rate"], 2)
+        if u.get("registrar_us_per_registration") and t.get("registrar_us_per_registration"):
+            cmp["tcp_server_cpu_over_udp"] = round(
+                t["registrar_us_per_registration"] / u["registrar_us_per_registration"], 2)
+        cmp["tcp_all_registered"] = t.get("registered") == args.devices
+        out["comparison"] = cmp
+    return out
 
 
 def main() -> int:
@@ -556,17 +661,24 @@ def main() -> int:
         q.add_argument("--repeat", type=int, default=2,
                        help="runs per step, best kept (default 2)")
     s = sub.add_parser("scale", help="N devices registered and keeping alive")
-    s.add_argument("--devices", type=int, default=1_000_000)
-    s.add_argument("--rate", type=int, default=20000)
-    s.add_argument("--duration", type=float, default=150,
-                   help="simulate --duration: first REGISTER to unregistration")
-    s.add_argument("--keepalive", type=float, default=60)
-    s.add_argument("--sockets", type=int, default=8)
-    s.add_argument("--sample", type=float, default=5)
-    s.add_argument("--max-seconds", type=float, default=290)
+    c = sub.add_parser("tcp-scale", help="N devices over UDP then TCP, side by side")
+    for q, (devices, rate, duration, keepalive, sample, most) in (
+            (s, (1_000_000, 20000, 150, 60, 5, 290)), (c, (100_000, 10000, 90, 30, 1, 240))):
+        q.add_argument("--devices", type=int, default=devices)
+        q.add_argument("--rate", type=int, default=rate)
+        q.add_argument("--duration", type=float, default=duration,
+                       help="simulate --duration: first REGISTER to unregistration")
+        q.add_argument("--keepalive", type=float, default=keepalive)
+        q.add_argument("--sockets", type=int, default=8, help="UDP sockets of the simulator")
+        q.add_argument("--sample", type=float, default=sample)
+        q.add_argument("--max-seconds", type=float, default=most,
+                       help="bound of one simulator run")
+    c.add_argument("--transports", default="udp,tcp")
+    c.add_argument("--pause", type=float, default=10, help="seconds between the two runs")
     args = p.parse_args()
     cmds: dict[str, Callable[[argparse.Namespace, str], dict[str, Any]]] = {
-        "targets": cmd_targets, "generators": cmd_generators, "scale": cmd_scale}
+        "targets": cmd_targets, "generators": cmd_generators, "scale": cmd_scale,
+        "tcp-scale": cmd_tcp_scale}
     with tempfile.TemporaryDirectory(prefix="gbsip-load-") as tmp:
         workdir = args.workdir or tmp
         os.makedirs(workdir, exist_ok=True)
@@ -574,7 +686,8 @@ def main() -> int:
         result = cmds[args.cmd](args, workdir)
         result["meta"] = {"command": sys.argv, "started": started, "seconds": time.time() - started,
                           "loadavg_end": open("/proc/loadavg").read().split()[:3]}
-    summary = {k: v for k, v in result.items() if k not in ("runs", "samples")}
+    summary = {k: (v["summary"] if isinstance(v, dict) and "summary" in v else v)
+               for k, v in result.items() if k not in ("runs", "samples")}
     print(json.dumps(summary, indent=1, default=str)[:4000])
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1, default=str))

@@ -100,7 +100,8 @@ class Sink:
 
 def serve_command(variant: str, port: int) -> list[str]:
     cmd = [sys.executable, "-m", "gbsip", "serve", "--port", str(port), "--transport", "udp",
-           "--min-expires", "60", "--password", PASSWORD, "--server-id", SERVER_ID]
+           "--min-expires", "60", "--password", PASSWORD, "--server-id", SERVER_ID,
+           "--rate-per-source", "0"]  # one loopback source at benchmark rates
     if variant == "quiet":
         cmd.append("--quiet")
     elif variant == "json":

@@ -298,9 +298,11 @@ class Fleet:
 
     Times are int milliseconds of the caller's monotonic clock; intervals
     are milliseconds too.  Sans-IO except pump_udp, tick and service, which
-    read and write the UDP sockets given to udp_attach, without the GIL: a
-    Fleet belongs to one thread (ConcurrentUseError otherwise).  hash_key
-    (16 bytes) keys the Call-ID table's hash; None draws one from the OS.
+    read and write the UDP sockets given to udp_attach, and tcp_start_range,
+    pump_tcp, tick and service after tcp_open, which open, read and write
+    the devices' TCP connections, all without the GIL: a Fleet belongs to
+    one thread (ConcurrentUseError otherwise).  hash_key (16 bytes) keys the
+    Call-ID table's hash; None draws one from the OS.
     """
     def __init__(self, *, server_id: str | None = None, domain: str | None = None,
                  request_uri: str | None = None, message_uri: str | None = None,
@@ -314,7 +316,13 @@ class Fleet:
                  t1: int = 500, t2: int = 4000, max_challenges: int = 3,
                  preemptive_auth: bool = True, lenient: int = 0,
                  seed: int | None = None, capacity: int = 1,
-                 hash_key: bytes | None = None) -> None: ...
+                 hash_key: bytes | None = None, answer_max_message: int = ...,
+                 answer_max_items: int = 0, answer_gap: int = 0, answer_window: int = 0,
+                 max_answers: int = ..., max_jobs: int = ..., max_subscriptions: int = ...,
+                 subscribe_default_expires: int = ..., subscribe_max_expires: int = ...,
+                 record_segment: int = ..., record_max: int = ..., utc_offset_min: int = ...,
+                 manscdp_lenient: int = ...,
+                 query_hook: Callable[[int, bytes], bytes | int | None] | None = None) -> None: ...
     def __len__(self) -> int: ...
     def add(self, device_id: str, /) -> int: ...
     def local_host(self, host: str, /) -> int: ...
@@ -361,14 +369,46 @@ class Fleet:
         """I/O: fire the timers due at now and send what they queued (sendmmsg),
         without the GIL; events as pump_udp."""
     def service(self) -> list[_DeviceEvent]:
-        """I/O: send what is queued over the attached sockets (sendmmsg), without the
-        GIL; events as pump_udp.  Without udp_attach the queue stays for pop_datagrams."""
+        """I/O: send what is queued over the attached sockets (sendmmsg) or the TCP
+        connections, without the GIL; events as pump_udp.  Without udp_attach or
+        tcp_open the queue stays for pop_datagrams."""
+    def tcp_open(self, sources: Sequence[str], /, *, max_connections: int = ...,
+                 max_message: int = ..., lenient: int = ..., idle_ms: int = ...,
+                 incomplete_ms: int = ..., max_unsent: int = ...,
+                 max_buffered: int = ...) -> int:
+        """The TCP pump (csrc/io/tcp_pump.h): device i connects from sources[i % n]
+        ("0.0.0.0"/"::": the kernel's choice); returns the epoll fd to watch."""
+    def tcp_start_range(self, first: int, count: int, now: int, /) -> list[_DeviceEvent]:
+        """I/O: open each device's connection (its address into Via and Contact),
+        start it, send; a connection that cannot open fails it (transport)."""
+    def pump_tcp(self, now: int, /) -> list[_DeviceEvent]:
+        """I/O: connections completed, messages read, framed and fed, lost
+        connections as transport errors, the queue sent; events as pump_udp."""
+    def tcp_close(self, index: int, report: bool, now: int, /) -> bool: ...
+    def tcp_shutdown(self) -> None: ...
+    def tcp_stats(self) -> dict[str, Any] | None: ...
     def feed_many(self, messages: Sequence[bytes], now: int, /) -> list[_DeviceEvent]: ...
     def trace_device(self, index: int, /) -> None: ...
     def pop_trace(self) -> list[tuple[str, bytes]]: ...
     def keep_events(self, flag: bool, /) -> None: ...
     def sim_stats(self) -> dict[str, Any]: ...
     def outcomes(self, limit: int, /) -> tuple[int, int, dict[str, int], list[tuple[int, str, int, str]]]: ...
+    # The camera side (csrc/core/camera_fleet.c): profiles, channels, alarms
+    @classmethod
+    def presets(cls) -> list[tuple[str, dict[str, Any], str]]: ...
+    def add_profile(self, base: str | None, fields: dict[str, Any], /) -> int: ...
+    def set_camera(self, index: int, profile: int, channels: int = -1, base: int = -1, /) -> None: ...
+    def set_camera_range(self, first: int, count: int, profile: int,
+                         channels: int | Sequence[int], base: int, /) -> None: ...
+    def channels(self, index: int, /) -> int: ...
+    def channel(self, index: int, ch: int, /) -> tuple[str, str, int]: ...
+    def set_channel_name(self, index: int, ch: int, name: str | None, /) -> None: ...
+    def set_channel_status(self, index: int, ch: int, on: bool, now: int, /) -> int: ...
+    def raise_alarm(self, index: int, target: int, priority: int, method: int,
+                    alarm_type: int, description: str | None, now: int, /) -> int: ...
+    def set_wall_clock(self, now: int, unix_ms: int, /) -> None: ...
+    def find(self, device_id: str, /) -> int: ...
+    def set_receiver(self, index: int, /) -> None: ...
 
 # --- Registrar (csrc/python/py_registrar.c) ---
 
@@ -381,8 +421,11 @@ _RegBinding = tuple[str, str | None, int, str | None, str | None, int, _Peer, in
 class RegistrarCore:
     """The sans-IO GB/T 28181 registrar state machine (see gbsip.Registrar).
 
-    Sans-IO except pump_udp, which reads and writes a UDP socket without the
-    GIL: a RegistrarCore belongs to one thread (ConcurrentUseError otherwise).
+    Sans-IO except pump_udp, which reads and writes a UDP socket, and
+    pump_tcp (after tcp_open, tcp_listen), which accepts, reads and writes TCP
+    connections, both without the GIL: a RegistrarCore belongs to one thread
+    (ConcurrentUseError otherwise).  The TCP pump's timers are part of
+    next_deadline/handle_timer, its refusals part of pop_events (REJECTED).
     hash_key (16 bytes) keys the hash of every table; None draws one from
     the OS.  handle() and resume() answer whatever the request's size (the
     buffer follows it); stats() counts what was refused, never silently.
@@ -398,7 +441,12 @@ class RegistrarCore:
                  max_pending: int = ..., max_events: int = ..., transaction_ms: int = ...,
                  rate_per_source: int = ..., lenient: int = ..., server_header: str | None = ...,
                  keepalive_events: bool = ..., event_mask: int = ...,
-                 hash_key: bytes | None = ..., max_requests: int = ...,
+                 hash_key: bytes | None = ..., require_qop: bool = ...,
+                 keepalive_policy: int = ..., nonce_replay_slots: int = ...,
+                 max_event_bytes: int = ..., max_contact_bytes: int = ...,
+                 lockout_failures: int = ..., lockout_source_failures: int = ...,
+                 lockout_window_ms: int = ..., lockout_ms: int = ...,
+                 lockout_slots: int = ..., peer_event_rate: int = ..., max_requests: int = ...,
                  request_t1_ms: int = ...) -> None: ...
     def handle(self, data: _Buffer, host: str, port: int, transport: int, conn_id: int,
                now_ms: int, wall_ms: int, /) -> tuple[bytes, _Peer] | None: ...
@@ -408,6 +456,21 @@ class RegistrarCore:
         """I/O: receive what waits on fd (recvmmsg), answer each datagram through the
         core, send the answers (sendmmsg), all without the GIL.  Returns how many
         datagrams were received (0: none waited); OSError on a socket error."""
+    def tcp_open(self, deliver: bool = False, /, *, max_connections: int = ...,
+                 max_message: int = ..., lenient: int = ..., idle_ms: int = ...,
+                 incomplete_ms: int = ..., max_unsent: int = ...,
+                 max_buffered: int = ...) -> int:
+        """The TCP pump (csrc/io/tcp_pump.h); returns the epoll fd to watch.  deliver:
+        messages are kept for tcp_frames() instead of handled (an accept hook)."""
+    def tcp_listen(self, fd: int, /) -> None: ...
+    def tcp_unlisten(self, fd: int, /) -> None: ...
+    def pump_tcp(self, now_ms: int, wall_ms: int, /) -> int:
+        """I/O: accept, read, frame, answer and write a batch of ready connections,
+        without the GIL.  Returns the readiness events handled."""
+    def tcp_frames(self) -> list[tuple[bytes, _Peer]]: ...
+    def tcp_send(self, conn_id: int, data: _Buffer, /) -> bool: ...
+    def tcp_shutdown(self) -> None: ...
+    def tcp_stats(self) -> dict[str, Any] | None: ...
     def set_secret(self, device_id: str, secret: str, is_ha1: bool = False) -> None: ...
     def forget_secret(self, device_id: str, /) -> bool: ...
     def next_deadline(self) -> int | None: ...
@@ -417,6 +480,7 @@ class RegistrarCore:
     def binding(self, device_id: str, /) -> _RegBinding | None: ...
     def contacts(self, device_id: str, /) -> list[tuple[str, int]]: ...
     def stats(self) -> dict[str, int]: ...
+    def drops(self) -> dict[str, int]: ...
     def binding_count(self) -> int: ...
     # The platform side (csrc/core/platform_requests.h): requests to devices.
     def request(self, device_id: str, method: str, body: bytes | str | None,
@@ -465,6 +529,7 @@ MANSCDP_LENIENT_PADDING: Final[int]
 MANSCDP_LENIENT_BARE_AMPERSAND: Final[int]
 MANSCDP_LENIENT_ALL: Final[int]
 MANSCDP_CMD_TYPES: Final[tuple[str, ...]]
+DEVICE_CONTROLS: Final[tuple[str, ...]]    # gb_dev_control order (device.h)
 
 @final
 class ManscdpDocument:

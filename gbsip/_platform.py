@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 
 # Core event codes (registrar.h gb_reg_event_type) this module consumes.
 EV_MESSAGE = 10
-EV_ANSWERED = 13
-EV_TIMEOUT = 14
+EV_ANSWERED = 14
+EV_TIMEOUT = 15
 # Core request codes (platform_requests.h)
 _FULL, _TOO_LARGE, _INVALID, _NO_MEMORY, _NOT_REGISTERED = -1, -2, -3, -4, -10
 # CmdTypes whose answer comes in parts counted by SumNum (§9.5.1, Annex M)

@@ -15,23 +15,38 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
-from gbsip import _core
+from gbsip import _core, manscdp
 from gbsip._address import is_ip, parse_target
 from gbsip._drive import Clock, Driver, EventStream, Lifetime, SIPStream
 from gbsip._udp import datagram_socket, drain_errors
 from gbsip._version import __version__
+from gbsip.camera import (
+    Channels,
+    ChannelSpec,
+    ProfileSource,
+    ProfileTable,
+    alarm_target,
+    apply_channels,
+)
 from gbsip.errors import ConfigurationError, LocalProtocolError, RegistrationError
 from gbsip.events import (
+    AnswerFailed,
+    AnswerSent,
     Challenged,
+    ControlReceived,
     DeviceEvent,
     Failed,
     KeepaliveAnswered,
     KeepaliveMissed,
     KeepaliveSent,
     KeepaliveTimeout,
+    QueryReceived,
     Redirected,
     Refreshed,
     Registered,
+    RequestRefused,
+    Subscribed,
+    SubscriptionEnded,
     Unregistered,
 )
 
@@ -53,9 +68,17 @@ __all__ = [
 
 E = TypeVar("E", bound=DeviceEvent)
 
-# Event flags of the core (csrc device.h, GB_EVF_*).
+# Event flags of the core (csrc device.h, GB_DEV_EVF_*).
 _EVF_STALE = 1
 _EVF_DATE_GB = 2
+_EVF_REFRESH = 1 << 24
+_EVF_NOTIFY = 1 << 25
+_TARGET_MASK = 0xFFFFFF
+_TARGET_ALARM = 0x800000
+
+#: A query hook's answer: None (as usual), a body, 200 (the 200 alone), a
+#: status >= 300 (refused), or fields for ``Document.answer``.
+QueryAnswer = Any
 
 
 class DeviceState(str, enum.Enum):
@@ -125,7 +148,66 @@ class FleetEvents:
             return KeepaliveTimeout(value, **common)
         if kind == "unregistered":
             return Unregistered(status, text, reason, latency, **common)
+        return self._camera(raw, kind, common, latency)
+
+    def _target(self, dev: int, flags: int) -> str | None:
+        """The channel (or alarm input) ID a camera event names, None: the device."""
+        t = flags & _TARGET_MASK
+        if not t:
+            return None
+        if t >= _TARGET_ALARM:  # alarm inputs: type 134 beside the channels
+            cid = str(self.fleet.channel(dev, 0)[0]) if self.fleet.channels(dev) else ""
+            return f"{cid[:10]}134{cid[13:]}" if cid else None
+        try:
+            return str(self.fleet.channel(dev, t - 1)[0])
+        except IndexError:
+            return None
+
+    def _camera(self, raw: FleetEventTuple, kind: str, common: dict[str, Any],
+                latency: float) -> DeviceEvent:
+        dev, _k, status, reason, value, latency_ms, _t, arg, flags, text = raw
+        cmds = _core.MANSCDP_CMD_TYPES
+        cmd = cmds[value] if 0 <= value < len(cmds) and cmds[value] else text
+        if kind == "query":
+            return QueryReceived(text or cmd, arg, status, self._target(dev, flags), **common)
+        if kind == "control":
+            return ControlReceived(_core.DEVICE_CONTROLS[value], text, arg, status,
+                                   self._target(dev, flags), **common)
+        if kind == "subscribed":
+            return Subscribed(cmd, arg, bool(flags & _EVF_REFRESH),
+                              latency_ms / 1000.0 if latency_ms else None, text,
+                              self._target(dev, flags), **common)
+        if kind == "subscription_ended":
+            return SubscriptionEnded(cmd, reason, status, **common)
+        if kind == "answered":
+            return AnswerSent(cmd, arg, flags, latency, **common)
+        if kind == "answer_failed":
+            return AnswerFailed(cmd, arg, status, reason, flags & 0xFFFF,
+                                bool(flags & _EVF_NOTIFY), text, **common)
+        if kind == "refused":
+            return RequestRefused(_METHODS.get(value, "?"), status, text, **common)
         raise LocalProtocolError(f"unknown device event {kind!r} from the core")
+
+
+# gb_method_id of the core (sip_parser.h), for RequestRefused.
+_METHODS = {0: "other", 1: "REGISTER", 2: "MESSAGE", 3: "INVITE", 4: "ACK", 5: "BYE",
+            6: "CANCEL", 7: "OPTIONS", 8: "INFO", 9: "NOTIFY", 10: "SUBSCRIBE", 11: "REFER",
+            12: "UPDATE", 13: "PRACK", 14: "PUBLISH"}
+
+
+def query_hook(on_query: Callable[[manscdp.Document], QueryAnswer]) -> Callable[[int, bytes], Any]:
+    """The core's query hook for a user's ``on_query(document)``."""
+
+    def hook(_index: int, body: bytes) -> Any:
+        answer = on_query(manscdp.parse(body, lenient=manscdp.Lenient.ALL))
+        if answer is None or isinstance(answer, (bytes, int)):
+            return answer
+        if isinstance(answer, bytearray):
+            return bytes(answer)
+        doc = manscdp.parse(body, lenient=manscdp.Lenient.ALL)
+        return doc.answer(list(answer))
+
+    return hook
 
 
 class Device(Lifetime):
@@ -142,6 +224,13 @@ class Device(Lifetime):
     Intervals are in seconds.  ``trace`` sees every message sent and
     received (for logs and ``--trace``); ``on_event`` every event as it
     happens.
+
+    Once started it answers its platform like a camera (GB/T 28181
+    §9.3-§9.11): queries with 200 then the answer MESSAGE(s), controls,
+    subscriptions.  ``profile`` (a preset name or a
+    :class:`gbsip.camera.Profile`) says what it answers, ``channels`` how
+    many channels it has (or their names); ``on_query(document)`` may answer
+    a query its own way (see docs/device.md).
     """
 
     def __init__(
@@ -174,6 +263,13 @@ class Device(Lifetime):
         trace: Callable[[str, bytes], None] | None = None,
         on_event: Callable[[DeviceEvent], object] | None = None,
         platform_utc_offset: timedelta = timedelta(hours=8),
+        profile: ProfileSource = None,
+        channels: ChannelSpec = None,
+        on_query: Callable[[manscdp.Document], QueryAnswer] | None = None,
+        answer_max_message: int = 1400,
+        answer_gap: float = 0.0,
+        answer_window: int = 0,
+        record_segment: int = 1800,
     ) -> None:
         target = parse_target(server)
         self.device_id = device_id
@@ -207,8 +303,17 @@ class Device(Lifetime):
             preemptive_auth=preemptive_auth,
             lenient=lenient,
             seed=seed,
+            answer_max_message=answer_max_message,
+            answer_gap=round(answer_gap * 1000),
+            answer_window=answer_window,
+            record_segment=record_segment,
+            utc_offset_min=round(platform_utc_offset.total_seconds() / 60),
+            query_hook=query_hook(on_query) if on_query is not None else None,
         )
         self._index = self._fleet.add(device_id)
+        self._fleet.set_receiver(self._index)  # a request for another ID: 404 from it
+        self._profiles = ProfileTable(self._fleet)
+        apply_channels(self._fleet, self._index, self._profiles.index(profile), channels)
         #: Called with ("send", bytes) / ("recv", bytes) for every message.
         self.trace = trace
         self._platform_utc_offset = platform_utc_offset
@@ -249,6 +354,37 @@ class Device(Lifetime):
         return self._fleet.keepalive_sn(self._index)
 
     @property
+    def channels(self) -> Channels:
+        """The camera's channels (read; set a channel's ``status`` to turn it
+        ON/OFF and notify Catalog subscribers)."""
+        return Channels(self, self._index)
+
+    def raise_alarm(self, channel: int | None = 0, *, alarm_input: int | None = None,
+                    priority: int = 1, method: int = 5, alarm_type: int = 0,
+                    description: str = "") -> int:
+        """Raise an alarm (GB/T 28181 §9.4) on a channel (or an alarm input:
+        ``channel=None, alarm_input=k``): a MESSAGE Notify/Alarm to the
+        platform and a NOTIFY to Alarm subscribers.  ``method``: AlarmMethod
+        (1 telephone, 2 device, 3 SMS, 4 GPS, 5 video, 6 fault, 7 other);
+        ``alarm_type``: Info/AlarmType (0: none).  Returns the requests sent."""
+        target = alarm_target(channel if alarm_input is None else None, alarm_input)
+        now = self._driver.now() if self._driver is not None else 0
+        try:
+            n = int(self._fleet.raise_alarm(self._index, target, priority, method,
+                                            alarm_type, description, now))
+        except IndexError as exc:
+            raise ConfigurationError(str(exc)) from exc
+        if self._driver is not None:
+            self._driver.settle()
+        return n
+
+    def _channel_status(self, dev: int, ch: int, on: bool) -> None:
+        now = self._driver.now() if self._driver is not None else 0
+        self._fleet.set_channel_status(dev, ch, on, now)
+        if self._driver is not None:
+            self._driver.settle()
+
+    @property
     def history(self) -> Any:
         """Every event so far, oldest first (the last 10,000)."""
         return self._events.history
@@ -272,6 +408,8 @@ class Device(Lifetime):
         self._convert = FleetEvents(self._fleet, clock, self._platform_utc_offset)
         self._driver = Driver(clock, deadline=self._fleet.next_deadline,
                               fire=self._fleet.handle_timer, flush=self._flush)
+        now = self._driver.now()
+        self._fleet.set_wall_clock(now, round(clock.unix(now) * 1000))
         await self._open()
         fut = self._events.watch(
             lambda e: isinstance(e, Registered)

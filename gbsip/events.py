@@ -32,8 +32,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Address",
+    "AnswerFailed",
+    "AnswerSent",
     "AuthFailed",
     "Challenged",
+    "ControlReceived",
     "DeviceEvent",
     "DeviceRedirected",
     "DeviceRefreshed",
@@ -47,16 +50,21 @@ __all__ = [
     "KeepaliveMissed",
     "KeepaliveSent",
     "KeepaliveTimeout",
+    "LockedOut",
     "MessageReceived",
     "Notified",
     "Offline",
     "Online",
     "QueryCompleted",
+    "QueryReceived",
     "Redirected",
     "Refreshed",
     "Registered",
     "RegistrarEvent",
     "Rejected",
+    "RequestRefused",
+    "Subscribed",
+    "SubscriptionEnded",
     "Unregistered",
 ]
 
@@ -172,6 +180,19 @@ class DeviceRedirected(RegistrarEvent):
     """A REGISTER was answered 302 to another platform (2022 edition §9.1.2.3)."""
 
     target: str
+
+
+@dataclass(frozen=True, slots=True)
+class LockedOut(RegistrarEvent):
+    """Too many wrong Digest answers: refused (403) for ``duration`` seconds.
+
+    ``scope`` is ``"device"`` (``device_id`` from ``source``'s address) or
+    ``"source"`` (every device from that address; ``device_id`` is None).
+    ``failures`` is the count that tripped it (``Registrar(lockout=...)``)."""
+
+    scope: str
+    failures: int
+    duration: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,3 +337,102 @@ class Unregistered(DeviceEvent):
     reason: str
     kind: str = "none"
     latency: float = field(default=0.0, compare=False)
+
+
+# --------------------------------------------------------------------------
+# The camera answering its platform (gbsip.Device, gbsip.Simulator)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryReceived(DeviceEvent):
+    """The platform queried the camera (GB/T 28181 §9.5, §9.7): ``cmd_type``
+    (``"Catalog"``, ``"DeviceInfo"``...), the query's ``sn``, the SIP
+    ``status`` it was answered (200, or the refusal: 400, 404, 501, 503...)
+    and the ``channel`` ID it named (None: the device itself).  A 200 is
+    followed by the answer MESSAGE(s): :class:`AnswerSent` when all got
+    their 2xx."""
+
+    cmd_type: str
+    sn: int
+    status: int = 200
+    channel: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ControlReceived(DeviceEvent):
+    """A DeviceControl or DeviceConfig (GB/T 28181 §9.3): ``command``
+    (``"PTZCmd"``, ``"TeleBoot"``, ``"RecordCmd"``, ``"GuardCmd"``,
+    ``"AlarmCmd"``, ``"DeviceConfig"``...) and its ``value``
+    (``"A50F01080080003D"``, ``"Record"``...), answered ``status``; RecordCmd,
+    GuardCmd, AlarmCmd and DeviceConfig are answered with a Response too."""
+
+    command: str
+    value: str
+    sn: int
+    status: int = 200
+    channel: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed(DeviceEvent):
+    """A subscription (GB/T 28181 §9.11) was accepted or refreshed:
+    ``event`` is the CmdType (``"Catalog"``, ``"Alarm"``,
+    ``"MobilePosition"``), ``expires`` the granted seconds, ``interval``
+    the MobilePosition NOTIFY period (s), ``header`` the Event header."""
+
+    event: str
+    expires: int
+    refresh: bool = False
+    interval: float | None = None
+    header: str = ""
+    channel: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionEnded(DeviceEvent):
+    """A subscription ended; ``kind``: ``"unsubscribed"`` (Expires 0),
+    ``"expired"``, ``"replaced"``, ``"rejected"`` (its NOTIFY got 481),
+    ``"timeout"`` (a NOTIFY got no answer), ``"abandoned"`` (the device
+    stopped)."""
+
+    event: str
+    kind: str
+    status: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerSent(DeviceEvent):
+    """Every part of a query's answer got its 2xx: ``parts`` MESSAGEs,
+    ``latency`` from the query to the last 2xx."""
+
+    cmd_type: str
+    sn: int
+    parts: int
+    latency: float = field(default=0.0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerFailed(DeviceEvent):
+    """A part of an answer (or a notification: ``notify``) was refused
+    (``status``) or got no answer at all (``status`` 0, ``kind``
+    ``"timeout"``: Timer F)."""
+
+    cmd_type: str
+    sn: int
+    status: int
+    kind: str
+    part: int = 0
+    notify: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRefused(DeviceEvent):
+    """A request of the platform was answered with an error for itself
+    (not a query or control: those report their status): 404 an unknown
+    user, 405/501 a method the camera does not take, 415, 400 a body the
+    MANSCDP reader refused (``reason`` says why)."""
+
+    method: str
+    status: int
+    reason: str

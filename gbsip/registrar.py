@@ -4,7 +4,9 @@ State lives in the C core (:class:`gbsip._core.RegistrarCore`); this module
 owns the sockets, and the shared driver (``gbsip._drive``) owns the timer
 and turns the core's events into :mod:`gbsip.events` values.  UDP datagrams
 are received and answered in batches inside C (``recvmmsg``/``sendmmsg``),
-so Python wakes once per batch, not per packet.
+and TCP connections are accepted, read, framed and answered in C through
+one epoll instance (``csrc/io/tcp_pump.h``), so Python wakes once per
+batch, not per packet or per connection.
 
     async with Registrar("34020000002000000001", port=0, passwords="12345678") as reg:
         async for event in reg.events():
@@ -16,7 +18,7 @@ import asyncio
 import enum
 import errno
 import inspect
-import itertools
+import logging
 import socket
 import time
 import warnings
@@ -25,8 +27,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar, Union
 
-from gbsip import _core, manscdp
-from gbsip._drive import Clock, Driver, EventStream, Lifetime, SIPStream
+from gbsip import _core, _fdlimit, manscdp
+from gbsip._drive import Clock, Driver, EventStream, Lifetime
 from gbsip._drive.stream import INCOMPLETE_TIMEOUT
 from gbsip._persist import BindingKeeper
 from gbsip._platform import Platform, query_fields, query_type
@@ -42,6 +44,7 @@ from gbsip.events import (
     DeviceUnregistered,
     Expired,
     Keepalive,
+    LockedOut,
     MessageReceived,
     Notified,
     Offline,
@@ -61,6 +64,9 @@ __all__ = [
     "Expired",
     "HA1",
     "Keepalive",
+    "KeepalivePolicy",
+    "LockedOut",
+    "Lockout",
     "MessageReceived",
     "Offline",
     "Online",
@@ -74,6 +80,7 @@ __all__ = [
 ]
 
 E = TypeVar("E", bound=RegistrarEvent)
+_log = logging.getLogger("gbsip.registrar")
 
 # Names before 0.2, kept for one release (see CHANGELOG.md).
 _DEPRECATED = {
@@ -130,6 +137,38 @@ class Refresh(enum.Enum):
     TRUST_CALL_ID = 1
 
 
+class KeepalivePolicy(enum.Enum):
+    """What a keepalive (or other MESSAGE) without credentials gets when it
+    comes from another address than the device's binding.  It never moves
+    the binding or brings the device online."""
+
+    #: ``403``: the device registers again (Digest) to move.
+    REFUSE = 0
+    #: ``401``: the device may prove itself on the MESSAGE; valid
+    #: credentials move the binding to the new address.
+    CHALLENGE = 1
+
+
+@dataclass(frozen=True)
+class Lockout:
+    """Password-guessing lockout (``Registrar(lockout=...)``).
+
+    ``failures`` wrong Digest answers for one device from one address
+    within ``window`` seconds, or ``source_failures`` from one address for
+    any devices, lock that pair (or that address) out for ``duration``
+    seconds: 403, counted, a :class:`LockedOut` event.  An address is an
+    IPv4 address or an IPv6 /64.  A device answering right from its
+    binding's own source is never refused.  ``slots`` bounds the table
+    (about 100 bytes each).  0 turns a count off.
+    """
+
+    failures: int = 5
+    source_failures: int = 100
+    window: float = 60.0
+    duration: float = 300.0
+    slots: int = 16384
+
+
 Secret = Union[str, HA1, None]
 PasswordSource = Union[
     str,
@@ -164,11 +203,22 @@ _EV_NEED_SECRET = 11
 _EVENT_CODES: dict[type[RegistrarEvent], int] = {
     DeviceRegistered: 1, DeviceRefreshed: 2, DeviceUnregistered: 3, Expired: 4,
     AuthFailed: 5, Rejected: 6, Online: 7, Offline: 8, Keepalive: 9, MessageReceived: 10,
-    DeviceRedirected: 12, Notified: 15,
+    DeviceRedirected: 12, LockedOut: 13, Notified: 16,
 }
 # Codes the platform side needs even when the user records fewer kinds:
 # MESSAGE (a query's answer parts), REQUEST_ANSWERED, REQUEST_TIMEOUT.
-_PLATFORM_CODES = (10, 13, 14)
+_PLATFORM_CODES = (10, 14, 15)
+# Events a peer causes without proving who it is (or routine ones): the
+# first to go when the queue is full, and bounded by bytes (the core's rule).
+_PEER_EVENTS = (AuthFailed, Rejected, Keepalive, MessageReceived, DeviceRedirected, LockedOut,
+                Notified)
+
+
+def _peer_weight(ev: RegistrarEvent) -> int | None:
+    """Bytes a peer-triggered event holds in the queue; None for the others."""
+    if isinstance(ev, (MessageReceived, Notified)):
+        return 200 + len(ev.body)
+    return 200 if isinstance(ev, _PEER_EVENTS) else None
 
 
 _EVENT_NAMES = {code: cls.__name__ for cls, code in _EVENT_CODES.items()}
@@ -208,7 +258,9 @@ _MAKERS: dict[int, _Maker] = {
     9: lambda d, c, st, ex, sn, r, t, x: Keepalive(sn, t, device_id=d or "", **c),
     10: lambda d, c, st, ex, sn, r, t, x: MessageReceived(t or "", device_id=d, **c),
     12: lambda d, c, st, ex, sn, r, t, x: DeviceRedirected(t or "", device_id=d, **c),
-    15: lambda d, c, st, ex, sn, r, t, x: Notified(x or "", t or "", device_id=d, **c),
+    13: lambda d, c, st, ex, sn, r, t, x: LockedOut(
+        "device" if d else "source", sn, float(ex), device_id=d, **c),
+    16: lambda d, c, st, ex, sn, r, t, x: Notified(x or "", t or "", device_id=d, **c),
 }
 
 
@@ -222,16 +274,30 @@ class Registrar(Lifetime):
     ``events`` limits which event kinds are recorded (default: all; an
     empty tuple records none, for load tests).  ``on_event`` (or
     :meth:`add_listener`) sees every recorded event as it happens.
-    ``tcp_incomplete_timeout``: seconds a TCP message may wait for the
-    rest of its bytes before it is answered 400 and the connection closed.
     ``store`` keeps the bindings across restarts (a :mod:`gbsip.store`
     store, a file path for SQLite or ``redis://host:port/db``): loaded on
     start, changes written every ``store_flush_interval`` seconds, rows
     tagged with ``node`` so several registrars can share one store.
+    TCP (GB/T 28181-2022's persistent connection) runs in C: at most
+    ``max_connections`` at once (None: as many as the file-descriptor limit
+    allows; more are accepted, closed and counted in ``stats()``), a message
+    may wait ``tcp_incomplete_timeout`` seconds for the rest of its bytes
+    (from its first; a slow sender too) before it is answered 400 and the
+    connection closed, a connection nothing arrives on closes after
+    ``tcp_idle_timeout`` seconds (None: keepalive interval x (timeout count
+    + 2), at least 300 s; 0: never), and the partial messages and unsent
+    answers of all connections hold at most ``tcp_buffer_limit`` bytes (past
+    it the oldest partial message is refused first).  ``raise_fd_limit``
+    raises the soft RLIMIT_NOFILE to the hard limit when
+    ``max_connections`` needs more; when the limit still falls short, start()
+    logs one line saying what is needed and how to raise it.
     ``reuse_port`` lets several registrar processes share one port
     (SO_REUSEPORT); the kernel sends each source address to one of them,
     and each keeps its own bindings.  A registrar runs once: after
-    :meth:`close` make a new one.
+    :meth:`close` make a new one.  Security knobs (``require_qop``,
+    ``keepalive_policy``, ``lockout``, ``max_event_bytes``,
+    ``peer_event_rate``, ``max_contact_bytes``): docs/registrar.md,
+    section Security.
     """
 
     def __init__(
@@ -249,7 +315,10 @@ class Registrar(Lifetime):
         keepalive_interval: float = 60,
         keepalive_timeout_count: int = 3,
         qop: str | None = None,
+        require_qop: bool = True,
         refresh: Refresh = Refresh.CHALLENGE,
+        keepalive_policy: KeepalivePolicy = KeepalivePolicy.REFUSE,
+        lockout: Lockout | None = Lockout(),
         strict_ids: bool = True,
         accept: AcceptHook | None = None,
         gb_version: str | None = None,
@@ -264,8 +333,14 @@ class Registrar(Lifetime):
         max_transactions: int = 65536,
         max_pending: int = 1024,
         max_events: int = 65536,
-        max_connections: int = 10000,
+        max_event_bytes: int = 64 << 20,
+        peer_event_rate: int = 1000,
+        max_contact_bytes: int = 1024,
+        max_connections: int | None = 10000,
         tcp_incomplete_timeout: float = INCOMPLETE_TIMEOUT,
+        tcp_idle_timeout: float | None = None,
+        tcp_buffer_limit: int = 64 << 20,
+        raise_fd_limit: bool = False,
         rate_per_source: int = 0,
         lenient: int = 0,
         keepalive_events: bool = True,
@@ -290,6 +365,15 @@ class Registrar(Lifetime):
             raise ConfigurationError("qop must be None or 'auth'")
         if keepalive_interval <= 0 and keepalive_timeout_count:
             raise ConfigurationError("keepalive_interval must be positive")
+        if lockout is not None and (lockout.window <= 0 or lockout.duration <= 0 or
+                                    lockout.slots <= 0):
+            raise ConfigurationError("lockout: window, duration and slots must be positive")
+        lock = lockout or Lockout(failures=0, source_failures=0)
+        if max_connections is not None and max_connections < 1:
+            raise ConfigurationError("max_connections must be at least 1 (None: as many as "
+                                     "the file-descriptor limit allows)")
+        if tcp_idle_timeout is None:
+            tcp_idle_timeout = max(300.0, keepalive_interval * (keepalive_timeout_count + 2))
         self.server_id = server_id
         self.host = host
         self._port = port
@@ -299,7 +383,13 @@ class Registrar(Lifetime):
         self._utc_offset_ms = int(utc_offset.total_seconds() * 1000)
         self._wall = clock
         self._max_connections = max_connections
-        self._tcp_incomplete_timeout = tcp_incomplete_timeout
+        self._tcp_options = {
+            "incomplete_ms": max(0, round(tcp_incomplete_timeout * 1000)),
+            "idle_ms": max(0, round(tcp_idle_timeout * 1000)),
+            "max_buffered": tcp_buffer_limit,
+            "lenient": lenient,
+        }
+        self._raise_fd_limit = raise_fd_limit
         self._reuse_port = reuse_port
         self._lenient = lenient
         shared = passwords if isinstance(passwords, str) else None
@@ -315,7 +405,14 @@ class Registrar(Lifetime):
             keepalive_interval_ms=int(keepalive_interval * 1000),
             keepalive_timeout_count=keepalive_timeout_count,
             qop_auth=qop == "auth",
+            require_qop=require_qop,
             refresh_policy=refresh.value,
+            keepalive_policy=keepalive_policy.value,
+            lockout_failures=lock.failures,
+            lockout_source_failures=lock.source_failures,
+            lockout_window_ms=int(lock.window * 1000),
+            lockout_ms=int(lock.duration * 1000),
+            lockout_slots=lock.slots,
             strict_ids=strict_ids,
             gb_version=gb_version,
             fixed_nonce=fixed_nonce,
@@ -327,6 +424,9 @@ class Registrar(Lifetime):
             max_transactions=max_transactions,
             max_pending=max_pending,
             max_events=max_events,
+            max_event_bytes=max_event_bytes,
+            peer_event_rate=peer_event_rate,
+            max_contact_bytes=max_contact_bytes,
             rate_per_source=rate_per_source,
             lenient=lenient,
             server_header=server_header,
@@ -347,15 +447,17 @@ class Registrar(Lifetime):
             for device_id, secret in passwords.items():
                 self.set_password(device_id, secret)
         self.realm = realm or server_id[:10]
-        self._stream: EventStream[RegistrarEvent] = EventStream(max_events)
+        self._stream: EventStream[RegistrarEvent] = EventStream(
+            max_events, max_bytes=max_event_bytes, minor=_peer_weight)
         if on_event is not None:
             self._stream.add_listener(on_event)
         self._clock: Clock | None = None
         self._driver: Driver | None = None
         self._udp_socks: list[socket.socket] = []
-        self._tcp_servers: list[asyncio.AbstractServer] = []
-        self._conns: dict[int, SIPStream] = {}
-        self._conn_ids = itertools.count(1)
+        self._tcp_socks: list[socket.socket] = []
+        self._tcp_fd: int | None = None  # the TCP pump's epoll fd
+        self._tcp_max = 0
+        self._tcp_final: dict[str, Any] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._addresses: dict[str, Address] = {}
         self._state = "new"  # -> running -> closed
@@ -418,25 +520,57 @@ class Registrar(Lifetime):
             reader = self._on_udp_pump if self._accept is None else self._on_udp_python
             loop.add_reader(sock.fileno(), reader, sock)
         if "tcp" in self._transports:
-            server = await loop.create_server(
-                self._new_stream, self.host, port, reuse_address=True,
-                reuse_port=self._reuse_port or None)
-            self._tcp_servers.append(server)
-            self._addresses["tcp"] = server.sockets[0].getsockname()[:2]
+            sock = self._bind_tcp(port)
+            self._tcp_socks.append(sock)
+            self._addresses["tcp"] = sock.getsockname()[:2]
+            self._open_tcp()
+            self._core.tcp_listen(sock.fileno())
 
-    def _stop_listening(self) -> list[asyncio.AbstractServer]:
+    def _stop_listening(self) -> None:
         """Close the listening sockets (all, or what a failed _listen()
-        opened); returns the TCP servers, which finish closing later."""
+        opened); TCP connections stay until close()."""
         loop = self._loop()
         for sock in self._udp_socks:
             loop.remove_reader(sock.fileno())
             sock.close()
         self._udp_socks.clear()
-        servers, self._tcp_servers = self._tcp_servers, []
-        for server in servers:
-            server.close()
+        for sock in self._tcp_socks:
+            self._core.tcp_unlisten(sock.fileno())
+            sock.close()
+        self._tcp_socks.clear()
         self._addresses.clear()
-        return servers
+
+    def _bind_tcp(self, port: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self._reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((self.host, port))
+            sock.listen(4096)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def _open_tcp(self) -> None:
+        """The C pump for every TCP connection, its epoll fd watched by the loop."""
+        if self._tcp_fd is not None:
+            return
+        room = _fdlimit.make_room(-1 if self._max_connections is None else
+                                  self._max_connections, raise_limit=self._raise_fd_limit)
+        limit = self._max_connections
+        if limit is None:
+            limit = max(1, room)
+        elif room < limit:
+            _log.warning("gbsip: %s", _fdlimit.shortage(
+                f"TCP with max_connections={limit}", limit))
+        self._tcp_max = limit
+        self._tcp_fd = self._core.tcp_open(self._accept is not None, max_connections=limit,
+                                           **self._tcp_options)
+        self._loop().add_reader(self._tcp_fd, self._on_tcp)
 
     def _bind_udp(self, port: int) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -464,11 +598,12 @@ class Registrar(Lifetime):
             self._driver.close()
         self._platform.close()
         if was_running:
-            servers = self._stop_listening()
-            for stream in list(self._conns.values()):
-                stream.close()
-            for server in servers:
-                await server.wait_closed()
+            self._stop_listening()
+            if self._tcp_fd is not None:
+                self._loop().remove_reader(self._tcp_fd)
+                self._tcp_fd = None
+            self._tcp_final = self._core.tcp_stats()  # stats() after close
+            self._core.tcp_shutdown()
             for task in list(self._tasks):
                 task.cancel()
             if self._tasks:
@@ -523,11 +658,25 @@ class Registrar(Lifetime):
         """Counters of the core (received, answered, challenges...)."""
         s = dict(self._core.stats())
         s["events_dropped_python"] = self._stream.dropped
-        s["tcp_connections"] = len(self._conns)
+        tcp = self._core.tcp_stats() or self._tcp_final
+        s["tcp_connections"] = tcp["open"] if tcp and self._tcp_fd is not None else 0
+        if tcp:
+            s["tcp_max_connections"] = self._tcp_max
+            for k in ("accepted", "refused_max", "refused_fd_limit", "messages_in", "refusals",
+                      "buffered", "buffered_peak", "open_peak", "send_gone"):
+                s[f"tcp_{k}"] = tcp[k]
+            for why, n in tcp["closed"].items():
+                s[f"tcp_closed_{why}"] = n
         s.update(self._core.request_stats())
         if self._keeper is not None:
             s.update(self._keeper.stats())
         return s
+
+    def drops(self) -> dict[str, int]:
+        """Requests left unanswered, by reason: ``rate``, ``no_via``,
+        ``response``, ``pending_full``, ``in_progress``, ``truncated``...,
+        and ``unparseable:<SIPParseError.code>`` for ones that do not parse."""
+        return dict(self._core.drops())
 
     def _binding(self, t: tuple[Any, ...]) -> Binding:
         (device_id, contact, _n, ua, call_id, cseq, src, expires_at, registered_at,
@@ -797,31 +946,22 @@ class Registrar(Lifetime):
 
     # -- TCP ----------------------------------------------------------------
 
-    def _new_stream(self) -> SIPStream:
-        stream = SIPStream(self._on_tcp_messages, on_closed=self._on_tcp_closed,
-                           on_refused=self._on_tcp_refused, lenient=self._lenient,
-                           incomplete_timeout=self._tcp_incomplete_timeout)
-        if len(self._conns) >= self._max_connections or self._state != "running":
-            stream.close()  # refused: closes as soon as it is connected
-            return stream
-        stream.tag = next(self._conn_ids)
-        self._conns[stream.tag] = stream
-        return stream
-
-    def _on_tcp_messages(self, stream: SIPStream, frames: list[bytes]) -> None:
+    def _on_tcp(self) -> None:
+        """The pump's epoll fd is readable: one C call accepts, reads, frames
+        and answers a batch of ready connections."""
         assert self._driver is not None
-        host, port = stream.peer
-        for data in frames:
-            answer = self._handle(data, host, port, 1, stream.tag)
-            if answer is not None:
-                stream.write(answer[0])
+        now, wall = self._now()
+        try:
+            self._core.pump_tcp(now, wall)
+        except OSError:
+            pass
+        if self._accept is not None:
+            # deliver mode: each request visits the accept hook first
+            for data, (host, port, _transport, conn_id) in self._core.tcp_frames():
+                answer = self._handle(data, host, port, 1, conn_id)
+                if answer is not None:
+                    self._core.tcp_send(conn_id, answer[0])
         self._driver.settle()
-
-    def _on_tcp_refused(self, stream: SIPStream, exc: _core.SIPParseError) -> None:
-        self._publish_now(Rejected(exc.status, exc.reason, **self._common(stream.peer, "tcp")))
-
-    def _on_tcp_closed(self, stream: SIPStream, exc: Exception | None) -> None:
-        self._conns.pop(stream.tag, None)
 
     # -- secret lookups -----------------------------------------------------
 
@@ -860,9 +1000,8 @@ class Registrar(Lifetime):
     def _send(self, data: bytes, dest: tuple[Any, ...]) -> None:
         host, port, transport, conn_id = dest
         if transport == 1:
-            stream = self._conns.get(conn_id)
-            if stream is not None:
-                stream.write(data)
+            if self._tcp_fd is not None:
+                self._core.tcp_send(conn_id, data)
             return
         for sock in self._udp_socks:
             try:

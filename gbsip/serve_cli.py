@@ -323,6 +323,11 @@ def _serve_workers(args: argparse.Namespace, run: Callable[[Any], int]) -> int:
                 child.kill()
 
 
+# A flood from one address is cut here; a simulator at its default rate
+# (1,000 registrations/s, ~2,000 requests/s from one address) stays under it.
+RATE_PER_SOURCE = 5000
+
+
 def query_list(text: str) -> tuple[str, ...]:
     """--query-on-register: comma-separated query names, or none."""
     from gbsip.queries import QUERY_TYPES
@@ -338,7 +343,7 @@ def query_list(text: str) -> tuple[str, ...]:
 
 async def serve(args: argparse.Namespace) -> int:
     from gbsip.errors import ConfigurationError, RegistrarError
-    from gbsip.registrar import Refresh, Registrar
+    from gbsip.registrar import KeepalivePolicy, Lockout, Refresh, Registrar
     from gbsip.store import StoreError
 
     prog = "gbsip serve"
@@ -391,7 +396,14 @@ async def serve(args: argparse.Namespace) -> int:
             keepalive_events=not (args.quiet_keepalives or args.quiet),
             events=kinds,
             reuse_port=args.reuse_port,
+            max_connections=args.max_connections,
+            raise_fd_limit=args.raise_fd_limit,
             rate_per_source=args.rate_per_source,
+            lockout=None if args.no_lockout else Lockout(
+                failures=args.lockout_failures, source_failures=args.lockout_source_failures,
+                window=args.lockout_window, duration=args.lockout_time),
+            keepalive_policy=KeepalivePolicy[args.keepalive_policy.upper()],
+            require_qop=not args.allow_qop_downgrade,
             store=store,
             store_flush_interval=args.store_flush,
             node=args.node or f"{args.host}:{args.port}/{args.worker_index}",
@@ -516,9 +528,33 @@ def add_serve(sub: Any, run: Callable[[Any], int]) -> None:
                    help="write changed bindings every this many seconds (default %(default)s)")
     p.add_argument("--node", help="this registrar's name in a shared store "
                                   "(default HOST:PORT/WORKER)")
-    p.add_argument("--rate-per-source", type=opt.whole(0), default=0, metavar="N",
+    p.add_argument("--rate-per-source", type=opt.whole(0), default=RATE_PER_SOURCE, metavar="N",
                    help="requests per second accepted from one source address; more are "
-                        "dropped and counted (default %(default)s: no limit)")
+                        "dropped and counted (default %(default)s; 0: no limit)")
+    p.add_argument("--lockout-failures", type=opt.whole(0), default=5, metavar="N",
+                   help="wrong Digest answers for one device from one address, within the "
+                        "window, that lock the pair out (403) (default %(default)s; 0: off)")
+    p.add_argument("--lockout-source-failures", type=opt.whole(0), default=100, metavar="N",
+                   help="wrong answers from one address for any devices that lock the address "
+                        "out (default %(default)s; 0: off)")
+    p.add_argument("--lockout-window", type=opt.seconds(), default=60.0, metavar="SECONDS",
+                   help="window the failures are counted in (default %(default)s)")
+    p.add_argument("--lockout-time", type=opt.seconds(), default=300.0, metavar="SECONDS",
+                   help="how long a lockout lasts (default %(default)s)")
+    p.add_argument("--max-connections", type=opt.whole(1), default=None, metavar="N",
+                   help="TCP connections at once; more are refused and counted "
+                        "(default: as many as the open-files limit allows)")
+    p.add_argument("--raise-fd-limit", action=argparse.BooleanOptionalAction, default=True,
+                   help="raise the open-files soft limit to the hard limit when TCP "
+                        "connections need more (default: on)")
+    p.add_argument("--no-lockout", action="store_true",
+                   help="never lock out password guessers")
+    p.add_argument("--keepalive-policy", choices=("refuse", "challenge"), default="refuse",
+                   help="a keepalive without credentials from another address than the "
+                        "device's binding: 403 (refuse) or 401 (challenge); it never moves "
+                        "the binding (default %(default)s)")
+    p.add_argument("--allow-qop-downgrade", action="store_true",
+                   help='with --qop, accept Digest answers that leave qop="auth" out')
     p.add_argument("--worker-index", type=opt.whole(0), default=0, help=argparse.SUPPRESS)
     p.add_argument("--workers", type=opt.whole(1), default=1,
                    help="registrar processes sharing the port (SO_REUSEPORT); each keeps "

@@ -62,6 +62,7 @@ async def _platform(args: argparse.Namespace, transport: str,
         keepalive_events=False,
         max_events=1024,
         max_connections=max(10000, getattr(args, "devices", 1) + 100),
+        raise_fd_limit=getattr(args, "raise_fd_limit", True),
     )
     await reg.start()
     host, port = reg.addresses[transport]
@@ -165,6 +166,14 @@ def _progress_line(s: SimulatorStats, width: int) -> str:
     return fit(parts, width)
 
 
+def _preset(name: str) -> str:
+    from gbsip.camera import PRESETS
+
+    if name not in PRESETS:
+        raise argparse.ArgumentTypeError(f"wants one of {', '.join(sorted(PRESETS))}")
+    return name
+
+
 def _summary(r: SimulatorReport) -> str:
     res = r["result"]
     lat = r["latency_ms"]
@@ -208,6 +217,15 @@ def _summary(r: SimulatorReport) -> str:
                                            r["failures"]["by_reason"].items())
                      + "  (status: " + ", ".join(f"{k}: {v}" for k, v in
                                                  r["failures"]["by_status"].items()) + ")"))
+    cam = r["camera"]
+    if cam["requests_received"]:
+        queries = ", ".join(f"{k} {v}" for k, v in sorted(cam["queries"].items()))
+        rows.append(("platform asked", f"{cam['requests_received']} requests"
+                                       + (f" (queries: {queries})" if queries else "")
+                                       + f", {cam['requests_refused']} refused"))
+        rows.append(("answers", f"{cam['answers_sent']} sent ({cam['answers_retransmitted']} "
+                                f"retransmitted), {cam['answers_failed']} failed; "
+                                f"{cam['notifies_sent']} NOTIFYs"))
     if r["churn"]["offline"]:
         rows.append(("churn", f"{r['churn']['offline']} went offline, "
                               f"{r['churn']['returned']} came back"))
@@ -423,6 +441,11 @@ async def _simulate(args: argparse.Namespace) -> int:
                 trace=args.trace,
                 on_trace=lambda d, data: _print_message(trace_out, d, data, args.trace),
                 timeline=1.0 if files.wanted else None,
+                raise_fd_limit=args.raise_fd_limit,
+                profile=args.profile,
+                channels=args.channels,
+                nvr_fraction=args.nvr_fraction,
+                nvr_channels=args.nvr_channels,
                 seed=args.seed,
             )
             running = sim
@@ -544,6 +567,20 @@ def add_simulate(sub: Any, run: Any) -> None:
                    help="local address to bind (default: loopback, or any)")
     p.add_argument("--local-port", type=opt.port, default=0,
                    help="first local UDP port, 0: any (default %(default)s)")
+    p.add_argument("--raise-fd-limit", action=argparse.BooleanOptionalAction, default=True,
+                   help="raise the open-files soft limit to the hard limit when TCP devices "
+                        "need more (default: on)")
+    p.add_argument("--profile", type=_preset, default="generic",
+                   help="what the devices answer a platform's queries as: DeviceInfo, "
+                        "channel names...: generic, generic-nvr, hikvision-ipc, "
+                        "hikvision-nvr, dahua-ipc, dahua-nvr (default %(default)s; "
+                        "docs/device.md)")
+    p.add_argument("--channels", type=opt.whole(0), default=None,
+                   help="channels per device in Catalog answers (default: the profile's)")
+    p.add_argument("--nvr-fraction", type=opt.fraction, default=0.0,
+                   help="this fraction of the devices are recorders (generic-nvr) instead")
+    p.add_argument("--nvr-channels", type=opt.whole(1), default=None,
+                   help="channels per recorder (default 64)")
     p.add_argument("--churn", type=opt.fraction, default=0.0,
                    help="fraction of devices that go offline once and come back")
     p.add_argument("--churn-offline", type=opt.seconds(), default=5.0,

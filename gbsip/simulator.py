@@ -6,8 +6,9 @@ churn and the clock.  Over UDP the devices share a pool of sockets and the
 core receives, answers and sends in batches (``recvmmsg``/``sendmmsg``), so
 Python wakes once per batch, never per device; events are folded into
 counters and latency histograms in C.  Over TCP each device has its own
-connection (2022 §9.1.1 f), spread over several loopback source addresses
-when one would run out of ports.
+connection (2022 §9.1.1 f), opened, written, read and framed in C as well
+(``csrc/io/tcp_pump.h``: one epoll instance, watched by the loop), spread
+over several loopback source addresses when one would run out of ports.
 
     async with Simulator(1000, server="udp://127.0.0.1:5060", password="12345678") as sim:
         report = await sim.run()
@@ -28,12 +29,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, TypedDict, Union
 
-from gbsip import _core
+from gbsip import _core, _fdlimit
 from gbsip._address import parse_target
 from gbsip._console import iso_time
-from gbsip._drive import Clock, Driver, Lifetime, SIPStream
+from gbsip._drive import Clock, Driver, Lifetime
 from gbsip._udp import drain_errors, report_errors
 from gbsip._version import __version__
+from gbsip.camera import Channels, ProfileSource, ProfileTable, alarm_target
 from gbsip.device import FleetEvents, FleetEventTuple
 from gbsip.errors import ConfigurationError, SimulatorError
 from gbsip.events import DeviceEvent
@@ -52,9 +54,10 @@ __all__ = [
 #: 34020000 centre, 00 industry, 132 IP camera, 0 network, then the serial.
 DEFAULT_ID_PREFIX = "340200000013200"
 _ID_DIGITS = 20
-_TCP_PORTS_PER_HOST = 25000  # below Linux's default ephemeral range (28232)
+_TCP_PORTS_PER_HOST = 4000  # of ~28,000 ephemeral ports: connect() finds a free one fast
 
 PasswordSource = Union[str, Callable[[str], str]]
+ChannelCount = Union[int, Callable[[int], int], None]
 IdSource = Union[Sequence[str], Callable[[int], str], None]
 
 _TIMELINE_MAX = 10_000  # points; beyond, every other one goes and the step doubles
@@ -138,6 +141,8 @@ class MessageCounts(TypedDict):
     sendmmsg_calls: int
     recvmmsg_batches: int
     tcp_connect_failures: int
+    tcp_connections: int
+    tcp_connections_lost: int
 
 
 class Memory(TypedDict):
@@ -145,6 +150,7 @@ class Memory(TypedDict):
     rss_delta_bytes: int
     fleet_state_bytes: int
     bytes_per_device_core: int
+    camera_bytes: int
 
 
 class ReportMemory(Memory):
@@ -166,6 +172,7 @@ class SimulatorStats(TypedDict):
     failures: FailureCounts
     latency_ms: Latencies
     messages: MessageCounts
+    camera: dict[str, Any]
     memory: Memory
 
 
@@ -239,6 +246,7 @@ class SimulatorReport(TypedDict):
     failures: FailureCounts
     latency_ms: Latencies
     messages: MessageCounts
+    camera: dict[str, Any]
     churn: ChurnCounts
     faults: dict[str, int]
     unregistration: Unregistration
@@ -326,6 +334,16 @@ class Faults:
                 + self.change_source_port)
 
 
+#: The camera side's counters in stats() and the report.
+_CAMERA_STATS = (
+    "requests_received", "requests_retransmitted", "requests_refused", "queries", "controls",
+    "answers_sent", "answers_retransmitted", "answers_acknowledged", "answers_failed",
+    "answers_completed", "answers_busy", "answers_deferred", "answers_in_flight",
+    "notifies_sent", "notifies_retransmitted", "notifies_failed", "alarms_sent",
+    "subscriptions", "subscription_refreshes", "subscriptions_ended", "subscriptions_active",
+)
+
+
 def _rss_bytes() -> int:
     try:
         with open("/proc/self/statm", "rb") as f:
@@ -354,6 +372,17 @@ class Simulator(Lifetime):
     in C.  :meth:`stop` ends a run early: the ramp stops where it is, the
     devices started so far settle and unregister, and :meth:`run` returns
     its report.
+
+    Over TCP every device needs a file descriptor: ``raise_fd_limit``
+    raises the soft RLIMIT_NOFILE to the hard limit when the devices need
+    more; when the limit still falls short, :meth:`start` raises
+    :class:`SimulatorError` saying what is needed and how to raise it.
+    Every device answers its platform like a camera (queries, controls,
+    subscriptions: docs/device.md): ``profile`` says what it answers,
+    ``channels`` how many channels each has (an int, or a callable ``index
+    -> count``), and ``nvr_fraction`` of the devices (spread evenly) are
+    ``nvr_profile`` recorders with ``nvr_channels`` channels instead.
+    Channel IDs are given out in blocks, so none repeats in the fleet.
     """
 
     def __init__(
@@ -399,7 +428,17 @@ class Simulator(Lifetime):
         on_trace: Callable[[str, bytes], None] | None = None,
         on_events: Callable[[list[DeviceEvent]], object] | None = None,
         timeline: float | None = None,
+        raise_fd_limit: bool = False,
         seed: int | None = None,
+        profile: ProfileSource = None,
+        channels: ChannelCount = None,
+        nvr_fraction: float = 0.0,
+        nvr_profile: ProfileSource = "generic-nvr",
+        nvr_channels: int | None = None,
+        answer_max_message: int = 1400,
+        answer_gap: float = 0.0,
+        answer_window: int = 0,
+        max_answers: int = 65536,
     ) -> None:
         if devices < 1:
             raise ConfigurationError("devices must be at least 1")
@@ -422,6 +461,8 @@ class Simulator(Lifetime):
             raise ConfigurationError("sockets must be >= 0 (0: one socket per device)")
         if timeline is not None and timeline <= 0:
             raise ConfigurationError("timeline must be a positive number of seconds (or None)")
+        if not 0.0 <= nvr_fraction <= 1.0:
+            raise ConfigurationError("nvr_fraction must be a fraction in [0, 1]")
         self.devices = devices
         self.server = f"{self.transport}://{host if ':' not in host else '[' + host + ']'}:{port}"
         self.server_host = host
@@ -451,6 +492,7 @@ class Simulator(Lifetime):
         self._trace_id = trace
         self._on_trace = on_trace
         self._on_events = on_events
+        self._raise_fd_limit = raise_fd_limit
         self._seed = seed
         self._rng = random.Random(seed)
         self._fleet = _core.Fleet(
@@ -474,6 +516,10 @@ class Simulator(Lifetime):
             t2=round(t2 * 1000),
             seed=seed,
             capacity=devices,
+            answer_max_message=answer_max_message,
+            answer_gap=round(answer_gap * 1000),
+            answer_window=answer_window,
+            max_answers=max_answers,
         )
         self._timeline_step = timeline
         self._timeline: list[TimelinePoint] = []
@@ -485,13 +531,13 @@ class Simulator(Lifetime):
         # pump/tick/service hand every event back (a tuple each) when someone
         # wants them: on_events, or the timeline's latency percentiles
         self._fleet.keep_events(on_events is not None or timeline is not None)
+        self._camera = (profile, channels, nvr_fraction, nvr_profile, nvr_channels)
+        self._nvrs = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._driver: Driver | None = None
         self._convert: FleetEvents | None = None
         self._socks: list[socket.socket] = []
-        self._links: dict[int, SIPStream] = {}
-        self._connecting: set[int] = set()
-        self._tcp_hosts: list[str] = []
+        self._tcp_fd: int | None = None  # the TCP pump's epoll fd
         self._trace_index = -1
         self._opened = False
         self._closed = False
@@ -511,8 +557,6 @@ class Simulator(Lifetime):
         self._churn_skipped = 0
         self._fault_counts: dict[str, int] = {}
         self._source_port_devs: list[int] = []
-        self._tcp_connect_failures = 0
-        self._tcp_connect_error: str | None = None
         self._outcome: Outcome | None = None
         self._report: SimulatorReport | None = None
         self._error: str | None = None
@@ -550,9 +594,70 @@ class Simulator(Lifetime):
         if callable(pw):
             for i in range(n):
                 fleet.set_password(i, pw(fleet.device_id(i)))
+        self._set_cameras()
         if self._trace_id is not None:
             self._trace_index = self.index_of(self._trace_id)
             fleet.trace_device(self._trace_index)
+
+    def _set_cameras(self) -> None:
+        """Profiles and channels for every device; channel serials in blocks
+        one after another, so no channel ID repeats in the fleet."""
+        profile, channels, nvr_fraction, nvr_profile, nvr_channels = self._camera
+        fleet, n = self._fleet, self.devices
+        table = ProfileTable(fleet)
+        camera, nvr = table.index(profile), table.index(nvr_profile)
+        if channels is None and not nvr_fraction:
+            fleet.set_camera_range(0, n, camera, -1, 1)
+            return
+        # the profiles' own channel counts, as the core has them
+        fleet.set_camera(0, nvr, -1 if nvr_channels is None else nvr_channels)
+        nvr_count = int(fleet.channels(0))
+        fleet.set_camera(0, camera)
+        camera_count = int(fleet.channels(0))
+        # the NVR slice spread evenly: device i is one when the share crosses
+        is_nvr = [int((i + 1) * nvr_fraction) > int(i * nvr_fraction) for i in range(n)]
+        counts = [nvr_count if is_nvr[i]
+                  else int(channels(i)) if callable(channels)
+                  else camera_count if channels is None else int(channels)
+                  for i in range(n)]
+        if any(not 0 <= c <= 1024 for c in counts):
+            raise ConfigurationError("a device's channel count is outside 0..1024")
+        fleet.set_camera_range(0, n, camera, counts, 1)
+        base = 1
+        for i, c in enumerate(counts):  # the NVRs keep the block given out above
+            if is_nvr[i]:
+                fleet.set_camera(i, nvr, c, base)
+            base += c
+        self._nvrs = sum(is_nvr)
+
+    def channels(self, device_id: str) -> Channels:
+        """A simulated device's channels (set a channel's ``status`` to turn it
+        ON/OFF and notify the device's Catalog subscribers)."""
+        return Channels(self, self.index_of(device_id))
+
+    def set_channel_status(self, device_id: str, channel: int, on: bool) -> None:
+        """Turn a channel ON or OFF (a NOTIFY to the Catalog subscribers)."""
+        self._channel_status(self.index_of(device_id), channel, on)
+
+    def _channel_status(self, dev: int, ch: int, on: bool) -> None:
+        now = self._now() if self._driver is not None else 0
+        self._fleet.set_channel_status(dev, ch, on, now)
+        self._deliver(self._fleet.service() if self._opened else None)
+
+    def raise_alarm(self, device_id: str, channel: int | None = 0, *,
+                    alarm_input: int | None = None, priority: int = 1, method: int = 5,
+                    alarm_type: int = 0, description: str = "") -> int:
+        """Raise an alarm on a device (GB/T 28181 §9.4; see
+        :meth:`gbsip.Device.raise_alarm`).  Returns the requests sent."""
+        target = alarm_target(channel if alarm_input is None else None, alarm_input)
+        now = self._now() if self._driver is not None else 0
+        try:
+            n = int(self._fleet.raise_alarm(self.index_of(device_id), target, priority, method,
+                                            alarm_type, description, now))
+        except IndexError as exc:
+            raise ConfigurationError(str(exc)) from exc
+        self._deliver(self._fleet.service() if self._opened else None)
+        return n
 
     def index_of(self, device_id: str) -> int:
         """The index of a device by its ID (ValueError when not simulated)."""
@@ -619,6 +724,8 @@ class Simulator(Lifetime):
         self._driver = Driver(clock, deadline=self._fleet.next_deadline,
                               fire=self._fire, flush=self._flush)
         self._convert = FleetEvents(self._fleet, clock)
+        now = self._driver.now()
+        self._fleet.set_wall_clock(now, round(clock.unix(now) * 1000))
         ip, port = await self._resolve()
         self._server_ip = ip
         v6 = ":" in ip
@@ -649,21 +756,37 @@ class Simulator(Lifetime):
             for s in self._socks:
                 self._loop.add_reader(s.fileno(), self._on_readable, s.fileno())
         else:
-            if self._local_hosts:
-                self._tcp_hosts = list(self._local_hosts)
-            elif self._local_host:
-                self._tcp_hosts = [self._local_host]
-            elif not v6 and ip.startswith("127."):
-                need = -(-self.devices // _TCP_PORTS_PER_HOST)
-                self._tcp_hosts = [f"127.0.0.{k + 1}" for k in range(min(need, 254))]
-            else:
-                self._tcp_hosts = ["::1" if v6 else "0.0.0.0"] if self._is_loopback(ip) \
-                    else ["::" if v6 else "0.0.0.0"]
+            room = _fdlimit.make_room(self.devices, raise_limit=self._raise_fd_limit)
+            if room < self.devices:
+                raise SimulatorError(_fdlimit.shortage(f"{self.devices} TCP devices",
+                                                       self.devices))
+            self._fleet.set_dest_addr(0, ip, port)
+            self._tcp_fd = self._fleet.tcp_open(
+                self._tcp_sources(ip, v6), max_connections=self.devices + 16,
+                incomplete_ms=round(64 * self.t1 * 1000))
+            self._loop.add_reader(self._tcp_fd, self._on_tcp_readable)
         self._opened = True
 
     async def open(self) -> None:
         """The same as :meth:`start`."""
         await self.start()
+
+    def _tcp_sources(self, ip: str, v6: bool) -> list[str]:
+        """Where the devices connect from: device i from sources[i % n].  A
+        loopback server gets one 127.0.0.x per 4,000 devices, so that no
+        source runs short of ephemeral ports toward the one server port (with
+        IP_BIND_ADDRESS_NO_PORT, connect() searches the source's free ports:
+        the fewer are taken, the shorter the search)."""
+        if self._local_hosts:
+            return list(self._local_hosts)
+        if self._local_host:
+            return [self._local_host]
+        if not v6 and ip.startswith("127."):
+            need = -(-self.devices // _TCP_PORTS_PER_HOST)
+            return [f"127.0.0.{k + 1}" for k in range(min(need, 254))]
+        if self._is_loopback(ip):
+            return ["::1"]
+        return ["::" if v6 else "0.0.0.0"]  # the kernel's choice
 
     @staticmethod
     def _is_loopback(ip: str) -> bool:
@@ -707,9 +830,11 @@ class Simulator(Lifetime):
         if self._driver is not None:
             self._driver.close()
         self._close_sockets()
-        for link in list(self._links.values()):
-            link.close()
-        self._links.clear()
+        if self._tcp_fd is not None:
+            assert self._loop is not None
+            self._loop.remove_reader(self._tcp_fd)
+            self._tcp_fd = None
+            self._fleet.tcp_shutdown()
 
     @property
     def on_events(self) -> Callable[[list[DeviceEvent]], object] | None:
@@ -762,8 +887,17 @@ class Simulator(Lifetime):
             if sock is not None:
                 drain_errors(sock)
 
+    def _on_tcp_readable(self) -> None:
+        """The pump's epoll fd is readable: connections completed, answers
+        read and fed to the core, lost connections reported, the queue
+        sent, in one C call."""
+        if self._closed:
+            return
+        self._deliver(self._fleet.pump_tcp(self._now()))
+
     def _fire(self, now: int) -> None:
-        """The driver's timer: the core's timers, UDP output sent in C."""
+        """The driver's timer: the core's timers (and the TCP pump's), the
+        output sent in C."""
         self._deliver(self._fleet.tick(now), settle=False)
 
     def _deliver(self, evs: list[FleetEventTuple] | None, settle: bool = True) -> None:
@@ -783,10 +917,8 @@ class Simulator(Lifetime):
             self._driver.settle()
 
     def _flush(self) -> None:
-        """The driver's flush: TCP output (UDP went out in C), the trace."""
-        if self.transport == "tcp":
-            self._flush_tcp()
-        if self._trace_index >= 0 and self.transport == "udp":
+        """The driver's flush: the trace (the output went out in C)."""
+        if self._trace_index >= 0:
             for direction, data in self._fleet.pop_trace():
                 self._emit_trace(direction, data)
         if self._first_send is None and self._started:
@@ -796,79 +928,6 @@ class Simulator(Lifetime):
     def _emit_trace(self, direction: str, data: bytes) -> None:
         if self._on_trace is not None:
             self._on_trace(direction, data)
-
-    # ---- TCP ----------------------------------------------------------------------
-
-    def _flush_tcp(self, drop_dev: int = -1) -> None:
-        for dev, _dest, data in self._fleet.pop_datagrams():
-            if dev == drop_dev:
-                continue
-            if dev == self._trace_index:
-                self._emit_trace("send", data)
-            link = self._links.get(dev)
-            if link is None:
-                link = self._open_link(dev, start=False)
-            link.write(data)
-
-    def _open_link(self, dev: int, start: bool) -> SIPStream:
-        """One device's connection, kept for all its traffic (2022 §9.1.1 f);
-        writes wait until it is up.  ``start``: register once connected."""
-        link = SIPStream(self._tcp_received, on_closed=self._tcp_lost)
-        link.tag = dev
-        self._links[dev] = link
-        self._connecting.add(dev)
-        assert self._loop is not None
-        self._loop.create_task(self._tcp_connect(link, start))
-        return link
-
-    async def _tcp_connect(self, link: SIPStream, start: bool) -> None:
-        assert self._loop is not None
-        dev = link.tag
-        host = self._tcp_hosts[(dev // _TCP_PORTS_PER_HOST) % len(self._tcp_hosts)]
-        try:
-            await self._loop.create_connection(
-                lambda: link, self._server_ip, self.server_port, local_addr=(host, 0))
-        except OSError as exc:
-            self._connecting.discard(dev)
-            link.abort()
-            self._tcp_connect_failures += 1
-            self._tcp_connect_error = exc.strerror or str(exc)
-            if self._links.get(dev) is link:
-                del self._links[dev]
-            if self._closed:
-                return
-            now = self._now()
-            if start:
-                self._fleet.start(dev, now)
-            self._fleet.transport_error(dev, now)
-            evs = self._fleet.service()
-            self._flush_tcp(drop_dev=dev)
-            self._deliver(evs)
-            return
-        self._connecting.discard(dev)
-        if self._closed:
-            link.close()
-            return
-        if start:
-            self._fleet.set_local(dev, self._fleet.local_host(link.local[0]), link.local[1])
-            self._fleet.start(dev, self._now())
-            self._deliver(self._fleet.service())
-
-    def _tcp_received(self, link: SIPStream, msgs: list[bytes]) -> None:
-        if self._closed:
-            return
-        if link.tag == self._trace_index:
-            for m in msgs:
-                self._emit_trace("recv", m)
-        self._deliver(self._fleet.feed_many(msgs, self._now()))
-
-    def _tcp_lost(self, link: SIPStream, exc: Exception | None) -> None:
-        dev = link.tag
-        if self._links.get(dev) is link:
-            del self._links[dev]
-        if not self._closed:
-            self._fleet.transport_error(dev, self._now())
-            self._deliver(self._fleet.service())
 
     # ---- the run -----------------------------------------------------------------
 
@@ -888,8 +947,7 @@ class Simulator(Lifetime):
             self._fleet.start_range(first, count, self._now())
             self._deliver(self._fleet.service())
         else:
-            for dev in range(first, first + count):
-                self._open_link(dev, start=True)
+            self._deliver(self._fleet.tcp_start_range(first, count, self._now()))
         self._started = first + count
 
     async def _ramp(self) -> None:
@@ -943,16 +1001,14 @@ class Simulator(Lifetime):
                       else self._fleet.abandon(dev, ms))
                 if ok:
                     if self.transport == "tcp" and self.churn_mode == "silent":
-                        link = self._links.pop(dev, None)
-                        if link is not None:
-                            link.close()
+                        self._fleet.tcp_close(dev, False, ms)  # powered off: no goodbye
                     self._churn_offline_n += 1
                     back.append((now + self.churn_offline, dev))
             still = []
             for t, dev in back:
                 if t <= now and self._fleet.state(dev) in ("unregistered", "failed", "idle"):
-                    if self.transport == "tcp" and dev not in self._links:
-                        self._open_link(dev, start=True)
+                    if self.transport == "tcp":
+                        self._deliver(self._fleet.tcp_start_range(dev, 1, ms))
                     else:
                         self._fleet.start(dev, ms)
                     self._churn_returned += 1
@@ -988,10 +1044,10 @@ class Simulator(Lifetime):
             for i in self._source_port_devs:
                 self._fleet.set_socket(i, (i % n + 1) % n)
         else:
-            for i in self._source_port_devs:
-                link = self._links.pop(i, None)
-                if link is not None:
-                    link.close()
+            now = self._now()
+            for i in self._source_port_devs:  # the next message reconnects
+                self._fleet.tcp_close(i, True, now)
+            self._deliver(self._fleet.service())
 
     def _fleet_local(self, i: int) -> tuple[int, int]:
         s = self._socks[i % len(self._socks)]
@@ -1007,9 +1063,10 @@ class Simulator(Lifetime):
             return
         waited = self._loop.time() - self._first_send
         io = self._fleet.sim_stats()["io"]
-        if self.transport == "tcp" and self._tcp_connect_failures and \
-                self._tcp_connect_failures >= self._started:
-            raise SimulatorError(f"cannot connect to {self.server}: {self._tcp_connect_error}")
+        tcp = self._fleet.tcp_stats()
+        if tcp and tcp["connect_failed"] and tcp["connect_failed"] >= self._started:
+            raise SimulatorError(f"cannot connect to {self.server}: "
+                                 f"{os.strerror(tcp['last_errno'])}")
         if io["icmp_errors"] and waited > min(self.t1, self.no_answer_timeout):
             raise SimulatorError(f"no answer from {self.server}: port unreachable "
                                  "(is the platform running on that port?)")
@@ -1097,7 +1154,8 @@ class Simulator(Lifetime):
         return self._report
 
     def _pending_tcp(self) -> int:
-        return len(self._connecting)
+        tcp = self._fleet.tcp_stats()
+        return int(tcp["connecting"]) if tcp else 0
 
     async def _unregister_all(self, progress: Callable[[SimulatorStats], None] | None,
                               interval: float) -> None:
@@ -1283,6 +1341,7 @@ class Simulator(Lifetime):
         s = self._fleet.stats()
         sim = self._fleet.sim_stats()
         io = sim["io"]
+        tcp = self._fleet.tcp_stats() or {}
         now = self._loop.time() if self._loop else 0.0
         by_state = self._state_counts(s["by_state"])
         rss = _rss_bytes()
@@ -1336,13 +1395,17 @@ class Simulator(Lifetime):
                 "icmp_errors": io["icmp_errors"],
                 "sendmmsg_calls": io["tx_calls"],
                 "recvmmsg_batches": io["rx_batches"],
-                "tcp_connect_failures": self._tcp_connect_failures,
+                "tcp_connect_failures": tcp.get("connect_failed", 0),
+                "tcp_connections": tcp.get("open", 0),
+                "tcp_connections_lost": tcp.get("lost", 0),
             },
+            "camera": {k: s[k] for k in _CAMERA_STATS},
             "memory": {
                 "rss_bytes": rss,
                 "rss_delta_bytes": rss - self._rss0,
                 "fleet_state_bytes": mem["state_bytes"],
                 "bytes_per_device_core": mem["bytes_per_device"],
+                "camera_bytes": mem["camera_bytes"],
             },
         }
 
@@ -1420,6 +1483,7 @@ class Simulator(Lifetime):
             "failures": st["failures"],
             "latency_ms": st["latency_ms"],
             "messages": st["messages"],
+            "camera": dict(st["camera"], nvrs=self._nvrs),
             "churn": {"offline": self._churn_offline_n, "returned": self._churn_returned,
                       "skipped_not_online": self._churn_skipped},
             "faults": self._fault_counts,

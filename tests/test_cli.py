@@ -416,8 +416,8 @@ NO_UVLOOP = 'raise ImportError("uvloop is not installed here")\n'
 
 
 @pytest.mark.parametrize("command", [["serve", "--port", "0"],
-                                     ["simulate", "--devices", "20", "--duration", "1",
-                                      "--trace", "34020000001320000003", "--quiet"]],
+                                     ["simulate", "--devices", "5", "--duration", "5",
+                                      "--trace", "34020000001320000001", "--quiet"]],
                          ids=["serve", "simulate-trace"])
 @pytest.mark.parametrize("uvloop", ["installed", "missing"])
 def test_closed_pipe_ends_the_command_quietly(command: list[str], uvloop: str,
@@ -656,3 +656,43 @@ def test_conformance_run_prints_no_pytest_warnings() -> None:
     assert p.returncode == 1, p.stdout + p.stderr
     assert "Warning" not in p.stdout + p.stderr, p.stdout + p.stderr
     assert "did not answer a REGISTER" in p.stdout
+
+
+def test_serve_locks_out_a_password_guesser_as_configured() -> None:
+    """`gbsip serve --lockout-failures 2`: the second wrong Digest answer for
+    one device from one address locks the pair out (403, a LockedOut
+    line); the device's later right answer from that address is refused
+    too until --lockout-time passes (issue 12: Monibuca-style lockout)."""
+    port = free_port()
+    server = _start("serve", "--port", str(port), "--transport", "udp", "--duration", "6",
+                    "--json", "--lockout-failures", "2", "--lockout-time", "60",
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    device = "34020000001320000009"
+    try:
+        assert server.stdout is not None
+        server.stdout.readline()
+        codes = []
+        for password in ("guess1", "guess2", "12345678"):
+            p = gbsip("register", "--server", f"udp://127.0.0.1:{port}", "--device-id", device,
+                      "--password", password, "--timeout", "3")
+            codes.append(p.returncode)
+        out, err = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    assert server.returncode == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    locked = [e for e in events if e["event"] == "LockedOut"]
+    assert len(locked) == 1 and locked[0]["device_id"] == device, events
+    assert locked[0]["scope"] == "device"
+    assert not any(e["event"] == "DeviceRegistered" for e in events)
+    assert all(code != 0 for code in codes), codes
+
+
+def test_serve_security_options_are_checked() -> None:
+    """A bad lockout or keepalive-policy value is one line naming the option."""
+    p = gbsip("serve", "--lockout-failures", "-1")
+    assert p.returncode == 2 and "--lockout-failures" in p.stderr
+    p = gbsip("serve", "--keepalive-policy", "ignore")
+    assert p.returncode == 2 and "--keepalive-policy" in p.stderr

@@ -515,12 +515,17 @@ def test_keepalive_content_type_is_case_insensitive() -> None:
     assert ans is not None and ans.status == 200
 
 
-def test_keepalive_updates_source_address() -> None:
-    """GB/T 28181 §9.1 (NAT): the device's source address follows every request (rport/received)."""
+def test_keepalive_from_another_port_does_not_move_the_binding() -> None:
+    """Issue 14: a keepalive carries no credentials, so one from another address (here the
+    same host, another port: a NAT, or someone else) is answered 403 there (rport/received)
+    and moves nothing; the device's next REGISTER, with credentials, moves the binding."""
     reg = fixed()
     reg.send(request(auth=creds()))
     answer = reg.raw(keepalive(), port=40123)
     assert answer is not None and answer[1][:2] == ("10.0.0.5", 40123)
+    assert gbsip.parse(answer[0]).status == 403
+    assert reg.core.binding(DEV)[6][:2] == ("10.0.0.5", 5061)
+    reg.raw(request(auth=creds(), cseq=2), port=40123)
     assert reg.core.binding(DEV)[6][:2] == ("10.0.0.5", 40123)
 
 
@@ -531,8 +536,11 @@ def test_keepalive_from_unregistered_device_is_403() -> None:
 
 
 def test_other_manscdp_message_is_reported() -> None:
-    """GB/T 28181 §9.6: other MANSCDP notifications are answered 200 and passed on."""
+    """GB/T 28181 §9.6: other MANSCDP notifications of a registered device are answered 200
+    and passed on."""
     reg = fixed()
+    reg.send(request(auth=creds()))
+    reg.take()
     body = b"<?xml version=\"1.0\"?><Notify><CmdType>Alarm</CmdType><SN>1</SN></Notify>"
     ans = reg.send(request("MESSAGE", expires=None, body=body,
                            content_type="Application/MANSCDP+xml"))
@@ -776,7 +784,9 @@ def test_ack_and_stray_responses_get_nothing() -> None:
 
 
 def test_every_answer_to_a_mangled_request_is_valid_sip() -> None:
-    """Bad input never makes the registrar send a malformed message (byte flips at each offset)."""
+    """Bad input never makes the registrar send a malformed message (byte flips at each offset).
+    A 400 to a request that lacked From, To, Call-ID or CSeq (RFC 4475 §3.3.1) lacks them too,
+    and nothing else."""
     reg = fixed(max_transactions=64)
     data = request(auth=creds())
     broken = []
@@ -788,7 +798,11 @@ def test_every_answer_to_a_mangled_request_is_valid_sip() -> None:
             try:
                 gbsip.parse(answer[0])
             except gbsip.SIPParseError as exc:
-                broken.append((i, exc.reason))
+                try:
+                    msg = gbsip.parse(answer[0], lenient=gbsip.Lenient.MISSING_HEADERS)
+                    assert isinstance(msg, gbsip.Response) and msg.status == 400
+                except (gbsip.SIPParseError, AssertionError):
+                    broken.append((i, exc.reason))
     assert broken == []
 
 

@@ -33,11 +33,13 @@ def rss_bytes() -> int:
 
 
 async def serve(args: argparse.Namespace) -> int:
-    reg = Registrar(args.server_id, host=args.host, port=args.port, transports=("udp",),
+    reg = Registrar(args.server_id, host=args.host, port=args.port,
+                    transports=args.transport.split(","),
                     passwords=args.password, min_expires=args.min_expires,
                     max_expires=args.max_expires, keepalive_interval=args.keepalive,
                     max_bindings=args.max_bindings, max_events=args.max_events,
-                    keepalive_events=False)
+                    keepalive_events=False, max_connections=args.max_connections,
+                    raise_fd_limit=True)
     rss0 = rss_bytes()
     await reg.start()
     stop = asyncio.Event()
@@ -76,6 +78,9 @@ def main() -> int:
     p.add_argument("--server-id", default="34020000002000000001")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5060)
+    p.add_argument("--transport", default="udp", help="udp, tcp or udp,tcp (default udp)")
+    p.add_argument("--max-connections", type=int, default=None,
+                   help="TCP connections (default: as many as the open-files limit allows)")
     p.add_argument("--password", default="12345678")
     p.add_argument("--min-expires", type=int, default=60)
     p.add_argument("--max-expires", type=int, default=86400)

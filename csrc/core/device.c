@@ -29,118 +29,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fleet_internal.h"
 #include "gb_containers.h"
 #include "sip_auth.h"
 #include "sip_fields.h"
 #include "sip_writer.h"
-
-#define NONE_POS UINT32_MAX
-#define MAX_INTERN 255
-#define MAX_CHALLENGES 8
-#define MAX_REDIRECTS 3
-
-enum { TX_IDLE = 0, TX_TRYING, TX_PROCEEDING, TX_COMPLETED };
-enum { REG_INITIAL = 0, REG_REFRESH, REG_UNREGISTER };
-
-typedef struct {
-    uint64_t branch;
-    int64_t next_rt;     /* Timer E; GB_DEV_NEVER when off */
-    int64_t timeout_at;  /* Timer F; GB_DEV_NEVER when no live transaction */
-    int64_t started;
-    uint32_t cseq;
-    uint32_t nc;         /* nc sent with the credentials */
-    uint32_t interval;   /* current Timer E interval */
-    uint8_t state;
-    uint8_t kind;        /* REG_*; MESSAGE: unused */
-    uint8_t auth;        /* credentials included */
-    uint8_t dest;
-} gb_tx;
-
-typedef struct {
-    uint64_t key;              /* Call-ID number */
-    int64_t deadline;          /* heap key: min of the timers below */
-    int64_t reg_at;            /* refresh, retry or restart */
-    int64_t ka_at;             /* next keepalive */
-    int64_t registered_until;
-    int64_t cycle_start;       /* first REGISTER of this attempt */
-    gb_tx reg, msg;
-    char *password;            /* override; NULL: shared */
-    uint32_t heap_pos;
-    uint32_t from_tag;
-    uint32_t cseq;             /* last REGISTER CSeq */
-    uint32_t expires_req;
-    uint32_t expires_granted;
-    uint32_t sn;               /* last keepalive SN */
-    uint32_t nc;               /* last nc used with the cached nonce */
-    uint16_t local_port;
-    uint16_t drop;
-    uint16_t skip_ka;
-    uint16_t last_status;      /* of the last failed registration attempt */
-    uint8_t last_reason;
-    uint8_t local_host;
-    uint8_t state;
-    uint8_t dest;
-    uint8_t id_len;
-    uint8_t nonce_len;
-    uint8_t realm;             /* intern index + 1; 0: no cached challenge */
-    uint8_t opaque;            /* intern index + 1; 0: none */
-    uint8_t alg;
-    uint8_t qop;
-    uint8_t proxy;             /* cached challenge came in a 407 */
-    uint8_t missed;
-    uint8_t challenges;        /* answered in this attempt */
-    uint8_t redirects;         /* since the last success */
-    uint8_t was_registered;
-    char id[GB_DEV_ID_MAX];
-    char nonce[GB_DEV_NONCE_MAX];
-} gb_dev;
-
-typedef struct {
-    char *p;
-    size_t n;
-} own_str;
-
-typedef struct {
-    own_str host, uri;
-    uint16_t port;
-} dest_entry;
-
-/* Records and the bytes they point into (outgoing messages, events and
- * their texts), kept until the caller clears them. */
-typedef struct {
-    void *items;
-    size_t n, cap;
-    char *bytes;
-    size_t len, bytes_cap;
-} queue;
-
-struct gb_fleet {
-    gb_dev_config cfg;         /* strings point into owned copies below */
-    own_str domain, server_id, request_uri, message_uri, server_host, password,
-        user_agent, contact_params, gb_version;
-    gb_digest_ctx *dctx;
-    uint64_t rng_state;
-    gb_hash_key hkey;          /* keys the Call-ID table's hash */
-    uint32_t timer_f;
-
-    gb_dev *devs;
-    uint32_t ndevs, cap;
-
-    gb_heap heap;              /* device indexes by deadline; room for all */
-    gb_index table;            /* Call-ID number -> index + 1 */
-
-    own_str local_hosts[MAX_INTERN];
-    uint32_t nlocal;
-    own_str interned[MAX_INTERN];
-    uint32_t ninterned;
-    dest_entry dests[GB_FLEET_MAX_DESTS];
-    uint32_t ndests;
-
-    queue out;                 /* gb_dev_out, the messages' bytes */
-    queue ev;                  /* gb_dev_event, their texts */
-
-    gb_fleet_stats stats;
-};
 
 /* ---- names ----------------------------------------------------------------- */
 
@@ -161,6 +54,13 @@ static const char *const event_names[GB_DEV_EV__COUNT] = {
     [GB_DEV_EV_KEEPALIVE_MISSED] = "keepalive_missed",
     [GB_DEV_EV_KEEPALIVE_TIMEOUT] = "keepalive_timeout",
     [GB_DEV_EV_UNREGISTERED] = "unregistered",
+    [GB_DEV_EV_QUERY] = "query",
+    [GB_DEV_EV_CONTROL] = "control",
+    [GB_DEV_EV_SUBSCRIBED] = "subscribed",
+    [GB_DEV_EV_SUBSCRIPTION_ENDED] = "subscription_ended",
+    [GB_DEV_EV_ANSWERED] = "answered",
+    [GB_DEV_EV_ANSWER_FAILED] = "answer_failed",
+    [GB_DEV_EV_REFUSED] = "refused",
 };
 
 static const char *const reason_names[GB_DEV_R__COUNT][2] = {
@@ -177,6 +77,9 @@ static const char *const reason_names[GB_DEV_R__COUNT][2] = {
     {"internal", "Digest computation failed"},
     {"not_registered", "not registered"},
     {"abandoned", "went silent (abandoned)"},
+    {"unsubscribed", "unsubscribed (Expires: 0)"},
+    {"expired", "subscription not refreshed in time"},
+    {"replaced", "replaced by a new subscription"},
 };
 
 const char *gb_dev_state_name(gb_dev_state s)
@@ -201,7 +104,7 @@ const char *gb_dev_reason_text(gb_dev_reason r)
 
 /* ---- small helpers ----------------------------------------------------------- */
 
-static uint64_t rnd(gb_fleet *f)
+uint64_t gbf_rnd(gb_fleet *f)
 {
     if (f->cfg.rng)
         return f->cfg.rng(f->cfg.rng_arg);
@@ -211,10 +114,10 @@ static uint64_t rnd(gb_fleet *f)
 /* Uniform in [0, 1). */
 static double rnd_unit(gb_fleet *f)
 {
-    return (double)(rnd(f) >> 11) * (1.0 / 9007199254740992.0);
+    return (double)(gbf_rnd(f) >> 11) * (1.0 / 9007199254740992.0);
 }
 
-static size_t fmt_u64(char *out, uint64_t v)
+size_t gbf_fmt_u64(char *out, uint64_t v)
 {
     char tmp[20];
     size_t n = 0;
@@ -237,7 +140,7 @@ static void fmt_hex16(char out[16], uint64_t v)
 }
 
 /* Our own decimal numbers (up to 20 digits, no leading zeros needed). */
-static int span_u64(const char *p, size_t n, uint64_t *out)
+int gbf_span_u64(const char *p, size_t n, uint64_t *out)
 {
     uint64_t v = 0;
     if (n == 0 || n > 20)
@@ -284,7 +187,7 @@ static int own_cat(own_str *s, const char *a, size_t an, const char *b,
     return 0;
 }
 
-static gb_bytes own_bytes(const own_str *s)
+gb_bytes gbf_own_bytes(const own_str *s)
 {
     return (gb_bytes){s->p ? s->p : "", s->n};
 }
@@ -308,6 +211,16 @@ void gb_dev_config_default(gb_dev_config *cfg)
     cfg->max_challenges = 3;
     cfg->preemptive_auth = 1;
     cfg->seed = 0x6762736970ULL;
+    cfg->answer_max_message = 1400;
+    cfg->max_answers = 65536;
+    cfg->max_jobs = 65536;
+    cfg->max_subscriptions = 65536;
+    cfg->subscribe_default_expires = 600;
+    cfg->subscribe_max_expires = 86400;
+    cfg->record_segment_s = 1800;
+    cfg->record_max = 256;
+    cfg->utc_offset_min = 480;
+    cfg->manscdp_lenient = GB_MANSCDP_LENIENT_ALL;
 }
 
 /* ---- heap (earliest deadline on top) ---------------------------------------- */
@@ -444,7 +357,7 @@ static size_t queue_memory(const queue *q, size_t elem)
     return q->cap * elem + q->bytes_cap;
 }
 
-static gb_dev_event *push_event(gb_fleet *f, uint32_t dev, int type, int64_t now)
+gb_dev_event *gbf_push_event(gb_fleet *f, uint32_t dev, int type, int64_t now)
 {
     gb_dev_event *e = queue_push(&f->ev, sizeof *e);
     if (!e)
@@ -456,14 +369,12 @@ static gb_dev_event *push_event(gb_fleet *f, uint32_t dev, int type, int64_t now
     return e;
 }
 
-static void event_text(gb_fleet *f, gb_dev_event *e, const char *p, size_t n);
-
 /* An event of this type saying why: status, reason and the response's
  * reason phrase (text NULL: the reason's own text).  NULL when lost. */
-static gb_dev_event *push_why(gb_fleet *f, uint32_t dev, int type, int64_t now,
+gb_dev_event *gbf_push_why(gb_fleet *f, uint32_t dev, int type, int64_t now,
                               unsigned status, int reason, const char *text, size_t text_len)
 {
-    gb_dev_event *e = push_event(f, dev, type, now);
+    gb_dev_event *e = gbf_push_event(f, dev, type, now);
     if (e) {
         e->status = (uint16_t)status;
         e->reason = (uint8_t)reason;
@@ -471,12 +382,12 @@ static gb_dev_event *push_why(gb_fleet *f, uint32_t dev, int type, int64_t now,
             text = gb_dev_reason_text((gb_dev_reason)reason);
             text_len = strlen(text);
         }
-        event_text(f, e, text, text_len);
+        gbf_event_text(f, e, text, text_len);
     }
     return e;
 }
 
-static void event_text(gb_fleet *f, gb_dev_event *e, const char *p, size_t n)
+void gbf_event_text(gb_fleet *f, gb_dev_event *e, const char *p, size_t n)
 {
     char *room;
     if (!e || n == 0 || !(room = queue_room(&f->ev, n)))
@@ -533,56 +444,75 @@ static gb_bytes dev_password(const gb_fleet *f, const gb_dev *d)
     return f->cfg.password;
 }
 
-static gb_bytes dest_uri(const gb_fleet *f, int dest, int for_message)
+gb_bytes gbf_dest_uri(const gb_fleet *f, int dest, int for_message)
 {
     if (dest == 0)
         return for_message ? f->cfg.message_uri : f->cfg.request_uri;
-    return own_bytes(&f->dests[dest].uri);
+    return gbf_own_bytes(&f->dests[dest].uri);
 }
 
-#define W_LIT(w, s) gb_w_bytes((w), (s), sizeof(s) - 1)
-
-static void w_num(gb_writer *w, uint64_t v)
+void gbf_w_num(gb_writer *w, uint64_t v)
 {
     char tmp[20];
-    gb_w_bytes(w, tmp, fmt_u64(tmp, v));
+    gb_w_bytes(w, tmp, gbf_fmt_u64(tmp, v));
 }
 
-static void w_b(gb_writer *w, gb_bytes b)
+void gbf_w_b(gb_writer *w, gb_bytes b)
 {
     gb_w_bytes(w, b.p, b.n);
 }
 
-static void w_via(gb_fleet *f, gb_writer *w, const gb_dev *d, uint64_t branch)
+void gbf_w_via(gb_fleet *f, gb_writer *w, const gb_dev *d, uint64_t branch)
 {
     const own_str *h = &f->local_hosts[d->local_host];
     W_LIT(w, "Via: SIP/2.0/");
     gb_w_cstr(w, f->cfg.transport == GB_DEV_TCP ? "TCP " : "UDP ");
     gb_w_bytes(w, h->p, h->n);
     W_LIT(w, ":");
-    w_num(w, d->local_port);
+    gbf_w_num(w, d->local_port);
     W_LIT(w, ";rport;branch=z9hG4bK");
-    w_num(w, branch);
+    gbf_w_num(w, branch);
     W_LIT(w, "\r\n");
 }
 
-static void w_aor(gb_fleet *f, gb_writer *w, const char *user, size_t n)
+void gbf_w_aor(gb_fleet *f, gb_writer *w, const char *user, size_t n)
 {
     W_LIT(w, "<sip:");
     gb_w_bytes(w, user, n);
     W_LIT(w, "@");
-    w_b(w, f->cfg.domain);
+    gbf_w_b(w, f->cfg.domain);
     W_LIT(w, ">");
 }
 
-static void w_tail(gb_fleet *f, gb_writer *w)
+/* Max-Forwards and User-Agent: the device profile's vendor stack, else
+ * the fleet's. */
+void gbf_w_tail(gb_fleet *f, gb_writer *w, const gb_dev *d)
 {
     W_LIT(w, "Max-Forwards: 70\r\n");
-    if (f->cfg.user_agent.n) {
+    gb_bytes ua = f->profiles[d->profile].utf8[GB_CAM_F_USER_AGENT];
+    if (!ua.n)
+        ua = f->cfg.user_agent;
+    if (ua.n) {
         W_LIT(w, "User-Agent: ");
-        w_b(w, f->cfg.user_agent);
+        gbf_w_b(w, ua);
         W_LIT(w, "\r\n");
     }
+}
+
+/* "Contact: <sip:id@host:port[;transport=tcp]params>" CRLF */
+void gbf_w_contact(gb_fleet *f, gb_writer *w, const gb_dev *d)
+{
+    const own_str *h = &f->local_hosts[d->local_host];
+    W_LIT(w, "Contact: <sip:");
+    gb_w_bytes(w, d->id, d->id_len);
+    W_LIT(w, "@");
+    gb_w_bytes(w, h->p, h->n);
+    W_LIT(w, ":");
+    gbf_w_num(w, d->local_port);
+    if (f->cfg.transport == GB_DEV_TCP)
+        W_LIT(w, ";transport=tcp");
+    gbf_w_b(w, f->cfg.contact_params);
+    W_LIT(w, ">\r\n");
 }
 
 /* The Digest credentials for the device's cached challenge into out.
@@ -605,7 +535,7 @@ static long credentials(gb_fleet *f, const gb_dev *d, const gb_tx *tx,
         .alg = (gb_digest_alg)d->alg,
         .qop = d->qop,
         .username = {d->id, d->id_len},
-        .realm = own_bytes(realm),
+        .realm = gbf_own_bytes(realm),
         .password = dev_password(f, d),
         .nonce = {d->nonce, d->nonce_len},
         .cnonce = {want_cnonce ? cnonce : NULL, want_cnonce ? 16 : 0},
@@ -626,7 +556,7 @@ static long credentials(gb_fleet *f, const gb_dev *d, const gb_tx *tx,
         .uri = uri,
         .response = {resp, (size_t)rn},
         .cnonce = in.cnonce,
-        .opaque = d->opaque ? own_bytes(&f->interned[d->opaque - 1])
+        .opaque = d->opaque ? gbf_own_bytes(&f->interned[d->opaque - 1])
                             : (gb_bytes){NULL, 0},
         .nc = in.nc,
         .alg = (gb_digest_alg)d->alg,
@@ -641,7 +571,7 @@ static long credentials(gb_fleet *f, const gb_dev *d, const gb_tx *tx,
 }
 
 /* Reserve room at the end of the output buffer and start a writer there. */
-static int out_begin(gb_fleet *f, gb_writer *w, size_t room)
+int gbf_out_begin(gb_fleet *f, gb_writer *w, size_t room)
 {
     char *p = queue_room(&f->out, room);
     if (!p)
@@ -650,8 +580,8 @@ static int out_begin(gb_fleet *f, gb_writer *w, size_t room)
     return 0;
 }
 
-static int out_commit(gb_fleet *f, const gb_writer *w, uint32_t dev, int dest,
-                      int retransmit)
+int gbf_out_commit(gb_fleet *f, const gb_writer *w, uint32_t dev, int dest,
+                   int retransmit)
 {
     gb_dev_out *o = w->overflow ? NULL : queue_push(&f->out, sizeof *o);
     if (!o)
@@ -662,7 +592,18 @@ static int out_commit(gb_fleet *f, const gb_writer *w, uint32_t dev, int dest,
     return 0;
 }
 
-static size_t room_for(const gb_fleet *f)
+/* A message built elsewhere (the camera side keeps its requests' bytes). */
+int gbf_out_bytes(gb_fleet *f, const char *p, size_t n, uint32_t dev, int dest,
+                  int retransmit)
+{
+    gb_writer w;
+    if (gbf_out_begin(f, &w, n))
+        return -1;
+    gb_w_bytes(&w, p, n);
+    return gbf_out_commit(f, &w, dev, dest, retransmit);
+}
+
+size_t gbf_room_for(const gb_fleet *f)
 {
     return 1024 + 2 * GB_DIGEST_MAX_NONCE + f->cfg.request_uri.n +
            f->cfg.message_uri.n + f->cfg.domain.n * 3 + f->cfg.user_agent.n +
@@ -674,7 +615,7 @@ static int emit_register(gb_fleet *f, uint32_t i, int retransmit, int *why)
 {
     gb_dev *d = &f->devs[i];
     gb_tx *tx = &d->reg;
-    gb_bytes ruri = dest_uri(f, tx->dest, 0);
+    gb_bytes ruri = gbf_dest_uri(f, tx->dest, 0);
     char cred[3 * GB_DIGEST_MAX_NONCE + 1024];
     long cn = 0;
     *why = GB_DEV_R_INTERNAL;
@@ -684,34 +625,25 @@ static int emit_register(gb_fleet *f, uint32_t i, int retransmit, int *why)
             return -1;
     }
     gb_writer w;
-    for (size_t room = room_for(f); room < (1u << 20); room *= 4) {
-        if (out_begin(f, &w, room))
+    for (size_t room = gbf_room_for(f); room < (1u << 20); room *= 4) {
+        if (gbf_out_begin(f, &w, room))
             return -1;
-        const own_str *h = &f->local_hosts[d->local_host];
         W_LIT(&w, "REGISTER ");
-        w_b(&w, ruri);
+        gbf_w_b(&w, ruri);
         W_LIT(&w, " SIP/2.0\r\n");
-        w_via(f, &w, d, tx->branch);
+        gbf_w_via(f, &w, d, tx->branch);
         W_LIT(&w, "From: ");
-        w_aor(f, &w, d->id, d->id_len);
+        gbf_w_aor(f, &w, d->id, d->id_len);
         W_LIT(&w, ";tag=");
-        w_num(&w, d->from_tag);
+        gbf_w_num(&w, d->from_tag);
         W_LIT(&w, "\r\nTo: ");
-        w_aor(f, &w, d->id, d->id_len);
+        gbf_w_aor(f, &w, d->id, d->id_len);
         W_LIT(&w, "\r\nCall-ID: ");
-        w_num(&w, d->key);
+        gbf_w_num(&w, d->key);
         W_LIT(&w, "\r\nCSeq: ");
-        w_num(&w, tx->cseq);
-        W_LIT(&w, " REGISTER\r\nContact: <sip:");
-        gb_w_bytes(&w, d->id, d->id_len);
-        W_LIT(&w, "@");
-        gb_w_bytes(&w, h->p, h->n);
-        W_LIT(&w, ":");
-        w_num(&w, d->local_port);
-        if (f->cfg.transport == GB_DEV_TCP)
-            W_LIT(&w, ";transport=tcp");
-        w_b(&w, f->cfg.contact_params);
-        W_LIT(&w, ">\r\n");
+        gbf_w_num(&w, tx->cseq);
+        W_LIT(&w, " REGISTER\r\n");
+        gbf_w_contact(f, &w, d);
         if (tx->auth) {
             if (d->proxy)
                 W_LIT(&w, "Proxy-Authorization: ");
@@ -720,27 +652,61 @@ static int emit_register(gb_fleet *f, uint32_t i, int retransmit, int *why)
             gb_w_bytes(&w, cred, (size_t)cn);
             W_LIT(&w, "\r\n");
         }
-        w_tail(f, &w);
+        gbf_w_tail(f, &w, d);
         W_LIT(&w, "Expires: ");
-        w_num(&w, tx->kind == REG_UNREGISTER ? 0 : d->expires_req);
+        gbf_w_num(&w, tx->kind == REG_UNREGISTER ? 0 : d->expires_req);
         W_LIT(&w, "\r\n");
         if (!tx->auth && f->cfg.capability_header)
             W_LIT(&w, "Authorization: Capability, algorithm=\"H:MD5\"\r\n");
         if (f->cfg.gb_version.n) {
             W_LIT(&w, "X-GB-Ver: ");
-            w_b(&w, f->cfg.gb_version);
+            gbf_w_b(&w, f->cfg.gb_version);
             W_LIT(&w, "\r\n");
         }
         W_LIT(&w, "Content-Length: 0\r\n\r\n");
         if (!w.overflow)
             break;
     }
-    return out_commit(f, &w, i, tx->dest, retransmit);
+    return gbf_out_commit(f, &w, i, tx->dest, retransmit);
 }
 
 static uint64_t message_call_id(const gb_dev *d, uint32_t cseq)
 {
     return d->key ^ gb_mix64(cseq);
+}
+
+/* A MESSAGE to the platform (destination dest) carrying a MANSCDP body:
+ * the keepalive, and the camera side's answers and alarms. */
+void gbf_w_message(gb_fleet *f, gb_writer *w, const gb_dev *d, int dest, uint64_t branch,
+                   uint32_t tag, uint64_t call_id, uint32_t cseq, const char *body,
+                   size_t body_len)
+{
+    W_LIT(w, "MESSAGE ");
+    gbf_w_b(w, gbf_dest_uri(f, dest, 1));
+    W_LIT(w, " SIP/2.0\r\n");
+    gbf_w_via(f, w, d, branch);
+    W_LIT(w, "From: ");
+    gbf_w_aor(f, w, d->id, d->id_len);
+    W_LIT(w, ";tag=");
+    gbf_w_num(w, tag);
+    W_LIT(w, "\r\nTo: ");
+    if (f->cfg.server_id.n)
+        gbf_w_aor(f, w, f->cfg.server_id.p, f->cfg.server_id.n);
+    else {
+        W_LIT(w, "<");
+        gbf_w_b(w, gbf_dest_uri(f, dest, 1));
+        W_LIT(w, ">");
+    }
+    W_LIT(w, "\r\nCall-ID: ");
+    gbf_w_num(w, call_id);
+    W_LIT(w, "\r\nCSeq: ");
+    gbf_w_num(w, cseq);
+    W_LIT(w, " MESSAGE\r\n");
+    gbf_w_tail(f, w, d);
+    W_LIT(w, "Content-Type: Application/MANSCDP+xml\r\nContent-Length: ");
+    gbf_w_num(w, body_len);
+    W_LIT(w, "\r\n\r\n");
+    gb_w_bytes(w, body, body_len);
 }
 
 static int emit_message(gb_fleet *f, uint32_t i, int retransmit)
@@ -752,51 +718,27 @@ static int emit_message(gb_fleet *f, uint32_t i, int retransmit)
     gb_w_init(&bw, body, sizeof body);
     W_LIT(&bw, "<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Notify>\r\n"
                "<CmdType>Keepalive</CmdType>\r\n<SN>");
-    w_num(&bw, tx->cseq);
+    gbf_w_num(&bw, tx->cseq);
     W_LIT(&bw, "</SN>\r\n<DeviceID>");
     gb_w_bytes(&bw, d->id, d->id_len);
     W_LIT(&bw, "</DeviceID>\r\n<Status>OK</Status>\r\n</Notify>\r\n");
     gb_writer w;
-    for (size_t room = room_for(f) + bw.len; room < (1u << 20); room *= 4) {
-        if (out_begin(f, &w, room))
+    for (size_t room = gbf_room_for(f) + bw.len; room < (1u << 20); room *= 4) {
+        if (gbf_out_begin(f, &w, room))
             return -1;
-        W_LIT(&w, "MESSAGE ");
-        w_b(&w, dest_uri(f, tx->dest, 1));
-        W_LIT(&w, " SIP/2.0\r\n");
-        w_via(f, &w, d, tx->branch);
-        W_LIT(&w, "From: ");
-        w_aor(f, &w, d->id, d->id_len);
-        W_LIT(&w, ";tag=");
-        w_num(&w, (uint32_t)gb_mix64(tx->branch));
-        W_LIT(&w, "\r\nTo: ");
-        if (f->cfg.server_id.n)
-            w_aor(f, &w, f->cfg.server_id.p, f->cfg.server_id.n);
-        else {
-            W_LIT(&w, "<");
-            w_b(&w, dest_uri(f, tx->dest, 1));
-            W_LIT(&w, ">");
-        }
-        W_LIT(&w, "\r\nCall-ID: ");
-        w_num(&w, message_call_id(d, tx->cseq));
-        W_LIT(&w, "\r\nCSeq: ");
-        w_num(&w, tx->cseq);
-        W_LIT(&w, " MESSAGE\r\n");
-        w_tail(f, &w);
-        W_LIT(&w, "Content-Type: Application/MANSCDP+xml\r\nContent-Length: ");
-        w_num(&w, bw.len);
-        W_LIT(&w, "\r\n\r\n");
-        gb_w_bytes(&w, body, bw.len);
+        gbf_w_message(f, &w, d, tx->dest, tx->branch, (uint32_t)gb_mix64(tx->branch),
+                      message_call_id(d, tx->cseq), tx->cseq, body, bw.len);
         if (!w.overflow)
             break;
     }
-    return out_commit(f, &w, i, tx->dest, retransmit);
+    return gbf_out_commit(f, &w, i, tx->dest, retransmit);
 }
 
 /* ---- transactions -------------------------------------------------------------- */
 
 static void tx_start(gb_fleet *f, gb_tx *tx, int64_t now)
 {
-    tx->branch = rnd(f);
+    tx->branch = gbf_rnd(f);
     tx->state = TX_TRYING;
     tx->started = now;
     tx->interval = f->cfg.t1_ms;
@@ -889,7 +831,7 @@ static int64_t jittered(gb_fleet *f, uint32_t base_ms)
 }
 
 /* Milliseconds from then to now for an event's latency (0 when unknown). */
-static uint32_t ms_since(int64_t now, int64_t then)
+uint32_t gbf_ms_since(int64_t now, int64_t then)
 {
     int64_t dt = now - then;
     return dt > 0 && dt < (int64_t)UINT32_MAX ? (uint32_t)dt : 0;
@@ -903,10 +845,10 @@ static void fail(gb_fleet *f, uint32_t i, int64_t now, unsigned status,
     if (d->state == GB_DEV_UNREGISTERING) {
         set_state(f, d, GB_DEV_UNREGISTERED);
         f->stats.unregistrations++;
-        gb_dev_event *e = push_why(f, i, GB_DEV_EV_UNREGISTERED, now, status, reason,
+        gb_dev_event *e = gbf_push_why(f, i, GB_DEV_EV_UNREGISTERED, now, status, reason,
                                    text, text_len);
         if (e)
-            e->latency_ms = ms_since(now, d->cycle_start);
+            e->latency_ms = gbf_ms_since(now, d->cycle_start);
         d->reg_at = d->ka_at = GB_DEV_NEVER;
         return;
     }
@@ -923,10 +865,10 @@ static void fail(gb_fleet *f, uint32_t i, int64_t now, unsigned status,
     int back = d->dest != 0 && d->redirects < MAX_REDIRECTS;
     d->dest = 0;
     int64_t at = back ? now : now + jittered(f, f->cfg.retry_interval_ms);
-    gb_dev_event *e = push_why(f, i, GB_DEV_EV_FAILED, now, status, reason, text, text_len);
+    gb_dev_event *e = gbf_push_why(f, i, GB_DEV_EV_FAILED, now, status, reason, text, text_len);
     if (e) {
         e->arg = at;
-        e->latency_ms = ms_since(now, d->cycle_start);
+        e->latency_ms = gbf_ms_since(now, d->cycle_start);
     }
     set_state(f, d, GB_DEV_FAILED);
     if (back) {
@@ -950,7 +892,7 @@ static void send_keepalive(gb_fleet *f, uint32_t i, int64_t now)
         tx_forget(tx);
         return;
     }
-    gb_dev_event *e = push_event(f, i, GB_DEV_EV_KEEPALIVE_SENT, now);
+    gb_dev_event *e = gbf_push_event(f, i, GB_DEV_EV_KEEPALIVE_SENT, now);
     if (e)
         e->value = tx->cseq;
 }
@@ -963,17 +905,17 @@ static void keepalive_missed(gb_fleet *f, uint32_t i, int64_t now,
     f->stats.keepalives_missed++;
     if (d->missed < 255)
         d->missed++;
-    gb_dev_event *e = push_event(f, i, GB_DEV_EV_KEEPALIVE_MISSED, now);
+    gb_dev_event *e = gbf_push_event(f, i, GB_DEV_EV_KEEPALIVE_MISSED, now);
     if (e) {
         e->value = d->msg.cseq;
         e->status = (uint16_t)status;
         e->arg = d->missed;
-        e->latency_ms = ms_since(now, d->msg.started);
+        e->latency_ms = gbf_ms_since(now, d->msg.started);
     }
     if (d->missed < f->cfg.keepalive_max_missed)
         return;
     f->stats.keepalive_timeouts++;
-    e = push_event(f, i, GB_DEV_EV_KEEPALIVE_TIMEOUT, now);
+    e = gbf_push_event(f, i, GB_DEV_EV_KEEPALIVE_TIMEOUT, now);
     if (e)
         e->value = d->missed;
     d->missed = 0;
@@ -1010,6 +952,15 @@ gb_fleet *gb_fleet_new(const gb_dev_config *cfg, uint32_t capacity,
     }
     if ((uint64_t)cfg->t1_ms * 64 > UINT32_MAX / 2) {
         *why = "T1 too large";
+        return NULL;
+    }
+    if (cfg->answer_max_message < 256 || cfg->answer_max_message > 65000) {
+        *why = "answer_max_message must be in [256, 65000]";
+        return NULL;
+    }
+    if (cfg->record_segment_s == 0 || cfg->utc_offset_min < -1440 ||
+        cfg->utc_offset_min > 1440) {
+        *why = "record_segment_s must be > 0 and utc_offset_min within a day";
         return NULL;
     }
     gb_fleet *f = calloc(1, sizeof *f);
@@ -1058,15 +1009,15 @@ gb_fleet *gb_fleet_new(const gb_dev_config *cfg, uint32_t capacity,
         else
             bad |= own_cat(targets[k], "sip:", 4, f->domain.p, f->domain.n, "", 0);
     }
-    f->cfg.domain = own_bytes(&f->domain);
-    f->cfg.server_id = own_bytes(&f->server_id);
-    f->cfg.request_uri = own_bytes(&f->request_uri);
-    f->cfg.message_uri = own_bytes(&f->message_uri);
-    f->cfg.server_host = own_bytes(&f->server_host);
-    f->cfg.password = own_bytes(&f->password);
-    f->cfg.user_agent = own_bytes(&f->user_agent);
-    f->cfg.contact_params = own_bytes(&f->contact_params);
-    f->cfg.gb_version = own_bytes(&f->gb_version);
+    f->cfg.domain = gbf_own_bytes(&f->domain);
+    f->cfg.server_id = gbf_own_bytes(&f->server_id);
+    f->cfg.request_uri = gbf_own_bytes(&f->request_uri);
+    f->cfg.message_uri = gbf_own_bytes(&f->message_uri);
+    f->cfg.server_host = gbf_own_bytes(&f->server_host);
+    f->cfg.password = gbf_own_bytes(&f->password);
+    f->cfg.user_agent = gbf_own_bytes(&f->user_agent);
+    f->cfg.contact_params = gbf_own_bytes(&f->contact_params);
+    f->cfg.gb_version = gbf_own_bytes(&f->gb_version);
     if (!bad) {
         dest_entry *d0 = &f->dests[0];
         bad |= own_set(&d0->host, f->server_host.p, f->server_host.n);
@@ -1088,6 +1039,8 @@ gb_fleet *gb_fleet_new(const gb_dev_config *cfg, uint32_t capacity,
         f->cap = cap;
         bad |= !f->devs || gb_heap_reserve(&f->heap, cap) || table_grow(f, cap);
     }
+    if (!bad)
+        bad |= gbf_cam_init(f);
     if (bad) {
         gb_fleet_free(f);
         *why = "out of memory";
@@ -1115,6 +1068,7 @@ void gb_fleet_free(gb_fleet *f)
         free(f->dests[k].host.p);
         free(f->dests[k].uri.p);
     }
+    gbf_cam_free(f);
     gb_digest_ctx_free(f->dctx);
     free(f->devs);
     gb_heap_free(&f->heap);
@@ -1124,7 +1078,8 @@ void gb_fleet_free(gb_fleet *f)
     free(f);
 }
 
-long gb_fleet_add(gb_fleet *f, const char *id, size_t id_len)
+/* A new device record (the Call-ID table knows it; the ID index does not). */
+static long add_device(gb_fleet *f, const char *id, size_t id_len)
 {
     if (id_len == 0 || id_len > GB_DEV_ID_MAX || f->ndevs == UINT32_MAX - 1)
         return -1;
@@ -1155,11 +1110,66 @@ long gb_fleet_add(gb_fleet *f, const char *id, size_t id_len)
     f->stats.by_state[GB_DEV_IDLE]++;
     /* A Call-ID number no other device has (the table stays consistent). */
     do {
-        d->key = rnd(f);
+        d->key = gbf_rnd(f);
     } while (table_find(f, d->key) >= 0);
-    d->from_tag = (uint32_t)rnd(f);
+    d->from_tag = (uint32_t)gbf_rnd(f);
     table_put(f, i);
+    gbf_cam_dev_init(f, i);
     return (long)i;
+}
+
+long gb_fleet_add(gb_fleet *f, const char *id, size_t id_len)
+{
+    long i = add_device(f, id, id_len);
+    if (i >= 0 && gbf_ids_add(f, (uint32_t)i)) {
+        /* no room in the ID index: take the record back */
+        table_del(f, f->devs[i].key);
+        f->stats.by_state[GB_DEV_IDLE]--;
+        f->ndevs--;
+        return -1;
+    }
+    return i;
+}
+
+long gb_fleet_add_serial(gb_fleet *f, const char *prefix, size_t plen, uint64_t start,
+                         uint32_t n, unsigned digits)
+{
+    if (digits < 1 || digits > 19 || plen + digits > GB_DEV_ID_MAX || n == 0 ||
+        f->nranges >= GBF_MAX_RANGES || n > UINT32_MAX - 1 - f->ndevs)
+        return -1;
+    uint64_t limit = 1;
+    for (unsigned k = 0; k < digits; k++)
+        limit *= 10;
+    if (start >= limit || n > limit - start)
+        return -1;
+    for (size_t k = 0; k < plen; k++)
+        if (prefix[k] == '\0')
+            return -1;
+    char id[GB_DEV_ID_MAX];
+    memcpy(id, prefix, plen);
+    uint32_t first = f->ndevs;
+    for (uint32_t k = 0; k < n; k++) {
+        uint64_t v = start + k;
+        for (int j = (int)digits - 1; j >= 0; j--) {
+            id[plen + (size_t)j] = (char)('0' + v % 10);
+            v /= 10;
+        }
+        if (add_device(f, id, plen + digits) < 0)
+            return -1; /* the devices added so far stay, without their range */
+    }
+    gbf_range *r = &f->ranges[f->nranges++];
+    r->first = first;
+    r->count = n;
+    r->start = start;
+    r->plen = (uint8_t)plen;
+    r->digits = (uint8_t)digits;
+    memcpy(r->prefix, prefix, plen);
+    return (long)first;
+}
+
+long gb_fleet_find(const gb_fleet *f, const char *id, size_t len)
+{
+    return gbf_find_device(f, id, len);
 }
 
 uint32_t gb_fleet_count(const gb_fleet *f) { return f->ndevs; }
@@ -1170,9 +1180,6 @@ static gb_dev *device(gb_fleet *f, uint32_t dev)
     return dev < f->ndevs ? &f->devs[dev] : NULL;
 }
 
-#define IN(d, mask) (((mask) >> (d)->state) & 1u)
-#define ST(s) (1u << (s))
-#define REGISTERED_NOW (ST(GB_DEV_REGISTERED) | ST(GB_DEV_REFRESHING))
 
 int gb_fleet_set_local(gb_fleet *f, uint32_t dev, int host_index, uint16_t port)
 {
@@ -1238,6 +1245,7 @@ int gb_fleet_stop(gb_fleet *f, uint32_t dev, int64_t now)
     gb_dev *d = device(f, dev);
     if (!d || IN(d, ST(GB_DEV_UNREGISTERING) | ST(GB_DEV_UNREGISTERED)))
         return -1;
+    gbf_cam_dev_stopped(f, dev, now);
     d->reg_at = d->ka_at = GB_DEV_NEVER;
     if (d->msg.state != TX_IDLE)
         tx_forget(&d->msg);
@@ -1248,7 +1256,7 @@ int gb_fleet_stop(gb_fleet *f, uint32_t dev, int64_t now)
             tx_forget(&d->reg);
         set_state(f, d, GB_DEV_UNREGISTERED);
         f->stats.unregistrations++;
-        push_why(f, dev, GB_DEV_EV_UNREGISTERED, now, 0, GB_DEV_R_NOT_REGISTERED, NULL, 0);
+        gbf_push_why(f, dev, GB_DEV_EV_UNREGISTERED, now, 0, GB_DEV_R_NOT_REGISTERED, NULL, 0);
         reschedule(f, dev);
         return 0;
     }
@@ -1265,6 +1273,7 @@ int gb_fleet_abandon(gb_fleet *f, uint32_t dev, int64_t now)
     gb_dev *d = device(f, dev);
     if (!d || d->state == GB_DEV_UNREGISTERED)
         return -1;
+    gbf_cam_dev_stopped(f, dev, now);
     d->reg_at = d->ka_at = GB_DEV_NEVER;
     d->registered_until = GB_DEV_NEVER;
     if (d->msg.state != TX_IDLE)
@@ -1274,7 +1283,7 @@ int gb_fleet_abandon(gb_fleet *f, uint32_t dev, int64_t now)
     clear_auth(d);
     d->missed = 0;
     set_state(f, d, GB_DEV_UNREGISTERED);
-    push_why(f, dev, GB_DEV_EV_UNREGISTERED, now, 0, GB_DEV_R_ABANDONED, NULL, 0);
+    gbf_push_why(f, dev, GB_DEV_EV_UNREGISTERED, now, 0, GB_DEV_R_ABANDONED, NULL, 0);
     reschedule(f, dev);
     return 0;
 }
@@ -1326,22 +1335,11 @@ void gb_fleet_skip_keepalives(gb_fleet *f, uint32_t dev, uint32_t n)
 
 /* ---- responses ---------------------------------------------------------------- */
 
-static gb_span header_value(const gb_msg *m, gb_header_id id)
+gb_span gbf_header_value(const gb_msg *m, gb_header_id id)
 {
     if (!m->first[id])
         return (gb_span){0, 0};
     return m->headers[m->first[id] - 1].value;
-}
-
-/* Days since 1970-01-01 of a civil date (proleptic Gregorian). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
 }
 
 /* Lifetime granted for our Contact: its expires parameter, else Expires,
@@ -1397,11 +1395,11 @@ static void on_register_ok(gb_fleet *f, uint32_t i, const char *buf,
         set_state(f, d, GB_DEV_UNREGISTERED);
         f->stats.unregistrations++;
         d->registered_until = GB_DEV_NEVER;
-        gb_dev_event *e = push_event(f, i, GB_DEV_EV_UNREGISTERED, now);
+        gb_dev_event *e = gbf_push_event(f, i, GB_DEV_EV_UNREGISTERED, now);
         if (e) {
             e->status = m->status;
             e->latency_ms = (uint32_t)(now - d->cycle_start);
-            event_text(f, e, buf + m->reason.off, m->reason.len);
+            gbf_event_text(f, e, buf + m->reason.off, m->reason.len);
         }
         return;
     }
@@ -1427,17 +1425,17 @@ static void on_register_ok(gb_fleet *f, uint32_t i, const char *buf,
         f->stats.registrations++;
     else
         f->stats.refreshes++;
-    gb_dev_event *e = push_event(f, i, first ? GB_DEV_EV_REGISTERED : GB_DEV_EV_REFRESHED, now);
+    gb_dev_event *e = gbf_push_event(f, i, first ? GB_DEV_EV_REGISTERED : GB_DEV_EV_REFRESHED, now);
     if (!e)
         return;
     e->status = m->status;
     e->value = granted;
     e->latency_ms = (uint32_t)(now - d->cycle_start);
-    gb_span ds = header_value(m, GB_HDR_DATE);
+    gb_span ds = gbf_header_value(m, GB_HDR_DATE);
     gb_date date;
     gb_error err;
     if (ds.len && gb_parse_date(buf, ds, &date, &err) == GB_OK) {
-        int64_t days = days_from_civil(date.year, (unsigned)date.month, (unsigned)date.day);
+        int64_t days = gb_cam_days_from_civil(date.year, (unsigned)date.month, (unsigned)date.day);
         e->arg = (((days * 24 + date.hour) * 60 + date.minute) * 60 + date.second) * 1000 +
                  (date.has_millisecond ? date.millisecond : 0);
         e->flags |= date.format == GB_DATE_GB ? GB_DEV_EVF_DATE_GB : GB_DEV_EVF_DATE_RFC1123;
@@ -1517,7 +1515,7 @@ static void on_challenge(gb_fleet *f, uint32_t i, const char *buf,
     d->proxy = (uint8_t)proxy;
     d->nc = 0;
     f->stats.challenges++;
-    gb_dev_event *e = push_event(f, i, GB_DEV_EV_CHALLENGED, now);
+    gb_dev_event *e = gbf_push_event(f, i, GB_DEV_EV_CHALLENGED, now);
     if (e) {
         e->status = m->status;
         e->flags = (c->is_stale ? GB_DEV_EVF_STALE : 0) | (proxy ? GB_DEV_EVF_PROXY : 0);
@@ -1531,7 +1529,7 @@ static void on_redirect(gb_fleet *f, uint32_t i, const char *buf,
                         const gb_msg *m, int64_t now)
 {
     gb_dev *d = &f->devs[i];
-    gb_span cv = header_value(m, GB_HDR_CONTACT);
+    gb_span cv = gbf_header_value(m, GB_HDR_CONTACT);
     gb_list_iter it;
     gb_span item;
     gb_error err;
@@ -1571,7 +1569,7 @@ static void on_redirect(gb_fleet *f, uint32_t i, const char *buf,
     f->stats.redirects++;
     d->redirects++;
     d->dest = (uint8_t)k;
-    gb_dev_event *e = push_event(f, i, GB_DEV_EV_REDIRECTED, now);
+    gb_dev_event *e = gbf_push_event(f, i, GB_DEV_EV_REDIRECTED, now);
     if (e) {
         e->status = m->status;
         e->value = k;
@@ -1593,7 +1591,7 @@ static void on_register_final(gb_fleet *f, uint32_t i, const char *buf,
         on_challenge(f, i, buf, m, now);
     } else if (st == 423 && d->reg.kind != REG_UNREGISTER) {
         uint64_t v;
-        gb_span me = header_value(m, GB_HDR_MIN_EXPIRES);
+        gb_span me = gbf_header_value(m, GB_HDR_MIN_EXPIRES);
         if (me.len && gb_parse_uint(buf + me.off, me.len, UINT32_MAX, &v) == 0 &&
             v > d->expires_req) {
             d->expires_req = (uint32_t)v; /* RFC 3261 §10.2.8 */
@@ -1617,7 +1615,7 @@ static void on_message_final(gb_fleet *f, uint32_t i, const gb_msg *m,
     if (m->status >= 200 && m->status < 300) {
         d->missed = 0;
         f->stats.keepalives_answered++;
-        gb_dev_event *e = push_event(f, i, GB_DEV_EV_KEEPALIVE_ANSWERED, now);
+        gb_dev_event *e = gbf_push_event(f, i, GB_DEV_EV_KEEPALIVE_ANSWERED, now);
         if (e) {
             e->value = d->msg.cseq;
             e->status = m->status;
@@ -1629,9 +1627,9 @@ static void on_message_final(gb_fleet *f, uint32_t i, const gb_msg *m,
 }
 
 /* Branch of the top Via as our number, or -1. */
-static int top_branch(const char *buf, const gb_msg *m, uint64_t *out)
+int gbf_top_branch(const char *buf, const gb_msg *m, uint64_t *out)
 {
-    gb_span v = header_value(m, GB_HDR_VIA);
+    gb_span v = gbf_header_value(m, GB_HDR_VIA);
     gb_list_iter it;
     gb_span item;
     gb_error err;
@@ -1641,22 +1639,26 @@ static int top_branch(const char *buf, const gb_msg *m, uint64_t *out)
         gb_parse_via(buf, item, &via, &err) != GB_OK || !via.has_branch ||
         via.branch.len <= 7 || memcmp(buf + via.branch.off, "z9hG4bK", 7))
         return -1;
-    return span_u64(buf + via.branch.off + 7, via.branch.len - 7, out);
+    return gbf_span_u64(buf + via.branch.off + 7, via.branch.len - 7, out);
 }
 
 long gb_fleet_handle_message(gb_fleet *f, const char *buf, const gb_msg *m,
                              int64_t now)
 {
-    if (m->kind != GB_RESPONSE) {
-        f->stats.requests_ignored++;
-        return -1;
-    }
+    if (m->kind != GB_RESPONSE)
+        return gbf_cam_request(f, buf, m, now);
     f->stats.responses++;
-    gb_span cid = header_value(m, GB_HDR_CALL_ID);
+    gb_span cid = gbf_header_value(m, GB_HDR_CALL_ID);
     uint64_t callid, branch;
-    if (span_u64(buf + cid.off, cid.len, &callid) < 0 ||
+    long cam_dev;
+    /* the camera side's requests (answers, NOTIFYs) are known by branch */
+    if ((m->method_id == GB_METHOD_MESSAGE || m->method_id == GB_METHOD_NOTIFY) &&
+        gbf_top_branch(buf, m, &branch) == 0 &&
+        gbf_cam_response(f, buf, m, branch, now, &cam_dev))
+        return cam_dev;
+    if (gbf_span_u64(buf + cid.off, cid.len, &callid) < 0 ||
         (m->method_id != GB_METHOD_REGISTER && m->method_id != GB_METHOD_MESSAGE) ||
-        top_branch(buf, m, &branch) < 0) {
+        gbf_top_branch(buf, m, &branch) < 0) {
         f->stats.strays++;
         return -1;
     }
@@ -1783,11 +1785,13 @@ void gb_fleet_handle_timer(gb_fleet *f, int64_t now)
         fire(f, i, now);
         reschedule(f, i);
     }
+    gbf_cam_timer(f, now);
 }
 
 int64_t gb_fleet_next_deadline(const gb_fleet *f)
 {
-    return f->heap.len ? dev_deadline(f, f->heap.items[0]) : GB_DEV_NEVER;
+    int64_t t = f->heap.len ? dev_deadline(f, f->heap.items[0]) : GB_DEV_NEVER;
+    return min64(t, gbf_cam_deadline(f));
 }
 
 /* ---- queues and queries --------------------------------------------------------- */
@@ -1810,11 +1814,11 @@ int gb_fleet_dest(const gb_fleet *f, size_t i, gb_bytes *host, uint16_t *port,
     if (i >= f->ndests)
         return -1;
     if (host)
-        *host = own_bytes(&f->dests[i].host);
+        *host = gbf_own_bytes(&f->dests[i].host);
     if (port)
         *port = f->dests[i].port;
     if (uri)
-        *uri = own_bytes(&f->dests[i].uri);
+        *uri = gbf_own_bytes(&f->dests[i].uri);
     return 0;
 }
 
@@ -1868,7 +1872,9 @@ const gb_fleet_stats *gb_fleet_get_stats(const gb_fleet *f) { return &f->stats; 
 
 size_t gb_fleet_bytes_per_device(void)
 {
-    /* record + heap slot + two table slots (load factor <= 1/2) */
+    /* record + heap slot + two Call-ID table slots (load factor <= 1/2); a
+     * device added alone has two ID index slots more, one of a serial
+     * range none; channels cost nothing until one changes (one byte each) */
     return sizeof(gb_dev) + sizeof(uint32_t) + 2 * sizeof(uint32_t);
 }
 
@@ -1884,5 +1890,5 @@ size_t gb_fleet_memory(const gb_fleet *f)
     for (uint32_t i = 0; i < f->ndevs; i++)
         if (f->devs[i].password)
             n += strlen(f->devs[i].password) + 1;
-    return n;
+    return n + gbf_cam_memory(f);
 }

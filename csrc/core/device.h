@@ -38,8 +38,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "camera.h"
 #include "digest.h"
 #include "gb_states.h"
+#include "manscdp.h"
 #include "sip_parser.h"
 
 /* Longest device ID kept (GB IDs have 20 digits). */
@@ -73,6 +75,25 @@ typedef enum {
     GB_DEV_EV_KEEPALIVE_MISSED,     /* value: SN; status (0: none); arg: missed so far */
     GB_DEV_EV_KEEPALIVE_TIMEOUT,    /* value: missed count; the device registers again */
     GB_DEV_EV_UNREGISTERED,         /* status 200, or the refusal / 0 with a reason */
+    /* the camera side: the platform's requests (camera_fleet.c) */
+    GB_DEV_EV_QUERY,                /* a Query: value cmd (gb_manscdp_cmd), arg SN, status
+                                       answered (200, or 4xx/5xx), flags target (below),
+                                       text CmdType */
+    GB_DEV_EV_CONTROL,              /* a Control: value GB_DEV_CTL_*, arg SN, status
+                                       answered, flags target, text the command's value */
+    GB_DEV_EV_SUBSCRIBED,           /* value cmd, arg granted expires (s), status 200,
+                                       flags target (+ GB_DEV_EVF_REFRESH), latency_ms
+                                       the MobilePosition interval, text the Event */
+    GB_DEV_EV_SUBSCRIPTION_ENDED,   /* value cmd, reason UNSUBSCRIBED/EXPIRED/REPLACED/
+                                       TIMEOUT/REJECTED/ABANDONED, status */
+    GB_DEV_EV_ANSWERED,             /* every part of an answer got its 2xx: value cmd,
+                                       arg SN, flags parts, latency from the query */
+    GB_DEV_EV_ANSWER_FAILED,        /* a part (or notification) refused or lost (Timer F):
+                                       value cmd, arg SN, status (0: none), flags part;
+                                       GB_DEV_EVF_NOTIFY for a notification */
+    GB_DEV_EV_REFUSED,              /* a platform request answered >= 300 for itself
+                                       (not a Query/Control): value method
+                                       (gb_method_id), status, text the reason */
     GB_DEV_EV__COUNT
 } gb_dev_event_type;
 
@@ -91,6 +112,9 @@ typedef enum {
     GB_DEV_R_INTERNAL,        /* Digest computation failed (OpenSSL) */
     GB_DEV_R_NOT_REGISTERED,  /* stop() while not registered: nothing sent */
     GB_DEV_R_ABANDONED,       /* abandon(): went silent, nothing sent */
+    GB_DEV_R_UNSUBSCRIBED,    /* subscription: Expires 0 */
+    GB_DEV_R_EXPIRED,         /* subscription: not refreshed in time */
+    GB_DEV_R_REPLACED,        /* subscription: a new one for the same event */
     GB_DEV_R__COUNT
 } gb_dev_reason;
 
@@ -98,8 +122,30 @@ enum {
     GB_DEV_EVF_STALE = 1u << 0,        /* CHALLENGED: stale=true */
     GB_DEV_EVF_DATE_GB = 1u << 1,      /* REGISTERED: arg is a GB (local time) Date */
     GB_DEV_EVF_DATE_RFC1123 = 1u << 2, /* REGISTERED: arg is an RFC 1123 (GMT) Date */
-    GB_DEV_EVF_PROXY = 1u << 3         /* CHALLENGED: 407 */
+    GB_DEV_EVF_PROXY = 1u << 3,        /* CHALLENGED: 407 */
+    GB_DEV_EVF_REFRESH = 1u << 24,     /* SUBSCRIBED: a refresh */
+    GB_DEV_EVF_NOTIFY = 1u << 25       /* ANSWER_FAILED: a notification */
 };
+
+/* QUERY, CONTROL and SUBSCRIBED name their target in flags' low 24 bits:
+ * 0 the device, channel index + 1, or GB_DEV_TARGET_ALARM + alarm input. */
+#define GB_DEV_TARGET_MASK 0xFFFFFFu
+#define GB_DEV_TARGET_ALARM 0x800000u
+
+/* DeviceControl commands (GB/T 28181-2016 §9.3, A.2.3.1). */
+typedef enum {
+    GB_DEV_CTL_OTHER = 0,
+    GB_DEV_CTL_PTZ,           /* PTZCmd: no answer but the 200 (§9.3.1) */
+    GB_DEV_CTL_TELEBOOT,      /* TeleBoot: no answer (§9.3.1) */
+    GB_DEV_CTL_RECORD,        /* RecordCmd Record/StopRecord: Response (§9.3.2) */
+    GB_DEV_CTL_GUARD,         /* GuardCmd SetGuard/ResetGuard: Response */
+    GB_DEV_CTL_ALARM,         /* AlarmCmd ResetAlarm: Response */
+    GB_DEV_CTL_IFRAME,        /* IFameCmd/IFrameCmd Send: no answer */
+    GB_DEV_CTL_DRAG_ZOOM,     /* DragZoomIn/DragZoomOut: no answer */
+    GB_DEV_CTL_HOME_POSITION, /* HomePosition: Response */
+    GB_DEV_CTL_CONFIG,        /* DeviceConfig (A.2.3.2): Response */
+    GB_DEV_CTL__COUNT
+} gb_dev_control;
 
 typedef struct {
     uint32_t dev;
@@ -132,6 +178,14 @@ enum { GB_DEV_UDP = 0, GB_DEV_TCP = 1 };
 
 typedef uint64_t (*gb_dev_rng_fn)(void *arg);
 
+/* A query about to be answered (body and parsed document): return
+ * GB_DEV_HOOK_DEFAULT to answer as usual, GB_DEV_HOOK_BODY with *body set
+ * (read during the call only) to send that body as the one answer,
+ * GB_DEV_HOOK_NONE for the 200 alone, or a SIP status >= 300 to refuse. */
+enum { GB_DEV_HOOK_DEFAULT = 0, GB_DEV_HOOK_BODY = 1, GB_DEV_HOOK_NONE = 2 };
+typedef int (*gb_dev_query_fn)(void *arg, uint32_t dev, const char *body, size_t len,
+                               const gb_manscdp_doc *doc, gb_bytes *answer);
+
 typedef struct {
     gb_bytes domain;          /* From/To host; default: server_id[:10] */
     gb_bytes server_id;       /* platform ID (MESSAGE target) */
@@ -162,6 +216,24 @@ typedef struct {
                                    the caller's secret randomness */
     gb_dev_rng_fn rng;        /* optional: every random draw comes from here */
     void *rng_arg;
+
+    /* the camera side */
+    uint32_t answer_max_message; /* bytes of one answer MESSAGE before a Catalog or
+                                    RecordInfo is split (default 1400) */
+    uint32_t answer_max_items;   /* items in one part at most; 0: as many as fit */
+    uint32_t answer_gap_ms;      /* between the parts of one answer (default 0) */
+    uint32_t answer_window;      /* parts of one answer in flight at once; 0: all */
+    uint32_t max_answers;        /* requests of ours in flight, fleet-wide (65536) */
+    uint32_t max_jobs;           /* answers being produced, fleet-wide (65536) */
+    uint32_t max_subscriptions;  /* fleet-wide (65536) */
+    uint32_t subscribe_default_expires; /* when SUBSCRIBE has no Expires (600) */
+    uint32_t subscribe_max_expires;     /* granted at most (86400) */
+    uint32_t record_segment_s;   /* synthetic record files' length (1800) */
+    uint32_t record_max;         /* records listed at most (256) */
+    int32_t utc_offset_min;      /* the platform's local time zone (GB: +480) */
+    unsigned manscdp_lenient;    /* GB_MANSCDP_LENIENT_* for request bodies (all) */
+    gb_dev_query_fn query_hook;  /* optional: answer a query differently */
+    void *query_hook_arg;
 } gb_dev_config;
 
 /* Fill the documented defaults (strings empty). */
@@ -176,7 +248,8 @@ typedef struct {
     uint64_t duplicates;          /* retransmitted final responses */
     uint64_t dropped;             /* thrown away by drop_responses */
     uint64_t parse_errors;
-    uint64_t requests_ignored;    /* requests from the platform */
+    uint64_t requests_ignored;    /* platform requests left unanswered: ACK, a device
+                                     not started, one named no device of ours */
     uint64_t registrations;       /* REGISTERED events */
     uint64_t refreshes;
     uint64_t challenges;
@@ -189,6 +262,29 @@ typedef struct {
     uint64_t keepalives_missed;
     uint64_t keepalives_skipped;  /* skip_keepalives fault */
     uint64_t keepalive_timeouts;
+    /* the camera side */
+    uint64_t requests_received;   /* platform requests (any method) */
+    uint64_t requests_retransmitted; /* answered again as before, no new answer */
+    uint64_t requests_refused;    /* answered >= 300 */
+    uint64_t queries[GB_MANSCDP_CMD__COUNT]; /* Queries answered 200, by CmdType */
+    uint64_t controls[GB_DEV_CTL__COUNT];    /* Controls answered 200, by command */
+    uint64_t answers_busy;        /* queries answered 503: the pool was full */
+    uint64_t answers_deferred;    /* parts delayed because the pool was full */
+    uint64_t answers_sent;        /* answer MESSAGEs (parts), retransmissions apart */
+    uint64_t answers_retransmitted;
+    uint64_t answers_acknowledged;/* parts answered 2xx */
+    uint64_t answers_failed;      /* parts refused or lost (Timer F) */
+    uint64_t answers_completed;   /* answers whose every part got its 2xx */
+    uint64_t notifies_sent;       /* NOTIFYs (subscriptions) */
+    uint64_t notifies_retransmitted;
+    uint64_t notifies_failed;
+    uint64_t alarms_sent;         /* alarm MESSAGEs (§9.4) */
+    uint64_t subscriptions;       /* accepted (new ones) */
+    uint64_t subscription_refreshes;
+    uint64_t subscriptions_ended;
+    uint64_t subscriptions_busy;  /* refused 503: the pool was full */
+    uint32_t answers_in_flight;   /* now: requests of ours awaiting their answer */
+    uint32_t subscriptions_active;/* now */
     uint32_t by_state[GB_DEV_STATE__COUNT];
     uint64_t moves[GB_DEV_STATE__COUNT][GB_DEV_STATE__COUNT]; /* [from][to] taken */
     uint64_t illegal_moves;       /* refused by the table (a bug if ever seen) */
@@ -295,6 +391,67 @@ const gb_fleet_stats *gb_fleet_get_stats(const gb_fleet *f);
 size_t gb_fleet_bytes_per_device(void);
 size_t gb_fleet_memory(const gb_fleet *f);
 size_t gb_fleet_queue_memory(const gb_fleet *f);
+
+/* ---- the camera side (camera_fleet.c) ------------------------------------------
+ *
+ * Every started device answers its platform like a camera: a request for
+ * it (MESSAGE, SUBSCRIBE; OPTIONS 200, others 405/501) is answered with a
+ * response at once, then each query's answer goes out as MESSAGEs of its
+ * own, client transactions with Timer E/F like a keepalive.  Requests find
+ * their device by the Request-URI user (else the To user); the response
+ * goes to the device's platform (its current destination), from its socket. */
+
+/* Add n devices with IDs prefix + serial (start, start + 1, ...) written on
+ * `digits` digits: looked up arithmetically, no index.  The first index,
+ * or -1 (bad arguments, no memory). */
+long gb_fleet_add_serial(gb_fleet *f, const char *prefix, size_t plen, uint64_t start,
+                         uint32_t n, unsigned digits);
+/* The device with this ID, -1 when none. */
+long gb_fleet_find(const gb_fleet *f, const char *id, size_t len);
+
+/* Profiles: index 0 is "generic" from the start.  Adds a copy, returns its
+ * index, or -1 with *why (a bad profile, 16 already). */
+int gb_fleet_add_profile(gb_fleet *f, const gb_cam_profile *p, const char **why);
+const gb_cam_profile *gb_fleet_profile(const gb_fleet *f, unsigned k);
+
+/* The camera a device is: profile, channel count (< 0: the profile's) and
+ * the serial of its channel 0 (UINT32_MAX: the device ID's last 7 digits).
+ * 0, or -1 (no such device or profile, too many channels, no memory). */
+int gb_fleet_set_camera(gb_fleet *f, uint32_t dev, unsigned profile, long channels,
+                        uint32_t chan_base);
+/* The same for n devices from first, channel serials given out one after
+ * another from base.  channels: per device (NULL: count for all).  0 or -1. */
+int gb_fleet_set_camera_range(gb_fleet *f, uint32_t first, uint32_t n, unsigned profile,
+                              const uint16_t *channels, long count, uint32_t base);
+uint32_t gb_fleet_channels(const gb_fleet *f, uint32_t dev);
+/* Channel ch: its ID (GB_CAM_ID_LEN bytes), name (UTF-8, at most cap) and
+ * state bits (GB_CAM_CH_*).  0, or -1 when there is no such channel. */
+int gb_fleet_channel(const gb_fleet *f, uint32_t dev, uint32_t ch, char id[GB_CAM_ID_LEN],
+                     char *name, size_t cap, size_t *name_len, uint8_t *state);
+/* Name channel ch (UTF-8 and GB18030 bytes; utf8 NULL: the profile's again). */
+int gb_fleet_set_channel_name(gb_fleet *f, uint32_t dev, uint32_t ch, const char *utf8,
+                              size_t n8, const char *gb, size_t ngb);
+/* Turn channel ch ON or OFF; a change is notified to the device's Catalog
+ * subscribers (NOTIFY, Event ON/OFF).  Returns the NOTIFYs sent, or -1. */
+long gb_fleet_set_channel_status(gb_fleet *f, uint32_t dev, uint32_t ch, int on, int64_t now);
+/* Raise an alarm (§9.4): a MESSAGE Notify/Alarm to the platform and a
+ * NOTIFY to the Alarm subscribers; the channel or alarm input shows ALARM
+ * until an AlarmCmd ResetAlarm.  Returns the requests sent, or -1. */
+long gb_fleet_raise_alarm(gb_fleet *f, uint32_t dev, const gb_cam_alarm *a, int64_t now);
+/* Wall clock: unix_ms is Unix time at monotonic now (DeviceTime, record
+ * lists, alarm and position times). */
+void gb_fleet_set_wall_clock(gb_fleet *f, int64_t now, int64_t unix_ms);
+/* Responses to requests that name no device of the fleet go out as if from
+ * device dev (the pump sets the one whose socket received); -1: none, they
+ * are dropped (counted in requests_ignored). */
+void gb_fleet_set_receiver(gb_fleet *f, long dev);
+/* Set (fn NULL: clear) the query hook after the fleet was made. */
+void gb_fleet_set_query_hook(gb_fleet *f, gb_dev_query_fn fn, void *arg);
+/* Bytes the camera side holds now (pool entries, their messages, channel
+ * bytes, names, profiles). */
+size_t gb_fleet_camera_memory(const gb_fleet *f);
+
+const char *gb_dev_control_name(gb_dev_control c); /* "PTZCmd" */
 
 const char *gb_dev_state_name(gb_dev_state s);      /* "registered" */
 const char *gb_dev_event_name(gb_dev_event_type t); /* "keepalive_sent" */

@@ -38,6 +38,25 @@ static int peer_same_host(const gb_peer *a, const gb_peer *b)
            memcmp(a->ip, b->ip, a->family == 6 ? 16 : 4) == 0;
 }
 
+/* The same sender: address, port, transport and, on TCP, the connection.
+ * What a binding's source must equal for a request without credentials
+ * to touch the binding (issue 14). */
+static int same_source(const gb_peer *a, const gb_peer *b)
+{
+    return peer_same_host(a, b) && (a->transport != GB_TRANSPORT_TCP || a->conn_id == b->conn_id);
+}
+
+/* What a nonce is bound to (digest.h): the family and address the
+ * challenge went to, so an answer sniffed there is forged anywhere else.
+ * Not the port: NAT may move it between the 401 and the answer. */
+static gb_bytes nonce_binding(const gb_peer *p, unsigned char out[17])
+{
+    size_t n = p->family == 6 ? 16 : 4;
+    out[0] = p->family;
+    memcpy(out + 1, p->ip, n);
+    return (gb_bytes){(const char *)out, n + 1};
+}
+
 size_t gb_peer_ip_text(const gb_peer *p, char *out, size_t cap)
 {
     gb_writer w;
@@ -124,6 +143,7 @@ enum { TXN_EMPTY = 0, TXN_PENDING, TXN_DONE };
 
 typedef struct {
     uint8_t state;
+    uint8_t ring;            /* RING_* it lives in */
     uint16_t key_len;
     uint32_t response_len;
     uint32_t request_len;
@@ -135,6 +155,51 @@ typedef struct {
     gb_peer dest;            /* where the answer went / goes */
     char key[TXN_KEY_MAX];
 } txn;
+
+/* Cached answers live in two rings (issue 12): answers to requests that
+ * proved who sent them (credentials, or a binding's own source) and the
+ * rest (challenges, refusals, pending look-ups), max_transactions split in
+ * halves, so that a flood of the second kind never pushes out the first. */
+enum { RING_OPEN = 0, RING_TRUSTED = 1 };
+
+typedef struct {
+    size_t base, cap;        /* slots [base, base + cap) of r->txns */
+    size_t head, count;
+} txn_ring;
+
+/* Events in two queues merged by sequence number: binding events (the
+ * state an application must see) and peer-triggered ones (refusals,
+ * failures, MESSAGE bodies, keepalives), so that when the count or byte
+ * bound is reached the oldest peer-triggered event goes first and a
+ * peer-triggered event never pushes out a binding event (issue 14). */
+enum { EVQ_STATE = 0, EVQ_PEER = 1 };
+
+typedef struct {
+    gb_reg_event ev;
+    uint64_t seq;
+    uint64_t bytes;          /* what it counts against max_event_bytes */
+} queued_event;
+
+typedef struct {
+    queued_event *q;
+    size_t cap, head, count;
+} event_queue;
+
+/* Password guessing (issue 12): failure counts per (device ID, source
+ * prefix) and per source prefix, in a fixed table of 4-way sets chosen by
+ * keyed hash.  A prefix is the IPv4 address or the IPv6 /64. */
+#define LOCK_WAYS 4
+
+typedef struct {
+    uint64_t hash;           /* keyed hash of the key; slot empty when family 0 */
+    uint8_t family;
+    uint8_t id_len;          /* 0: the source key */
+    uint8_t prefix[8];
+    char id[GB_REG_MAX_ID];
+    uint32_t failures;
+    int64_t window_start;
+    int64_t locked_until;    /* 0: not locked */
+} lock_slot;
 
 /* Per-source rate: 256 sets of 4 slots, the set chosen by keyed hash, a
  * slot owned by one full address for its one-second window. */
@@ -158,13 +223,18 @@ struct gb_registrar {
     id_table bindings;
     id_table secrets;
     gb_heap heap;             /* binding refs by binding_deadline() */
-    txn *txns;                /* ring, cfg.max_transactions */
-    size_t txn_head, txn_count;
+    txn *txns;                /* both rings, txn_slots */
+    size_t txn_slots;
+    txn_ring rings[2];        /* RING_OPEN, RING_TRUSTED */
     gb_index txn_ix;          /* slot + 1, by keyed hash of the key */
     uint64_t pending_gen;
     size_t pending_count;
-    gb_reg_event *events;     /* ring */
-    size_t ev_cap, ev_head, ev_count;
+    event_queue evq[2];       /* EVQ_STATE, EVQ_PEER */
+    uint64_t ev_seq;
+    int64_t peer_ev_second;   /* start of the peer_event_rate window */
+    uint32_t peer_ev_count;   /* events in it */
+    lock_slot *locks;         /* lockout table, lock_sets * LOCK_WAYS */
+    size_t lock_sets;
     gb_field *fields;         /* an answer's extra headers, fields_cap */
     size_t fields_cap;
     char *scratch;            /* their values, built (scratch_cap bytes) */
@@ -354,8 +424,19 @@ void gb_registrar_config_default(gb_registrar_config *c)
     c->max_transactions = 65536;
     c->max_pending = 1024;
     c->max_events = 65536;
+    c->max_event_bytes = 64u << 20;
+    c->peer_event_rate = 1000;
+    c->max_contact_bytes = 1024;
     c->transaction_ms = 32000;
     c->keepalive_events = 1;
+    c->require_qop = 1;
+    c->keepalive_policy = GB_KEEPALIVE_REFUSE;
+    c->nonce_replay_slots = 65536;
+    c->lockout_failures = 5;
+    c->lockout_source_failures = 100;
+    c->lockout_window_ms = 60000;
+    c->lockout_ms = 300000;
+    c->lockout_slots = 16384;
     c->max_requests = 4096;
     c->request_t1_ms = 500;
 }
@@ -397,6 +478,16 @@ gb_registrar *gb_registrar_new(const gb_registrar_config *cfg, const char **why)
         *why = "max_contacts above 64";
         return NULL;
     }
+    if (!cfg->max_event_bytes || !cfg->max_contact_bytes) {
+        *why = "max_event_bytes and max_contact_bytes must be positive";
+        return NULL;
+    }
+    if ((cfg->lockout_failures || cfg->lockout_source_failures) &&
+        (!cfg->lockout_slots || cfg->lockout_slots > (1u << 24) || !cfg->lockout_window_ms ||
+         !cfg->lockout_ms)) {
+        *why = "lockout needs 1 to 16M lockout_slots and a positive window and time";
+        return NULL;
+    }
     gb_registrar *r = calloc(1, sizeof(*r));
     if (!r) {
         *why = "out of memory";
@@ -409,7 +500,17 @@ gb_registrar *gb_registrar_new(const gb_registrar_config *cfg, const char **why)
     r->strings = malloc(total);
     r->dctx = gb_digest_ctx_new();
     r->hkey = gb_hash_key_from(cfg->hash_key);
-    r->txns = calloc(cfg->max_transactions, sizeof(txn));
+    /* max_transactions split in halves, one ring each (at least one slot) */
+    size_t trusted = cfg->max_transactions / 2 ? cfg->max_transactions / 2 : 1;
+    size_t open = cfg->max_transactions > trusted ? cfg->max_transactions - trusted : 1;
+    r->rings[RING_OPEN] = (txn_ring){.base = 0, .cap = open};
+    r->rings[RING_TRUSTED] = (txn_ring){.base = open, .cap = trusted};
+    r->txn_slots = open + trusted;
+    r->txns = calloc(r->txn_slots, sizeof(txn));
+    if (cfg->lockout_failures || cfg->lockout_source_failures) {
+        r->lock_sets = (cfg->lockout_slots + LOCK_WAYS - 1) / LOCK_WAYS;
+        r->locks = calloc(r->lock_sets * LOCK_WAYS, sizeof(lock_slot));
+    }
     /* Room for every field an answer can carry, so none is ever left out:
      * the binding's contacts, the challenge, the redirect target... */
     gb_limits lim;
@@ -420,7 +521,8 @@ gb_registrar *gb_registrar_new(const gb_registrar_config *cfg, const char **why)
     r->fields = calloc(r->fields_cap, sizeof(gb_field));
     r->scratch = malloc(r->scratch_cap);
     if (!r->strings || !r->dctx || !r->txns || !r->fields || !r->scratch ||
-        gb_index_reserve(&r->txn_ix, cfg->max_transactions, txn_ref_hash, r) < 0) {
+        (r->lock_sets && !r->locks) ||
+        gb_index_reserve(&r->txn_ix, r->txn_slots, txn_ref_hash, r) < 0) {
         gb_registrar_free(r);
         *why = "out of memory (or OpenSSL digests unavailable)";
         return NULL;
@@ -444,9 +546,11 @@ gb_registrar *gb_registrar_new(const gb_registrar_config *cfg, const char **why)
             .key = r->cfg.nonce_key,
             .key_len = cfg->nonce_key_len,
             .lifetime_ms = (int64_t)(cfg->nonce_lifetime ? cfg->nonce_lifetime : 300) * 1000,
-            .replay_slots = 0,
+            .replay_slots = cfg->nonce_replay_slots,
             .encoding = GB_NONCE_HEX,
-            .flags = 0,
+            /* without qop there is no nc: each nonce answers once, so a
+             * sniffed answer cannot be sent again (issue 14) */
+            .flags = GB_NONCE_SINGLE_USE,
         };
         r->nonces = gb_digest_nonces_new(&nc, why);
         if (!r->nonces) {
@@ -510,13 +614,17 @@ void gb_registrar_free(gb_registrar *r)
     id_table_free(&r->secrets);
     gb_heap_free(&r->heap);
     if (r->txns)
-        for (size_t i = 0; i < r->cfg.max_transactions; i++)
+        for (size_t i = 0; i < r->txn_slots; i++)
             txn_clear(r, &r->txns[i]);
     free(r->txns);
     gb_index_free(&r->txn_ix);
-    for (size_t i = 0; i < r->ev_count; i++)
-        gb_reg_event_clear(&r->events[(r->ev_head + i) % r->ev_cap]);
-    free(r->events);
+    for (int k = 0; k < 2; k++) {
+        event_queue *q = &r->evq[k];
+        for (size_t i = 0; i < q->count; i++)
+            gb_reg_event_clear(&q->q[(q->head + i) % q->cap].ev);
+        free(q->q);
+    }
+    free(r->locks);
     gb_digest_nonces_free(r->nonces);
     gb_digest_ctx_free(r->dctx);
     free(r->fields);
@@ -583,37 +691,101 @@ void gb_reg_event_clear(gb_reg_event *ev)
     ev->text = ev->extra = NULL;
 }
 
-static gb_reg_event *push_event(gb_registrar *r, int type, const char *id, size_t id_len,
-                                int64_t now)
+/* Events a peer can cause without proving who it is, or routine ones:
+ * the first to go when the queue is full. */
+static int peer_event(int type)
+{
+    switch (type) {
+    case GB_REG_EV_AUTH_FAILED:
+    case GB_REG_EV_REJECTED:
+    case GB_REG_EV_KEEPALIVE:
+    case GB_REG_EV_MESSAGE:
+    case GB_REG_EV_REDIRECTED:
+    case GB_REG_EV_LOCKED_OUT:
+    case GB_REG_EV_NOTIFY:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static queued_event *queue_at(event_queue *q, size_t i)
+{
+    return &q->q[(q->head + i) % q->cap];
+}
+
+static void drop_oldest_event(gb_registrar *r, int k)
+{
+    event_queue *q = &r->evq[k];
+    queued_event *e = queue_at(q, 0);
+    r->st.event_bytes -= e->bytes;
+    gb_reg_event_clear(&e->ev);
+    q->head = (q->head + 1) % q->cap;
+    q->count--;
+    r->st.events_dropped++;
+    if (k == EVQ_STATE)
+        r->st.events_dropped_state++;
+}
+
+/* Room for one more event in queue k (doubling up to max_events). */
+static int queue_room(gb_registrar *r, int k)
+{
+    event_queue *q = &r->evq[k];
+    if (q->count < q->cap)
+        return 0;
+    size_t ncap = q->cap ? q->cap * 2 : 64;
+    if (ncap > r->cfg.max_events)
+        ncap = r->cfg.max_events;
+    queued_event *nq = malloc(ncap * sizeof(*nq));
+    if (!nq)
+        return -1;
+    for (size_t i = 0; i < q->count; i++)
+        nq[i] = *queue_at(q, i);
+    free(q->q);
+    q->q = nq;
+    q->cap = ncap;
+    q->head = 0;
+    return 0;
+}
+
+/* Queue an event with copies of its texts (text and extra may be NULL).
+ * Bounded by max_events and max_event_bytes: the oldest peer-triggered
+ * events make room first, a binding event may then push out older binding
+ * events, a peer-triggered one never does (it is dropped instead).  Every
+ * loss is counted in events_dropped.  Returns the event, or NULL. */
+static gb_reg_event *push_event_text(gb_registrar *r, int type, const char *id, size_t id_len,
+                                     int64_t now, const char *text, size_t text_len,
+                                     const char *extra, size_t extra_len)
 {
     if (r->cfg.event_mask && type != GB_REG_EV_NEED_SECRET && !(r->cfg.event_mask & (1u << type)))
         return NULL;
-    if (r->ev_count == r->ev_cap) {
-        if (r->ev_cap >= r->cfg.max_events) {
-            /* Bounded: the oldest event goes, and the loss is counted. */
-            gb_reg_event_clear(&r->events[r->ev_head]);
-            r->ev_head = (r->ev_head + 1) % r->ev_cap;
-            r->ev_count--;
-            r->st.events_dropped++;
-        } else {
-            size_t ncap = r->ev_cap ? r->ev_cap * 2 : 64;
-            if (ncap > r->cfg.max_events)
-                ncap = r->cfg.max_events;
-            gb_reg_event *ne = malloc(ncap * sizeof(*ne));
-            if (!ne) {
-                r->st.events_dropped++;
-                return NULL;
-            }
-            for (size_t i = 0; i < r->ev_count; i++)
-                ne[i] = r->events[(r->ev_head + i) % r->ev_cap];
-            free(r->events);
-            r->events = ne;
-            r->ev_cap = ncap;
-            r->ev_head = 0;
+    int k = peer_event(type) ? EVQ_PEER : EVQ_STATE;
+    uint64_t bytes = sizeof(queued_event) + (text ? text_len : 0) + (extra ? extra_len : 0);
+    for (;;) {
+        size_t total = r->evq[EVQ_STATE].count + r->evq[EVQ_PEER].count;
+        if (total < r->cfg.max_events && r->st.event_bytes + bytes <= r->cfg.max_event_bytes)
+            break;
+        if (r->evq[EVQ_PEER].count)
+            drop_oldest_event(r, EVQ_PEER);
+        else if (k == EVQ_STATE && r->evq[EVQ_STATE].count)
+            drop_oldest_event(r, EVQ_STATE);
+        else {
+            r->st.events_dropped++; /* this one: larger than the bound, or peer-triggered */
+            r->st.events_dropped_state += k == EVQ_STATE;
+            return NULL;
         }
     }
-    gb_reg_event *ev = &r->events[(r->ev_head + r->ev_count) % r->ev_cap];
-    r->ev_count++;
+    if (queue_room(r, k) < 0) {
+        r->st.events_dropped++;
+        r->st.events_dropped_state += k == EVQ_STATE;
+        return NULL;
+    }
+    event_queue *q = &r->evq[k];
+    queued_event *qe = queue_at(q, q->count++);
+    qe->seq = r->ev_seq++;
+    qe->bytes = bytes;
+    r->st.event_bytes += bytes;
+    gb_reg_event *ev = &qe->ev;
     memset(ev, 0, sizeof(*ev));
     ev->type = (uint8_t)type;
     ev->time_ms = now;
@@ -622,22 +794,53 @@ static gb_reg_event *push_event(gb_registrar *r, int type, const char *id, size_
     if (id_len)
         memcpy(ev->id, id, id_len);
     ev->id_len = (uint8_t)id_len;
+    if (text && (ev->text = dup_bytes(text, text_len)))
+        ev->text_len = (uint32_t)text_len;
+    if (extra && (ev->extra = dup_bytes(extra, extra_len)))
+        ev->extra_len = (uint32_t)extra_len;
     return ev;
 }
 
-static void event_text(gb_reg_event *ev, const char *p, size_t n)
+static gb_reg_event *push_event(gb_registrar *r, int type, const char *id, size_t id_len,
+                                int64_t now)
 {
-    if (ev && p && (ev->text = dup_bytes(p, n)))
-        ev->text_len = (uint32_t)n;
+    return push_event_text(r, type, id, id_len, now, NULL, 0, NULL, 0);
+}
+
+/* An event about a request whose sender proved nothing, within
+ * peer_event_rate a second: a flood of garbage or refusals then costs the
+ * application a bounded number of events (the counters see all of it). */
+static gb_reg_event *push_peer_event(gb_registrar *r, int type, const char *id, size_t id_len,
+                                     int64_t now)
+{
+    if (r->cfg.peer_event_rate) {
+        if (now - r->peer_ev_second >= 1000 || now < r->peer_ev_second) {
+            r->peer_ev_second = now;
+            r->peer_ev_count = 0;
+        }
+        if (r->peer_ev_count >= r->cfg.peer_event_rate) {
+            r->st.events_suppressed++;
+            return NULL;
+        }
+        r->peer_ev_count++;
+    }
+    return push_event(r, type, id, id_len, now);
 }
 
 size_t gb_registrar_pop_events(gb_registrar *r, gb_reg_event *out, size_t max)
 {
     size_t n = 0;
-    while (n < max && r->ev_count) {
-        out[n++] = r->events[r->ev_head];
-        r->ev_head = (r->ev_head + 1) % r->ev_cap;
-        r->ev_count--;
+    event_queue *st = &r->evq[EVQ_STATE], *pe = &r->evq[EVQ_PEER];
+    while (n < max && (st->count || pe->count)) {
+        /* the older of the two heads: one order, as they happened */
+        event_queue *q = !pe->count ? st
+                         : !st->count ? pe
+                         : queue_at(st, 0)->seq < queue_at(pe, 0)->seq ? st : pe;
+        queued_event *e = queue_at(q, 0);
+        out[n++] = e->ev;
+        r->st.event_bytes -= e->bytes;
+        q->head = (q->head + 1) % q->cap;
+        q->count--;
     }
     return n;
 }
@@ -687,10 +890,11 @@ static void binding_drop(gb_registrar *r, binding *b)
 /* ------------------------------------------------------------------ */
 /* Transactions: answers cached by (method, branch, sent-by).          */
 
-static size_t txn_oldest(const gb_registrar *r)
+/* The oldest transaction of a ring (count > 0): the first to expire. */
+static txn *txn_oldest(const gb_registrar *r, int ring)
 {
-    size_t cap = r->cfg.max_transactions;
-    return (r->txn_head + cap - r->txn_count) % cap;
+    const txn_ring *g = &r->rings[ring];
+    return &r->txns[g->base + (g->head + g->cap - g->count) % g->cap];
 }
 
 /* Take t out of the index, if it is there (a failed resume did already). */
@@ -702,12 +906,12 @@ static void txn_index_remove(gb_registrar *r, txn *t)
         gb_index_remove_at(&r->txn_ix, slot, txn_ref_hash, r);
 }
 
-static void txn_drop_oldest(gb_registrar *r)
+static void txn_drop_oldest(gb_registrar *r, int ring)
 {
-    txn *t = &r->txns[txn_oldest(r)];
+    txn *t = txn_oldest(r, ring);
     txn_index_remove(r, t);
     txn_clear(r, t);
-    r->txn_count--;
+    r->rings[ring].count--;
 }
 
 /* Key per RFC 3261 §17.2.3; 0 when the request cannot be matched that way. */
@@ -753,18 +957,22 @@ static txn *txn_lookup(gb_registrar *r, const char *key, size_t len, uint64_t ha
     return ref ? &r->txns[ref - 1] : NULL;
 }
 
-static txn *txn_insert(gb_registrar *r, const char *key, size_t len, uint64_t hash,
+/* A new transaction in a ring; a full ring loses its oldest, counted. */
+static txn *txn_insert(gb_registrar *r, int ring, const char *key, size_t len, uint64_t hash,
                        int64_t expires_at)
 {
-    if (r->txn_count == r->cfg.max_transactions) {
-        txn_drop_oldest(r);
+    txn_ring *g = &r->rings[ring];
+    if (g->count == g->cap) {
+        txn_drop_oldest(r, ring);
         r->st.transactions_evicted++;
+        r->st.trusted_evicted += ring == RING_TRUSTED;
     }
-    size_t slot = r->txn_head;
+    size_t slot = g->base + g->head;
     txn *t = &r->txns[slot];
-    r->txn_head = (r->txn_head + 1) % r->cfg.max_transactions;
-    r->txn_count++;
+    g->head = (g->head + 1) % g->cap;
+    g->count++;
     memset(t, 0, sizeof(*t));
+    t->ring = (uint8_t)ring;
     memcpy(t->key, key, len);
     t->key_len = (uint16_t)len;
     t->hash = hash;
@@ -787,6 +995,10 @@ typedef struct {
     size_t nfields;        /* in r->fields */
     size_t scratch_len;    /* of r->scratch */
     int overflow;          /* a field did not fit: the answer is not sent as built */
+    const char *id;        /* the device the request is about, once known */
+    size_t id_len;
+    int trusted;           /* the sender proved itself: credentials, or the
+                              binding's own source (the answer's ring) */
 } req_ctx;
 
 static void add_field(req_ctx *c, const char *name, const char *value, size_t len)
@@ -850,8 +1062,10 @@ static gb_reg_status send_reply(req_ctx *c, unsigned status, const char *reason)
         o.reason_len = sizeof(too_large) - 1;
         o.nfields = 0;
         gb_w_init(&w, c->out->buf, c->out->cap);
-        if (gb_build_reply(&w, c->b, c->m, 500, &o) < 0)
+        if (gb_build_reply(&w, c->b, c->m, 500, &o) < 0) {
+            r->st.drops[GB_REG_DROP_REPLY_TOO_LARGE]++;
             return GB_REG_DROPPED;
+        }
     }
     c->out->len = w.len;
     c->out->dest = *c->src;
@@ -859,16 +1073,25 @@ static gb_reg_status send_reply(req_ctx *c, unsigned status, const char *reason)
     return GB_REG_REPLY;
 }
 
-static gb_reg_status reject(req_ctx *c, unsigned status, const char *reason,
-                            const char *id, size_t id_len)
+/* Counts a refusal and reports it (within peer_event_rate unless the
+ * sender proved itself). */
+static void rejected_event(req_ctx *c, unsigned status, const char *reason,
+                           const char *id, size_t id_len)
 {
     c->r->st.rejected++;
-    gb_reg_event *ev = push_event(c->r, GB_REG_EV_REJECTED, id, id_len, c->now);
+    gb_reg_event *ev = c->trusted ? push_event(c->r, GB_REG_EV_REJECTED, id, id_len, c->now)
+                                  : push_peer_event(c->r, GB_REG_EV_REJECTED, id, id_len, c->now);
     if (ev) {
         ev->status = (uint16_t)status;
         ev->reason = reason;
         ev->source = *c->src;
     }
+}
+
+static gb_reg_status reject(req_ctx *c, unsigned status, const char *reason,
+                            const char *id, size_t id_len)
+{
+    rejected_event(c, status, reason, id, id_len);
     return send_reply(c, status, reason);
 }
 
@@ -952,7 +1175,8 @@ static gb_reg_status challenge(req_ctx *c, int stale)
         memcpy(nonce, r->cfg.fixed_nonce, r->cfg.fixed_nonce_len);
         nlen = (long)r->cfg.fixed_nonce_len;
     } else {
-        nlen = gb_digest_nonce_issue(r->nonces, c->now, (gb_bytes){NULL, 0}, nonce,
+        unsigned char bind[17];
+        nlen = gb_digest_nonce_issue(r->nonces, c->now, nonce_binding(c->src, bind), nonce,
                                      sizeof(nonce));
         if (nlen < 0)
             return send_reply(c, 500, "Nonce generation failed");
@@ -988,12 +1212,139 @@ static void auth_failed(req_ctx *c, const char *id, size_t id_len, const char *w
                         unsigned status)
 {
     c->r->st.auth_failures++;
-    gb_reg_event *ev = push_event(c->r, GB_REG_EV_AUTH_FAILED, id, id_len, c->now);
+    gb_reg_event *ev = push_peer_event(c->r, GB_REG_EV_AUTH_FAILED, id, id_len, c->now);
     if (ev) {
         ev->reason = why;
         ev->status = (uint16_t)status;
         ev->source = *c->src;
     }
+}
+
+/* ------------------------------------------------------------------ */
+/* Lockout (issue 12)                                                  */
+
+/* The lockout key of a source, with a device ID (id_len > 0) or without:
+ * id_len, family, the 8-byte prefix, the ID. */
+static size_t lock_key(const gb_peer *src, const char *id, size_t id_len,
+                       unsigned char key[10 + GB_REG_MAX_ID])
+{
+    memset(key, 0, 10);
+    key[0] = (unsigned char)id_len;
+    key[1] = src->family;
+    memcpy(key + 2, src->ip, src->family == 6 ? 8 : 4);
+    if (id_len)
+        memcpy(key + 10, id, id_len);
+    return 10 + id_len;
+}
+
+/* The slot of a key, or NULL.  With `make`, a free slot is taken for it:
+ * one never used, or one whose window and lock are over, or the unlocked
+ * one with the fewest failures; NULL (counted) when all four are live
+ * locks of other keys. */
+static lock_slot *lock_find(gb_registrar *r, const gb_peer *src, const char *id, size_t id_len,
+                            int64_t now, int make)
+{
+    if (!r->locks || id_len > GB_REG_MAX_ID)
+        return NULL;
+    unsigned char key[10 + GB_REG_MAX_ID];
+    size_t n = lock_key(src, id, id_len, key);
+    uint64_t h = gb_siphash(&r->hkey, key, n);
+    lock_slot *set = &r->locks[(h % r->lock_sets) * LOCK_WAYS];
+    lock_slot *idle = NULL, *weakest = NULL;
+    for (int w = 0; w < LOCK_WAYS; w++) {
+        lock_slot *s = &set[w];
+        if (s->family && s->hash == h && s->family == key[1] && s->id_len == id_len &&
+            memcmp(s->prefix, key + 2, 8) == 0 && memcmp(s->id, key + 10, id_len) == 0)
+            return s;
+        if (s->locked_until > now)
+            continue; /* a live lock is never given away */
+        if (!s->family || now - s->window_start >= r->cfg.lockout_window_ms) {
+            if (!idle)
+                idle = s;
+        } else if (!weakest || s->failures < weakest->failures) {
+            weakest = s;
+        }
+    }
+    lock_slot *spare = idle ? idle : weakest;
+    if (!make)
+        return NULL;
+    if (!spare) {
+        r->st.lockout_untracked++;
+        return NULL;
+    }
+    memset(spare, 0, sizeof(*spare));
+    spare->hash = h;
+    spare->family = key[1];
+    spare->id_len = (uint8_t)id_len;
+    memcpy(spare->prefix, key + 2, 8);
+    memcpy(spare->id, key + 10, id_len);
+    spare->window_start = now;
+    return spare;
+}
+
+static int lock_live(const lock_slot *s, int64_t now)
+{
+    return s && s->locked_until > now;
+}
+
+/* Refused by a lockout: the device from this address, or the address for
+ * every device.  A request from the device's binding's own source is never
+ * refused here (it is verified, and a wrong answer is still a failure):
+ * someone else's failures cannot lock a working device out (issue 12). */
+static int locked_out(gb_registrar *r, const gb_peer *src, const char *id, size_t id_len,
+                      const binding *bd, int64_t now)
+{
+    if (!r->locks || (bd && same_source(&bd->source, src)))
+        return 0;
+    return lock_live(lock_find(r, src, id, id_len, now, 0), now) ||
+           lock_live(lock_find(r, src, NULL, 0, now, 0), now);
+}
+
+/* Count one failure against a key; at the limit the key is locked. */
+static void lock_count(req_ctx *c, const char *id, size_t id_len, uint32_t limit)
+{
+    gb_registrar *r = c->r;
+    if (!limit)
+        return;
+    lock_slot *s = lock_find(r, c->src, id, id_len, c->now, 1);
+    if (!s || lock_live(s, c->now))
+        return;
+    if (c->now - s->window_start >= r->cfg.lockout_window_ms) {
+        s->window_start = c->now;
+        s->failures = 0;
+    }
+    if (++s->failures < limit)
+        return;
+    s->locked_until = c->now + r->cfg.lockout_ms;
+    r->st.lockouts++;
+    gb_reg_event *ev = push_event(r, GB_REG_EV_LOCKED_OUT, id, id_len, c->now);
+    if (ev) {
+        ev->status = 403;
+        ev->expires = (r->cfg.lockout_ms + 999) / 1000;
+        ev->sn = s->failures;
+        ev->source = *c->src;
+        ev->reason = id_len ? "too many failed answers for this device from this address"
+                            : "too many failed answers from this address";
+    }
+}
+
+/* A wrong answer (or an unknown device: then only the address counts). */
+static void lock_failure(req_ctx *c, const char *id, size_t id_len)
+{
+    if (!c->r->locks)
+        return;
+    if (id_len)
+        lock_count(c, id, id_len, c->r->cfg.lockout_failures);
+    lock_count(c, NULL, 0, c->r->cfg.lockout_source_failures);
+}
+
+/* A right answer starts the device's count at this address again (not
+ * the address's: one good device must not hide guesses at others). */
+static void lock_success(req_ctx *c, const char *id, size_t id_len)
+{
+    lock_slot *s = lock_find(c->r, c->src, id, id_len, c->now, 0);
+    if (s && !lock_live(s, c->now))
+        s->failures = 0;
 }
 
 typedef struct {
@@ -1074,6 +1425,7 @@ typedef struct {
     want_contact want[MAX_WANTED];
     size_t nwant;
     int wildcard;          /* Contact: * */
+    int uncredentialed;    /* let on by the trusted refresh policy */
 } reg_job;
 
 /* A step that answered returns the status; one that did not, GO_ON. */
@@ -1102,6 +1454,8 @@ static gb_reg_status identify(req_ctx *c, reg_job *j)
     if (r->cfg.id_policy == GB_IDS_STRICT && !is_gb_id(j->id, j->id_len))
         return reject(c, 400, "Device ID is not 20 digits (GB/T 28181 Appendix D)", j->id,
                       j->id_len);
+    c->id = j->id;
+    c->id_len = j->id_len;
     if (r->cfg.redirect_to) {
         gb_writer w;
         scratch_begin(c, &w);
@@ -1109,11 +1463,11 @@ static gb_reg_status identify(req_ctx *c, reg_job *j)
         gb_w_bytes(&w, r->cfg.redirect_to, r->cfg.redirect_to_len);
         gb_w_bytes(&w, ">", 1);
         scratch_end(c, &w, "Contact");
-        gb_reg_event *ev = push_event(r, GB_REG_EV_REDIRECTED, j->id, j->id_len, c->now);
+        gb_reg_event *ev = push_event_text(r, GB_REG_EV_REDIRECTED, j->id, j->id_len, c->now,
+                                           r->cfg.redirect_to, r->cfg.redirect_to_len, NULL, 0);
         if (ev) {
             ev->source = *c->src;
             ev->status = 302;
-            event_text(ev, r->cfg.redirect_to, r->cfg.redirect_to_len);
         }
         return send_reply(c, 302, NULL);
     }
@@ -1124,19 +1478,48 @@ static gb_reg_status identify(req_ctx *c, reg_job *j)
     return GO_ON;
 }
 
-/* Step 2, authenticate (§10.3 step 3, RFC 7616): the first Digest
- * Authorization decides (a GB 35114 capability hint is no credential);
- * without one, a challenge, unless the policy trusts a registered device's
- * refresh on its Call-ID from its address.  An unknown device whose secret
- * the caller looks up makes the request pending. */
-static gb_reg_status authenticate(req_ctx *c, reg_job *j, lookup_state *ls,
-                                  uint64_t *pending_out)
+/* The binding holds this contact URI. */
+static int has_contact(const binding *bd, const char *uri, size_t len)
+{
+    for (unsigned k = 0; k < bd->ncontacts; k++)
+        if (bd->contacts[k].uri_len == len && memcmp(bd->contacts[k].uri, uri, len) == 0)
+            return 1;
+    return 0;
+}
+
+/* The REGISTER names this contact URI. */
+static int wanted(const char *b, const reg_job *j, const char *uri, size_t len)
+{
+    for (size_t i = 0; i < j->nwant; i++)
+        if (j->want[i].uri.len == len && memcmp(b + j->want[i].uri.off, uri, len) == 0)
+            return 1;
+    return 0;
+}
+
+/* Digest credentials of a request about device c->id (RFC 3261 §22,
+ * RFC 7616): the first Digest Authorization decides; a GB 35114
+ * capability hint is no credential.  GO_ON with *authed 1 when they are
+ * right for this device, 0 when there are none.  Otherwise the answer is
+ * sent: 403 to a locked-out sender, to a wrong answer, to credentials of
+ * another device or of an unknown one; 401 to credentials that do not
+ * answer a challenge of ours to this address (a nonce issued elsewhere or
+ * used already, a qop downgrade, another realm...); 401 stale=true to a
+ * right answer to an old nonce; PENDING while the caller looks the
+ * device's secret up. */
+static gb_reg_status check_credentials(req_ctx *c, const binding *bd, lookup_state *ls,
+                                       uint64_t *pending_out, int *authed)
 {
     gb_registrar *r = c->r;
     const char *b = c->b;
     const gb_msg *m = c->m;
-    const char *id = j->id;
-    size_t id_len = j->id_len;
+    const char *id = c->id;
+    size_t id_len = c->id_len;
+    *authed = 0;
+    if (locked_out(r, c->src, id, id_len, bd, c->now)) {
+        r->st.locked_out++;
+        return reject(c, 403, "Forbidden (locked out after failed attempts)", id, id_len);
+    }
+    unsigned char bind[17];
     for (int i = gb_msg_find(m, GB_HDR_AUTHORIZATION, 0); i >= 0;
          i = gb_msg_next(m, GB_HDR_AUTHORIZATION, i)) {
         gb_digest_check chk = {
@@ -1144,9 +1527,13 @@ static gb_reg_status authenticate(req_ctx *c, reg_job *j, lookup_state *ls,
             .request_uri = {b + m->uri.off, m->uri.len},
             .body = {b + m->body.off, m->body.len},
             .realm = {r->cfg.realm, r->cfg.realm_len},
+            .binding = nonce_binding(c->src, bind),
             .now_ms = c->now,
             .allowed_algs = 0,
-            .allowed_qops = 0,
+            /* qop offered: an answer without it is a downgrade */
+            .allowed_qops = r->cfg.qop_auth && r->cfg.require_qop
+                                ? GB_QOP_BIT(GB_QOP_AUTH) | GB_QOP_BIT(GB_QOP_AUTH_INT)
+                                : 0,
             .uri_policy = r->cfg.uri_policy,
         };
         gb_digest_verdict v;
@@ -1162,22 +1549,30 @@ static gb_reg_status authenticate(req_ctx *c, reg_job *j, lookup_state *ls,
             !(v.cred.nonce.value.len == r->cfg.fixed_nonce_len &&
               memcmp(b + v.cred.nonce.value.off, r->cfg.fixed_nonce, r->cfg.fixed_nonce_len) == 0))
             res = GB_DIGEST_FORGED_NONCE;
-        if (res == GB_DIGEST_OK && !(v.cred.username.value.len == id_len &&
-                                     memcmp(b + v.cred.username.value.off, id, id_len) == 0)) {
+        /* Credentials for another device are refused whatever else they
+         * say, so the answer tells no guesser whether they were right. */
+        if (!(v.cred.username.value.len == id_len &&
+              memcmp(b + v.cred.username.value.off, id, id_len) == 0)) {
+            lock_failure(c, id, id_len);
             auth_failed(c, id, id_len, "credentials name another user", 403);
             return send_reply(c, 403, "Forbidden (credentials name another device)");
         }
         switch (res) {
         case GB_DIGEST_OK:
+            lock_success(c, id, id_len);
+            c->trusted = 1;
+            *authed = 1;
             return GO_ON;
         case GB_DIGEST_UNKNOWN_USER:
             if (ls->missing && r->cfg.ask_for_secrets && !ls->have_override) {
                 *pending_out = 1;
                 return GB_REG_PENDING;
             }
+            lock_failure(c, NULL, 0);
             auth_failed(c, id, id_len, "unknown device", 403);
             return send_reply(c, 403, "Forbidden (unknown device)");
         case GB_DIGEST_WRONG_RESPONSE:
+            lock_failure(c, id, id_len);
             auth_failed(c, id, id_len, "wrong password", 403);
             return send_reply(c, 403, NULL);
         case GB_DIGEST_URI_MISMATCH:
@@ -1185,18 +1580,82 @@ static gb_reg_status authenticate(req_ctx *c, reg_job *j, lookup_state *ls,
             return send_reply(c, 403, "Forbidden (digest uri mismatch)");
         case GB_DIGEST_STALE_NONCE:
             return challenge(c, 1);
+        case GB_DIGEST_REPLAYED_NC:
+            if (v.cred.qop_v != GB_QOP_NONE)
+                break;
+            /* a right answer to a nonce answered once already (no qop, so
+             * single use): many devices send their last credentials again
+             * on a refresh; stale=true has them answer a new nonce without
+             * calling it a failure (as Asterisk does).  A replay gets no
+             * further: the new nonce needs the password. */
+            r->st.nonces_reused++;
+            return challenge(c, 1);
         case GB_DIGEST_INTERNAL:
             return send_reply(c, 500, "Authentication failed internally");
-        default:
-            /* forged nonce, realm, algorithm, qop, opaque, replayed nc:
-             * credentials that do not answer our challenge; ask again. */
-            auth_failed(c, id, id_len, gb_digest_result_text(res), 401);
+        case GB_DIGEST_FORGED_NONCE:
+            /* not ours, or issued to another address: an answer sniffed
+             * elsewhere.  No stale=true, which would say it was right. */
+            auth_failed(c, id, id_len, "nonce not issued to this address", 401);
             return challenge(c, 0);
+        default:
+            break;
         }
+        /* realm, algorithm, qop (a downgrade), opaque, a replayed nc:
+         * credentials that do not answer our challenge. */
+        auth_failed(c, id, id_len, v.detail ? v.detail : gb_digest_result_text(res), 401);
+        return challenge(c, 0);
     }
-    int trusted = r->cfg.refresh_policy == GB_REFRESH_TRUST_CALL_ID && j->bd && j->same_call &&
-                  m->cseq > j->bd->cseq && peer_same_host(&j->bd->source, c->src);
-    return trusted ? GO_ON : challenge(c, 0);
+    return GO_ON;
+}
+
+/* Step 2, authenticate (§10.3 step 3): valid credentials, or none under
+ * the trusted refresh policy from the binding's own source (refresh_only()
+ * then limits what it may do), or a challenge. */
+static gb_reg_status authenticate(req_ctx *c, reg_job *j, lookup_state *ls,
+                                  uint64_t *pending_out)
+{
+    gb_registrar *r = c->r;
+    int authed;
+    gb_reg_status st = check_credentials(c, j->bd, ls, pending_out, &authed);
+    if (st != GO_ON || authed)
+        return st;
+    if (r->cfg.refresh_policy == GB_REFRESH_TRUST_CALL_ID && j->bd && j->same_call &&
+        c->m->cseq > j->bd->cseq && same_source(&j->bd->source, c->src)) {
+        j->uncredentialed = 1;
+        c->trusted = 1;
+        return GO_ON;
+    }
+    return challenge(c, 0);
+}
+
+/* What a refresh without credentials may do (Refresh.TRUST_CALL_ID):
+ * renew contacts the binding already has, or ask for them.  Adding,
+ * replacing or removing a contact needs credentials: a spoofed datagram
+ * from the device's address must not redirect or drop it. */
+static int refresh_only(const req_ctx *c, const reg_job *j)
+{
+    if (j->wildcard)
+        return 0;
+    for (size_t i = 0; i < j->nwant; i++) {
+        const want_contact *w = &j->want[i];
+        if (w->expires == 0 || !has_contact(j->bd, c->b + w->uri.off, w->uri.len))
+            return 0;
+    }
+    return 1;
+}
+
+/* Contact URI bytes the binding would hold after this REGISTER: the ones
+ * it keeps and the live ones asked for (max_contact_bytes). */
+static size_t contact_bytes_after(const req_ctx *c, const reg_job *j)
+{
+    size_t total = 0;
+    if (j->bd && j->same_call && !j->wildcard)
+        for (unsigned k = 0; k < j->bd->ncontacts; k++)
+            if (!wanted(c->b, j, j->bd->contacts[k].uri, j->bd->contacts[k].uri_len))
+                total += j->bd->contacts[k].uri_len;
+    for (size_t i = 0; i < j->nwant; i++)
+        total += j->want[i].expires > 0 ? j->want[i].uri.len : 0;
+    return total;
 }
 
 /* Step 3, order (§10.3 step 7): on the binding's Call-ID the CSeq grows;
@@ -1211,6 +1670,10 @@ static gb_reg_status order(req_ctx *c, reg_job *j)
     size_t id_len = j->id_len;
     if (j->bd && j->same_call && m->cseq <= j->bd->cseq)
         return reject(c, 500, "Out-of-order CSeq for this Call-ID", id, id_len);
+    /* bounded bytes per binding (issue 14): a well-formed request the
+     * registrar declines to keep is refused, RFC 3261 §21.4.4 */
+    if (j->cid->value.len > GB_REG_MAX_CALL_ID)
+        return reject(c, 403, "Call-ID longer than 256 bytes", id, id_len);
     for (int i = gb_msg_find(m, GB_HDR_CONTACT, 0); i >= 0; i = gb_msg_next(m, GB_HDR_CONTACT, i)) {
         gb_list_iter it;
         gb_span item;
@@ -1241,19 +1704,15 @@ static gb_reg_status order(req_ctx *c, reg_job *j)
     }
     if (j->wildcard && (j->nwant || m->expires != 0))
         return reject(c, 400, "Contact: * needs Expires: 0 and no other Contact", id, id_len);
+    if (contact_bytes_after(c, j) > r->cfg.max_contact_bytes)
+        return reject(c, 403, "Contact addresses too long (max_contact_bytes)", id, id_len);
     for (size_t i = 0; i < j->nwant; i++)
         if (j->want[i].expires > 0 && j->want[i].expires < r->cfg.min_expires) {
             gb_writer w;
             scratch_begin(c, &w);
             gb_w_uint(&w, r->cfg.min_expires);
             scratch_end(c, &w, "Min-Expires");
-            r->st.rejected++;
-            gb_reg_event *ev = push_event(r, GB_REG_EV_REJECTED, id, id_len, c->now);
-            if (ev) {
-                ev->status = 423;
-                ev->reason = "expires below Min-Expires";
-                ev->source = *c->src;
-            }
+            rejected_event(c, 423, "expires below Min-Expires", id, id_len);
             return send_reply(c, 423, NULL);
         }
     return GO_ON;
@@ -1320,9 +1779,15 @@ static gb_reg_status apply_binding(req_ctx *c, reg_job *j)
     bd->cseq = m->cseq;
     bd->source = *c->src;
     int ua = m->first[GB_HDR_USER_AGENT];
-    if (ua)
-        store_text(&bd->user_agent, &bd->ua_len, b + m->headers[ua - 1].value.off,
-                   m->headers[ua - 1].value.len);
+    if (ua) {
+        /* informational only (RFC 3261 §20.41): kept shortened */
+        size_t n = m->headers[ua - 1].value.len;
+        if (n > GB_REG_MAX_USER_AGENT) {
+            n = GB_REG_MAX_USER_AGENT;
+            r->st.user_agents_cut++;
+        }
+        store_text(&bd->user_agent, &bd->ua_len, b + m->headers[ua - 1].value.off, n);
+    }
     return GO_ON;
 }
 
@@ -1365,14 +1830,12 @@ static gb_reg_status reply_register(req_ctx *c, reg_job *j)
             r->st.registrations++;
         else
             r->st.refreshes++;
-        gb_reg_event *ev = push_event(r, j->created ? GB_REG_EV_REGISTERED : GB_REG_EV_REFRESHED,
-                                      j->id, j->id_len, c->now);
+        gb_reg_event *ev = push_event_text(
+            r, j->created ? GB_REG_EV_REGISTERED : GB_REG_EV_REFRESHED, j->id, j->id_len, c->now,
+            bd->contacts[0].uri, bd->contacts[0].uri_len, bd->user_agent, bd->ua_len);
         if (ev) {
             ev->expires = j->granted;
             ev->source = *c->src;
-            event_text(ev, bd->contacts[0].uri, bd->contacts[0].uri_len);
-            if (bd->user_agent && (ev->extra = dup_bytes(bd->user_agent, bd->ua_len)))
-                ev->extra_len = bd->ua_len;
         }
         if (!j->created && !was_online) {
             ev = push_event(r, GB_REG_EV_ONLINE, j->id, j->id_len, c->now);
@@ -1395,6 +1858,10 @@ static gb_reg_status do_register(req_ctx *c, lookup_state *ls, uint64_t *pending
     if ((st = identify(c, &j)) != GO_ON || (st = authenticate(c, &j, ls, pending_out)) != GO_ON ||
         (st = order(c, &j)) != GO_ON)
         return st;
+    if (j.uncredentialed && !refresh_only(c, &j)) {
+        c->trusted = 0;
+        return challenge(c, 0);
+    }
     if (!j.nwant && !j.wildcard) {
         /* a query (§10.3 step 8): the current bindings, nothing changes */
         add_contact_fields(c, j.bd);
@@ -1449,7 +1916,13 @@ static int is_manscdp(const char *b, const gb_msg *m)
     return gb_ieq(v, k, "application/manscdp+xml", 23);
 }
 
-static gb_reg_status do_message(req_ctx *c)
+/* GB/T 28181 §9.6.1 keepalives and other MANSCDP MESSAGEs.  A MESSAGE
+ * counts for a device when it carries the device's valid credentials or
+ * comes from its binding's own source; anything else touches no binding,
+ * flips no online state and queues no body (issue 14): 403 when the device
+ * is not registered, and from a foreign address 403 or, by policy, a
+ * challenge whose valid answer moves the binding there. */
+static gb_reg_status do_message(req_ctx *c, lookup_state *ls, uint64_t *pending_out)
 {
     gb_registrar *r = c->r;
     const char *b = c->b;
@@ -1466,21 +1939,36 @@ static gb_reg_status do_message(req_ctx *c)
         return reject(c, 400, "Malformed From header", NULL, 0);
     const char *id = b + fu.user.off;
     size_t id_len = fu.user.len > GB_REG_MAX_ID ? GB_REG_MAX_ID : fu.user.len;
+    c->id = id;
+    c->id_len = id_len;
     gb_span cmd = xml_text(b, m->body, "CmdType");
     int keepalive = gb_ieq(b + cmd.off, cmd.len, "Keepalive", 9);
     binding *bd = id_find(r, &r->bindings, id, id_len);
+    int authed;
+    gb_reg_status st = check_credentials(c, bd, ls, pending_out, &authed);
+    if (st != GO_ON)
+        return st;
+    int own = bd && same_source(&bd->source, c->src);
+    if (!authed && !own) {
+        if (!bd)
+            return reject(c, 403, "Forbidden (device not registered)", id, id_len);
+        r->st.keepalives_refused++;
+        if (r->cfg.keepalive_policy == GB_KEEPALIVE_CHALLENGE)
+            return challenge(c, 0);
+        return reject(c, 403, "Forbidden (not the registered address)", id, id_len);
+    }
+    c->trusted = 1;
     if (!keepalive) {
-        gb_reg_event *ev = push_event(r, GB_REG_EV_MESSAGE, id, id_len, c->now);
-        if (ev) {
+        gb_reg_event *ev = push_event_text(r, GB_REG_EV_MESSAGE, id, id_len, c->now,
+                                           b + m->body.off, m->body.len, NULL, 0);
+        if (ev)
             ev->source = *c->src;
-            event_text(ev, b + m->body.off, m->body.len);
-        }
         return send_reply(c, 200, NULL);
     }
     if (!bd)
         return reject(c, 403, "Forbidden (device not registered)", id, id_len);
     r->st.keepalives++;
-    bd->source = *c->src;
+    bd->source = *c->src; /* the same, or proven by credentials */
     bd->last_keepalive = c->now;
     if (r->cfg.keepalive_interval_ms && r->cfg.keepalive_timeout_count)
         bd->keepalive_deadline =
@@ -1493,15 +1981,15 @@ static gb_reg_status do_message(req_ctx *c)
     }
     heap_fix(r, bd);
     if (r->cfg.keepalive_events) {
-        gb_reg_event *ev = push_event(r, GB_REG_EV_KEEPALIVE, id, id_len, c->now);
+        gb_span stat = xml_text(b, m->body, "Status");
+        gb_reg_event *ev = push_event_text(r, GB_REG_EV_KEEPALIVE, id, id_len, c->now,
+                                           b + stat.off, stat.len, NULL, 0);
         if (ev) {
             gb_span sn = xml_text(b, m->body, "SN");
             uint64_t v = 0;
             if (sn.len && gb_parse_uint(b + sn.off, sn.len, 0xffffffffu, &v) == 0)
                 ev->sn = (uint32_t)v;
             ev->source = *c->src;
-            gb_span st = xml_text(b, m->body, "Status");
-            event_text(ev, b + st.off, st.len);
         }
     }
     return send_reply(c, 200, NULL);
@@ -1523,17 +2011,15 @@ static void on_preq_result(void *arg, const gb_preq_result *res)
     preq_ctx *pc = arg;
     int type = res->kind == GB_PREQ_ANSWERED ? GB_REG_EV_REQUEST_ANSWERED
                                              : GB_REG_EV_REQUEST_TIMEOUT;
-    gb_reg_event *ev = push_event(pc->r, type, res->device_id, res->device_id_len, pc->now);
+    gb_reg_event *ev = push_event_text(pc->r, type, res->device_id, res->device_id_len,
+                                       pc->now, res->reason, res->reason_len, res->to_tag,
+                                       res->to_tag_len);
     if (!ev)
         return;
     ev->pending_id = res->handle;
     ev->status = res->status;
     ev->expires = res->expires > 0 && res->expires <= 0xffffffff ? (uint32_t)res->expires : 0;
     ev->source = res->source;
-    if (res->reason)
-        event_text(ev, res->reason, res->reason_len);
-    if (res->to_tag && (ev->extra = dup_bytes(res->to_tag, res->to_tag_len)))
-        ev->extra_len = (uint32_t)res->to_tag_len;
 }
 
 static int platform_response(gb_registrar *r, const char *buf, const gb_msg *m,
@@ -1544,7 +2030,9 @@ static int platform_response(gb_registrar *r, const char *buf, const gb_msg *m,
 }
 
 /* NOTIFY (GB/T 28181 §9.11: catalog, alarm, position of a subscription):
- * answered 200, the body and Event header become an event. */
+ * from a registered device's own source (as its MESSAGEs, issue 14) it is
+ * answered 200 and its body and Event header become an event; from anyone
+ * else 403, touching nothing. */
 static gb_reg_status do_notify(req_ctx *c)
 {
     const char *b = c->b;
@@ -1555,16 +2043,19 @@ static gb_reg_status do_notify(req_ctx *c)
     if (gb_parse_name_addr(b, from->value, 0, &na, NULL) != GB_OK ||
         gb_parse_uri(b, na.uri, &fu, NULL) != GB_OK || !fu.has_user)
         return reject(c, 400, "Malformed From header", NULL, 0);
+    const char *id = b + fu.user.off;
     size_t id_len = fu.user.len > GB_REG_MAX_ID ? GB_REG_MAX_ID : fu.user.len;
-    gb_reg_event *ev = push_event(c->r, GB_REG_EV_NOTIFY, b + fu.user.off, id_len, c->now);
-    if (ev) {
+    binding *bd = id_find(c->r, &c->r->bindings, id, id_len);
+    if (!bd)
+        return reject(c, 403, "Forbidden (device not registered)", id, id_len);
+    if (!same_source(&bd->source, c->src))
+        return reject(c, 403, "Forbidden (not the registered address)", id, id_len);
+    int e = m->first[GB_HDR_EVENT];
+    gb_reg_event *ev = push_event_text(
+        c->r, GB_REG_EV_NOTIFY, id, id_len, c->now, b + m->body.off, m->body.len,
+        e ? b + m->headers[e - 1].value.off : NULL, e ? m->headers[e - 1].value.len : 0);
+    if (ev)
         ev->source = *c->src;
-        event_text(ev, b + m->body.off, m->body.len);
-        int e = m->first[GB_HDR_EVENT];
-        if (e && (ev->extra = dup_bytes(b + m->headers[e - 1].value.off,
-                                        m->headers[e - 1].value.len)))
-            ev->extra_len = m->headers[e - 1].value.len;
-    }
     return send_reply(c, 200, NULL);
 }
 
@@ -1694,14 +2185,6 @@ static int remove_line(char *buf, size_t *len, uint32_t line)
 static const gb_header_id mandatory_ids[] = {GB_HDR_VIA, GB_HDR_FROM, GB_HDR_TO,
                                              GB_HDR_CALL_ID, GB_HDR_CSEQ};
 
-static int mandatory(gb_header_id id)
-{
-    for (size_t k = 0; k < sizeof(mandatory_ids) / sizeof(mandatory_ids[0]); k++)
-        if (mandatory_ids[k] == id)
-            return 1;
-    return 0;
-}
-
 /* The first mandatory header the request lacks, GB_HDR_OTHER when none. */
 static gb_header_id first_missing(const gb_msg *m)
 {
@@ -1728,13 +2211,32 @@ static const char *missing_reason(gb_header_id id)
     }
 }
 
+static const char *const drop_names[GB_REG_DROP__COUNT] = {
+    [GB_REG_DROP_UNPARSEABLE] = "unparseable",
+    [GB_REG_DROP_NO_VIA] = "no_via",
+    [GB_REG_DROP_ACK] = "ack",
+    [GB_REG_DROP_RESPONSE] = "response",
+    [GB_REG_DROP_RATE] = "rate",
+    [GB_REG_DROP_PENDING_FULL] = "pending_full",
+    [GB_REG_DROP_IN_PROGRESS] = "in_progress",
+    [GB_REG_DROP_REPLY_TOO_LARGE] = "reply_too_large",
+};
+
+const char *gb_reg_drop_name(gb_reg_drop d)
+{
+    return (unsigned)d < GB_REG_DROP__COUNT ? drop_names[d] : "unknown";
+}
+
 /* Nothing can be answered (no Via to answer along, or no request at all):
- * count the drop and say why in an event. */
-static gb_reg_status drop_unanswerable(gb_registrar *r, const char *why, const gb_peer *src,
-                                       int64_t now)
+ * count the drop by reason (and parse error) and say why in an event. */
+static gb_reg_status drop_unanswerable(gb_registrar *r, gb_reg_drop kind, gb_error_code code,
+                                       const char *why, const gb_peer *src, int64_t now)
 {
     r->st.dropped_unparseable++;
-    gb_reg_event *ev = push_event(r, GB_REG_EV_REJECTED, NULL, 0, now);
+    r->st.drops[kind]++;
+    if (kind == GB_REG_DROP_UNPARSEABLE && (unsigned)code < GB_ERR__COUNT)
+        r->st.drops_parse[code]++;
+    gb_reg_event *ev = push_peer_event(r, GB_REG_EV_REJECTED, NULL, 0, now);
     if (ev) {
         ev->reason = why;
         ev->source = *src;
@@ -1742,10 +2244,49 @@ static gb_reg_status drop_unanswerable(gb_registrar *r, const char *why, const g
     return GB_REG_DROPPED;
 }
 
-/* A message that failed strict parsing.  When the headers an answer needs
- * (Via, From, To, Call-ID, CSeq) are intact, answer with the strict
- * error's status and reason; to find them, a lenient look goes past the
- * offending header lines.  Otherwise drop the message and count it. */
+static int token_char(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("-.!%*_+`'~", ch));
+}
+
+/* A request line the parser refused (RFC 4475 §3.1.2.7-3.1.2.10: <> or
+ * spaces around the Request-URI, whitespace after the version) still
+ * names a request when it starts with a method token and a space and
+ * says SIP/2.0: write "<method> sip:invalid SIP/2.0" in its place (buf
+ * has room for len + 32), so the headers can be read for an answer, which
+ * echoes headers, never the start line.  Returns the new length, or 0
+ * when the line is no request line. */
+static size_t rewrite_start_line(char *buf, size_t len)
+{
+    const char *lf = memchr(buf, '\n', len);
+    if (!lf)
+        return 0;
+    size_t line = (size_t)(lf - buf), k = 0;
+    while (k < line && token_char((unsigned char)buf[k]))
+        k++;
+    if (!k || k >= line || buf[k] != ' ')
+        return 0;
+    int sip = 0;
+    for (size_t i = k; i + 7 <= line && !sip; i++)
+        sip = memcmp(buf + i, "SIP/2.0", 7) == 0;
+    if (!sip)
+        return 0;
+    static const char tail[] = " sip:invalid SIP/2.0\r\n";
+    size_t head = k + sizeof(tail) - 1, rest = len - line - 1;
+    memmove(buf + head, buf + line + 1, rest); /* head <= line + 1 + 32 */
+    memcpy(buf + k, tail, sizeof(tail) - 1);
+    return head + rest;
+}
+
+/* A message that failed strict parsing.  When it is a request with a Via
+ * to answer along, answer with the strict error's status and reason (RFC
+ * 3261 §8.2, RFC 4475 §3.1.2 and §3.3.1/§3.3.8); to read the headers, a
+ * lenient look writes a placeholder for a malformed request line and goes
+ * past offending header lines (a malformed From, To, Call-ID or CSeq is
+ * then left out of the answer, as a missing one is: no malformed bytes
+ * are sent back) and second copies of single headers.  Anything else is
+ * dropped and counted by reason. */
 static gb_reg_status handle_bad(gb_registrar *r, const char *buf, size_t len,
                                 const gb_error *err, const gb_peer *src, int64_t now,
                                 int64_t wall, gb_reg_reply *out)
@@ -1761,35 +2302,50 @@ static gb_reg_status handle_bad(gb_registrar *r, const char *buf, size_t len,
     lim.max_line = 0x7fffffff;
     lim.max_vias = 256;
     lim.max_contacts = 256;
+    if (len >= 4 && memcmp(buf, "SIP/", 4) == 0) /* a response: never answered */
+        return drop_unanswerable(r, GB_REG_DROP_RESPONSE, err->code, err->reason, src, now);
     char *copy = NULL;
     const char *b = buf;
     size_t blen = len;
     gb_error e2;
-    int ok = 0;
-    for (int attempt = 0; len <= 0x7fffffff && attempt < 8; attempt++) {
+    int ok = 0, rewrote = 0;
+    for (int attempt = 0; len <= 0x7fffffff && attempt < 12; attempt++) {
         gb_msg_init(&m, hdrs, 256);
         if (gb_parse(b, blen, 0, &lim, &m, &e2) == GB_OK) {
             ok = 1;
             break;
         }
-        if (e2.line < 2 || mandatory(e2.header) || e2.code == GB_ERR_LINE_ENDING ||
-            e2.code == GB_ERR_NO_HEADERS_END)
+        if (e2.code == GB_ERR_LINE_ENDING || e2.code == GB_ERR_NO_HEADERS_END ||
+            e2.header == GB_HDR_VIA || e2.line < 1 || (e2.line == 1 && rewrote))
             break;
         if (!copy) {
-            copy = malloc(len);
+            copy = malloc(len + 32);
             if (!copy)
                 break;
             memcpy(copy, buf, len);
             b = copy;
         }
+        if (e2.line == 1) {
+            size_t n = rewrite_start_line(copy, blen);
+            if (!n)
+                break;
+            blen = n;
+            rewrote = 1;
+            continue;
+        }
         if (remove_line(copy, &blen, e2.line) < 0)
             break;
     }
     gb_reg_status st;
-    if (!ok || m.kind != GB_REQUEST || m.method_id == GB_METHOD_ACK ||
-        first_missing(&m) != GB_HDR_OTHER) {
-        st = drop_unanswerable(r, err->reason, src, now);
-    } else {
+    if (!ok)
+        st = drop_unanswerable(r, GB_REG_DROP_UNPARSEABLE, err->code, err->reason, src, now);
+    else if (m.kind != GB_REQUEST)
+        st = drop_unanswerable(r, GB_REG_DROP_RESPONSE, err->code, err->reason, src, now);
+    else if (m.method_id == GB_METHOD_ACK)
+        st = drop_unanswerable(r, GB_REG_DROP_ACK, err->code, err->reason, src, now);
+    else if (!m.first[GB_HDR_VIA])
+        st = drop_unanswerable(r, GB_REG_DROP_NO_VIA, err->code, err->reason, src, now);
+    else {
         req_ctx c = {.r = r, .b = b, .m = &m, .src = src, .now = now, .wall = wall, .out = out};
         st = reject(&c, err->status ? err->status : 400, err->reason, NULL, 0);
     }
@@ -1813,15 +2369,18 @@ static gb_reg_status process(gb_registrar *r, const char *buf, size_t len,
         return handle_bad(r, buf, len, &err, src, now, wall, out);
     if (m.kind == GB_RESPONSE) {
         /* an answer to one of our requests (platform_requests.h)? */
-        if (!platform_response(r, buf, &m, src, now))
+        if (!platform_response(r, buf, &m, src, now)) {
             r->st.stray_responses++;
+            r->st.drops[GB_REG_DROP_RESPONSE]++;
+        }
         return GB_REG_NONE;
     }
     if (m.method_id == GB_METHOD_ACK)
         return GB_REG_NONE;
     gb_header_id missing = first_missing(&m);
     if (missing == GB_HDR_VIA)
-        return drop_unanswerable(r, missing_reason(missing), src, now);
+        return drop_unanswerable(r, GB_REG_DROP_NO_VIA, GB_ERR_MISSING_HEADER,
+                                 missing_reason(missing), src, now);
 
     char key[TXN_KEY_MAX];
     size_t klen = 0;
@@ -1834,10 +2393,13 @@ static gb_reg_status process(gb_registrar *r, const char *buf, size_t len,
             if (t) {
                 /* RFC 3261 §17.2.1: a retransmission gets the same answer */
                 r->st.retransmissions_absorbed++;
-                if (t->state != TXN_DONE)
+                if (t->state != TXN_DONE) {
+                    r->st.drops[GB_REG_DROP_IN_PROGRESS]++;
                     return GB_REG_DROPPED;
+                }
                 if (t->response_len > out->cap) {
                     r->st.replies_too_large++;
+                    r->st.drops[GB_REG_DROP_REPLY_TOO_LARGE]++;
                     return GB_REG_DROPPED;
                 }
                 memcpy(out->buf, t->response, t->response_len);
@@ -1868,7 +2430,7 @@ static gb_reg_status process(gb_registrar *r, const char *buf, size_t len,
             st = do_register(&c, ls, &want_pending);
             break;
         case GB_METHOD_MESSAGE:
-            st = do_message(&c);
+            st = do_message(&c, ls, &want_pending);
             break;
         case GB_METHOD_NOTIFY:
             st = do_notify(&c);
@@ -1892,9 +2454,10 @@ static gb_reg_status process(gb_registrar *r, const char *buf, size_t len,
         if (r->pending_count >= r->cfg.max_pending || !klen) {
             /* No room to wait (or no way to match the answer later). */
             r->st.dropped_pending_full++;
+            r->st.drops[GB_REG_DROP_PENDING_FULL]++;
             return GB_REG_DROPPED;
         }
-        txn *t = txn_insert(r, key, klen, khash, now + r->cfg.transaction_ms);
+        txn *t = txn_insert(r, RING_OPEN, key, klen, khash, now + r->cfg.transaction_ms);
         t->state = TXN_PENDING;
         t->request = dup_bytes(buf, len);
         t->request_len = (uint32_t)len;
@@ -1902,26 +2465,27 @@ static gb_reg_status process(gb_registrar *r, const char *buf, size_t len,
         size_t slot = (size_t)(t - r->txns);
         t->pending_id = ((uint64_t)slot << 32) | (++r->pending_gen & 0xffffffffu);
         r->pending_count++;
-        gb_reg_event *ev = push_event(r, GB_REG_EV_NEED_SECRET, NULL, 0, now);
+        gb_reg_event *ev = push_event(r, GB_REG_EV_NEED_SECRET, c.id, c.id_len, now);
         if (ev) {
-            /* the device ID is the To user; re-derive it for the event */
-            const gb_header *to = &m.headers[m.first[GB_HDR_TO] - 1];
-            gb_name_addr na;
-            gb_uri tu;
-            if (gb_parse_name_addr(buf, to->value, 0, &na, NULL) == GB_OK &&
-                gb_parse_uri(buf, na.uri, &tu, NULL) == GB_OK && tu.user.len <= GB_REG_MAX_ID) {
-                memcpy(ev->id, buf + tu.user.off, tu.user.len);
-                ev->id_len = (uint8_t)tu.user.len;
-            }
             ev->pending_id = t->pending_id;
             ev->source = *src;
         }
         return GB_REG_PENDING;
     }
     if (st == GB_REG_REPLY) {
+        int ring = c.trusted ? RING_TRUSTED : RING_OPEN;
         txn *t = own;
+        if (t && t->ring != ring) {
+            /* a look-up answered for a device that proved itself: its
+             * answer moves to the trusted ring */
+            txn *moved = txn_insert(r, ring, t->key, t->key_len, t->hash, t->expires_at);
+            moved->dest = t->dest;
+            txn_index_remove(r, t);
+            txn_clear(r, t);
+            t = moved;
+        }
         if (!t && klen)
-            t = txn_insert(r, key, klen, khash, now + r->cfg.transaction_ms);
+            t = txn_insert(r, ring, key, klen, khash, now + r->cfg.transaction_ms);
         if (t) {
             if (t->state == TXN_PENDING) {
                 r->pending_count--;
@@ -1957,6 +2521,7 @@ gb_reg_status gb_registrar_handle(gb_registrar *r, const char *buf, size_t len,
     out->len = 0;
     if (!rate_ok(r, src, now_ms)) {
         r->st.dropped_rate++;
+        r->st.drops[GB_REG_DROP_RATE]++;
         return GB_REG_DROPPED;
     }
     lookup_state ls = {.r = r};
@@ -1969,7 +2534,7 @@ gb_reg_status gb_registrar_resume(gb_registrar *r, uint64_t pending_id, int kind
 {
     size_t slot = (size_t)(pending_id >> 32);
     out->len = 0;
-    if (slot >= r->cfg.max_transactions)
+    if (slot >= r->txn_slots)
         return GB_REG_DROPPED;
     txn *t = &r->txns[slot];
     if (t->state != TXN_PENDING || t->pending_id != pending_id)
@@ -2000,11 +2565,9 @@ int64_t gb_registrar_next_deadline(const gb_registrar *r)
     int64_t pd = gb_preq_next_deadline(r->preq);
     if (pd < d)
         d = pd;
-    if (r->txn_count) {
-        const txn *t = &r->txns[txn_oldest(r)];
-        if (t->expires_at < d)
-            d = t->expires_at;
-    }
+    for (int k = 0; k < 2; k++)
+        if (r->rings[k].count && txn_oldest(r, k)->expires_at < d)
+            d = txn_oldest(r, k)->expires_at;
     return d;
 }
 
@@ -2012,8 +2575,9 @@ void gb_registrar_handle_timer(gb_registrar *r, int64_t now)
 {
     preq_ctx pc = {r, now};
     gb_preq_handle_timer(r->preq, now, on_preq_result, &pc);
-    while (r->txn_count && r->txns[txn_oldest(r)].expires_at <= now)
-        txn_drop_oldest(r);
+    for (int k = 0; k < 2; k++)
+        while (r->rings[k].count && txn_oldest(r, k)->expires_at <= now)
+            txn_drop_oldest(r, k);
     for (binding *b; (b = heap_top(r)) && binding_deadline(b) <= now;) {
         for (unsigned i = 0; i < b->ncontacts;) {
             if (b->contacts[i].expires_at <= now) {
@@ -2109,7 +2673,7 @@ void gb_registrar_get_stats(const gb_registrar *r, gb_registrar_stats *s)
     *s = r->st;
     s->bindings = r->bindings.ix.count;
     s->pending = r->pending_count;
-    s->transactions = r->txn_count;
+    s->transactions = r->rings[RING_OPEN].count + r->rings[RING_TRUSTED].count;
     /* binding structs, their strings, and the index, slab and heap slots */
     uint64_t bytes = gb_index_bytes(&r->bindings.ix) +
                      (uint64_t)r->bindings.slab.cap * (sizeof(void *) + sizeof(uint32_t)) +

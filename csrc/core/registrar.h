@@ -72,12 +72,24 @@ enum {
                                     Call-ID, from its address, needs none */
 };
 
+/* What an unauthenticated keepalive (or other MESSAGE) for a registered
+ * device gets when it comes from another address than the binding's: the
+ * binding never moves without credentials (issue 14). */
+enum {
+    GB_KEEPALIVE_REFUSE = 0,     /* 403; the device re-registers to move */
+    GB_KEEPALIVE_CHALLENGE = 1   /* 401; valid credentials move the binding */
+};
+
 enum {
     GB_IDS_ANY = 0,      /* any user part up to GB_REG_MAX_ID bytes */
     GB_IDS_STRICT = 1    /* GB/T 28181 §Appendix D: 20 decimal digits */
 };
 
 #define GB_REG_MAX_ID 64
+/* Bytes a binding keeps of a device's fields (docs/registrar.md, Security):
+ * a longer Call-ID is refused (403), a longer User-Agent is cut here. */
+#define GB_REG_MAX_CALL_ID 256
+#define GB_REG_MAX_USER_AGENT 128
 
 typedef struct {
     const char *server_id;        /* 20 digits, e.g. 34020000002000000001 */
@@ -93,7 +105,10 @@ typedef struct {
     uint32_t keepalive_interval_ms; /* default 60000 */
     uint32_t keepalive_timeout_count; /* default 3 */
     int qop_auth;                 /* offer qop="auth" */
+    int require_qop;              /* with qop_auth, refuse an answer without qop
+                                     (a downgrade; RFC 7616 §3.4); default 1 */
     int refresh_policy;           /* GB_REFRESH_* */
+    int keepalive_policy;         /* GB_KEEPALIVE_*; default REFUSE */
     int id_policy;                /* GB_IDS_* */
     int uri_policy;               /* GB_URI_* of digest.h; default ANY */
     const char *gb_version;       /* X-GB-Ver value, NULL: not sent */
@@ -103,6 +118,8 @@ typedef struct {
     const unsigned char *nonce_key; /* 16..64 bytes; required unless fixed_nonce */
     size_t nonce_key_len;
     uint32_t nonce_lifetime;      /* seconds; default 300 */
+    uint32_t nonce_replay_slots;  /* used nonces remembered (32 bytes each):
+                                     each nonce answers once; default 65536 */
     const char *redirect_to;      /* answer every REGISTER with 302 to this URI */
     size_t redirect_to_len;
     uint64_t seed;                /* PRNG seed for tags (the caller's randomness) */
@@ -113,8 +130,23 @@ typedef struct {
     uint32_t max_transactions;    /* cached answers; default 65536 */
     uint32_t max_pending;         /* secret lookups in flight; default 1024 */
     uint32_t max_events;          /* queued events; default 65536 */
+    uint64_t max_event_bytes;     /* their bytes, texts included; default 64 MiB */
+    uint32_t peer_event_rate;     /* events a second about requests whose sender
+                                     proved nothing (refusals, failures, garbage);
+                                     the rest are counted, not queued; 0: no
+                                     limit; default 1000 */
+    uint32_t max_contact_bytes;   /* contact URI bytes per binding; default 1024 */
     uint32_t transaction_ms;      /* Timer J for UDP; default 32000 */
     uint32_t rate_per_source;     /* requests/s per source IP; 0: unlimited */
+    /* Password guessing (issue 12): wrong Digest answers counted per
+     * (device, source address) and per source address within a window;
+     * at the count the key is refused (403) for lockout_ms.  Source
+     * address: the IPv4 address or the IPv6 /64. */
+    uint32_t lockout_failures;    /* per device from one address; 0: off; default 5 */
+    uint32_t lockout_source_failures; /* per address, any device; 0: off; default 100 */
+    uint32_t lockout_window_ms;   /* default 60000 */
+    uint32_t lockout_ms;          /* default 300000 */
+    uint32_t lockout_slots;       /* fixed table (about 100 bytes each); default 16384 */
     uint32_t lenient;             /* GB_LENIENT_* for incoming messages */
     const char *server_header;    /* Server header of answers; NULL: none */
     size_t server_header_len;
@@ -191,6 +223,9 @@ typedef enum {
     GB_REG_EV_MESSAGE,          /* another MANSCDP MESSAGE, answered 200 */
     GB_REG_EV_NEED_SECRET,      /* pending: look up the device's secret */
     GB_REG_EV_REDIRECTED,
+    GB_REG_EV_LOCKED_OUT,       /* a lockout began: id set for (device, source),
+                                   empty for the whole source; expires = seconds,
+                                   sn = failures counted */
     /* The platform side (platform_requests.h); pending_id is the request's
      * handle.  ANSWERED: status, text = reason phrase, extra = To tag,
      * expires = the answer's Expires (0 absent). */
@@ -251,6 +286,22 @@ int gb_registrar_binding_contact(const gb_registrar *r, const char *id, size_t i
                                  uint32_t n, const char **uri, size_t *uri_len,
                                  int64_t *expires_at);
 
+/* Why a request went unanswered (gb_registrar_stats.drops). */
+typedef enum {
+    GB_REG_DROP_UNPARSEABLE = 0, /* not a request an answer can be built for
+                                    (by parse error: drops_parse) */
+    GB_REG_DROP_NO_VIA,          /* a request without a Via to answer along */
+    GB_REG_DROP_ACK,             /* a malformed ACK (never answered) */
+    GB_REG_DROP_RESPONSE,        /* a response (the registrar sends no requests) */
+    GB_REG_DROP_RATE,            /* rate_per_source */
+    GB_REG_DROP_PENDING_FULL,    /* max_pending look-ups in flight */
+    GB_REG_DROP_IN_PROGRESS,     /* a retransmission whose answer is not ready */
+    GB_REG_DROP_REPLY_TOO_LARGE, /* not even a 500 fits the caller's buffer */
+    GB_REG_DROP__COUNT
+} gb_reg_drop;
+
+const char *gb_reg_drop_name(gb_reg_drop d); /* "no_via" */
+
 typedef struct {
     uint64_t received, answered, retransmissions_absorbed, dropped_unparseable,
         dropped_rate, dropped_pending_full, rejected, challenges, auth_failures,
@@ -258,7 +309,21 @@ typedef struct {
         events_dropped, transactions_evicted, stray_responses,
         rate_untracked,   /* rate_per_source: a source that found no slot */
         replies_too_large, /* an answer larger than the caller's buffer */
-        illegal_moves;     /* binding moves the table refused (a bug if seen) */
+        illegal_moves,     /* binding moves the table refused (a bug if seen) */
+        lockouts,          /* lockouts begun */
+        locked_out,        /* requests refused by a lockout */
+        lockout_untracked, /* failures the full lockout table could not count */
+        keepalives_refused, /* unauthenticated MESSAGEs from a foreign address */
+        nonces_reused,     /* right answers to a nonce used already: 401 stale */
+        user_agents_cut,   /* User-Agents kept shortened (GB_REG_MAX_USER_AGENT) */
+        events_dropped_state, /* of events_dropped: binding events, not
+                                 peer-triggered ones */
+        events_suppressed, /* over peer_event_rate: counted, never queued */
+        trusted_evicted;   /* of transactions_evicted: answers to requests whose
+                              sender proved itself (only by their own kind) */
+    uint64_t drops[GB_REG_DROP__COUNT];
+    uint64_t drops_parse[GB_ERR__COUNT]; /* GB_REG_DROP_UNPARSEABLE by parse error */
+    uint64_t event_bytes;     /* bytes of the queued events */
     uint64_t moves[GB_BIND_STATE__COUNT][GB_BIND_STATE__COUNT]; /* [from][to] taken */
     uint64_t bindings, pending, transactions;
     uint64_t binding_bytes;   /* heap held by bindings (approximate) */

@@ -68,6 +68,9 @@ void gb_fleet_tally_event(gb_fleet_tally *t, const gb_dev_event *e)
     case GB_DEV_EV_KEEPALIVE_ANSWERED:
         gb_hist_add(&t->message_ms, e->latency_ms);
         break;
+    case GB_DEV_EV_ANSWERED:
+        gb_hist_add(&t->answer_ms, e->latency_ms);
+        break;
     case GB_DEV_EV_FAILED:
         if (e->reason < GB_DEV_R__COUNT)
             t->fail_reason[e->reason]++;

@@ -39,6 +39,7 @@ typedef struct {
     gb_hist register_ms;     /* REGISTERED: first REGISTER to 200 */
     gb_hist refresh_ms;      /* REFRESHED */
     gb_hist message_ms;      /* KEEPALIVE_ANSWERED: round trip */
+    gb_hist answer_ms;       /* ANSWERED: a query to its answer's last 2xx */
     uint64_t events[GB_DEV_EV__COUNT];
     uint64_t fail_reason[GB_DEV_R__COUNT];
     uint64_t fail_status[GB_TALLY_STATUSES];

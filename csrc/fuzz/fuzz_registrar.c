@@ -66,10 +66,11 @@ static void check_answer(rig *g, const char *p, size_t n)
     gb_msg_init(&m, hdrs, 512);
     gb_error err;
     gb_error_code rc = gb_parse(p, n, 0, &lim, &m, &err);
-    if (rc == GB_ERR_MISSING_HEADER) {
-        /* RFC 4475 §3.3.1: a request without From, To, Call-ID or CSeq is
-         * answered 400 all the same, without what it lacked */
-        EXPECT(n > 32 && memcmp(p, "SIP/2.0 400 Missing ", 20) == 0);
+    int missing = rc == GB_ERR_MISSING_HEADER;
+    if (missing) {
+        /* RFC 4475 §3.3.1: a request without From, To, Call-ID or CSeq (or
+         * with one malformed) is answered all the same, without it: 400, or
+         * 505 / 513 when its version or size is the first fault found */
         lim.lenient = GB_LENIENT_MISSING_HEADERS;
         gb_msg_init(&m, hdrs, 512);
         rc = gb_parse(p, n, 0, &lim, &m, &err);
@@ -79,6 +80,7 @@ static void check_answer(rig *g, const char *p, size_t n)
                 (unsigned)err.line, (int)(n > 600 ? 600 : n), p);
     EXPECT(rc == GB_OK);
     EXPECT(m.kind == GB_RESPONSE && m.status >= 100 && m.status < 700);
+    EXPECT(!missing || m.status == 400 || m.status == 505 || m.status == 513);
     /* remember a challenge to answer */
     int i = gb_msg_find(&m, GB_HDR_WWW_AUTHENTICATE, 0);
     if (m.status == 401 && i >= 0 && m.headers[i].value.len < sizeof g->challenge) {
@@ -129,6 +131,8 @@ static void after(rig *g, gb_reg_status st, const gb_reg_reply *out)
     EXPECT(s.illegal_moves == 0);
     EXPECT(s.bindings <= g->cfg.max_bindings);
     EXPECT(s.pending <= g->cfg.max_pending);
+    EXPECT(s.event_bytes == 0); /* every event taken */
+    EXPECT(s.events_dropped_state <= s.events_dropped);
 }
 
 static void feed(rig *g, const char *msg, size_t len, unsigned who)
@@ -333,6 +337,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     c->rate_per_source = (c1 & 4) ? 3 : 0;
     c->id_policy = (c1 & 8) ? GB_IDS_ANY : GB_IDS_STRICT;
     c->max_transactions = 256; /* the default 65,536 slots cost each run 16 MB */
+    c->nonce_replay_slots = 64; /* and 2 MB, the lockout table 1.7 MB */
+    c->lockout_slots = 64;
     if (c1 & 16) {
         c->max_bindings = 2;
         c->max_transactions = 8;
@@ -346,6 +352,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     g.small_buffers = (c1 & 64) != 0;
     c->keepalive_events = !(c1 & 128);
     c->max_contacts = c2 % 9;
+    if (c2 & 16) { /* lockouts that trip, in a table of one set */
+        c->lockout_failures = 2;
+        c->lockout_source_failures = 3;
+        c->lockout_slots = 4;
+        c->lockout_window_ms = 5000;
+        c->lockout_ms = 3000;
+    }
+    c->keepalive_policy = (c2 & 32) ? GB_KEEPALIVE_CHALLENGE : GB_KEEPALIVE_REFUSE;
+    c->require_qop = !(c2 & 64);
+    if (c2 & 128)
+        c->max_event_bytes = 4096; /* bodies make room for each other */
     c->min_expires = 60;
     c->keepalive_interval_ms = 1000;
     c->seed = c2;

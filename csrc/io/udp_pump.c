@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include "gb_containers.h"
+#include "io_addr.h"
 
 #define RX_SIZE 65536        /* any UDP payload */
 #define REG_BATCH 32
@@ -17,80 +18,6 @@
 #define FLEET_BATCH 64
 #define FLEET_BUDGET 2048
 #define TX_BATCH 256
-
-/* ---- addresses ------------------------------------------------------------ */
-
-static void peer_from_sockaddr(const struct sockaddr_storage *ss, gb_peer *p)
-{
-    memset(p, 0, sizeof(*p));
-    if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
-            p->family = 4;
-            memcpy(p->ip, s6->sin6_addr.s6_addr + 12, 4);
-        } else {
-            p->family = 6;
-            memcpy(p->ip, s6->sin6_addr.s6_addr, 16);
-        }
-        p->port = ntohs(s6->sin6_port);
-    } else {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
-        p->family = 4;
-        memcpy(p->ip, &s4->sin_addr, 4);
-        p->port = ntohs(s4->sin_port);
-    }
-    p->transport = GB_TRANSPORT_UDP;
-}
-
-/* The peer as a sockaddr for a socket of sock_family (IPv4 peers of an
- * IPv6 socket as mapped addresses). */
-static socklen_t sockaddr_from_peer(const gb_peer *p, int sock_family,
-                                    struct sockaddr_storage *ss)
-{
-    memset(ss, 0, sizeof(*ss));
-    if (sock_family == AF_INET6) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons(p->port);
-        if (p->family == 4) {
-            s6->sin6_addr.s6_addr[10] = 0xff;
-            s6->sin6_addr.s6_addr[11] = 0xff;
-            memcpy(s6->sin6_addr.s6_addr + 12, p->ip, 4);
-        } else {
-            memcpy(s6->sin6_addr.s6_addr, p->ip, 16);
-        }
-        return sizeof(*s6);
-    }
-    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons(p->port);
-    memcpy(&s4->sin_addr, p->ip, 4);
-    return sizeof(*s4);
-}
-
-/* host ("1.2.3.4", "::1" or "[::1]") and port as a sockaddr of family. */
-static int sockaddr_from_text(int family, const char *host, size_t n, uint16_t port,
-                              struct sockaddr_storage *ss, socklen_t *len)
-{
-    char h[INET6_ADDRSTRLEN + 1];
-    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
-        host++;
-        n -= 2;
-    }
-    if (n >= sizeof h)
-        return -1;
-    memcpy(h, host, n);
-    h[n] = '\0';
-    gb_peer p = {.port = port};
-    if (inet_pton(AF_INET, h, p.ip) == 1)
-        p.family = 4;
-    else if (family == AF_INET6 && inet_pton(AF_INET6, h, p.ip) == 1)
-        p.family = 6;
-    else
-        return -1;
-    *len = sockaddr_from_peer(&p, family, ss);
-    return 0;
-}
 
 /* recvmmsg() into count slots of RX_SIZE bytes at rx. */
 static int receive_batch(int fd, char *rx, struct mmsghdr *msg, struct iovec *iov,
@@ -231,12 +158,12 @@ long gb_reg_pump_run(gb_reg_pump *p, gb_registrar *r, int fd, int64_t now_ms,
                 used = 0;
             }
             gb_peer src;
-            peer_from_sockaddr(&from[i], &src);
+            gb_io_peer_from_sockaddr(&from[i], GB_TRANSPORT_UDP, 0, &src);
             gb_reg_reply out = {.buf = p->tx + used, .cap = p->tx_cap - used};
             if (gb_registrar_handle(r, riov[i].iov_base, rx[i].msg_len, &src, now_ms, wall_ms,
                                     &out) != GB_REG_REPLY)
                 continue;
-            socklen_t tl = sockaddr_from_peer(&out.dest, local.ss_family, &to[ntx]);
+            socklen_t tl = gb_io_sockaddr_from_peer(&out.dest, local.ss_family, &to[ntx]);
             outgoing(&tx[ntx], &tiov[ntx], out.buf, out.len, &to[ntx], tl);
             ntx++;
             used += out.len;
@@ -405,8 +332,8 @@ int gb_fleet_io_set_dest(gb_fleet_io *io, size_t k, const char *host, size_t hos
                          uint16_t port)
 {
     if (k >= GB_FLEET_MAX_DESTS || port == 0 ||
-        sockaddr_from_text(io->family ? io->family : AF_INET, host, host_len, port,
-                           &io->dest_addr[k], &io->dest_len[k]) < 0)
+        gb_io_sockaddr_from_text(io->family, host, host_len, port, &io->dest_addr[k],
+                                 &io->dest_len[k]) < 0)
         return -1;
     io->dest_state[k] = 1;
     return 0;
@@ -423,11 +350,27 @@ static int dest_ready(gb_fleet_io *io, unsigned k)
         uint16_t port;
         io->dest_state[k] = 2;
         if (gb_fleet_dest(io->f, k, &host, &port, NULL) == 0 &&
-            sockaddr_from_text(io->family, host.p, host.n, port, &io->dest_addr[k],
-                               &io->dest_len[k]) == 0)
+            gb_io_sockaddr_from_text(io->family, host.p, host.n, port, &io->dest_addr[k],
+                                     &io->dest_len[k]) == 0)
             io->dest_state[k] = 1;
     }
     return io->dest_state[k] == 1;
+}
+
+const struct sockaddr *gb_fleet_io_dest_addr(gb_fleet_io *io, unsigned k, socklen_t *len)
+{
+    if (!dest_ready(io, k))
+        return NULL;
+    *len = io->dest_len[k];
+    return (const struct sockaddr *)&io->dest_addr[k];
+}
+
+void gb_fleet_io_sent(gb_fleet_io *io, uint32_t dev, const char *p, size_t len)
+{
+    io->st.tx_datagrams++;
+    io->st.tx_bytes += len;
+    if ((long)dev == io->trace_dev)
+        trace_add(io, 1, p, len);
 }
 
 /* The pool slot device dev sends from: its move, while that socket is in
@@ -458,7 +401,14 @@ long gb_fleet_io_receive(gb_fleet_io *io, int fd, int64_t now)
     struct mmsghdr msg[FLEET_BATCH];
     struct iovec iov[FLEET_BATCH];
     long total = 0;
+    /* a request naming no device of ours is refused from this socket's
+     * first device (device i uses socket i % n) */
+    long receiver = -1;
+    for (uint32_t s = 0; s < io->nfds; s++)
+        if (io->fds[s] == fd && s < gb_fleet_count(io->f))
+            receiver = (long)s;
     while (total < FLEET_BUDGET) {
+        gb_fleet_set_receiver(io->f, receiver);
         int n = receive_batch(fd, io->rx, msg, iov, NULL, FLEET_BATCH);
         if (n < 0) {
             if (errno == ECONNREFUSED) { /* port unreachable for something we sent */
@@ -480,6 +430,7 @@ long gb_fleet_io_receive(gb_fleet_io *io, int fd, int64_t now)
             else
                 gb_fleet_io_feed(io, iov[i].iov_base, msg[i].msg_len, now);
         }
+        gb_fleet_set_receiver(io->f, -1);
         total += n;
         if (n < FLEET_BATCH)
             break;

@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "device.h"
 #include "registrar.h"
@@ -85,6 +86,12 @@ int gb_fleet_io_set_socket(gb_fleet_io *io, uint32_t dev, uint32_t slot);
 int gb_fleet_io_set_dest(gb_fleet_io *io, size_t k, const char *host, size_t host_len,
                          uint16_t port);
 
+/* The address of destination k, worked out from the fleet's destination
+ * the first time: for a socket of the pool's family, or with no pool (TCP)
+ * of the address's own family.  NULL when it has none (a name the core
+ * cannot resolve: see gb_fleet_io_set_dest). */
+const struct sockaddr *gb_fleet_io_dest_addr(gb_fleet_io *io, unsigned k, socklen_t *len);
+
 /* Receive what waits on fd and feed it to the fleet.  Returns the
  * datagrams received, or -errno on a socket error. */
 long gb_fleet_io_receive(gb_fleet_io *io, int fd, int64_t now);
@@ -92,6 +99,10 @@ long gb_fleet_io_receive(gb_fleet_io *io, int fd, int64_t now);
 /* A message the caller received itself (a framed TCP message): fed to
  * the fleet and counted like a datagram.  Returns the device index or -1. */
 long gb_fleet_io_feed(gb_fleet_io *io, const char *p, size_t len, int64_t now);
+
+/* A message of device dev the caller sent itself (over TCP): counted like
+ * a datagram sent, and traced. */
+void gb_fleet_io_sent(gb_fleet_io *io, uint32_t dev, const char *p, size_t len);
 
 /* Send the fleet's whole outgoing queue, sendmmsg() per socket of the
  * pool, and clear it.  A full socket buffer drops the rest of that batch,

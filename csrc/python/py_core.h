@@ -12,6 +12,7 @@
 #include <Python.h>
 
 #include "sip_parser.h"
+#include "tcp_pump.h"
 
 /* Exception classes, created once by py_module.c. */
 extern PyObject *gbpy_GBSIPError;
@@ -29,6 +30,9 @@ int gbpy_not_busy(int busy, const char *what);
 /* d[key] = v as an int; 0, or -1 with an exception. */
 int gbpy_dict_u64(PyObject *d, PyObject *key, uint64_t v);
 
+/* "START_LINE" for GB_ERR_START_LINE (SIPParseError.code). */
+const char *gbpy_error_code_name(gb_error_code code);
+
 /* Raise gbsip.SIPParseError for err; extra_line is added to err->line when
  * the error came from a sub-parser working inside one header.  Returns NULL. */
 PyObject *gbpy_raise_parse_error(const gb_error *err);
@@ -37,6 +41,15 @@ PyObject *gbpy_raise_parse_error(const gb_error *err);
  * hash_key argument: bytes of that length, or None for one drawn from
  * OpenSSL's RAND_bytes (seeded by the OS).  0, or -1 with an exception. */
 int gbpy_hash_key(PyObject *arg, unsigned char out[16]);
+
+/* The TCP pump's options from tcp_open()'s keyword arguments (max_connections,
+ * max_message, lenient, idle_ms, incomplete_ms, max_unsent, max_buffered),
+ * defaults for the rest, refused (LocalProtocolError) when the role's pump
+ * `open` exists already; and its counters as a dict.  py_tcp.c. */
+int gbpy_tcp_config(const void *open, PyObject *kwds, gb_tcp_config *cfg);
+PyObject *gbpy_tcp_stats(const gb_tcp *t);
+/* 0 when the role's TCP part (pump) exists, else -1 with LocalProtocolError. */
+int gbpy_tcp_is_open(const void *pump);
 
 /* Per-concept module setup; each returns 0 or -1 with an exception set. */
 int gbpy_message_init(PyObject *module);

@@ -9,7 +9,9 @@
  * UDP I/O is io/udp_pump.h's, the statistics core/stats.h's; the calls that
  * do I/O (pump_udp, tick, service) run it with the GIL released, so a
  * Fleet refuses calls from another thread meanwhile (ConcurrentUseError):
- * it belongs to one thread, the event loop's.
+ * it belongs to one thread, the event loop's.  Over TCP (tcp_open) the
+ * same calls go through io/tcp_pump.h instead: one connection per device,
+ * opened, written, read and framed in C (tcp_start_range, pump_tcp).
  */
 #include "py_core.h"
 
@@ -19,15 +21,19 @@
 
 #include "device.h"
 #include "stats.h"
+#include "tcp_pump.h"
 #include "udp_pump.h"
 
 typedef struct {
     PyObject_HEAD
     gb_fleet *f;
     gb_fleet_io *io;       /* the simulator's UDP socket pool */
+    gb_fleet_tcp *tcp;     /* or its TCP connections (tcp_open) */
     gb_fleet_tally tally;  /* events folded by the simulator calls */
     int keep_events;
     int busy;              /* the I/O runs without the GIL */
+    PyObject *query_hook;  /* query_hook(index, body) -> None | bytes | int */
+    PyObject *hook_result; /* keeps the hook's bytes alive while the core copies them */
 } FleetObject;
 
 static PyObject *state_str[GB_DEV_STATE__COUNT];
@@ -35,6 +41,43 @@ static PyObject *event_str[GB_DEV_EV__COUNT];
 static PyObject *reason_str[GB_DEV_R__COUNT];
 
 static const char FLEET_BUSY[] = "Fleet";
+
+/* The core's query hook: the Python callable, under the GIL (the calls
+ * that run without it refuse to run while a hook is set).  None: answer as
+ * usual; bytes: that body; an int: 200 alone, or a refusal (>= 300); an
+ * exception: 500, reported as unraisable. */
+static int call_query_hook(void *arg, uint32_t dev, const char *body, size_t len,
+                           const gb_manscdp_doc *doc, gb_bytes *answer)
+{
+    (void)doc;
+    FleetObject *self = arg;
+    PyObject *r = PyObject_CallFunction(self->query_hook, "Iy#", dev, body, (Py_ssize_t)len);
+    if (!r) {
+        PyErr_WriteUnraisable(self->query_hook);
+        return 500;
+    }
+    Py_CLEAR(self->hook_result);
+    if (r == Py_None) {
+        Py_DECREF(r);
+        return GB_DEV_HOOK_DEFAULT;
+    }
+    if (PyBytes_Check(r)) {
+        self->hook_result = r;
+        answer->p = PyBytes_AS_STRING(r);
+        answer->n = (size_t)PyBytes_GET_SIZE(r);
+        return GB_DEV_HOOK_BODY;
+    }
+    long v = PyLong_Check(r) ? PyLong_AsLong(r) : -1;
+    Py_DECREF(r);
+    if (v == 200)
+        return GB_DEV_HOOK_NONE;
+    if (v >= 300 && v <= 699)
+        return (int)v;
+    PyErr_SetString(PyExc_TypeError,
+                    "query_hook must return None, bytes, 200 or a status >= 300");
+    PyErr_WriteUnraisable(self->query_hook);
+    return 500;
+}
 
 /* ---- arguments --------------------------------------------------------------- */
 
@@ -126,26 +169,43 @@ static PyObject *Fleet_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         "gb_version", "capability_header", "expires", "refresh_fraction",
         "jitter", "retry_interval", "keepalive_interval",
         "keepalive_max_missed", "t1", "t2", "max_challenges",
-        "preemptive_auth", "lenient", "seed", "capacity", "hash_key", NULL};
+        "preemptive_auth", "lenient", "seed", "capacity", "hash_key",
+        "answer_max_message", "answer_max_items", "answer_gap", "answer_window",
+        "max_answers", "max_jobs", "max_subscriptions", "subscribe_default_expires",
+        "subscribe_max_expires", "record_segment", "record_max", "utc_offset_min",
+        "manscdp_lenient", "query_hook", NULL};
     PyObject *server_id = NULL, *domain = NULL, *request_uri = NULL,
              *message_uri = NULL, *server_host = NULL, *transport = NULL,
              *password = NULL, *user_agent = NULL, *contact_params = NULL,
-             *gb_version = NULL, *seed = Py_None, *hash_key = Py_None;
+             *gb_version = NULL, *seed = Py_None, *hash_key = Py_None, *hook = Py_None;
     int server_port = 5060, capability = 1, preemptive = 1;
     unsigned long expires = 3600, retry = 60000, ka = 60000, ka_missed = 3,
                   t1 = 500, t2 = 4000, max_ch = 3, lenient = 0, capacity = 1;
     double fraction = 0.5, jitter = 0.1;
+    gb_dev_config dflt;
+    gb_dev_config_default(&dflt);
+    unsigned long amax = dflt.answer_max_message, aitems = 0, agap = 0, awin = 0,
+                  maxa = dflt.max_answers, maxj = dflt.max_jobs, maxs = dflt.max_subscriptions,
+                  sdef = dflt.subscribe_default_expires, smax = dflt.subscribe_max_expires,
+                  rseg = dflt.record_segment_s, rmax = dflt.record_max,
+                  mlen = dflt.manscdp_lenient;
+    int utc = dflt.utc_offset_min;
     if (PyTuple_GET_SIZE(args)) {
         PyErr_SetString(PyExc_TypeError, "Fleet() takes keyword arguments only");
         return NULL;
     }
     if (!PyArg_ParseTupleAndKeywords(
-            args, kw, "|$OOOOOiOOOOOpkddkkkkkkpkOkO", kwlist, &server_id, &domain,
+            args, kw, "|$OOOOOiOOOOOpkddkkkkkkpkOkOkkkkkkkkkkkikO", kwlist, &server_id, &domain,
             &request_uri, &message_uri, &server_host, &server_port, &transport,
             &password, &user_agent, &contact_params, &gb_version, &capability,
             &expires, &fraction, &jitter, &retry, &ka, &ka_missed, &t1, &t2,
-            &max_ch, &preemptive, &lenient, &seed, &capacity, &hash_key))
+            &max_ch, &preemptive, &lenient, &seed, &capacity, &hash_key, &amax, &aitems,
+            &agap, &awin, &maxa, &maxj, &maxs, &sdef, &smax, &rseg, &rmax, &utc, &mlen, &hook))
         return NULL;
+    if (hook != Py_None && !PyCallable_Check(hook)) {
+        PyErr_SetString(PyExc_TypeError, "query_hook must be callable or None");
+        return NULL;
+    }
     gb_dev_config cfg;
     gb_dev_config_default(&cfg);
     if (str_bytes(server_id, "server_id", &cfg.server_id) ||
@@ -178,7 +238,10 @@ static PyObject *Fleet_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     }
     if (expires > UINT32_MAX || retry > UINT32_MAX || ka > UINT32_MAX ||
         ka_missed > 255 || ka_missed == 0 || t1 > UINT32_MAX || t2 > UINT32_MAX ||
-        max_ch > 255 || capacity > UINT32_MAX - 1) {
+        max_ch > 255 || capacity > UINT32_MAX - 1 || aitems > UINT32_MAX ||
+        agap > UINT32_MAX || awin > UINT32_MAX || maxa > UINT32_MAX || maxj > UINT32_MAX ||
+        maxs > UINT32_MAX || sdef > UINT32_MAX || smax > UINT32_MAX || rseg > UINT32_MAX ||
+        rmax > UINT32_MAX || amax > UINT32_MAX) {
         PyErr_SetString(PyExc_ValueError, "a numeric option is out of range");
         return NULL;
     }
@@ -194,6 +257,19 @@ static PyObject *Fleet_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     cfg.max_challenges = (uint32_t)max_ch;
     cfg.preemptive_auth = preemptive;
     cfg.lenient = (unsigned)lenient;
+    cfg.answer_max_message = (uint32_t)amax;
+    cfg.answer_max_items = (uint32_t)aitems;
+    cfg.answer_gap_ms = (uint32_t)agap;
+    cfg.answer_window = (uint32_t)awin;
+    cfg.max_answers = (uint32_t)maxa;
+    cfg.max_jobs = (uint32_t)maxj;
+    cfg.max_subscriptions = (uint32_t)maxs;
+    cfg.subscribe_default_expires = (uint32_t)sdef;
+    cfg.subscribe_max_expires = (uint32_t)smax;
+    cfg.record_segment_s = (uint32_t)rseg;
+    cfg.record_max = (uint32_t)rmax;
+    cfg.utc_offset_min = utc;
+    cfg.manscdp_lenient = (unsigned)mlen;
     if (gbpy_hash_key(hash_key, cfg.hash_key) < 0)
         return NULL;
     if (seed == Py_None) {
@@ -223,11 +299,35 @@ static PyObject *Fleet_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     }
     self->f = f;
     self->io = io;
+    if (hook != Py_None) {
+        /* the core keeps the config it was made with: set the hook there */
+        self->query_hook = Py_NewRef(hook);
+        gb_fleet_set_query_hook(f, call_query_hook, self);
+    }
     return (PyObject *)self;
+}
+
+static int Fleet_traverse(FleetObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->query_hook);
+    Py_VISIT(self->hook_result);
+    return 0;
+}
+
+static int Fleet_clear(FleetObject *self)
+{
+    if (self->f)
+        gb_fleet_set_query_hook(self->f, NULL, NULL);
+    Py_CLEAR(self->query_hook);
+    Py_CLEAR(self->hook_result);
+    return 0;
 }
 
 static void Fleet_dealloc(FleetObject *self)
 {
+    PyObject_GC_UnTrack(self);
+    Fleet_clear(self);
+    gb_fleet_tcp_free(self->tcp);
     gb_fleet_io_free(self->io);
     gb_fleet_free(self->f);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -398,7 +498,11 @@ static PyObject *Fleet_next_deadline(FleetObject *self, PyObject *Py_UNUSED(a))
     if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
         return NULL;
     int64_t t = gb_fleet_next_deadline(self->f);
-    if (t == GB_DEV_NEVER)
+    if (self->tcp) {
+        int64_t c = gb_tcp_next_deadline(gb_fleet_tcp_pump(self->tcp));
+        t = c < t ? c : t;
+    }
+    if (t == GB_DEV_NEVER || t == INT64_MAX)
         Py_RETURN_NONE;
     return PyLong_FromLongLong(t);
 }
@@ -538,11 +642,28 @@ static PyObject *Fleet_destination(FleetObject *self, PyObject *arg)
                          (Py_ssize_t)uri.n);
 }
 
+static PyObject *camera_stats(const gb_fleet_stats *s);
+static PyObject *registration_stats(const gb_fleet_stats *s);
+
 static PyObject *Fleet_stats(FleetObject *self, PyObject *Py_UNUSED(a))
 {
     if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
         return NULL;
     const gb_fleet_stats *s = gb_fleet_get_stats(self->f);
+    PyObject *d = registration_stats(s);
+    PyObject *cam = d ? camera_stats(s) : NULL;
+    if (!cam || PyDict_Update(d, cam) < 0) {
+        Py_XDECREF(d);
+        Py_XDECREF(cam);
+        return NULL;
+    }
+    Py_DECREF(cam);
+    return d;
+}
+
+/* The registration counters (the original stats()). */
+static PyObject *registration_stats(const gb_fleet_stats *s)
+{
     PyObject *by_state = PyDict_New();
     if (!by_state)
         return NULL;
@@ -581,10 +702,11 @@ static PyObject *Fleet_memory(FleetObject *self, PyObject *Py_UNUSED(a))
 {
     if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
         return NULL;
-    return Py_BuildValue("{snsnsn}", "bytes_per_device",
+    return Py_BuildValue("{snsnsnsn}", "bytes_per_device",
                          (Py_ssize_t)gb_fleet_bytes_per_device(), "state_bytes",
                          (Py_ssize_t)gb_fleet_memory(self->f), "queue_bytes",
-                         (Py_ssize_t)gb_fleet_queue_memory(self->f));
+                         (Py_ssize_t)gb_fleet_queue_memory(self->f), "camera_bytes",
+                         (Py_ssize_t)gb_fleet_camera_memory(self->f));
 }
 
 static Py_ssize_t Fleet_len(FleetObject *self)
@@ -619,20 +741,12 @@ static PyObject *Fleet_add_serial(FleetObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "the serial range does not fit the digits");
         return NULL;
     }
-    char id[GB_DEV_ID_MAX];
-    memcpy(id, prefix, (size_t)plen);
-    long first = -1;
-    for (unsigned long long k = 0; k < count; k++) {
-        unsigned long long v = start + k;
-        for (int d = digits - 1; d >= 0; d--) {
-            id[plen + d] = (char)('0' + v % 10);
-            v /= 10;
-        }
-        long i = gb_fleet_add(self->f, id, (size_t)plen + (size_t)digits);
-        if (i < 0)
-            return PyErr_NoMemory();
-        if (first < 0)
-            first = i;
+    long first = gb_fleet_add_serial(self->f, prefix, (size_t)plen, start, (uint32_t)count,
+                                     (unsigned)digits);
+    if (first < 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "cannot add the range: out of memory, or 16 ranges already");
+        return NULL;
     }
     return PyLong_FromLong(first);
 }
@@ -744,18 +858,26 @@ static PyObject *Fleet_set_dest_addr(FleetObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* The I/O part of pump_udp / tick / service, run without the GIL:
- * receive from fd (fd >= 0), fire the timers (timer), send the queue. */
-static PyObject *run_io(FleetObject *self, int fd, int timer, long long now)
+/* The I/O part of pump_udp / pump_tcp / tick / service, run without the
+ * GIL: receive from the UDP socket fd (fd >= 0) or the TCP connections
+ * (tcp), fire the timers (timer), send the queue (over TCP when open). */
+static PyObject *run_io(FleetObject *self, int fd, int tcp, int timer, long long now)
 {
     long rc = 0;
     self->busy = 1;
     Py_BEGIN_ALLOW_THREADS
     if (fd >= 0)
         rc = gb_fleet_io_receive(self->io, fd, now);
-    if (timer)
+    if (tcp)
+        rc = gb_fleet_tcp_run(self->tcp, now);
+    if (timer) {
         gb_fleet_handle_timer(self->f, now);
-    if (rc >= 0 && gb_fleet_io_flush(self->io) < 0)
+        if (self->tcp)
+            gb_tcp_handle_timer(gb_fleet_tcp_pump(self->tcp), now);
+    }
+    if (self->tcp)
+        gb_fleet_tcp_flush(self->tcp, now);
+    else if (rc >= 0 && gb_fleet_io_flush(self->io) < 0)
         rc = -ENOMEM;
     Py_END_ALLOW_THREADS
     self->busy = 0;
@@ -764,6 +886,18 @@ static PyObject *run_io(FleetObject *self, int fd, int timer, long long now)
         return rc == -ENOMEM ? PyErr_NoMemory() : PyErr_SetFromErrno(PyExc_OSError);
     }
     return take_events(self, 1, self->keep_events);
+}
+
+/* The pumps read and feed without the GIL; a query hook is Python, so a
+ * fleet with one takes its messages through feed(). */
+static int refuse_hook_without_gil(FleetObject *self, const char *pump)
+{
+    if (!self->query_hook)
+        return 0;
+    PyErr_Format(gbpy_LocalProtocolError,
+                 "%s runs without the GIL: a Fleet with a query_hook takes its "
+                 "messages through feed()", pump);
+    return -1;
 }
 
 /* pump_udp(fd, now) -> events of the traced device: receive what waits on
@@ -779,7 +913,9 @@ static PyObject *Fleet_pump_udp(FleetObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "fd must be a file descriptor");
         return NULL;
     }
-    return run_io(self, fd, 0, now);
+    if (refuse_hook_without_gil(self, "pump_udp") < 0)
+        return NULL;
+    return run_io(self, fd, 0, 0, now);
 }
 
 /* tick(now) -> events of the traced device: fire due timers, send, fold. */
@@ -788,7 +924,7 @@ static PyObject *Fleet_tick(FleetObject *self, PyObject *arg)
     long long now;
     if (now_arg(self, arg, &now))
         return NULL;
-    return run_io(self, -1, 1, now);
+    return run_io(self, -1, 0, 1, now);
 }
 
 /* service() -> events of the traced device: send what is queued (UDP), fold
@@ -797,7 +933,134 @@ static PyObject *Fleet_service(FleetObject *self, PyObject *Py_UNUSED(a))
 {
     if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
         return NULL;
-    return run_io(self, -1, 0, 0);
+    return run_io(self, -1, 0, 0, 0);
+}
+
+/* ---- simulator: TCP through io/tcp_pump.h ------------------------------------ */
+
+/* tcp_open(sources, **options) -> the epoll fd to watch: device i connects
+ * from sources[i % len(sources)] (a wildcard: the kernel's choice) */
+static PyObject *Fleet_tcp_open(FleetObject *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *sources;
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0 ||
+        !PyArg_ParseTuple(args, "O:tcp_open", &sources))
+        return NULL;
+    gb_tcp_config cfg;
+    if (gbpy_tcp_config(self->tcp, kwds, &cfg) < 0)
+        return NULL;
+    PyObject *seq = PySequence_Fast(sources, "sources must be a sequence of str");
+    if (!seq)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    const char **hosts = PyMem_Calloc(n ? (size_t)n : 1, sizeof *hosts);
+    for (Py_ssize_t k = 0; hosts && k < n; k++)
+        if (!(hosts[k] = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, k)))) {
+            PyMem_Free(hosts);
+            Py_DECREF(seq);
+            return NULL;
+        }
+    const char *why = NULL;
+    gb_fleet_tcp *ft = hosts ? gb_fleet_tcp_new(self->f, self->io, &cfg, &why) : NULL;
+    int rc = ft ? gb_fleet_tcp_sources(ft, hosts, (size_t)n, &why) : -1;
+    PyMem_Free(hosts);
+    Py_DECREF(seq);
+    if (rc < 0) {
+        gb_fleet_tcp_free(ft);
+        PyErr_Format(PyExc_ValueError, "cannot open TCP: %s", why ? why : "out of memory");
+        return NULL;
+    }
+    self->tcp = ft;
+    return PyLong_FromLong(gb_tcp_fd(gb_fleet_tcp_pump(ft)));
+}
+
+/* tcp_start_range(first, count, now) -> events: each device connects (its
+ * local address into Via and Contact) and sends its REGISTER; one whose
+ * connection cannot even be opened fails with reason `transport` */
+static PyObject *Fleet_tcp_start_range(FleetObject *self, PyObject *args)
+{
+    Py_ssize_t first, count;
+    long long now;
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0 ||
+        !PyArg_ParseTuple(args, "nnL:tcp_start_range", &first, &count, &now))
+        return NULL;
+    if (gbpy_tcp_is_open(self->tcp) < 0)
+        return NULL;
+    Py_ssize_t n = (Py_ssize_t)gb_fleet_count(self->f);
+    if (first < 0 || count < 0 || first > n || count > n - first) {
+        PyErr_SetString(PyExc_IndexError, "device range out of bounds");
+        return NULL;
+    }
+    long rc;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    rc = gb_fleet_tcp_start_range(self->tcp, (uint32_t)first, (uint32_t)count, now);
+    gb_fleet_tcp_flush(self->tcp, now);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    if (rc < 0)
+        return PyErr_NoMemory();
+    return take_events(self, 1, self->keep_events);
+}
+
+/* pump_tcp(now) -> events: connections completed, messages read and fed
+ * to the core, lost connections as transport errors, the queue sent */
+static PyObject *Fleet_pump_tcp(FleetObject *self, PyObject *arg)
+{
+    long long now;
+    if (now_arg(self, arg, &now))
+        return NULL;
+    if (gbpy_tcp_is_open(self->tcp) < 0 || refuse_hook_without_gil(self, "pump_tcp") < 0)
+        return NULL;
+    return run_io(self, -1, 1, 0, now);
+}
+
+/* tcp_close(index, report, now) -> bool: close the device's connection
+ * (the next message opens another); report: as a lost connection */
+static PyObject *Fleet_tcp_close(FleetObject *self, PyObject *args)
+{
+    Py_ssize_t i;
+    int report;
+    long long now;
+    if (!PyArg_ParseTuple(args, "npL:tcp_close", &i, &report, &now) || check_index(self, i))
+        return NULL;
+    if (gbpy_tcp_is_open(self->tcp) < 0)
+        return NULL;
+    return PyBool_FromLong(gb_fleet_tcp_close(self->tcp, (uint32_t)i, report, now) == 0);
+}
+
+/* tcp_shutdown(): every connection closed, the pump gone */
+static PyObject *Fleet_tcp_shutdown(FleetObject *self, PyObject *Py_UNUSED(a))
+{
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return NULL;
+    gb_fleet_tcp_free(self->tcp);
+    self->tcp = NULL;
+    Py_RETURN_NONE;
+}
+
+/* tcp_stats() -> the pump's counters and the fleet's (opened, open_failed,
+ * lost, unroutable); None when TCP is not open */
+static PyObject *Fleet_tcp_stats(FleetObject *self, PyObject *Py_UNUSED(a))
+{
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0)
+        return NULL;
+    if (!self->tcp)
+        Py_RETURN_NONE;
+    PyObject *d = gbpy_tcp_stats(gb_fleet_tcp_pump(self->tcp));
+    const gb_fleet_tcp_stats *s = gb_fleet_tcp_stats_get(self->tcp);
+    const struct {
+        const char *name;
+        uint64_t v;
+    } more[] = {{"opened", s->opened}, {"open_failed", s->open_failed},
+                {"lost", s->lost}, {"unroutable", s->unroutable}};
+    for (size_t k = 0; d && k < sizeof more / sizeof more[0]; k++) {
+        PyObject *key = PyUnicode_FromString(more[k].name);
+        if (!key || gbpy_dict_u64(d, key, more[k].v) < 0)
+            Py_CLEAR(d);
+        Py_XDECREF(key);
+    }
+    return d;
 }
 
 /* feed_many([bytes...], now) -> events: framed TCP messages, then fold
@@ -943,10 +1206,11 @@ static PyObject *Fleet_sim_stats(FleetObject *self, PyObject *Py_UNUSED(a))
         Py_XDECREF(events);
         return NULL;
     }
-    return Py_BuildValue("{s{sNsNsN}sNsNsNsNsN}", "latency_ms",
+    return Py_BuildValue("{s{sNsNsNsN}sNsNsNsNsN}", "latency_ms",
                          "register", hist_dict(&t->register_ms),
                          "refresh", hist_dict(&t->refresh_ms),
                          "message", hist_dict(&t->message_ms),
+                         "answer", hist_dict(&t->answer_ms),
                          "failures_by_reason", fr, "failures_by_status", by_status,
                          "unregistrations_by_reason", ur, "events", events, "io", io);
 }
@@ -990,6 +1254,397 @@ static PyObject *Fleet_outcomes(FleetObject *self, PyObject *arg)
         return NULL;
     }
     return Py_BuildValue("(KKNN)", now_reg, ever, why, examples);
+}
+
+/* ---- the camera side ------------------------------------------------------------ */
+
+/* {name: n} of the nonzero counters, named by name(k) (k from 0). */
+static PyObject *nonzero_counts(const uint64_t *c, int n, const char *(*name)(int))
+{
+    PyObject *d = PyDict_New();
+    for (int k = 0; d && k < n; k++) {
+        if (!c[k])
+            continue;
+        PyObject *key = PyUnicode_FromString(name(k));
+        if (!key || gbpy_dict_u64(d, key, c[k]) < 0)
+            Py_CLEAR(d);
+        Py_XDECREF(key);
+    }
+    return d;
+}
+
+static const char *cmd_name(int k)
+{
+    const char *n = gb_manscdp_cmd_name((gb_manscdp_cmd)k);
+    return *n ? n : "other";
+}
+
+static const char *control_name(int k)
+{
+    return gb_dev_control_name((gb_dev_control)k);
+}
+
+static PyObject *camera_stats(const gb_fleet_stats *s)
+{
+    PyObject *queries = nonzero_counts(s->queries, GB_MANSCDP_CMD__COUNT, cmd_name);
+    PyObject *controls = queries ? nonzero_counts(s->controls, GB_DEV_CTL__COUNT, control_name)
+                                 : NULL;
+    if (!controls) {
+        Py_XDECREF(queries);
+        return NULL;
+    }
+#define U(x) (unsigned long long)(x)
+    return Py_BuildValue(
+        "{sKsKsKsNsNsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsIsI}",
+        "requests_received", U(s->requests_received),
+        "requests_retransmitted", U(s->requests_retransmitted),
+        "requests_refused", U(s->requests_refused),
+        "queries", queries, "controls", controls,
+        "answers_busy", U(s->answers_busy),
+        "answers_deferred", U(s->answers_deferred),
+        "answers_sent", U(s->answers_sent),
+        "answers_retransmitted", U(s->answers_retransmitted),
+        "answers_acknowledged", U(s->answers_acknowledged),
+        "answers_failed", U(s->answers_failed),
+        "answers_completed", U(s->answers_completed),
+        "notifies_sent", U(s->notifies_sent),
+        "notifies_retransmitted", U(s->notifies_retransmitted),
+        "notifies_failed", U(s->notifies_failed),
+        "alarms_sent", U(s->alarms_sent),
+        "subscriptions", U(s->subscriptions),
+        "subscription_refreshes", U(s->subscription_refreshes),
+        "subscriptions_ended", U(s->subscriptions_ended),
+        "subscriptions_busy", U(s->subscriptions_busy),
+        "answers_in_flight", s->answers_in_flight,
+        "subscriptions_active", s->subscriptions_active);
+#undef U
+}
+
+/* Text fields of a profile, in gb_cam_field order (Python keyword names). */
+static const char *const profile_fields[GB_CAM_F__COUNT] = {
+    "device_name", "manufacturer", "model", "firmware", "device_type", "owner",
+    "address", "channel_name", "preset_name", "user_agent",
+};
+
+/* presets() -> [(name, {field: value}, source)] */
+static PyObject *Fleet_presets(PyObject *cls, PyObject *Py_UNUSED(a))
+{
+    (void)cls;
+    PyObject *list = PyList_New(0);
+    for (size_t i = 0; list && i < gb_cam_preset_count(); i++) {
+        const gb_cam_preset *p = gb_cam_preset_at(i);
+        PyObject *d = Py_BuildValue(
+            "{sIsIsIsIsIsIsIsOsI}", "channels", p->channels, "channel_type", p->channel_type,
+            "max_alarm", p->max_alarm, "presets", p->presets, "civil_code_digits",
+            p->civil_code_digits, "ptz_type", p->ptz_type, "max_camera", p->max_camera,
+            "max_alarm_field", p->max_alarm_field ? Py_True : Py_False, "quirks", p->quirks);
+        for (int k = 0; d && k < GB_CAM_F__COUNT; k++) {
+            PyObject *v = PyUnicode_FromString(p->text[k] ? p->text[k] : "");
+            if (!v || PyDict_SetItemString(d, profile_fields[k], v) < 0)
+                Py_CLEAR(d);
+            Py_XDECREF(v);
+        }
+        PyObject *t = d ? Py_BuildValue("(sNs)", p->name, d, p->source) : NULL;
+        if (!t || PyList_Append(list, t) < 0)
+            Py_CLEAR(list);
+        Py_XDECREF(t);
+    }
+    return list;
+}
+
+/* A text as UTF-8 and GB18030 bytes (new references in *u8, *gb). */
+static int encode_both(PyObject *text, const char *what, PyObject **u8, PyObject **gb)
+{
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "%s must be str", what);
+        return -1;
+    }
+    *u8 = PyUnicode_AsUTF8String(text);
+    *gb = *u8 ? PyUnicode_AsEncodedString(text, "gb18030", "strict") : NULL;
+    if (!*gb) {
+        Py_CLEAR(*u8);
+        if (PyErr_ExceptionMatches(PyExc_UnicodeError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError, "%s cannot be written in GB18030", what);
+        }
+        return -1;
+    }
+    return 0;
+}
+
+/* add_profile(base, fields) -> index: the preset `base` (None: generic)
+ * with the given fields (text fields as str, numbers as int) replaced. */
+static PyObject *Fleet_add_profile(FleetObject *self, PyObject *args)
+{
+    const char *base = NULL;
+    PyObject *fields;
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0 ||
+        !PyArg_ParseTuple(args, "zO!", &base, &PyDict_Type, &fields))
+        return NULL;
+    const gb_cam_preset *pr = gb_cam_preset_find(base ? base : "generic",
+                                                 strlen(base ? base : "generic"));
+    if (!pr) {
+        PyErr_Format(PyExc_ValueError, "no camera profile named %s", base);
+        return NULL;
+    }
+    gb_cam_profile p;
+    gb_cam_profile_from_preset(&p, pr);
+    PyObject *keep[2 * GB_CAM_F__COUNT] = {0};
+    PyObject *result = NULL;
+    for (int k = 0; k < GB_CAM_F__COUNT; k++) {
+        PyObject *v = PyDict_GetItemString(fields, profile_fields[k]);
+        if (!v)
+            continue;
+        if (encode_both(v, profile_fields[k], &keep[2 * k], &keep[2 * k + 1]) < 0)
+            goto done;
+        p.utf8[k] = (gb_bytes){PyBytes_AS_STRING(keep[2 * k]),
+                               (size_t)PyBytes_GET_SIZE(keep[2 * k])};
+        p.gb18030[k] = (gb_bytes){PyBytes_AS_STRING(keep[2 * k + 1]),
+                                  (size_t)PyBytes_GET_SIZE(keep[2 * k + 1])};
+    }
+    static const char *const nums[] = {"channels", "channel_type", "max_alarm", "presets",
+                                       "civil_code_digits", "ptz_type", "max_camera",
+                                       "max_alarm_field", "quirks"};
+    for (size_t k = 0; k < sizeof nums / sizeof nums[0]; k++) {
+        PyObject *v = PyDict_GetItemString(fields, nums[k]);
+        if (!v)
+            continue;
+        long n = PyLong_AsLong(v);
+        if (n == -1 && PyErr_Occurred())
+            goto done;
+        if (n < 0 || n > 65535) {
+            PyErr_Format(PyExc_ValueError, "%s out of range", nums[k]);
+            goto done;
+        }
+        switch (k) {
+        case 0: p.channels = (uint16_t)n; break;
+        case 1: p.channel_type = (uint16_t)n; break;
+        case 2: p.max_alarm = (uint8_t)(n > 255 ? 255 : n); break;
+        case 3: p.presets = (uint8_t)(n > 255 ? 255 : n); break;
+        case 4: p.civil_code_digits = (uint8_t)(n > 255 ? 255 : n); break;
+        case 5: p.ptz_type = (uint8_t)(n > 255 ? 255 : n); break;
+        case 6: p.max_camera = (uint8_t)(n > 255 ? 255 : n); break;
+        case 7: p.max_alarm_field = n != 0; break;
+        default: p.quirks = (uint32_t)n; break;
+        }
+    }
+    const char *why = NULL;
+    int i = gb_fleet_add_profile(self->f, &p, &why);
+    if (i < 0)
+        PyErr_SetString(PyExc_ValueError, why ? why : "bad profile");
+    else
+        result = PyLong_FromLong(i);
+done:
+    for (int k = 0; k < 2 * GB_CAM_F__COUNT; k++)
+        Py_XDECREF(keep[k]);
+    return result;
+}
+
+/* set_camera(index, profile, channels=-1, base=-1): -1 channels: the
+ * profile's; -1 base: the device ID's last 7 digits. */
+static PyObject *Fleet_set_camera(FleetObject *self, PyObject *args)
+{
+    Py_ssize_t i;
+    unsigned int prof;
+    long channels = -1;
+    long long base = -1;
+    if (!PyArg_ParseTuple(args, "nI|lL", &i, &prof, &channels, &base) || check_index(self, i))
+        return NULL;
+    if (gb_fleet_set_camera(self->f, (uint32_t)i, prof, channels,
+                            base < 0 ? UINT32_MAX : (uint32_t)(base % 10000000))) {
+        PyErr_SetString(PyExc_ValueError, "no such profile, or more than 1024 channels");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* set_camera_range(first, count, profile, channels, base): channels an int
+ * for every device or a sequence of one per device; channel serials given
+ * out one after another from base. */
+static PyObject *Fleet_set_camera_range(FleetObject *self, PyObject *args)
+{
+    Py_ssize_t first, count;
+    unsigned int prof;
+    PyObject *channels;
+    unsigned long base;
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0 ||
+        !PyArg_ParseTuple(args, "nnIOk", &first, &count, &prof, &channels, &base))
+        return NULL;
+    Py_ssize_t n = (Py_ssize_t)gb_fleet_count(self->f);
+    if (first < 0 || count < 0 || first > n || count > n - first) {
+        PyErr_SetString(PyExc_IndexError, "device range out of bounds");
+        return NULL;
+    }
+    uint16_t *each = NULL;
+    long all = -1;
+    if (PyLong_Check(channels)) {
+        all = PyLong_AsLong(channels);
+        if (all == -1 && PyErr_Occurred())
+            return NULL;
+    } else {
+        PyObject *seq = PySequence_Fast(channels, "channels: an int or a sequence of ints");
+        if (!seq)
+            return NULL;
+        if (PySequence_Fast_GET_SIZE(seq) != count) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_ValueError, "one channel count per device");
+            return NULL;
+        }
+        each = PyMem_Malloc((size_t)(count ? count : 1) * sizeof *each);
+        for (Py_ssize_t k = 0; each && k < count; k++) {
+            long c = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, k));
+            if ((c == -1 && PyErr_Occurred()) || c < 0 || c > GB_CAM_MAX_CHANNELS) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_ValueError, "a channel count is out of 0..1024");
+                PyMem_Free(each);
+                Py_DECREF(seq);
+                return NULL;
+            }
+            each[k] = (uint16_t)c;
+        }
+        Py_DECREF(seq);
+        if (!each)
+            return PyErr_NoMemory();
+    }
+    int rc = gb_fleet_set_camera_range(self->f, (uint32_t)first, (uint32_t)count, prof, each,
+                                       all, (uint32_t)(base % 10000000));
+    PyMem_Free(each);
+    if (rc < 0) {
+        PyErr_SetString(PyExc_ValueError, "no such profile, or more than 1024 channels");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Fleet_channels(FleetObject *self, PyObject *arg)
+{
+    uint32_t i;
+    return index_arg(self, arg, &i) ? NULL : PyLong_FromUnsignedLong(gb_fleet_channels(self->f, i));
+}
+
+/* channel(index, ch) -> (id, name, state bits) */
+static PyObject *Fleet_channel(FleetObject *self, PyObject *args)
+{
+    Py_ssize_t i;
+    unsigned int ch;
+    if (!PyArg_ParseTuple(args, "nI", &i, &ch) || check_index(self, i))
+        return NULL;
+    char id[GB_CAM_ID_LEN], name[GB_CAM_TEXT_MAX + 16];
+    size_t nl = 0;
+    uint8_t st;
+    if (gb_fleet_channel(self->f, (uint32_t)i, ch, id, name, sizeof name, &nl, &st)) {
+        PyErr_SetString(PyExc_IndexError, "no such channel");
+        return NULL;
+    }
+    return Py_BuildValue("(s#NI)", id, (Py_ssize_t)GB_CAM_ID_LEN,
+                         PyUnicode_DecodeUTF8(name, (Py_ssize_t)nl, "replace"), (unsigned)st);
+}
+
+/* set_channel_name(index, ch, name or None) */
+static PyObject *Fleet_set_channel_name(FleetObject *self, PyObject *args)
+{
+    Py_ssize_t i;
+    unsigned int ch;
+    PyObject *name, *u8 = NULL, *gb = NULL;
+    if (!PyArg_ParseTuple(args, "nIO", &i, &ch, &name) || check_index(self, i))
+        return NULL;
+    if (name != Py_None && encode_both(name, "name", &u8, &gb) < 0)
+        return NULL;
+    int rc = gb_fleet_set_channel_name(self->f, (uint32_t)i, ch, u8 ? PyBytes_AS_STRING(u8) : NULL,
+                                       u8 ? (size_t)PyBytes_GET_SIZE(u8) : 0,
+                                       gb ? PyBytes_AS_STRING(gb) : NULL,
+                                       gb ? (size_t)PyBytes_GET_SIZE(gb) : 0);
+    Py_XDECREF(u8);
+    Py_XDECREF(gb);
+    if (rc < 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "no such channel, or the name is longer than 128 bytes or holds a "
+                        "control character");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* set_channel_status(index, ch, on, now) -> NOTIFYs sent */
+static PyObject *Fleet_set_channel_status(FleetObject *self, PyObject *args)
+{
+    Py_ssize_t i;
+    unsigned int ch;
+    int on;
+    long long now;
+    if (!PyArg_ParseTuple(args, "nIpL", &i, &ch, &on, &now) || check_index(self, i))
+        return NULL;
+    long n = gb_fleet_set_channel_status(self->f, (uint32_t)i, ch, on, now);
+    if (n < 0) {
+        PyErr_SetString(PyExc_IndexError, "no such channel");
+        return NULL;
+    }
+    return PyLong_FromLong(n);
+}
+
+/* raise_alarm(index, target, priority, method, alarm_type, description, now)
+ * -> requests sent.  target: a channel index, or -1 - k for alarm input k. */
+static PyObject *Fleet_raise_alarm(FleetObject *self, PyObject *args)
+{
+    Py_ssize_t i;
+    long target;
+    unsigned int prio, method, type;
+    PyObject *desc;
+    long long now;
+    if (!PyArg_ParseTuple(args, "nlIIIOL", &i, &target, &prio, &method, &type, &desc, &now) ||
+        check_index(self, i))
+        return NULL;
+    PyObject *u8 = NULL, *gb = NULL;
+    if (desc != Py_None && encode_both(desc, "description", &u8, &gb) < 0)
+        return NULL;
+    gb_cam_alarm a = {
+        .target = target >= 0 ? target : GB_CAM_TARGET_ALARM - (-1 - target),
+        .priority = (uint8_t)(prio > 255 ? 255 : prio),
+        .method = (uint8_t)(method > 255 ? 255 : method),
+        .type = (uint8_t)(type > 255 ? 255 : type),
+        /* alarms go out as GB2312 (the MESSAGE of §9.4 and every NOTIFY) */
+        .description = gb ? (gb_bytes){PyBytes_AS_STRING(gb), (size_t)PyBytes_GET_SIZE(gb)}
+                          : (gb_bytes){NULL, 0},
+    };
+    long n = gb_fleet_raise_alarm(self->f, (uint32_t)i, &a, now);
+    Py_XDECREF(u8);
+    Py_XDECREF(gb);
+    if (n < 0) {
+        PyErr_SetString(PyExc_IndexError, "no such channel or alarm input");
+        return NULL;
+    }
+    return PyLong_FromLong(n);
+}
+
+static PyObject *Fleet_set_wall_clock(FleetObject *self, PyObject *args)
+{
+    long long now, unix_ms;
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0 ||
+        !PyArg_ParseTuple(args, "LL", &now, &unix_ms))
+        return NULL;
+    gb_fleet_set_wall_clock(self->f, now, unix_ms);
+    Py_RETURN_NONE;
+}
+
+/* set_receiver(index): requests for no device of the fleet are answered
+ * (404) as if from this device; -1: they are dropped. */
+static PyObject *Fleet_set_receiver(FleetObject *self, PyObject *arg)
+{
+    Py_ssize_t i = PyLong_AsSsize_t(arg);
+    if (i == -1 && PyErr_Occurred())
+        return NULL;
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0 || (i != -1 && check_index(self, i)))
+        return NULL;
+    gb_fleet_set_receiver(self->f, (long)i);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Fleet_find(FleetObject *self, PyObject *arg)
+{
+    gb_bytes id;
+    if (gbpy_not_busy(self->busy, FLEET_BUSY) < 0 || str_bytes(arg, "device_id", &id))
+        return NULL;
+    return PyLong_FromLong(gb_fleet_find(self->f, id.p, id.n));
 }
 
 static PyMethodDef Fleet_methods[] = {
@@ -1055,6 +1710,18 @@ static PyMethodDef Fleet_methods[] = {
      "tick(now) -> traced events: due timers, sendmmsg, fold (I/O)"},
     {"service", (PyCFunction)Fleet_service, METH_NOARGS,
      "service() -> traced events: sendmmsg the queue (UDP), fold the events (I/O)"},
+    {"tcp_open", (PyCFunction)(void (*)(void))Fleet_tcp_open, METH_VARARGS | METH_KEYWORDS,
+     "tcp_open(sources, **options) -> epoll fd (see io/tcp_pump.h)"},
+    {"tcp_start_range", (PyCFunction)Fleet_tcp_start_range, METH_VARARGS,
+     "tcp_start_range(first, count, now) -> events: connect and start devices"},
+    {"pump_tcp", (PyCFunction)Fleet_pump_tcp, METH_O,
+     "pump_tcp(now) -> events: read, connect, send over the devices' connections"},
+    {"tcp_close", (PyCFunction)Fleet_tcp_close, METH_VARARGS,
+     "tcp_close(index, report, now) -> bool"},
+    {"tcp_shutdown", (PyCFunction)Fleet_tcp_shutdown, METH_NOARGS,
+     "tcp_shutdown(): close every connection"},
+    {"tcp_stats", (PyCFunction)Fleet_tcp_stats, METH_NOARGS,
+     "tcp_stats() -> dict of the TCP counters, or None"},
     {"feed_many", (PyCFunction)Fleet_feed_many, METH_VARARGS,
      "feed_many([bytes], now) -> traced events"},
     {"trace_device", (PyCFunction)Fleet_trace_device, METH_O,
@@ -1067,6 +1734,28 @@ static PyMethodDef Fleet_methods[] = {
      "sim_stats() -> latency histograms, failures, events, I/O counters"},
     {"outcomes", (PyCFunction)Fleet_outcomes, METH_O,
      "outcomes(limit) -> (registered, ever_registered, {why: n}, examples)"},
+    {"presets", (PyCFunction)Fleet_presets, METH_NOARGS | METH_CLASS,
+     "presets() -> [(name, fields, source)]: the named camera profiles"},
+    {"add_profile", (PyCFunction)Fleet_add_profile, METH_VARARGS,
+     "add_profile(base or None, fields) -> profile index"},
+    {"set_camera", (PyCFunction)Fleet_set_camera, METH_VARARGS,
+     "set_camera(index, profile, channels=-1, base=-1)"},
+    {"set_camera_range", (PyCFunction)Fleet_set_camera_range, METH_VARARGS,
+     "set_camera_range(first, count, profile, channels, base)"},
+    {"channels", (PyCFunction)Fleet_channels, METH_O, "channels(index) -> count"},
+    {"channel", (PyCFunction)Fleet_channel, METH_VARARGS,
+     "channel(index, ch) -> (id, name, state bits)"},
+    {"set_channel_name", (PyCFunction)Fleet_set_channel_name, METH_VARARGS,
+     "set_channel_name(index, ch, name or None)"},
+    {"set_channel_status", (PyCFunction)Fleet_set_channel_status, METH_VARARGS,
+     "set_channel_status(index, ch, on, now) -> NOTIFYs sent"},
+    {"raise_alarm", (PyCFunction)Fleet_raise_alarm, METH_VARARGS,
+     "raise_alarm(index, target, priority, method, alarm_type, description, now) -> sent"},
+    {"set_wall_clock", (PyCFunction)Fleet_set_wall_clock, METH_VARARGS,
+     "set_wall_clock(now, unix_ms)"},
+    {"find", (PyCFunction)Fleet_find, METH_O, "find(device_id) -> index or -1"},
+    {"set_receiver", (PyCFunction)Fleet_set_receiver, METH_O,
+     "set_receiver(index or -1): who answers requests for no device of the fleet"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1077,9 +1766,11 @@ static PyTypeObject FleetType = {
     .tp_name = "gbsip._core.Fleet",
     .tp_doc = "Sans-IO GB/T 28181 device (UAC) state machines for N devices.",
     .tp_basicsize = sizeof(FleetObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = Fleet_new,
     .tp_dealloc = (destructor)Fleet_dealloc,
+    .tp_traverse = (traverseproc)Fleet_traverse,
+    .tp_clear = (inquiry)Fleet_clear,
     .tp_methods = Fleet_methods,
     .tp_as_sequence = &Fleet_seq,
 };
@@ -1106,5 +1797,18 @@ int gbpy_device_init(PyObject *module)
         return -1;
     if (PyType_Ready(&FleetType) < 0)
         return -1;
+    PyObject *ctl = PyTuple_New(GB_DEV_CTL__COUNT);
+    for (int k = 0; ctl && k < GB_DEV_CTL__COUNT; k++) {
+        PyObject *v = PyUnicode_InternFromString(control_name(k));
+        if (!v) {
+            Py_CLEAR(ctl);
+            break;
+        }
+        PyTuple_SET_ITEM(ctl, k, v);
+    }
+    if (!ctl || PyModule_AddObject(module, "DEVICE_CONTROLS", ctl) < 0) {
+        Py_XDECREF(ctl);
+        return -1;
+    }
     return PyModule_AddObjectRef(module, "Fleet", (PyObject *)&FleetType);
 }

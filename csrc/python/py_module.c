@@ -68,6 +68,11 @@ static const char *const error_codes[GB_ERR__COUNT] = {
     [GB_ERR_LIST] = "LIST",
 };
 
+const char *gbpy_error_code_name(gb_error_code code)
+{
+    return (unsigned)code < GB_ERR__COUNT && error_codes[code] ? error_codes[code] : "UNKNOWN";
+}
+
 PyObject *gbpy_raise_parse_error(const gb_error *err)
 {
     const char *reason = err->reason ? err->reason : gb_error_text(err->code);
@@ -88,8 +93,7 @@ PyObject *gbpy_raise_parse_error(const gb_error *err)
     Py_DECREF(msg);
     if (!exc)
         return NULL;
-    const char *code = (unsigned)err->code < GB_ERR__COUNT && error_codes[err->code]
-                           ? error_codes[err->code] : "UNKNOWN";
+    const char *code = gbpy_error_code_name(err->code);
     PyObject *v;
 #define SET(name, expr)                                              \
     v = (expr);                                                      \

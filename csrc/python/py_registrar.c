@@ -7,7 +7,11 @@
  * the GIL released (recvmmsg, gb_registrar_handle per datagram, sendmmsg),
  * so Python wakes once per batch and only sees events; meanwhile the
  * object refuses calls from another thread (ConcurrentUseError): it
- * belongs to one thread, the event loop's.
+ * belongs to one thread, the event loop's.  pump_tcp() does the same for
+ * io/tcp_pump.h's connections (tcp_open, tcp_listen): accept, read, frame,
+ * answer and write a batch of ready connections in one call; the pump's
+ * timers are part of next_deadline()/handle_timer() and its refusals part
+ * of pop_events().
  */
 #include "py_core.h"
 
@@ -19,12 +23,15 @@
 #include "digest.h"
 #include "platform_requests.h"
 #include "registrar.h"
+#include "tcp_pump.h"
 #include "udp_pump.h"
 
 typedef struct {
     PyObject_HEAD
     gb_registrar *reg;
     gb_reg_pump *pump;        /* created on the first pump_udp() */
+    gb_reg_tcp *tcp;          /* tcp_open() .. tcp_shutdown() */
+    uint32_t event_mask;      /* the core's, for the TCP refusals */
     char *reply;              /* handle()/resume() answers, reply_cap bytes */
     size_t reply_cap;
     int busy;                 /* the pump runs without the GIL */
@@ -107,24 +114,36 @@ static int core_init(RegistrarCoreObject *self, PyObject *args, PyObject *kwds)
         "fixed_nonce", "nonce_key", "nonce_lifetime", "redirect_to", "seed",
         "max_bindings", "max_contacts", "max_transactions", "max_pending", "max_events",
         "transaction_ms", "rate_per_source", "lenient", "server_header",
-        "keepalive_events", "event_mask", "hash_key", "max_requests", "request_t1_ms", NULL};
+        "keepalive_events", "event_mask", "hash_key", "require_qop", "keepalive_policy",
+        "nonce_replay_slots", "max_event_bytes", "max_contact_bytes", "lockout_failures",
+        "lockout_source_failures", "lockout_window_ms", "lockout_ms", "lockout_slots",
+        "peer_event_rate", "max_requests", "request_t1_ms", NULL};
     gb_registrar_config cfg;
     gb_registrar_config_default(&cfg);
     PyObject *server_id, *realm = Py_None, *shared = Py_None, *gbver = Py_None,
              *fixed = Py_None, *key = Py_None, *redirect = Py_None, *seed = Py_None,
              *server_header = Py_None, *hash_key = Py_None;
     int ask = 0, qop = 0, strict = 1, kev = 1, refresh = cfg.refresh_policy,
-        uri_policy = cfg.uri_policy;
+        uri_policy = cfg.uri_policy, require_qop = cfg.require_qop,
+        ka_policy = cfg.keepalive_policy;
+    unsigned long long event_bytes = cfg.max_event_bytes;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "U|$OOpIIIIIpiipOOOIOOIIIIIIIIOpIOII:RegistrarCore", kwlist, &server_id,
+            args, kwds, "U|$OOpIIIIIpiipOOOIOOIIIIIIIIOpIOpiIKIIIIIIIII:RegistrarCore", kwlist,
+            &server_id,
             &realm, &shared, &ask, &cfg.min_expires, &cfg.max_expires, &cfg.default_expires,
             &cfg.keepalive_interval_ms, &cfg.keepalive_timeout_count, &qop, &refresh, &strict,
             &uri_policy, &gbver, &fixed, &key, &cfg.nonce_lifetime, &redirect, &seed,
             &cfg.max_bindings, &cfg.max_contacts, &cfg.max_transactions, &cfg.max_pending,
             &cfg.max_events, &cfg.transaction_ms, &cfg.rate_per_source, &cfg.lenient,
-            &server_header, &kev, &cfg.event_mask, &hash_key, &cfg.max_requests,
+            &server_header, &kev, &cfg.event_mask, &hash_key, &require_qop, &ka_policy,
+            &cfg.nonce_replay_slots, &event_bytes, &cfg.max_contact_bytes, &cfg.lockout_failures,
+            &cfg.lockout_source_failures, &cfg.lockout_window_ms, &cfg.lockout_ms,
+            &cfg.lockout_slots, &cfg.peer_event_rate, &cfg.max_requests,
             &cfg.request_t1_ms))
         return -1;
+    cfg.require_qop = require_qop;
+    cfg.keepalive_policy = ka_policy;
+    cfg.max_event_bytes = event_bytes;
     Py_ssize_t sl;
     cfg.server_id = PyUnicode_AsUTF8AndSize(server_id, &sl);
     if (!cfg.server_id)
@@ -175,15 +194,19 @@ static int core_init(RegistrarCoreObject *self, PyObject *args, PyObject *kwds)
         PyErr_Format(gbpy_GBSIPError, "cannot create registrar: %s", why ? why : "unknown");
         return -1;
     }
+    gb_reg_tcp_free(self->tcp); /* bound to the old registrar */
+    self->tcp = NULL;
     gb_registrar_free(self->reg);
     gb_reg_pump_free(self->pump); /* sized for the old registrar's answers */
     self->pump = NULL;
     self->reg = r;
+    self->event_mask = cfg.event_mask;
     return 0;
 }
 
 static void core_dealloc(RegistrarCoreObject *self)
 {
+    gb_reg_tcp_free(self->tcp);
     gb_reg_pump_free(self->pump);
     gb_registrar_free(self->reg);
     PyMem_Free(self->reply);
@@ -283,6 +306,16 @@ static PyObject *core_resume(RegistrarCoreObject *self, PyObject *args)
     return reply_to_py(st, &out);
 }
 
+/* A pump's result: how many it handled, or OSError for -errno. */
+static PyObject *pumped(long n)
+{
+    if (n < 0) {
+        errno = (int)-n;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromLong(n);
+}
+
 /* pump_udp(fd, now_ms, wall_ms) -> datagrams received (0: nothing waiting) */
 static PyObject *core_pump_udp(RegistrarCoreObject *self, PyObject *args)
 {
@@ -299,11 +332,140 @@ static PyObject *core_pump_udp(RegistrarCoreObject *self, PyObject *args)
     n = gb_reg_pump_run(self->pump, self->reg, fd, now, wall);
     Py_END_ALLOW_THREADS
     self->busy = 0;
-    if (n < 0) {
-        errno = (int)-n;
+    return pumped(n);
+}
+
+/* ---- TCP (io/tcp_pump.h) ------------------------------------------------- */
+
+/* tcp_open(deliver=False, **options) -> the epoll fd to watch */
+static PyObject *core_tcp_open(RegistrarCoreObject *self, PyObject *args, PyObject *kwds)
+{
+    CHECK_READY(self);
+    int deliver = 0;
+    if (!PyArg_ParseTuple(args, "|p:tcp_open", &deliver))
+        return NULL;
+    gb_tcp_config cfg;
+    if (gbpy_tcp_config(self->tcp, kwds, &cfg) < 0)
+        return NULL;
+    const char *why = NULL;
+    if (!(self->tcp = gb_reg_tcp_new(self->reg, &cfg, &why))) {
+        PyErr_Format(PyExc_ValueError, "cannot open TCP: %s", why ? why : "unknown");
+        return NULL;
+    }
+    gb_reg_tcp_deliver(self->tcp, deliver);
+    return PyLong_FromLong(gb_tcp_fd(gb_reg_tcp_pump(self->tcp)));
+}
+
+/* tcp_listen(fd) / tcp_unlisten(fd): a listening socket the caller owns */
+static PyObject *core_tcp_listen(RegistrarCoreObject *self, PyObject *arg)
+{
+    CHECK_READY(self);
+    if (gbpy_tcp_is_open(self->tcp) < 0)
+        return NULL;
+    long fd = PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    int rc = fd < 0 || fd > INT32_MAX ? -EBADF : gb_tcp_listen(gb_reg_tcp_pump(self->tcp), (int)fd);
+    if (rc < 0) {
+        errno = -rc;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
-    return PyLong_FromLong(n);
+    Py_RETURN_NONE;
+}
+
+static PyObject *core_tcp_unlisten(RegistrarCoreObject *self, PyObject *arg)
+{
+    CHECK_READY(self);
+    long fd = PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    if (self->tcp)
+        gb_tcp_unlisten(gb_reg_tcp_pump(self->tcp), (int)fd);
+    Py_RETURN_NONE;
+}
+
+/* pump_tcp(now_ms, wall_ms) -> readiness events handled (0: nothing ready) */
+static PyObject *core_pump_tcp(RegistrarCoreObject *self, PyObject *args)
+{
+    CHECK_READY(self);
+    if (gbpy_tcp_is_open(self->tcp) < 0)
+        return NULL;
+    long long now, wall;
+    if (!PyArg_ParseTuple(args, "LL:pump_tcp", &now, &wall))
+        return NULL;
+    long n;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    n = gb_reg_tcp_run(self->tcp, now, wall);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    return pumped(n);
+}
+
+/* tcp_frames() -> [(bytes, (host, port, transport, conn_id))]: the
+ * messages kept in deliver mode, oldest first */
+static PyObject *core_tcp_frames(RegistrarCoreObject *self, PyObject *unused)
+{
+    (void)unused;
+    CHECK_READY(self);
+    if (gbpy_tcp_is_open(self->tcp) < 0)
+        return NULL;
+    size_t n = gb_reg_tcp_frame_count(self->tcp);
+    const gb_tcp_frame *fr = gb_reg_tcp_frames(self->tcp);
+    const char *data = gb_reg_tcp_frame_data(self->tcp);
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    for (size_t k = 0; list && k < n; k++) {
+        PyObject *t = Py_BuildValue("(y#N)", data + fr[k].off, (Py_ssize_t)fr[k].len,
+                                    peer_to_py(&fr[k].peer));
+        if (!t)
+            Py_CLEAR(list);
+        else
+            PyList_SET_ITEM(list, (Py_ssize_t)k, t);
+    }
+    gb_reg_tcp_frames_clear(self->tcp);
+    return list;
+}
+
+/* tcp_send(conn_id, data) -> True when written or queued, False when the
+ * connection is gone (or the send closed it) */
+static PyObject *core_tcp_send(RegistrarCoreObject *self, PyObject *args)
+{
+    CHECK_READY(self);
+    if (gbpy_tcp_is_open(self->tcp) < 0)
+        return NULL;
+    unsigned long long id;
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "Ky*:tcp_send", &id, &data))
+        return NULL;
+    int rc = gb_reg_tcp_send(self->tcp, id, data.buf, (size_t)data.len);
+    PyBuffer_Release(&data);
+    return PyBool_FromLong(rc == 0);
+}
+
+/* tcp_shutdown(): every connection closed, the pump gone (listening
+ * sockets stay the caller's) */
+static PyObject *core_tcp_shutdown(RegistrarCoreObject *self, PyObject *unused)
+{
+    (void)unused;
+    CHECK_READY(self);
+    gb_reg_tcp_free(self->tcp);
+    self->tcp = NULL;
+    Py_RETURN_NONE;
+}
+
+/* tcp_stats() -> dict of the pump's counters, None when TCP is not open */
+static PyObject *core_tcp_stats(RegistrarCoreObject *self, PyObject *unused)
+{
+    (void)unused;
+    CHECK_READY(self);
+    if (!self->tcp)
+        Py_RETURN_NONE;
+    PyObject *d = gbpy_tcp_stats(gb_reg_tcp_pump(self->tcp));
+    PyObject *key = d ? PyUnicode_FromString("refusals_dropped") : NULL;
+    if (!key || gbpy_dict_u64(d, key, gb_reg_tcp_refusals_dropped(self->tcp)) < 0)
+        Py_CLEAR(d);
+    Py_XDECREF(key);
+    return d;
 }
 
 static PyObject *core_set_secret(RegistrarCoreObject *self, PyObject *args, PyObject *kwds)
@@ -338,6 +500,10 @@ static PyObject *core_next_deadline(RegistrarCoreObject *self, PyObject *unused)
     (void)unused;
     CHECK_READY(self);
     int64_t d = gb_registrar_next_deadline(self->reg);
+    if (self->tcp) {
+        int64_t t = gb_tcp_next_deadline(gb_reg_tcp_pump(self->tcp));
+        d = t < d ? t : d;
+    }
     if (d == INT64_MAX)
         Py_RETURN_NONE;
     return PyLong_FromLongLong(d);
@@ -350,6 +516,8 @@ static PyObject *core_handle_timer(RegistrarCoreObject *self, PyObject *arg)
     if (now == -1 && PyErr_Occurred())
         return NULL;
     gb_registrar_handle_timer(self->reg, now);
+    if (self->tcp)
+        gb_tcp_handle_timer(gb_reg_tcp_pump(self->tcp), now);
     Py_RETURN_NONE;
 }
 
@@ -358,6 +526,28 @@ static PyObject *opt_str(const char *p, size_t n)
     if (!p)
         Py_RETURN_NONE;
     return PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, "surrogateescape");
+}
+
+/* The TCP pump's refusals (the garbage policy) as REJECTED events, after
+ * the core's own, when the event mask records them.  0, or -1. */
+static int append_refusals(RegistrarCoreObject *self, PyObject *list)
+{
+    size_t n = gb_reg_tcp_refusal_count(self->tcp);
+    const gb_tcp_refusal_note *r = gb_reg_tcp_refusals(self->tcp);
+    int wanted = !self->event_mask || (self->event_mask & (1u << GB_REG_EV_REJECTED));
+    for (size_t k = 0; wanted && k < n; k++) {
+        PyObject *t = Py_BuildValue("(iOiIIKKNsOO)", GB_REG_EV_REJECTED, Py_None, r[k].status,
+                                    0u, 0u, (unsigned long long)0, (unsigned long long)0,
+                                    peer_to_py(&r[k].peer), r[k].reason, Py_None, Py_None);
+        PyObject *tm = t ? PyLong_FromLongLong(r[k].time_ms) : NULL;
+        if (!tm || PyTuple_SetItem(t, 5, tm) < 0 || PyList_Append(list, t) < 0) {
+            Py_XDECREF(t);
+            return -1;
+        }
+        Py_DECREF(t);
+    }
+    gb_reg_tcp_refusals_clear(self->tcp);
+    return 0;
 }
 
 /* pop_events() -> [(type, device_id, status, expires, sn, time_ms, pending_id,
@@ -395,6 +585,8 @@ static PyObject *core_pop_events(RegistrarCoreObject *self, PyObject *unused)
             gb_reg_event_clear(e);
         }
     }
+    if (list && self->tcp && append_refusals(self, list) < 0)
+        Py_CLEAR(list);
     return list;
 }
 
@@ -461,6 +653,15 @@ static PyObject *core_contacts(RegistrarCoreObject *self, PyObject *arg)
     return id ? contacts_of(self, id, (size_t)n) : NULL;
 }
 
+/* d[name] = v; 0, or -1 with an exception. */
+static int dict_set_u64(PyObject *d, const char *name, uint64_t v)
+{
+    PyObject *key = PyUnicode_FromString(name);
+    int r = key ? gbpy_dict_u64(d, key, v) : -1;
+    Py_XDECREF(key);
+    return r;
+}
+
 static PyObject *core_stats(RegistrarCoreObject *self, PyObject *unused)
 {
     (void)unused;
@@ -483,10 +684,51 @@ static PyObject *core_stats(RegistrarCoreObject *self, PyObject *unused)
         "binding_bytes", s.binding_bytes, "truncated_datagrams",
         (unsigned long long)p->truncated, "answers_send_dropped",
         (unsigned long long)p->send_dropped);
-    PyObject *extra = d ? PyLong_FromUnsignedLongLong(s.changes_dropped) : NULL;
-    if (!extra || PyDict_SetItemString(d, "changes_dropped", extra) < 0)
+    const struct {
+        const char *name;
+        uint64_t v;
+    } more[] = {
+        {"lockouts", s.lockouts},
+        {"locked_out", s.locked_out},
+        {"lockout_untracked", s.lockout_untracked},
+        {"keepalives_refused", s.keepalives_refused},
+        {"nonces_reused", s.nonces_reused},
+        {"user_agents_cut", s.user_agents_cut},
+        {"events_dropped_state", s.events_dropped_state},
+        {"events_suppressed", s.events_suppressed},
+        {"trusted_evicted", s.trusted_evicted},
+        {"event_bytes", s.event_bytes},
+        {"changes_dropped", s.changes_dropped},
+    };
+    for (size_t i = 0; d && i < sizeof more / sizeof more[0]; i++)
+        if (dict_set_u64(d, more[i].name, more[i].v) < 0)
+            Py_CLEAR(d);
+    return d;
+}
+
+/* drops() -> {reason: count}: every request left unanswered, by reason;
+ * unparseable ones also as "unparseable:<parse error code>". */
+static PyObject *core_drops(RegistrarCoreObject *self, PyObject *unused)
+{
+    (void)unused;
+    CHECK_READY(self);
+    gb_registrar_stats s;
+    gb_registrar_get_stats(self->reg, &s);
+    PyObject *d = PyDict_New();
+    for (int k = 0; d && k < GB_REG_DROP__COUNT; k++)
+        if (dict_set_u64(d, gb_reg_drop_name((gb_reg_drop)k), s.drops[k]) < 0)
+            Py_CLEAR(d);
+    if (d && dict_set_u64(d, "truncated",
+                          self->pump ? gb_reg_pump_stats_get(self->pump)->truncated : 0) < 0)
         Py_CLEAR(d);
-    Py_XDECREF(extra);
+    for (int c = 0; d && c < GB_ERR__COUNT; c++) {
+        char name[64];
+        if (!s.drops_parse[c])
+            continue;
+        snprintf(name, sizeof name, "unparseable:%s", gbpy_error_code_name((gb_error_code)c));
+        if (dict_set_u64(d, name, s.drops_parse[c]) < 0)
+            Py_CLEAR(d);
+    }
     return d;
 }
 
@@ -729,6 +971,18 @@ static PyMethodDef core_methods[] = {
      "resume(pending_id, kind, secret, now_ms, wall_ms) -> (bytes, dest) | None"},
     {"pump_udp", (PyCFunction)core_pump_udp, METH_VARARGS,
      "pump_udp(fd, now_ms, wall_ms) -> number of datagrams handled"},
+    {"tcp_open", (PyCFunction)(void (*)(void))core_tcp_open, METH_VARARGS | METH_KEYWORDS,
+     "tcp_open(deliver=False, **options) -> epoll fd (see io/tcp_pump.h)"},
+    {"tcp_listen", (PyCFunction)core_tcp_listen, METH_O, "tcp_listen(fd)"},
+    {"tcp_unlisten", (PyCFunction)core_tcp_unlisten, METH_O, "tcp_unlisten(fd)"},
+    {"pump_tcp", (PyCFunction)core_pump_tcp, METH_VARARGS,
+     "pump_tcp(now_ms, wall_ms) -> readiness events handled"},
+    {"tcp_frames", (PyCFunction)core_tcp_frames, METH_NOARGS,
+     "Messages kept in deliver mode: [(bytes, peer)]."},
+    {"tcp_send", (PyCFunction)core_tcp_send, METH_VARARGS, "tcp_send(conn_id, data) -> bool"},
+    {"tcp_shutdown", (PyCFunction)core_tcp_shutdown, METH_NOARGS,
+     "Close every TCP connection and the pump."},
+    {"tcp_stats", (PyCFunction)core_tcp_stats, METH_NOARGS, "The TCP pump's counters, or None."},
     {"set_secret", (PyCFunction)(void (*)(void))core_set_secret, METH_VARARGS | METH_KEYWORDS,
      "set_secret(device_id, secret, is_ha1=False)"},
     {"forget_secret", (PyCFunction)core_forget_secret, METH_O, "forget_secret(device_id)"},
@@ -746,6 +1000,8 @@ static PyMethodDef core_methods[] = {
     {"restore", (PyCFunction)core_restore, METH_VARARGS,
      "restore(...): put back a stored binding"},
     {"stats", (PyCFunction)core_stats, METH_NOARGS, "Counters."},
+    {"drops", (PyCFunction)core_drops, METH_NOARGS,
+     "Requests left unanswered, by reason (and by parse error)."},
     {"request", (PyCFunction)(void (*)(void))core_request, METH_VARARGS | METH_KEYWORDS,
      "request(device_id, method, body, headers, via_host, via_port, now_ms, ...) -> "
      "(code, handle, call_id, from_tag, cseq)"},

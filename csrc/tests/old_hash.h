@@ -11,18 +11,31 @@
 #include <stdint.h>
 #include <stdio.h>
 
-static inline uint64_t old_fnv(const void *p, size_t n)
+#define OLD_FNV_START 0xcbf29ce484222325ull
+
+/* FNV-1a over more bytes, from h (OLD_FNV_START at first). */
+static inline uint64_t old_fnv_add(uint64_t h, const void *p, size_t n)
 {
     const unsigned char *s = p;
-    uint64_t h = 0xcbf29ce484222325ull;
     for (size_t i = 0; i < n; i++) {
         h ^= s[i];
         h *= 0x100000001b3ull;
     }
+    return h;
+}
+
+/* The final mix. */
+static inline uint64_t old_fnv_end(uint64_t h)
+{
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdull;
     h ^= h >> 33;
     return h;
+}
+
+static inline uint64_t old_fnv(const void *p, size_t n)
+{
+    return old_fnv_end(old_fnv_add(OLD_FNV_START, p, n));
 }
 
 /* The registrar's transaction key for a REGISTER whose top Via is

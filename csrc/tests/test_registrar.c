@@ -307,9 +307,11 @@ static void creds(char *out, size_t cap, const char *user, const char *password,
     out[n > 0 && (size_t)n < cap ? n : 0] = 0;
 }
 
-/* Answer the challenge of a 401 (qop as offered) with gb_digest_answer. */
-static int answer_challenge(const answer *a, gb_digest_client *cl, const char *user,
-                            const char *password, uint32_t nc, char *out, size_t cap)
+/* Answer the challenge of a 401 (qop as offered) with gb_digest_answer,
+ * for a request of this method. */
+static int answer_challenge_as(const answer *a, gb_digest_client *cl, const char *user,
+                               const char *password, uint32_t nc, const char *method,
+                               char *out, size_t cap)
 {
     size_t vn = 0;
     const char *v = hval(a, "WWW-Authenticate", 0, &vn);
@@ -324,7 +326,7 @@ static int answer_challenge(const answer *a, gb_digest_client *cl, const char *u
     gb_digest_answer_in in = {
         .username = {user, strlen(user)},
         .password = {password, strlen(password)},
-        .method = {"REGISTER", 8},
+        .method = {method, strlen(method)},
         .uri = {RURI, strlen(RURI)},
         .nc = nc,
         .qop = -1,
@@ -337,6 +339,12 @@ static int answer_challenge(const answer *a, gb_digest_client *cl, const char *u
     }
     out[n] = 0;
     return 0;
+}
+
+static int answer_challenge(const answer *a, gb_digest_client *cl, const char *user,
+                            const char *password, uint32_t nc, char *out, size_t cap)
+{
+    return answer_challenge_as(a, cl, user, password, nc, "REGISTER", out, cap);
 }
 
 /* REGISTER -> 401 -> REGISTER with credentials; returns the final status. */
@@ -913,13 +921,13 @@ static void test_keepalive_online_offline(void)
     CHECK_EQ_INT(status_of(&a), 200);
     pop_all(r, &l);
 
-    /* a keepalive: 200, KEEPALIVE event with SN and status; source moves */
-    gb_peer moved = peer4(10, 0, 0, 5, 7000);
+    /* a keepalive from the binding's address: 200, KEEPALIVE event with
+     * SN and status */
     req ka = {.method = "MESSAGE", .call_id = "ka1", .cseq = 20, .contact = "", .expires = -1,
               .ctype = "Application/MANSCDP+xml", .body = KA_BODY};
-    send_req(r, &a, &ka, &moved, NOW0 + 1000, WALL_SEED);
+    send_req(r, &a, &ka, &p, NOW0 + 1000, WALL_SEED);
     CHECK_EQ_INT(status_of(&a), 200);
-    CHECK_EQ_INT(a.dest.port, 7000);
+    CHECK_EQ_INT(a.dest.port, 5061);
     pop_all(r, &l);
     const gb_reg_event *ev = find_type(&l, GB_REG_EV_KEEPALIVE);
     CHECK(ev != NULL);
@@ -929,7 +937,6 @@ static void test_keepalive_online_offline(void)
     }
     gb_binding_view v;
     CHECK(gb_registrar_binding_get(r, DEV, strlen(DEV), &v));
-    CHECK_EQ_INT(v.source.port, 7000);
     CHECK_EQ_INT(v.last_keepalive, NOW0 + 1000);
     /* the offline deadline is interval x count after the last keepalive */
     CHECK_EQ_INT(gb_registrar_next_deadline(r) <= NOW0 + 4000, 1);
@@ -1359,8 +1366,9 @@ static void test_limit_max_transactions(void)
     }
     gb_registrar_stats st;
     gb_registrar_get_stats(r, &st);
-    CHECK_EQ_INT(st.transactions, 4);
-    CHECK_EQ_INT(st.transactions_evicted, 6);
+    /* challenges are unauthenticated answers: they have half the cache */
+    CHECK_EQ_INT(st.transactions, 2);
+    CHECK_EQ_INT(st.transactions_evicted, 8);
     gb_registrar_free(r);
 }
 
@@ -1676,6 +1684,7 @@ static void test_every_long_contact_in_the_200(void)
     gb_registrar_config c;
     cfg_base(&c);
     cfg_fixed_nonce(&c, "n");
+    c.max_contact_bytes = 8192;
     gb_registrar *r = mk(&c);
     gb_peer p = peer4(10, 0, 0, 5, 5061);
     char auth[1024];
@@ -1985,6 +1994,23 @@ static void test_method_and_extension_errors(void)
     gb_registrar_free(r);
 }
 
+/* An answer that parses: strictly, or, answering a request that lacked
+ * some of From, To, Call-ID and CSeq (RFC 4475 §3.3.1: 400 all the same),
+ * with only those missing. */
+static int answer_parses(const answer *a)
+{
+    if (a->parsed)
+        return 1;
+    gb_limits lim;
+    gb_limits_default(&lim);
+    lim.lenient = GB_LENIENT_MISSING_HEADERS;
+    gb_header hdrs[64];
+    gb_msg m;
+    gb_msg_init(&m, hdrs, 64);
+    return gb_parse(a->buf, a->len, 0, &lim, &m, NULL) == GB_OK && m.kind == GB_RESPONSE &&
+           m.first[GB_HDR_VIA] && m.status == 400;
+}
+
 /* Every prefix and a byte flip at every offset of a valid REGISTER: an
  * answer or a drop, never a crash (run under ASan by make test-asan). */
 static void test_truncations_and_flips(void)
@@ -2006,7 +2032,7 @@ static void test_truncations_and_flips(void)
         char *copy = malloc(k ? k : 1); /* exact size: ASan sees overreads */
         memcpy(copy, msg, k);
         gb_reg_status st = feed(r, &a, copy, k, &p, NOW0 + (int64_t)k, WALL_SEED);
-        if (st == GB_REG_REPLY && !a.parsed) {
+        if (st == GB_REG_REPLY && !answer_parses(&a)) {
             bad++;
             fprintf(stderr, "  prefix %zu gave an unparseable answer:\n%.*s\n", k, (int)a.len, a.buf);
         }
@@ -2017,7 +2043,7 @@ static void test_truncations_and_flips(void)
         memcpy(copy, msg, n);
         copy[k] ^= 0x5a;
         gb_reg_status st = feed(r, &a, copy, n, &p, NOW0 + 10000 + (int64_t)k, WALL_SEED);
-        if (st == GB_REG_REPLY && !a.parsed) {
+        if (st == GB_REG_REPLY && !answer_parses(&a)) {
             bad++;
             fprintf(stderr, "  flip at %zu gave an unparseable answer:\n%.*s\n", k, (int)a.len, a.buf);
         }
@@ -2141,6 +2167,997 @@ static void test_many_devices_and_iteration(void)
     gb_registrar_free(r);
 }
 
+/* ---------------------------------------------------------------- */
+/* Security (issues 12 and 14; docs/registrar.md, Security)          */
+
+/* The nonce of a 401's challenge, copied into out. */
+static int nonce_of(const answer *a, char *out, size_t cap)
+{
+    size_t vn = 0;
+    const char *v = hval(a, "WWW-Authenticate", 0, &vn);
+    gb_auth au;
+    gb_digest_challenge ch;
+    if (!v || gb_auth_parse_one(a->buf, (gb_span){(uint32_t)(v - a->buf), (uint32_t)vn}, &au,
+                                NULL) != GB_OK ||
+        gb_digest_parse_challenge(a->buf, &au, &ch, NULL) != GB_OK || ch.nonce.value.len >= cap)
+        return -1;
+    memcpy(out, a->buf + ch.nonce.value.off, ch.nonce.value.len);
+    out[ch.nonce.value.len] = 0;
+    return 0;
+}
+
+/* A device registers from src on call_id: REGISTER, 401, REGISTER with
+ * credentials (qop as offered); the credentials are left in auth (what an
+ * eavesdropper sees).  Returns the final status. */
+static int register_sniffed(gb_registrar *r, const char *call_id, const gb_peer *src,
+                            int64_t now, char *auth, size_t cap)
+{
+    answer a;
+    req q = {.call_id = call_id, .cseq = 1, .expires = 3600};
+    send_req(r, &a, &q, src, now, WALL_SEED);
+    if (status_of(&a) != 401 || answer_challenge(&a, NULL, DEV, PASSWORD, 1, auth, cap) < 0)
+        return -1;
+    q.cseq = 2;
+    q.auth = auth;
+    send_req(r, &a, &q, src, now + 1, WALL_SEED);
+    return status_of(&a);
+}
+
+/* The binding's source and its only contact are still the device's. */
+static void check_binding_unmoved(gb_registrar *r, const char *contact, uint16_t port)
+{
+    gb_binding_view v;
+    CHECK(gb_registrar_binding_get(r, DEV, strlen(DEV), &v));
+    CHECK_EQ_INT(v.source.port, port);
+    CHECK_EQ_INT(v.source.ip[3], 5);
+    CHECK_EQ_INT(v.ncontacts, 1);
+    CHECK(v.contact_len == strlen(contact) && memcmp(v.contact, contact, v.contact_len) == 0);
+}
+
+#define DEV_CONTACT "sip:" DEV "@10.0.0.5:5061"
+#define EVIL_CONTACT "<sip:" DEV "@6.6.6.6:5060>"
+
+/* Issue 14: a sniffed Authorization replayed from another address, with a
+ * new Call-ID and Contact, within the nonce's lifetime.  The nonce is
+ * bound to the address it was issued to (RFC 7616 §3.3 leaves its content
+ * to the server), so from elsewhere it is not ours: 401 with a fresh
+ * challenge, not stale=true (which would say the answer was right), not
+ * 403 (a device whose NAT moved it gets another try). */
+static void test_replayed_credentials_from_another_address_refused(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    gb_registrar *r = mk(&c);
+    gb_peer cam = peer4(10, 0, 0, 5, 5061), evil = peer4(10, 0, 0, 66, 5060);
+    char auth[1024];
+    CHECK_EQ_INT(register_sniffed(r, "cam-call", &cam, NOW0, auth, sizeof auth), 200);
+    evlist l = {0};
+    pop_all(r, &l);
+    answer a;
+    req replay = {.call_id = "evil-call", .cseq = 7, .expires = 3600, .auth = auth,
+                  .contact = EVIL_CONTACT};
+    send_req(r, &a, &replay, &evil, NOW0 + 2000, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 401);
+    size_t n = 0;
+    const char *w = hval(&a, "WWW-Authenticate", 0, &n);
+    CHECK(w && !has_text(w, n, "stale"));
+    check_binding_unmoved(r, DEV_CONTACT, 5061);
+    pop_all(r, &l);
+    const gb_reg_event *ev = find_type(&l, GB_REG_EV_AUTH_FAILED);
+    CHECK(ev && ev->status == 401 && ev->reason && strstr(ev->reason, "address"));
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_REFRESHED), 0);
+    evs_free(&l);
+    gb_registrar_free(r);
+}
+
+/* The race: an eavesdropper sends the device's answer from his address
+ * before the device's own arrives.  Refused (the nonce is not his), and
+ * the device's own answer then registers it. */
+static void test_raced_answer_from_another_address_refused(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    gb_registrar *r = mk(&c);
+    gb_peer cam = peer4(10, 0, 0, 5, 5061), evil = peer4(10, 0, 0, 66, 5060);
+    answer a;
+    req q = {.call_id = "cam-call", .cseq = 1, .expires = 3600};
+    send_req(r, &a, &q, &cam, NOW0, WALL_SEED);
+    char auth[1024];
+    CHECK_EQ_INT(answer_challenge(&a, NULL, DEV, PASSWORD, 0, auth, sizeof auth), 0);
+    req raced = {.call_id = "evil-call", .cseq = 2, .expires = 3600, .auth = auth,
+                 .contact = EVIL_CONTACT};
+    send_req(r, &a, &raced, &evil, NOW0 + 1, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 401);
+    CHECK_EQ_INT(gb_registrar_binding_count(r), 0);
+    q.cseq = 2;
+    q.auth = auth;
+    send_req(r, &a, &q, &cam, NOW0 + 2, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 200);
+    check_binding_unmoved(r, DEV_CONTACT, 5061);
+    gb_registrar_free(r);
+}
+
+/* Without qop there is no nc to order answers (RFC 2617 §3.2.2): each
+ * nonce answers once, so the same replay from the device's own address
+ * (a spoofed datagram) is refused too.  The answer is 401 stale=true: the
+ * response was right, only the nonce is spent (a device that sends its
+ * last credentials again on a refresh just answers the new nonce; no
+ * AUTH_FAILED for that). */
+static void test_nonce_without_qop_answers_once(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    gb_registrar *r = mk(&c);
+    gb_peer cam = peer4(10, 0, 0, 5, 5061);
+    char auth[1024];
+    CHECK_EQ_INT(register_sniffed(r, "cam-call", &cam, NOW0, auth, sizeof auth), 200);
+    CHECK(strstr(auth, "qop") == NULL);
+    answer a;
+    req replay = {.call_id = "evil-call", .cseq = 7, .expires = 3600, .auth = auth,
+                  .contact = EVIL_CONTACT};
+    evlist l = {0};
+    pop_all(r, &l);
+    send_req(r, &a, &replay, &cam, NOW0 + 2000, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 401);
+    size_t n = 0;
+    const char *w = hval(&a, "WWW-Authenticate", 0, &n);
+    CHECK(has_text(w, n, "stale=true"));
+    check_binding_unmoved(r, DEV_CONTACT, 5061);
+    pop_all(r, &l);
+    CHECK_EQ_INT(l.n, 0);
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.nonces_reused, 1);
+    evs_free(&l);
+    gb_registrar_free(r);
+}
+
+/* A NAT may give the device another port between the 401 and its answer:
+ * the nonce is bound to the address, not the port. */
+static void test_nonce_answer_from_another_port_accepted(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    gb_registrar *r = mk(&c);
+    gb_peer before = peer4(10, 0, 0, 5, 5061), after = peer4(10, 0, 0, 5, 40000);
+    answer a;
+    req q = {.cseq = 1, .expires = 3600};
+    send_req(r, &a, &q, &before, NOW0, WALL_SEED);
+    char auth[1024];
+    CHECK_EQ_INT(answer_challenge(&a, NULL, DEV, PASSWORD, 0, auth, sizeof auth), 0);
+    q.cseq = 2;
+    q.auth = auth;
+    send_req(r, &a, &q, &after, NOW0 + 1, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 200);
+    gb_registrar_free(r);
+}
+
+/* Issue 14 with qop="auth" offered: an answer without qop (computable by
+ * an RFC 2069 device, or a downgrade) is refused by default (RFC 7616
+ * §3.4: the client MUST use a qop the server offered): 401, no binding.
+ * With require_qop off it is accepted once, and its replay, from another
+ * address or from the same one, is refused and moves nothing. */
+static void test_qop_downgrade(void)
+{
+    for (int require = 1; require >= 0; require--) {
+        gb_registrar_config c;
+        cfg_base(&c);
+        c.qop_auth = 1;
+        c.require_qop = require;
+        gb_registrar *r = mk(&c);
+        gb_peer cam = peer4(10, 0, 0, 5, 5061), evil = peer4(10, 0, 0, 66, 5060);
+        answer a;
+        req q = {.call_id = "cam-call", .cseq = 1, .expires = 3600};
+        send_req(r, &a, &q, &cam, NOW0, WALL_SEED);
+        CHECK_EQ_INT(status_of(&a), 401);
+        char nonce[128], auth[1024];
+        CHECK_EQ_INT(nonce_of(&a, nonce, sizeof nonce), 0);
+        creds(auth, sizeof auth, DEV, PASSWORD, nonce, RURI); /* no qop */
+        q.cseq = 2;
+        q.auth = auth;
+        send_req(r, &a, &q, &cam, NOW0 + 1, WALL_SEED);
+        CHECK_EQ_INT(status_of(&a), require ? 401 : 200);
+        CHECK_EQ_INT(gb_registrar_binding_count(r), require ? 0 : 1);
+        req replay = {.call_id = "evil-call", .cseq = 7, .expires = 3600, .auth = auth,
+                      .contact = EVIL_CONTACT};
+        send_req(r, &a, &replay, &evil, NOW0 + 2, WALL_SEED);
+        CHECK_EQ_INT(status_of(&a), 401);
+        send_req(r, &a, &replay, &cam, NOW0 + 3, WALL_SEED);
+        CHECK_EQ_INT(status_of(&a), 401);
+        if (!require)
+            check_binding_unmoved(r, DEV_CONTACT, 5061);
+        CHECK_EQ_INT(gb_registrar_binding_count(r), require ? 0 : 1);
+        gb_registrar_free(r);
+    }
+}
+
+static const char CATALOG_BODY[] =
+    "<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Response>\r\n<CmdType>Catalog</CmdType>\r\n"
+    "<SN>7</SN>\r\n<DeviceID>" DEV "</DeviceID>\r\n<SumNum>0</SumNum>\r\n</Response>\r\n";
+
+static req keepalive_req(unsigned cseq, const char *auth)
+{
+    req ka = {.method = "MESSAGE", .call_id = "ka", .cseq = cseq, .contact = "", .expires = -1,
+              .ctype = "Application/MANSCDP+xml", .body = KA_BODY, .auth = auth};
+    return ka;
+}
+
+/* Issue 14: an unauthenticated keepalive for device A from an address
+ * other than A's binding's: 403, and the binding neither moves nor comes
+ * back online (GB/T 28181 §9.6.1 keepalives carry no credentials, so only
+ * the address can vouch for them). */
+static void test_foreign_keepalive_refused(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    c.keepalive_interval_ms = 1000;
+    c.keepalive_timeout_count = 3;
+    gb_registrar *r = mk(&c);
+    gb_peer cam = peer4(10, 0, 0, 5, 5061), evil = peer4(10, 0, 0, 66, 5060),
+            nat = peer4(10, 0, 0, 5, 7000);
+    CHECK_EQ_INT(register_flow(r, &(answer){0}, DEV, "c", 1, 3600, PASSWORD, &cam, NOW0), 200);
+    gb_registrar_handle_timer(r, NOW0 + 3000); /* three intervals: offline */
+    gb_binding_view v;
+    CHECK(gb_registrar_binding_get(r, DEV, strlen(DEV), &v) && !v.online);
+    evlist l = {0};
+    pop_all(r, &l);
+    answer a;
+    const gb_peer *from[] = {&evil, &nat}; /* another host; the same host, another port */
+    for (int i = 0; i < 2; i++) {
+        req ka = keepalive_req(20 + (unsigned)i, NULL);
+        send_req(r, &a, &ka, from[i], NOW0 + 4000, WALL_SEED);
+        CHECK_EQ_INT(status_of(&a), 403);
+        CHECK(gb_registrar_binding_get(r, DEV, strlen(DEV), &v));
+        CHECK(!v.online);
+        CHECK_EQ_INT(v.source.port, 5061);
+        CHECK_EQ_INT(v.last_keepalive, 0);
+    }
+    pop_all(r, &l);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_ONLINE), 0);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_KEEPALIVE), 0);
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.keepalives_refused, 2);
+    /* from the binding's own address it counts */
+    req ka = keepalive_req(30, NULL);
+    send_req(r, &a, &ka, &cam, NOW0 + 5000, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 200);
+    CHECK(gb_registrar_binding_get(r, DEV, strlen(DEV), &v) && v.online);
+    evs_free(&l);
+    gb_registrar_free(r);
+}
+
+/* A keepalive with the device's valid credentials proves it wherever it
+ * comes from, and moves the binding there (a NAT that changed the port).
+ * keepalive_policy CHALLENGE asks a foreign keepalive for them (401)
+ * instead of refusing it. */
+static void test_foreign_keepalive_challenge_policy(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    c.keepalive_policy = GB_KEEPALIVE_CHALLENGE;
+    gb_registrar *r = mk(&c);
+    gb_peer cam = peer4(10, 0, 0, 5, 5061), nat = peer4(10, 0, 0, 5, 7000);
+    CHECK_EQ_INT(register_flow(r, &(answer){0}, DEV, "c", 1, 3600, PASSWORD, &cam, NOW0), 200);
+    answer a;
+    req ka = keepalive_req(20, NULL);
+    send_req(r, &a, &ka, &nat, NOW0 + 1000, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 401);
+    gb_binding_view v;
+    CHECK(gb_registrar_binding_get(r, DEV, strlen(DEV), &v) && v.source.port == 5061);
+    char auth[1024];
+    CHECK_EQ_INT(answer_challenge_as(&a, NULL, DEV, PASSWORD, 1, "MESSAGE", auth, sizeof auth), 0);
+    ka = keepalive_req(21, auth);
+    send_req(r, &a, &ka, &nat, NOW0 + 1001, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 200);
+    CHECK(gb_registrar_binding_get(r, DEV, strlen(DEV), &v) && v.source.port == 7000);
+    /* a wrong password moves nothing */
+    gb_peer evil = peer4(10, 0, 0, 66, 5060);
+    ka = keepalive_req(22, NULL);
+    send_req(r, &a, &ka, &evil, NOW0 + 1002, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 401);
+    CHECK_EQ_INT(answer_challenge_as(&a, NULL, DEV, "guess", 1, "MESSAGE", auth, sizeof auth), 0);
+    ka = keepalive_req(23, auth);
+    send_req(r, &a, &ka, &evil, NOW0 + 1003, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 403);
+    CHECK(gb_registrar_binding_get(r, DEV, strlen(DEV), &v) && v.source.port == 7000);
+    gb_registrar_free(r);
+}
+
+/* Issue 14: a MESSAGE other than a keepalive becomes an event holding its
+ * body only when it comes from a registered device's binding address (or
+ * with its credentials); otherwise 403 and no body is kept. */
+static void test_foreign_message_keeps_no_body(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    gb_registrar *r = mk(&c);
+    gb_peer cam = peer4(10, 0, 0, 5, 5061), evil = peer4(10, 0, 0, 66, 5060);
+    answer a;
+    evlist l = {0};
+    req msg = {.method = "MESSAGE", .call_id = "m", .cseq = 1, .contact = "", .expires = -1,
+               .ctype = "Application/MANSCDP+xml", .body = CATALOG_BODY};
+    send_req(r, &a, &msg, &cam, NOW0, WALL_SEED); /* not registered yet */
+    CHECK_EQ_INT(status_of(&a), 403);
+    CHECK_EQ_INT(register_flow(r, &a, DEV, "c", 1, 3600, PASSWORD, &cam, NOW0), 200);
+    msg.cseq = 2;
+    send_req(r, &a, &msg, &evil, NOW0 + 1, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 403);
+    pop_all(r, &l);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_MESSAGE), 0);
+    for (size_t i = 0; i < l.n; i++)
+        CHECK(l.ev[i].text == NULL || l.ev[i].text_len < 100);
+    msg.cseq = 3;
+    send_req(r, &a, &msg, &cam, NOW0 + 2, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 200);
+    pop_all(r, &l);
+    const gb_reg_event *ev = find_type(&l, GB_REG_EV_MESSAGE);
+    CHECK(ev && ev->text_len == sizeof(CATALOG_BODY) - 1);
+    evs_free(&l);
+    gb_registrar_free(r);
+}
+
+/* Issue 12: what Refresh.TRUST_CALL_ID allows without credentials,
+ * exactly: a registered device's REGISTER on the binding's Call-ID with a
+ * higher CSeq, from the binding's source (address, port, transport, and
+ * on TCP the connection), that renews contacts the binding already has
+ * (or asks for them).  A new contact, a removal, Contact: *, another
+ * source or another TCP connection need a fresh challenge. */
+static void test_trust_call_id_allows_exactly(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    c.refresh_policy = GB_REFRESH_TRUST_CALL_ID;
+    gb_registrar *r = mk(&c);
+    gb_peer cam = peer4(10, 0, 0, 5, 5061);
+    answer a;
+    CHECK_EQ_INT(register_flow(r, &a, DEV, "c", 1, 3600, PASSWORD, &cam, NOW0), 200);
+    unsigned cseq = 3;
+    req renew = {.call_id = "c", .cseq = cseq++, .expires = 3600};
+    send_req(r, &a, &renew, &cam, NOW0 + 10, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 200);
+    req query = {.call_id = "c", .cseq = cseq++, .contact = "", .expires = -1};
+    send_req(r, &a, &query, &cam, NOW0 + 11, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 200);
+    struct {
+        const char *contact;
+        long expires;
+    } need_credentials[] = {
+        {EVIL_CONTACT, 3600},                          /* a new contact */
+        {"<" DEV_CONTACT ">, " EVIL_CONTACT, 3600},    /* one more */
+        {NULL, 0},                                     /* removal */
+        {"*", 0},                                      /* everything */
+    };
+    for (size_t i = 0; i < sizeof need_credentials / sizeof need_credentials[0]; i++) {
+        req q = {.call_id = "c", .cseq = cseq++, .contact = need_credentials[i].contact,
+                 .expires = need_credentials[i].expires};
+        send_req(r, &a, &q, &cam, NOW0 + 20 + (int64_t)i, WALL_SEED);
+        CHECK_EQ_INT(status_of(&a), 401);
+        check_binding_unmoved(r, DEV_CONTACT, 5061);
+    }
+    gb_peer other_port = peer4(10, 0, 0, 5, 5062), tcp = cam;
+    tcp.transport = GB_TRANSPORT_TCP;
+    tcp.conn_id = 1;
+    const gb_peer *elsewhere[] = {&other_port, &tcp};
+    for (int i = 0; i < 2; i++) {
+        req q = {.call_id = "c", .cseq = cseq++, .expires = 3600};
+        send_req(r, &a, &q, elsewhere[i], NOW0 + 30, WALL_SEED);
+        CHECK_EQ_INT(status_of(&a), 401);
+    }
+    /* a device on TCP: its own connection is trusted, a new one is not */
+    CHECK_EQ_INT(register_flow(r, &a, DEV, "t", 1, 3600, PASSWORD, &tcp, NOW0 + 40), 200);
+    req q = {.call_id = "t", .cseq = 5, .expires = 3600};
+    send_req(r, &a, &q, &tcp, NOW0 + 41, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 200);
+    gb_peer reconnected = tcp;
+    reconnected.conn_id = 2;
+    q.cseq = 6;
+    send_req(r, &a, &q, &reconnected, NOW0 + 42, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 401);
+    gb_registrar_free(r);
+}
+
+/* Issue 14 + 12: a foreign keepalive cannot re-point the binding's source
+ * and so cannot make a spoofer's refresh "trusted". */
+static void test_trust_call_id_never_for_an_unauthenticated_source(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    c.refresh_policy = GB_REFRESH_TRUST_CALL_ID;
+    gb_registrar *r = mk(&c);
+    gb_peer cam = peer4(10, 0, 0, 5, 5061), evil = peer4(10, 0, 0, 66, 5060);
+    answer a;
+    CHECK_EQ_INT(register_flow(r, &a, DEV, "c", 1, 3600, PASSWORD, &cam, NOW0), 200);
+    req ka = keepalive_req(20, NULL);
+    send_req(r, &a, &ka, &evil, NOW0 + 1, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 403);
+    req q = {.call_id = "c", .cseq = 9, .expires = 3600, .contact = EVIL_CONTACT};
+    send_req(r, &a, &q, &evil, NOW0 + 2, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 401);
+    q.contact = NULL;
+    send_req(r, &a, &q, &evil, NOW0 + 3, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 401);
+    check_binding_unmoved(r, DEV_CONTACT, 5061);
+    gb_registrar_free(r);
+}
+
+/* One REGISTER with a wrong password from src; returns the status. */
+static int wrong_answer(gb_registrar *r, const char *id, const gb_peer *src, int64_t now,
+                        unsigned cseq)
+{
+    return register_flow(r, &(answer){0}, id, "guess", cseq, 3600, "guess", src, now);
+}
+
+static const char DEV3[] = "34020000001320000003";
+
+/* Issue 12 (a platform's "3 bad passwords"): lockout_failures wrong
+ * answers for one device from one address within the window lock that
+ * pair out (403, counted, one LOCKED_OUT event) for lockout_ms; the
+ * device from another address is not touched. */
+static void test_lockout_device_from_one_address(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    c.lockout_failures = 3;
+    c.lockout_window_ms = 60000;
+    c.lockout_ms = 300000;
+    gb_registrar *r = mk(&c);
+    gb_peer guesser = peer4(10, 0, 0, 66, 5060), cam = peer4(10, 0, 0, 5, 5061);
+    for (unsigned i = 0; i < 3; i++)
+        CHECK_EQ_INT(wrong_answer(r, DEV, &guesser, NOW0 + i, 10 * i + 1), 403);
+    evlist l = {0};
+    pop_all(r, &l);
+    const gb_reg_event *ev = find_type(&l, GB_REG_EV_LOCKED_OUT);
+    CHECK(ev != NULL);
+    if (ev) {
+        CHECK_MEM(ev->id, ev->id_len, DEV);
+        CHECK_EQ_INT(ev->source.ip[3], 66);
+        CHECK_EQ_INT(ev->expires, 300);
+        CHECK_EQ_INT(ev->sn, 3);
+    }
+    answer a;
+    /* the right password from the locked address: refused unheard */
+    req q = {.call_id = "g", .cseq = 50, .expires = 3600};
+    send_req(r, &a, &q, &guesser, NOW0 + 10, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 403);
+    CHECK(reason_has(&a, "locked out"));
+    /* the real device elsewhere registers */
+    CHECK_EQ_INT(register_flow(r, &a, DEV, "c", 1, 3600, PASSWORD, &cam, NOW0 + 11), 200);
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.lockouts, 1);
+    CHECK_EQ_INT(st.locked_out, 1);
+    /* after lockout_ms the guesser is heard again */
+    CHECK_EQ_INT(register_flow(r, &a, DEV, "g2", 60, 3600, PASSWORD, &guesser, NOW0 + 300010),
+                 200);
+    evs_free(&l);
+    gb_registrar_free(r);
+}
+
+/* The window: failures further apart than lockout_window_ms never add up;
+ * and a right answer starts the count again. */
+static void test_lockout_window_and_reset(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    c.lockout_failures = 3;
+    c.lockout_window_ms = 1000;
+    gb_registrar *r = mk(&c);
+    gb_peer cam = peer4(10, 0, 0, 5, 5061);
+    answer a;
+    for (unsigned i = 0; i < 6; i++)
+        CHECK_EQ_INT(wrong_answer(r, DEV, &cam, NOW0 + 1000 * (int64_t)i, 10 * i + 1), 403);
+    for (unsigned i = 0; i < 6; i++) {
+        CHECK_EQ_INT(wrong_answer(r, DEV, &cam, NOW0 + 10000 + i, 100 + 10 * i), 403);
+        if (i % 2)
+            CHECK_EQ_INT(register_flow(r, &a, DEV, "c", 200 + 10 * i, 3600, PASSWORD, &cam,
+                                       NOW0 + 10000 + i),
+                         200);
+    }
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.lockouts, 0);
+    gb_registrar_free(r);
+}
+
+/* Per source: lockout_source_failures wrong answers from one address, for
+ * any devices, lock the address out for every device - except a device
+ * presenting its valid answer from its own binding's source. */
+static void test_lockout_source_spares_bound_devices(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    c.lockout_failures = 10;
+    c.lockout_source_failures = 3;
+    gb_registrar *r = mk(&c);
+    gb_peer cam = peer4(10, 0, 0, 5, 5061), guesser = peer4(10, 0, 0, 5, 6000);
+    answer a;
+    CHECK_EQ_INT(register_flow(r, &a, DEV, "c", 1, 3600, PASSWORD, &cam, NOW0), 200);
+    CHECK_EQ_INT(wrong_answer(r, DEV2, &guesser, NOW0 + 1, 1), 403);
+    CHECK_EQ_INT(wrong_answer(r, DEV3, &guesser, NOW0 + 2, 1), 403);
+    CHECK_EQ_INT(wrong_answer(r, DEV, &guesser, NOW0 + 3, 1), 403);
+    evlist l = {0};
+    pop_all(r, &l);
+    const gb_reg_event *ev = find_type(&l, GB_REG_EV_LOCKED_OUT);
+    CHECK(ev && ev->id_len == 0);
+    /* any device from that address: refused */
+    req q = {.id = DEV2, .call_id = "x", .cseq = 9, .expires = 3600};
+    send_req(r, &a, &q, &guesser, NOW0 + 4, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 403);
+    /* the registered device from its own source: heard and accepted */
+    CHECK_EQ_INT(register_flow(r, &a, DEV, "c", 10, 3600, PASSWORD, &cam, NOW0 + 5), 200);
+    req ka = keepalive_req(20, NULL);
+    send_req(r, &a, &ka, &cam, NOW0 + 6, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 200);
+    evs_free(&l);
+    gb_registrar_free(r);
+}
+
+/* Issue 12: someone else's failures cannot lock a working device out.
+ * Guesses at DEV from the device's own host but another port lock
+ * (DEV, host); DEV from its binding's source still registers, the
+ * guesser with the right password does not. */
+static void test_lockout_never_stops_a_working_device(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    c.lockout_failures = 3;
+    gb_registrar *r = mk(&c);
+    gb_peer cam = peer4(10, 0, 0, 5, 5061), guesser = peer4(10, 0, 0, 5, 6000);
+    answer a;
+    CHECK_EQ_INT(register_flow(r, &a, DEV, "c", 1, 3600, PASSWORD, &cam, NOW0), 200);
+    for (unsigned i = 0; i < 5; i++)
+        wrong_answer(r, DEV, &guesser, NOW0 + 1 + i, 10 * i + 1);
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.lockouts, 1);
+    for (unsigned i = 0; i < 3; i++)
+        CHECK_EQ_INT(register_flow(r, &a, DEV, "c", 100 + 10 * i, 3600, PASSWORD, &cam,
+                                   NOW0 + 100 + i),
+                     200);
+    req q = {.call_id = "g", .cseq = 500, .expires = 3600};
+    send_req(r, &a, &q, &guesser, NOW0 + 200, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 403);
+    gb_registrar_free(r);
+}
+
+/* Failures count only when the nonce was issued to the sender's address:
+ * answers to a nonce from elsewhere (a spoofed source cannot see our 401)
+ * are 401 and lock nothing, so nobody can lock out an address he cannot
+ * receive at. */
+static void test_lockout_needs_a_nonce_issued_to_the_address(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    c.lockout_failures = 2;
+    c.lockout_source_failures = 2;
+    gb_registrar *r = mk(&c);
+    gb_peer cam = peer4(10, 0, 0, 5, 5061), evil = peer4(10, 0, 0, 66, 5060);
+    answer a;
+    req q = {.cseq = 1, .expires = 3600};
+    send_req(r, &a, &q, &evil, NOW0, WALL_SEED);
+    char auth[1024];
+    CHECK_EQ_INT(answer_challenge(&a, NULL, DEV, "guess", 0, auth, sizeof auth), 0);
+    for (unsigned i = 0; i < 5; i++) {
+        req spoofed = {.cseq = 2 + i, .expires = 3600, .auth = auth};
+        send_req(r, &a, &spoofed, &cam, NOW0 + 1 + i, WALL_SEED);
+        CHECK_EQ_INT(status_of(&a), 401);
+    }
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.lockouts, 0);
+    CHECK_EQ_INT(register_flow(r, &a, DEV, "c", 10, 3600, PASSWORD, &cam, NOW0 + 10), 200);
+    gb_registrar_free(r);
+}
+
+/* The table is fixed (lockout_slots): when every slot of a set holds a
+ * live lock of another key, a failure goes uncounted (lockout_untracked)
+ * rather than freeing a lock. */
+static void test_lockout_table_bounded(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    c.lockout_failures = 0;
+    c.lockout_source_failures = 1;
+    c.lockout_slots = 4; /* one set of four */
+    gb_registrar *r = mk(&c);
+    for (uint8_t h = 1; h <= 6; h++) {
+        gb_peer g = peer4(10, 0, 1, h, 5060);
+        CHECK_EQ_INT(wrong_answer(r, DEV, &g, NOW0 + h, 1), 403);
+    }
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.lockouts, 4);
+    CHECK_EQ_INT(st.lockout_untracked, 2);
+    /* the four locks hold */
+    answer a;
+    gb_peer first = peer4(10, 0, 1, 1, 5060);
+    req q = {.call_id = "x", .cseq = 9, .expires = 3600};
+    send_req(r, &a, &q, &first, NOW0 + 100, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 403);
+    gb_registrar_free(r);
+}
+
+/* Credentials naming another device are refused before anything else is
+ * said, and count as a failure: no oracle for a guesser who rotates the
+ * To user. */
+static void test_credentials_for_another_device_tell_nothing(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    cfg_fixed_nonce(&c, "n");
+    gb_registrar *r = mk(&c);
+    gb_peer p = peer4(10, 0, 0, 66, 5060);
+    char right[1024], wrong[1024];
+    creds(right, sizeof right, DEV2, PASSWORD, "n", RURI);
+    creds(wrong, sizeof wrong, DEV2, "guess", "n", RURI);
+    answer a1, a2;
+    req q = {.id = DEV, .cseq = 1, .expires = 3600, .auth = right};
+    send_req(r, &a1, &q, &p, NOW0, WALL_SEED);
+    q.auth = wrong;
+    send_req(r, &a2, &q, &p, NOW0 + 1, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a1), 403);
+    CHECK_EQ_INT(status_of(&a2), 403);
+    CHECK(a1.m.reason.len == a2.m.reason.len &&
+          memcmp(a1.buf + a1.m.reason.off, a2.buf + a2.m.reason.off, a1.m.reason.len) == 0);
+    gb_registrar_free(r);
+}
+
+/* Issue 12: a flood of unauthenticated REGISTERs for random IDs, many
+ * times the cache, never pushes out the cached answer of an authenticated
+ * device: its retransmission still gets the same 200 (RFC 3261 §17.2.1)
+ * instead of being processed again (and refused as a used nonce). */
+static void test_open_flood_keeps_authenticated_answers(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    c.max_transactions = 16;
+    gb_registrar *r = mk(&c);
+    gb_peer cam = peer4(10, 0, 0, 5, 5061), flood = peer4(10, 9, 9, 9, 5060);
+    answer a, first, again;
+    req q = {.call_id = "c", .cseq = 1, .expires = 3600};
+    send_req(r, &a, &q, &cam, NOW0, WALL_SEED);
+    char auth[1024];
+    CHECK_EQ_INT(answer_challenge(&a, NULL, DEV, PASSWORD, 0, auth, sizeof auth), 0);
+    req ok = {.call_id = "c", .cseq = 2, .expires = 3600, .auth = auth, .branch = "z9hG4bKcam2"};
+    char msg[8192];
+    size_t n = build(msg, sizeof msg, &ok);
+    feed(r, &first, msg, n, &cam, NOW0 + 1, WALL_SEED);
+    CHECK_EQ_INT(status_of(&first), 200);
+    for (int i = 0; i < 160; i++) { /* ten times the cache */
+        char id[32];
+        snprintf(id, sizeof id, "340200000013%08d", i);
+        req junk = {.id = id, .call_id = id, .cseq = 1, .expires = 3600};
+        send_req(r, &a, &junk, &flood, NOW0 + 2, WALL_SEED);
+        CHECK_EQ_INT(status_of(&a), 401);
+    }
+    feed(r, &again, msg, n, &cam, NOW0 + 3, WALL_SEED);
+    CHECK_EQ_INT(status_of(&again), 200);
+    CHECK(first.len == again.len && memcmp(first.buf, again.buf, first.len) == 0);
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.retransmissions_absorbed, 1);
+    CHECK_EQ_INT(st.registrations, 1);
+    CHECK(st.transactions_evicted >= 150);
+    CHECK_EQ_INT(st.trusted_evicted, 0);
+    gb_registrar_free(r);
+}
+
+/* Issue 14: the event queue is bounded by bytes as well as count; the
+ * oldest peer-triggered events (MESSAGE bodies) go first, and they never
+ * push out a binding event. */
+static void test_event_queue_bounded_by_bytes(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    cfg_fixed_nonce(&c, "n");
+    c.max_event_bytes = 64 * 1024;
+    gb_registrar *r = mk(&c);
+    gb_peer cam = peer4(10, 0, 0, 5, 5061);
+    char auth[1024];
+    creds(auth, sizeof auth, DEV, PASSWORD, "n", RURI);
+    answer a;
+    req reg = {.call_id = "c", .cseq = 1, .expires = 3600, .auth = auth};
+    send_req(r, &a, &reg, &cam, NOW0, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 200);
+    static char body[7000];
+    snprintf(body, sizeof body, "<Notify><CmdType>Alarm</CmdType><SN>1</SN><Pad>%06000d</Pad></Notify>", 0);
+    for (unsigned i = 0; i < 40; i++) { /* 40 bodies of 6 KB: 240 KB */
+        req msg = {.method = "MESSAGE", .call_id = "m", .cseq = 10 + i, .contact = "",
+                   .expires = -1, .ctype = "Application/MANSCDP+xml", .body = body};
+        send_req(r, &a, &msg, &cam, NOW0 + 1 + i, WALL_SEED);
+        CHECK_EQ_INT(status_of(&a), 200);
+        gb_registrar_stats st;
+        gb_registrar_get_stats(r, &st);
+        CHECK(st.event_bytes <= c.max_event_bytes);
+    }
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK(st.events_dropped >= 30);
+    CHECK_EQ_INT(st.events_dropped_state, 0);
+    evlist l = {0};
+    pop_all(r, &l);
+    CHECK_EQ_INT(l.ev[0].type, GB_REG_EV_REGISTERED); /* kept, and first */
+    CHECK(count_type(&l, GB_REG_EV_MESSAGE) >= 5);
+    /* the newest bodies are the ones kept, in order */
+    for (size_t i = 2; i < l.n; i++)
+        CHECK(l.ev[i].time_ms > l.ev[i - 1].time_ms);
+    CHECK_EQ_INT(l.ev[l.n - 1].time_ms, NOW0 + 40);
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.event_bytes, 0);
+    evs_free(&l);
+    gb_registrar_free(r);
+}
+
+/* By count: max_events full of binding events, a peer-triggered event is
+ * dropped itself; a binding event pushes out the oldest peer-triggered. */
+static void test_peer_events_never_push_out_binding_events(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    cfg_fixed_nonce(&c, "n");
+    c.max_events = 3;
+    gb_registrar *r = mk(&c);
+    gb_peer p = peer4(10, 0, 0, 5, 5061);
+    answer a;
+    req junk = {.method = "FOO", .cseq = 1, .expires = -1};
+    send_req(r, &a, &junk, &p, NOW0, WALL_SEED); /* REJECTED */
+    const char *ids[] = {DEV, DEV2, DEV3};
+    for (int i = 0; i < 3; i++) {
+        char auth[1024];
+        creds(auth, sizeof auth, ids[i], PASSWORD, "n", RURI);
+        req q = {.id = ids[i], .call_id = ids[i], .cseq = 1, .expires = 3600, .auth = auth};
+        send_req(r, &a, &q, &p, NOW0 + 1 + i, WALL_SEED);
+        CHECK_EQ_INT(status_of(&a), 200);
+    }
+    for (int i = 0; i < 5; i++)
+        send_req(r, &a, &junk, &p, NOW0 + 10, WALL_SEED);
+    evlist l = {0};
+    pop_all(r, &l);
+    CHECK_EQ_INT(l.n, 3);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_REGISTERED), 3);
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.events_dropped, 6);
+    CHECK_EQ_INT(st.events_dropped_state, 0);
+    evs_free(&l);
+    gb_registrar_free(r);
+}
+
+/* A flood of garbage costs the application at most peer_event_rate
+ * events a second (the counters see every datagram); refusals of requests
+ * whose sender proved itself (credentials) are not limited. */
+static void test_peer_event_rate(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    cfg_fixed_nonce(&c, "n");
+    c.peer_event_rate = 100;
+    gb_registrar *r = mk(&c);
+    gb_peer cam = peer4(10, 0, 0, 5, 5061), flood = peer4(10, 9, 9, 9, 5060);
+    answer a;
+    char auth[1024];
+    creds(auth, sizeof auth, DEV, PASSWORD, "n", RURI);
+    req reg = {.call_id = "c", .cseq = 1, .expires = 3600, .auth = auth};
+    send_req(r, &a, &reg, &cam, NOW0, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 200);
+    for (int i = 0; i < 2000; i++)
+        feed(r, &a, "junk\r\n\r\n", 8, &flood, NOW0 + i / 4, WALL_SEED);
+    for (int i = 0; i < 5; i++) { /* refusals of a device with credentials: all reported */
+        req brief = {.call_id = "c", .cseq = 10 + (unsigned)i, .expires = 10, .auth = auth};
+        send_req(r, &a, &brief, &cam, NOW0 + 100, WALL_SEED);
+        CHECK_EQ_INT(status_of(&a), 423);
+    }
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.drops[GB_REG_DROP_UNPARSEABLE], 2000);
+    CHECK_EQ_INT(st.events_suppressed, 2000 - 100);
+    size_t rejected = 0;
+    evlist l = {0};
+    do {
+        pop_all(r, &l);
+        rejected += (size_t)count_type(&l, GB_REG_EV_REJECTED);
+    } while (l.n);
+    CHECK_EQ_INT(rejected, 100 + 5);
+    gb_registrar_free(r);
+}
+
+/* Issue 14: bytes kept per binding are capped.  A Call-ID over 256 bytes
+ * and contacts over max_contact_bytes are refused (403: well formed, but
+ * more than the registrar keeps for one device; RFC 3261 §21.4.4); a
+ * User-Agent, informational only (§20.41), is kept cut to 128 bytes. */
+static void test_binding_fields_capped(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    cfg_fixed_nonce(&c, "n");
+    gb_registrar *r = mk(&c);
+    gb_peer p = peer4(10, 0, 0, 5, 5061);
+    char auth[1024];
+    creds(auth, sizeof auth, DEV, PASSWORD, "n", RURI);
+    answer a;
+    char long_cid[300];
+    memset(long_cid, 'c', 257);
+    long_cid[257] = 0;
+    req q = {.call_id = long_cid, .cseq = 1, .expires = 3600, .auth = auth};
+    send_req(r, &a, &q, &p, NOW0, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 403);
+    CHECK(reason_has(&a, "Call-ID"));
+    static char contacts[4096];
+    size_t cl = 0;
+    for (int k = 0; k < 8; k++)
+        cl += (size_t)snprintf(contacts + cl, sizeof contacts - cl,
+                               "%s<sip:" DEV "@10.0.0.%d:5061;pad=%0140d>", k ? ", " : "", k, 0);
+    q = (req){.call_id = "c", .cseq = 2, .expires = 3600, .auth = auth, .contact = contacts};
+    send_req(r, &a, &q, &p, NOW0 + 1, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 403);
+    CHECK(reason_has(&a, "Contact"));
+    CHECK_EQ_INT(gb_registrar_binding_count(r), 0);
+    static char ua[7300];
+    memcpy(ua, "User-Agent: ", 12);
+    memset(ua + 12, 'u', 7000);
+    memcpy(ua + 7012, "\r\n", 3);
+    q = (req){.call_id = "c", .cseq = 3, .expires = 3600, .auth = auth, .extra = ua};
+    send_req(r, &a, &q, &p, NOW0 + 2, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 200);
+    gb_binding_view v;
+    CHECK(gb_registrar_binding_get(r, DEV, strlen(DEV), &v));
+    CHECK_EQ_INT(v.user_agent_len, GB_REG_MAX_USER_AGENT);
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.user_agents_cut, 1);
+    CHECK(st.binding_bytes < 4096);
+    gb_registrar_free(r);
+}
+
+/* Issue 14: the malformed requests of RFC 4475 that were dropped silently
+ * (§3.1.2.4, §3.1.2.7-§3.1.2.10, §3.3.1, §3.3.8) are answered 400 with
+ * the reason, as the RFC expects, since their Via can be read; the
+ * malformed responses (§3.1.2.5, §3.1.2.19) are never answered and are
+ * counted as such. */
+static void test_rfc4475_malformed_requests_answered(void)
+{
+    static const char *const requests[] = {
+        /* §3.1.2.10 trws: whitespace after the version */
+        "OPTIONS sip:remote-target@example.com SIP/2.0  \r\n"
+        "Via: SIP/2.0/TCP host1.examle.com;branch=z9hG4bK299342093\r\n"
+        "To: <sip:remote-target@example.com>\r\n"
+        "From: <sip:local-resource@example.com>;tag=329429089\r\n"
+        "Call-ID: trws.oicu34958239neffasdhr2345r\r\nAccept: application/sdp\r\n"
+        "CSeq: 238923 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        /* §3.1.2.7 ltgtruri: <> around the Request-URI */
+        "INVITE <sip:user@example.com> SIP/2.0\r\nTo: sip:user@example.com\r\n"
+        "From: sip:caller@example.net;tag=39291\r\nMax-Forwards: 23\r\n"
+        "Call-ID: ltgtruri.1@192.0.2.5\r\nCSeq: 1 INVITE\r\nVia: SIP/2.0/UDP 192.0.2.5\r\n"
+        "Content-Length: 0\r\n\r\n",
+        /* §3.1.2.8 lwsruri: whitespace inside the Request-URI */
+        "INVITE sip:user@example.com; lr SIP/2.0\r\nTo: sip:user@example.com;tag=3xfe-9921883-z9f\r\n"
+        "From: sip:caller@example.net;tag=231413434\r\nMax-Forwards: 5\r\n"
+        "Call-ID: lwsruri.asdfasdoeoi2323-asdfwrn23-asd834rk423\r\nCSeq: 2130706432 INVITE\r\n"
+        "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKkdjuw2395\r\nContent-Length: 0\r\n\r\n",
+        /* §3.1.2.9 lwsstart: more than one space between the elements */
+        "INVITE  sip:user@example.com  SIP/2.0\r\nMax-Forwards: 8\r\nTo: sip:user@example.com\r\n"
+        "From: sip:caller@example.net;tag=8814\r\n"
+        "Call-ID: lwsstart.dfknq234oi243099adsdfnawe3@example.com\r\nCSeq: 1893884 INVITE\r\n"
+        "Via: SIP/2.0/UDP host1.example.com;branch=z9hG4bKkdjuw3923\r\nContent-Length: 0\r\n\r\n",
+        /* §3.1.2.4 scalar02: CSeq above 2**31 (and Max-Forwards, Expires) */
+        "REGISTER sip:example.com SIP/2.0\r\n"
+        "Via: SIP/2.0/TCP host129.example.com;branch=z9hG4bK342sdfoi3\r\n"
+        "To: <sip:user@example.com>\r\nFrom: <sip:user@example.com>;tag=239232jh3\r\n"
+        "CSeq: 36893488147419103232 REGISTER\r\n"
+        "Call-ID: scalar02.23o0pd9vanlq3wnrlnewofjas9ui32\r\nMax-Forwards: 300\r\n"
+        "Expires: 100000000000000000000\r\nContact: <sip:user@host129.example.com>\r\n"
+        "  ;expires=280297596632815\r\nContent-Length: 0\r\n\r\n",
+        /* §3.3.1 insuf: no From, To or Call-ID */
+        "INVITE sip:user@example.com SIP/2.0\r\nCSeq: 193942 INVITE\r\n"
+        "Via: SIP/2.0/UDP 192.0.2.95;branch=z9hG4bKkdj.insuf\r\nContent-Length: 0\r\n\r\n",
+        /* §3.3.8 multi01: two different CSeq, Call-ID, To, From */
+        "INVITE sip:user@company.com SIP/2.0\r\nContact: <sip:caller@host25.example.net>\r\n"
+        "Via: SIP/2.0/UDP 192.0.2.25;branch=z9hG4bKkdjuw\r\nMax-Forwards: 70\r\n"
+        "CSeq: 5 INVITE\r\nCall-ID: multi01.98asdh@192.0.2.1\r\nCSeq: 59 INVITE\r\n"
+        "Call-ID: multi01.98asdh@192.0.2.2\r\nFrom: sip:caller@example.com;tag=3413415\r\n"
+        "To: sip:user@example.com\r\nTo: sip:other@example.net\r\n"
+        "From: sip:caller@example.net;tag=2923420123\r\nContent-Length: 0\r\n"
+        "Max-Forwards: 5\r\n\r\n",
+    };
+    static const char *const responses[] = {
+        /* §3.1.2.19 bigcode, §3.1.2.5 scalarlg (shortened) */
+        "SIP/2.0 4294967301 better not break the receiver\r\n"
+        "Via: SIP/2.0/UDP 192.0.2.105;branch=z9hG4bK2398ndaoe\r\n"
+        "Call-ID: bigcode.asdof3uj203asdnf3429uasdhfas3ehjasdfas9i\r\nCSeq: 353494 INVITE\r\n"
+        "From: <sip:user@example.com>;tag=39ansfi3\r\nTo: <sip:user@example.edu>;tag=902jndnke3\r\n"
+        "Content-Length: 0\r\n\r\n",
+        "SIP/2.0 503 Service Unavailable\r\n"
+        "Via: SIP/2.0/TCP host129.example.com;branch=z9hG4bKzzxdiwo34sw;received=192.0.2.129\r\n"
+        "To: <sip:user@example.com>\r\nFrom: <sip:other@example.net>;tag=2easdjfejw\r\n"
+        "CSeq: 9292394834772304023312 OPTIONS\r\n"
+        "Call-ID: scalarlg.noase0of0234hn2qofoaf0232aewf2394r\r\nContent-Length: 0\r\n\r\n",
+    };
+    gb_registrar_config c;
+    cfg_base(&c);
+    c.id_policy = GB_IDS_ANY;
+    gb_registrar *r = mk(&c);
+    gb_peer p = peer4(192, 0, 2, 5, 5060);
+    answer a;
+    for (size_t i = 0; i < sizeof requests / sizeof requests[0]; i++) {
+        size_t n = strlen(requests[i]);
+        char *copy = malloc(n); /* exact size: ASan sees overreads */
+        memcpy(copy, requests[i], n);
+        feed(r, &a, copy, n, &p, NOW0 + (int64_t)i, WALL_SEED);
+        if (!answer_starts(&a, "SIP/2.0 400 "))
+            fprintf(stderr, "  request %zu: %s\n", i, a.st == GB_REG_REPLY ? "answered" : "dropped");
+        CHECK(answer_starts(&a, "SIP/2.0 400 "));
+        CHECK(answer_parses(&a));
+        CHECK(a.len > 13 && memcmp(a.buf + 12, "Bad Request", 11) != 0); /* says why */
+        free(copy);
+    }
+    for (size_t i = 0; i < sizeof responses / sizeof responses[0]; i++)
+        CHECK_EQ_INT(feed(r, &a, responses[i], strlen(responses[i]), &p, NOW0, WALL_SEED),
+                     GB_REG_DROPPED);
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.drops[GB_REG_DROP_RESPONSE], 2);
+    CHECK_EQ_INT(st.answered, sizeof requests / sizeof requests[0]);
+    gb_registrar_free(r);
+}
+
+/* Issue 14: every request left unanswered is counted by reason, and
+ * unparseable ones by parse error too. */
+static void test_drops_counted_by_reason(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    c.rate_per_source = 1;
+    c.ask_for_secrets = 1;
+    c.shared_password = NULL;
+    c.shared_password_len = 0;
+    gb_registrar *r = mk(&c);
+    answer a;
+    uint8_t host = 1;
+    gb_peer p = peer4(10, 0, 0, host++, 5061);
+    feed(r, &a, "", 0, &p, NOW0, WALL_SEED);
+    p = peer4(10, 0, 0, host++, 5061);
+    feed(r, &a, "hello\r\n\r\n", 9, &p, NOW0, WALL_SEED);
+    static const char novia[] = "REGISTER " RURI " SIP/2.0\r\nTo: <sip:" DEV "@" REALM ">\r\n"
+                                "Content-Length: 0\r\n\r\n";
+    p = peer4(10, 0, 0, host++, 5061);
+    feed(r, &a, novia, sizeof novia - 1, &p, NOW0, WALL_SEED);
+    static const char resp[] =
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.5;branch=z9hG4bKx\r\n"
+        "From: <sip:a@b>;tag=1\r\nTo: <sip:a@b>;tag=2\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n"
+        "Content-Length: 0\r\n\r\n";
+    p = peer4(10, 0, 0, host++, 5061);
+    feed(r, &a, resp, sizeof resp - 1, &p, NOW0, WALL_SEED);
+    /* rate: a second request in the same second from one address */
+    p = peer4(10, 0, 0, host++, 5061);
+    req q = {.cseq = 1, .expires = 3600};
+    send_req(r, &a, &q, &p, NOW0, WALL_SEED);
+    send_req(r, &a, &q, &p, NOW0, WALL_SEED);
+    /* in progress: a retransmission while the secret is looked up */
+    p = peer4(10, 0, 0, host++, 5061);
+    send_req(r, &a, &q, &p, NOW0, WALL_SEED);
+    char auth[1024];
+    CHECK_EQ_INT(answer_challenge(&a, NULL, DEV, "pw", 0, auth, sizeof auth), 0);
+    req cred = {.cseq = 2, .expires = 3600, .auth = auth, .branch = "z9hG4bKwait"};
+    p = peer4(10, 0, 0, host - 1, 5061);
+    CHECK_EQ_INT(send_req(r, &a, &cred, &p, NOW0 + 1000, WALL_SEED), GB_REG_PENDING);
+    CHECK_EQ_INT(send_req(r, &a, &cred, &p, NOW0 + 2000, WALL_SEED), GB_REG_DROPPED);
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.drops[GB_REG_DROP_UNPARSEABLE], 2);
+    CHECK_EQ_INT(st.drops_parse[GB_ERR_EMPTY], 1);
+    CHECK_EQ_INT(st.drops[GB_REG_DROP_NO_VIA], 1);
+    CHECK_EQ_INT(st.drops[GB_REG_DROP_RESPONSE], 1);
+    CHECK_EQ_INT(st.drops[GB_REG_DROP_RATE], 1);
+    CHECK_EQ_INT(st.drops[GB_REG_DROP_IN_PROGRESS], 1);
+    CHECK(strcmp(gb_reg_drop_name(GB_REG_DROP_NO_VIA), "no_via") == 0);
+    evlist l = {0};
+    do
+        pop_all(r, &l);
+    while (l.n);
+    gb_registrar_free(r);
+}
+
 int main(void)
 {
     dctx = gb_digest_ctx_new();
@@ -2194,6 +3211,30 @@ int main(void)
     test_change_list_names_each_changed_binding_once();
     test_restored_binding_keeps_its_expiry_and_answers_keepalives();
     test_restored_online_binding_goes_offline_without_keepalives();
+    test_replayed_credentials_from_another_address_refused();
+    test_raced_answer_from_another_address_refused();
+    test_nonce_without_qop_answers_once();
+    test_nonce_answer_from_another_port_accepted();
+    test_qop_downgrade();
+    test_foreign_keepalive_refused();
+    test_foreign_keepalive_challenge_policy();
+    test_foreign_message_keeps_no_body();
+    test_trust_call_id_allows_exactly();
+    test_trust_call_id_never_for_an_unauthenticated_source();
+    test_lockout_device_from_one_address();
+    test_lockout_window_and_reset();
+    test_lockout_source_spares_bound_devices();
+    test_lockout_never_stops_a_working_device();
+    test_lockout_needs_a_nonce_issued_to_the_address();
+    test_lockout_table_bounded();
+    test_credentials_for_another_device_tell_nothing();
+    test_open_flood_keeps_authenticated_answers();
+    test_event_queue_bounded_by_bytes();
+    test_peer_events_never_push_out_binding_events();
+    test_peer_event_rate();
+    test_binding_fields_capped();
+    test_rfc4475_malformed_requests_answered();
+    test_drops_counted_by_reason();
     gb_digest_ctx_free(dctx);
     return CHECK_DONE("test_registrar");
 }

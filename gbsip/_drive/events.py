@@ -20,7 +20,9 @@ class EventStream(Generic[E]):
 
     - :meth:`publish` (the role) appends to a bounded queue — the oldest
       event goes when it is full, counted in :attr:`dropped` — and calls
-      every listener at once, in the loop's thread.
+      every listener at once, in the loop's thread.  With ``minor``, events
+      it weighs (peer-triggered ones: refusals, message bodies) go first,
+      are bounded by ``max_bytes`` as well, and never push out the others.
     - :meth:`__aiter__` takes events from the queue (each once) until the
       stream closes; :meth:`wait_for` takes them until one matches and
       returns it (the ones before it are taken too).  One consumer at a
@@ -31,8 +33,16 @@ class EventStream(Generic[E]):
       that matches, without taking anything from the queue.
     """
 
-    def __init__(self, maxlen: int = 65536, *, history: int = 0) -> None:
+    def __init__(self, maxlen: int = 65536, *, history: int = 0, max_bytes: int = 0,
+                 minor: Callable[[E], int | None] | None = None) -> None:
         self._queue: collections.deque[E] = collections.deque()
+        self._seqs: collections.deque[int] = collections.deque()  # of _queue's events
+        # minor events: (sequence number, bytes, event), oldest first
+        self._minor_q: collections.deque[tuple[int, int, E]] = collections.deque()
+        self._minor = minor
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._seq = 0
         self._maxlen = max(1, maxlen)
         #: Events thrown away because the queue was full.
         self.dropped = 0
@@ -44,15 +54,12 @@ class EventStream(Generic[E]):
         self.closed = False
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self._queue) + len(self._minor_q)
 
     # -- the role's side ------------------------------------------------------
 
     def publish(self, ev: E) -> None:
-        if len(self._queue) >= self._maxlen:
-            self._queue.popleft()
-            self.dropped += 1
-        self._queue.append(ev)
+        self._enqueue(ev)
         if self.history.maxlen:
             self.history.append(ev)
         for listener in self._listeners:
@@ -74,6 +81,36 @@ class EventStream(Generic[E]):
                     keep.append((pred, fut))
             self._watchers = keep
         self._wake()
+
+    def _enqueue(self, ev: E) -> None:
+        weight = self._minor(ev) if self._minor is not None else None
+        while len(self) >= self._maxlen or (
+                weight is not None and self._max_bytes and self._bytes + weight > self._max_bytes):
+            if self._minor_q:  # the oldest minor event makes room first
+                self._bytes -= self._minor_q.popleft()[1]
+            elif weight is None and self._queue:
+                self._queue.popleft()
+                self._seqs.popleft()
+            else:  # a minor event never pushes out another kind: it goes itself
+                self.dropped += 1
+                return
+            self.dropped += 1
+        self._seq += 1
+        if weight is None:
+            self._queue.append(ev)
+            self._seqs.append(self._seq)
+        else:
+            self._minor_q.append((self._seq, weight, ev))
+            self._bytes += weight
+
+    def _take(self) -> E:
+        """The oldest queued event (there is one)."""
+        if self._minor_q and (not self._queue or self._minor_q[0][0] < self._seqs[0]):
+            _seq, weight, ev = self._minor_q.popleft()
+            self._bytes -= weight
+            return ev
+        self._seqs.popleft()
+        return self._queue.popleft()
 
     def watch(self, pred: Callable[[E], bool]) -> asyncio.Future[E]:
         """A future for the next new event ``pred`` accepts (queue untouched)."""
@@ -114,8 +151,8 @@ class EventStream(Generic[E]):
 
     async def __aiter__(self) -> AsyncIterator[E]:
         while True:
-            while self._queue:
-                yield self._queue.popleft()
+            while self._queue or self._minor_q:
+                yield self._take()
             if self.closed:
                 return
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -318,18 +318,17 @@ class PlatformRig:
             return None
         via = msg.via
         key = (msg.method, (via.branch or "") if via else "", via.sent_by if via else "")
-        answer: bytes | None
         with self.cond:
             cached = self._cache.get(key)
             if cached is not None:
-                answer, seen = cached
+                cached_answer, seen = cached
                 seen.retransmissions += 1
                 self.cond.notify_all()
-                return answer or None
+                return cached_answer or None
             seen = Seen(time.monotonic(), msg.method, msg, data, source)
             self.seen.append(seen)
             if msg.method == "REGISTER":
-                answer = self._register(seen)
+                answer: bytes | None = self._register(seen)
             elif msg.method == "MESSAGE":
                 answer = self._message(seen)
             else:

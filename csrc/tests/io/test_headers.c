@@ -5,10 +5,13 @@
  * refuses to build this file when a header of core/ or io/ is missing
  * from the list below.
  */
+#include "camera.h"
 #include "device.h"
 #include "digest.h"
+#include "fleet_internal.h"
 #include "gb_containers.h"
 #include "gb_states.h"
+#include "io_addr.h"
 #include "manscdp.h"
 #include "platform_requests.h"
 #include "registrar.h"
@@ -17,6 +20,7 @@
 #include "sip_parser.h"
 #include "sip_writer.h"
 #include "stats.h"
+#include "tcp_pump.h"
 #include "udp_pump.h"
 
 #include "../check.h"
@@ -27,7 +31,7 @@ int main(void)
     CHECK_EQ_INT(GB_REG_EV_REGISTERED, 1);
     CHECK_EQ_INT(GB_DEV_EV_REGISTERED, 1);
     CHECK_EQ_INT(GB_REG_EV_REDIRECTED, 12);
-    CHECK_EQ_INT(GB_REG_EV_NOTIFY, 15);
+    CHECK_EQ_INT(GB_REG_EV_NOTIFY, 16);
     CHECK_EQ_INT(GB_DEV_EV_UNREGISTERED, 10);
     return CHECK_DONE("test_headers");
 }

@@ -16,10 +16,8 @@
 #include <unistd.h>
 
 #include "../check.h"
+#include "io_helpers.h"
 #include "udp_pump.h"
-
-#define SERVER_ID "34020000002000000001"
-#define DEV "34020000001320000001"
 
 /* A non-blocking UDP socket bound to 127.0.0.1 on a free port. */
 static int udp_socket(uint16_t *port)
@@ -70,23 +68,6 @@ static void wait_readable(int fd)
 
 /* ---- registrar ------------------------------------------------------------ */
 
-static gb_registrar *registrar(void)
-{
-    static const unsigned char key[32] = "0123456789abcdef0123456789abcdef";
-    gb_registrar_config c;
-    gb_registrar_config_default(&c);
-    c.server_id = SERVER_ID;
-    c.server_id_len = 20;
-    c.shared_password = "12345678";
-    c.shared_password_len = 8;
-    c.nonce_key = key;
-    c.nonce_key_len = sizeof key;
-    const char *why;
-    gb_registrar *r = gb_registrar_new(&c, &why);
-    CHECK(r != NULL);
-    return r;
-}
-
 static size_t register_request(char *out, size_t cap, int n, const char *via_pad)
 {
     return (size_t)snprintf(out, cap,
@@ -100,15 +81,6 @@ static size_t register_request(char *out, size_t cap, int n, const char *via_pad
                             "Contact: <sip:" DEV "@127.0.0.1:5061>\r\n"
                             "Expires: 3600\r\nContent-Length: 0\r\n\r\n",
                             n, via_pad, n, via_pad, n, via_pad, n);
-}
-
-static void drain_events(gb_registrar *r)
-{
-    gb_reg_event ev[64];
-    size_t n;
-    while ((n = gb_registrar_pop_events(r, ev, 64)))
-        for (size_t i = 0; i < n; i++)
-            gb_reg_event_clear(&ev[i]);
 }
 
 /* A batch of REGISTERs: each answered (401) through one pump call. */
@@ -176,26 +148,6 @@ static void test_registrar_pump_answers_beyond_16k(void)
 
 /* ---- device fleet ------------------------------------------------------- */
 
-static gb_fleet *fleet(uint16_t server_port, int devices)
-{
-    gb_dev_config cfg;
-    gb_dev_config_default(&cfg);
-    cfg.server_id = (gb_bytes){SERVER_ID, 20};
-    cfg.server_host = (gb_bytes){"127.0.0.1", 9};
-    cfg.server_port = server_port;
-    cfg.password = (gb_bytes){"12345678", 8};
-    cfg.seed = 5;
-    const char *why;
-    gb_fleet *f = gb_fleet_new(&cfg, 4, &why);
-    CHECK(f != NULL);
-    char id[32];
-    for (int i = 0; i < devices; i++) {
-        snprintf(id, sizeof id, "340200000013200%05d", i);
-        CHECK(gb_fleet_add(f, id, 20) == i);
-    }
-    return f;
-}
-
 /* Device i sends from socket i % n of the pool, and writes that socket's
  * address in its Via; answers come back through receive. */
 static void test_fleet_pool_sends_and_receives(void)
@@ -203,7 +155,7 @@ static void test_fleet_pool_sends_and_receives(void)
     uint16_t sport, p0, p1;
     int server = udp_socket(&sport);
     int pool[2] = {udp_socket(&p0), udp_socket(&p1)};
-    gb_fleet *f = fleet(sport, 4);
+    gb_fleet *f = fleet(sport, 4, GB_DEV_UDP);
     gb_fleet_io *io = gb_fleet_io_new(f);
     const char *why;
     CHECK_EQ_INT(gb_fleet_io_attach(io, pool, 2, &why), 0);
@@ -248,7 +200,7 @@ static void test_fleet_moved_device_after_smaller_pool(void)
     uint16_t sport, p[3];
     int server = udp_socket(&sport);
     int pool[3] = {udp_socket(&p[0]), udp_socket(&p[1]), udp_socket(&p[2])};
-    gb_fleet *f = fleet(sport, 2);
+    gb_fleet *f = fleet(sport, 2, GB_DEV_UDP);
     gb_fleet_io *io = gb_fleet_io_new(f);
     const char *why;
     CHECK_EQ_INT(gb_fleet_io_attach(io, pool, 3, &why), 0);
@@ -281,7 +233,7 @@ static void test_fleet_trace(void)
 {
     uint16_t sport, p0;
     int server = udp_socket(&sport), pool = udp_socket(&p0);
-    gb_fleet *f = fleet(sport, 2);
+    gb_fleet *f = fleet(sport, 2, GB_DEV_UDP);
     gb_fleet_io *io = gb_fleet_io_new(f);
     const char *why;
     CHECK_EQ_INT(gb_fleet_io_attach(io, &pool, 1, &why), 0);
@@ -336,7 +288,7 @@ static void test_fleet_unroutable_until_address_given(void)
 /* A pool must be bound UDP sockets of one family. */
 static void test_fleet_attach_refuses_a_bad_pool(void)
 {
-    gb_fleet *f = fleet(5060, 1);
+    gb_fleet *f = fleet(5060, 1, GB_DEV_UDP);
     gb_fleet_io *io = gb_fleet_io_new(f);
     const char *why;
     CHECK_EQ_INT(gb_fleet_io_attach(io, NULL, 0, &why), -1);
