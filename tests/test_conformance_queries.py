@@ -68,3 +68,16 @@ def test_query_checks_catch_a_broken_camera(tmp_path: Path) -> None:
 def test_query_checks_are_not_run_without_the_option(tmp_path: Path) -> None:
     run = run_suite("device", [], tmp_path)
     assert not QUERIES & set(run.results), run.output
+
+
+def test_query_checks_pass_against_gbsip_device(tmp_path: Path) -> None:
+    """gbsip's own Device answers its platform (the camera side of issue
+    13): D12-D15 pass against it."""
+    from test_conformance_device import TIMING, _device_cmd
+    run = run_suite("device", [
+        f"--gb-listen=udp://127.0.0.1:{free_port()}", f"--gb-device-cmd={_device_cmd(tmp_path)}",
+        "--gb-register-timeout=10", "--gb-queries", *TIMING,
+        "-k", "test_query_ or test_registers_within_timeout",
+    ], tmp_path)
+    assert {cid: run.results.get(cid) for cid in QUERIES} == {
+        cid: "passed" for cid in QUERIES}, run.output
