@@ -70,7 +70,7 @@ from gbsip._core import (
 from gbsip._limits import Lenient, Limits
 from gbsip._stream import StreamParser
 from gbsip._version import __version__
-from gbsip import camera, digest, device, errors, events, manscdp
+from gbsip import camera, digest, device, errors, events, manscdp, queries
 from gbsip.device import Device, DeviceState
 from gbsip.errors import (
     ConcurrentUseError,
@@ -121,6 +121,7 @@ __all__ = [
     "errors",
     "events",
     "manscdp",
+    "queries",
     "format_gb_date",
     "frame",
     "parse",

@@ -446,7 +446,8 @@ class RegistrarCore:
                  max_event_bytes: int = ..., max_contact_bytes: int = ...,
                  lockout_failures: int = ..., lockout_source_failures: int = ...,
                  lockout_window_ms: int = ..., lockout_ms: int = ...,
-                 lockout_slots: int = ..., peer_event_rate: int = ...) -> None: ...
+                 lockout_slots: int = ..., peer_event_rate: int = ..., max_requests: int = ...,
+                 request_t1_ms: int = ...) -> None: ...
     def handle(self, data: _Buffer, host: str, port: int, transport: int, conn_id: int,
                now_ms: int, wall_ms: int, /) -> tuple[bytes, _Peer] | None: ...
     def resume(self, pending_id: int, kind: int, secret: str | bytes | None, now_ms: int,
@@ -481,6 +482,19 @@ class RegistrarCore:
     def stats(self) -> dict[str, int]: ...
     def drops(self) -> dict[str, int]: ...
     def binding_count(self) -> int: ...
+    # The platform side (csrc/core/platform_requests.h): requests to devices.
+    def request(self, device_id: str, method: str, body: bytes | str | None,
+                headers: Sequence[tuple[str, str]], via_host: str, via_port: int,
+                now_ms: int, *, content_type: str | None = ..., call_id: str | None = ...,
+                from_tag: str | None = ..., to_tag: str | None = ...,
+                cseq: int = ...) -> tuple[int, int, str | None, str | None, int]:
+        """Queue a MESSAGE/SUBSCRIBE to the device's binding: (code, handle,
+        call_id, from_tag, cseq); code 0, -1 pool full, -2 too large, -3
+        invalid, -4 no memory, -10 not registered.  take_output() sends."""
+    def cancel_request(self, handle: int, /) -> bool: ...
+    def take_output(self) -> list[tuple[bytes, _Peer]]:
+        """Requests and their retransmissions to send, in order."""
+    def request_stats(self) -> dict[str, int]: ...
     # Persistence (sans-IO: the store is written by gbsip/_persist.py).
     def track_changes(self, on: bool, /) -> None:
         """List every binding state change until take_changes()."""

@@ -1,7 +1,7 @@
 """The ``gbsip`` command line.
 
 Each subcommand lives in its own module (``simulate_cli``, ``serve_cli``,
-``conformance.cli``); errors a person can act on are printed as one line
+``query_cli``, ``conformance.cli``); errors a person can act on are printed as one line
 and a non-zero exit status, never as a traceback:
 
 - a bad option: ``gbsip simulate: --rate: wants a number, at least 0 ...``
@@ -80,12 +80,14 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"gbsip {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     from gbsip.conformance.cli import add_parser as add_conformance
+    from gbsip.query_cli import add_query
     from gbsip.serve_cli import add_serve
     from gbsip.simulate_cli import add_register, add_simulate
 
     add_simulate(sub, _run)
     add_serve(sub, _run)
     add_register(sub, _run_one_device)
+    add_query(sub, _run_one_device)
     add_conformance(sub)
     return parser
 

@@ -36,6 +36,7 @@ __all__ = [
     "GBSIPError",
     "LocalProtocolError",
     "MissingDependency",
+    "NotRegisteredError",
     "RegistrarError",
     "RegistrationError",
     "RemoteProtocolError",
@@ -73,6 +74,19 @@ class RegistrationError(GBSIPError):
         self.status = status
         self.reason = reason
         self.kind = kind
+
+
+class NotRegisteredError(LocalProtocolError, LookupError):
+    """A request to a device the registrar has no binding for
+    (``Registrar.query``/``control``/``subscribe``): it must register first.
+    ``device_id`` names it."""
+
+    def __init__(self, device_id: str, message: str | None = None) -> None:
+        super().__init__(message or (
+            f"device {device_id} is not registered with this registrar: wait for its "
+            f"DeviceRegistered event (reg.wait_for(DeviceRegistered, {device_id!r})) "
+            "or check reg.bindings"))
+        self.device_id = device_id
 
 
 class RegistrarError(GBSIPError):

@@ -24,6 +24,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gbsip.manscdp import Document
+    from gbsip.queries import QueryResult
 
 __all__ = [
     "Address",
@@ -47,8 +52,10 @@ __all__ = [
     "KeepaliveTimeout",
     "LockedOut",
     "MessageReceived",
+    "Notified",
     "Offline",
     "Online",
+    "QueryCompleted",
     "QueryReceived",
     "Redirected",
     "Refreshed",
@@ -186,6 +193,39 @@ class LockedOut(RegistrarEvent):
     scope: str
     failures: int
     duration: float
+
+
+@dataclass(frozen=True, slots=True)
+class Notified(RegistrarEvent):
+    """A device's NOTIFY (GB/T 28181 §9.11: a subscribed Catalog change,
+    alarm or mobile position), answered 200.  ``event`` is its Event
+    header, ``body`` the MANSCDP body (bytes as sent: ``raw``)."""
+
+    event: str
+    body: str
+
+    @property
+    def raw(self) -> bytes:
+        """The body's bytes as the device sent them (GB2312 included)."""
+        return self.body.encode("utf-8", "surrogateescape")
+
+    @property
+    def document(self) -> Document | None:
+        """The body parsed (:func:`gbsip.manscdp.parse`), ``None`` when it
+        is not a MANSCDP body."""
+        from gbsip import manscdp
+        try:
+            return manscdp.parse(self.raw)
+        except manscdp.ManscdpError as exc:
+            return getattr(exc, "document", None)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryCompleted(RegistrarEvent):
+    """A query of the platform's (``Registrar.query``, or one made by the
+    ``query_on_register`` policy) finished: ``result`` says what came."""
+
+    result: QueryResult
 
 
 # --------------------------------------------------------------------------

@@ -25,19 +25,25 @@ from gbsip import _core
 from gbsip._core import ManscdpBuildError, ManscdpError
 
 __all__ = [
+    "AlarmCmd",
     "AlarmStatusItem",
     "CMD_TYPES",
     "CatalogItem",
     "Document",
     "Element",
+    "ControlCommand",
     "Field",
+    "GuardCmd",
     "Lenient",
     "Limits",
     "ManscdpBuildError",
     "ManscdpError",
+    "PTZ",
     "PresetItem",
+    "RecordCmd",
     "RecordItem",
     "Root",
+    "TeleBoot",
     "build",
     "parse",
 ]
@@ -346,3 +352,112 @@ def build(root: Root | str, cmd_type: str, sn: int, device_id: str,
         raise ManscdpBuildError("SN must be in 0..2**64-1")
     return _core.manscdp_build(root_number, cmd_type, sn, device_id, list(fields),
                                _CHARSET_NUMBER[cs])
+
+
+# --------------------------------------------------------------------------
+# DeviceControl commands (§9.3, Annex A.2.3.1) a platform sends
+
+
+@dataclass(frozen=True)
+class PTZ:
+    """``PTZCmd``: pan, tilt and zoom as the 8-byte command of Annex A.3.
+
+    ``pan`` > 0 turns right, < 0 left (speed 0..255); ``tilt`` > 0 up,
+    < 0 down (0..255); ``zoom`` > 0 in, < 0 out (0..15); all 0 is stop.
+    ``address`` is the camera's PTZ address (0..4095, usually 1)."""
+
+    pan: int = 0
+    tilt: int = 0
+    zoom: int = 0
+    address: int = 1
+
+    name = "PTZCmd"
+    #: GB/T 28181 §9.3.1: a PTZ command is not answered with a Response body.
+    expects_response = False
+
+    def __post_init__(self) -> None:
+        if not (-255 <= self.pan <= 255 and -255 <= self.tilt <= 255 and -15 <= self.zoom <= 15
+                and 0 <= self.address <= 0xFFF):
+            raise ManscdpBuildError("PTZ: pan/tilt in -255..255, zoom in -15..15, "
+                                    "address in 0..4095")
+
+    @property
+    def code(self) -> str:
+        """The command as 16 upper-case hex digits (Annex A.3.1)."""
+        cmd = ((0x01 if self.pan > 0 else 0x02 if self.pan < 0 else 0)
+               | (0x08 if self.tilt > 0 else 0x04 if self.tilt < 0 else 0)
+               | (0x10 if self.zoom > 0 else 0x20 if self.zoom < 0 else 0))
+        b = [0xA5, 0, self.address & 0xFF, cmd, abs(self.pan), abs(self.tilt),
+             (abs(self.zoom) << 4) | (self.address >> 8)]
+        b[1] = ((0xA + 0x5 + 0) % 16)  # version 0, then the check nibble
+        b.append(sum(b) % 256)
+        return bytes(b).hex().upper()
+
+    def fields(self) -> list[Field]:
+        return [("PTZCmd", self.code), ("Info", [("ControlPriority", 5)])]
+
+
+@dataclass(frozen=True)
+class TeleBoot:
+    """``TeleBoot``: restart the device (§9.3.2); no Response body."""
+
+    name = "TeleBoot"
+    expects_response = False
+
+    def fields(self) -> list[Field]:
+        return [("TeleBoot", "Boot")]
+
+
+@dataclass(frozen=True)
+class RecordCmd:
+    """``RecordCmd``: start (``Record``) or stop (``StopRecord``) recording
+    (§9.3.3); answered with a Response carrying ``Result``."""
+
+    record: bool = True
+
+    name = "RecordCmd"
+    expects_response = True
+
+    def fields(self) -> list[Field]:
+        return [("RecordCmd", "Record" if self.record else "StopRecord")]
+
+
+@dataclass(frozen=True)
+class GuardCmd:
+    """``GuardCmd``: arm (``SetGuard``) or disarm (``ResetGuard``) (§9.3.4);
+    answered with a Response carrying ``Result``."""
+
+    guard: bool = True
+
+    name = "GuardCmd"
+    expects_response = True
+
+    def fields(self) -> list[Field]:
+        return [("GuardCmd", "SetGuard" if self.guard else "ResetGuard")]
+
+
+@dataclass(frozen=True)
+class AlarmCmd:
+    """``AlarmCmd``: reset an alarm (``ResetAlarm``, §9.3.5), optionally
+    with ``Info/AlarmMethod`` (and ``AlarmType``); answered with ``Result``."""
+
+    alarm_method: str | None = None
+    alarm_type: str | None = None
+
+    name = "AlarmCmd"
+    expects_response = True
+
+    def fields(self) -> list[Field]:
+        info: list[Field] = []
+        if self.alarm_method is not None:
+            info.append(("AlarmMethod", self.alarm_method))
+        if self.alarm_type is not None:
+            info.append(("AlarmType", self.alarm_type))
+        out: list[Field] = [("AlarmCmd", "ResetAlarm")]
+        if info:
+            out.append(("Info", info))
+        return out
+
+
+#: What ``Registrar.control()`` takes.
+ControlCommand = Union[PTZ, TeleBoot, RecordCmd, GuardCmd, AlarmCmd]

@@ -100,6 +100,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "({host} and {port} are replaced); stopped at the end")
     c.addoption("--gb-register-timeout", metavar="SECONDS", type=float, default=60.0,
                 help="device suite: how long to wait for the camera's first registration")
+    c.addoption("--gb-queries", action="store_true", default=False,
+                help="device suite: also check the camera's answers to the platform's "
+                     "MANSCDP queries (Catalog with SumNum, DeviceInfo, SN echo, charset, "
+                     "200 before the answer: GB/T 28181 §9.5)")
     c.addoption("--gb-unregister-cmd", metavar="CMD", default=None,
                 help="device suite: shell command that makes the camera unregister "
                      "({pid} is the --gb-device-cmd process)")
@@ -153,6 +157,7 @@ def _options(config: pytest.Config) -> GBOptions:
         device_cmd=get("gb_device_cmd"),
         unregister_cmd=get("gb_unregister_cmd"),
         register_timeout=get("gb_register_timeout"),
+        queries=get("gb_queries"),
     )
 
 

@@ -27,10 +27,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar, Union
 
-from gbsip import _core, _fdlimit
+from gbsip import _core, _fdlimit, manscdp
 from gbsip._drive import Clock, Driver, EventStream, Lifetime
 from gbsip._drive.stream import INCOMPLETE_TIMEOUT
 from gbsip._persist import BindingKeeper
+from gbsip._platform import Platform, query_fields, query_type
+from gbsip.queries import ControlResult, QueryResult, SubscribeResult, Subscription
 from gbsip.errors import ConfigurationError, LocalProtocolError, RegistrarError
 from gbsip.store import BindingStore, open_store
 from gbsip.events import (
@@ -44,8 +46,10 @@ from gbsip.events import (
     Keepalive,
     LockedOut,
     MessageReceived,
+    Notified,
     Offline,
     Online,
+    QueryCompleted,
     RegistrarEvent,
     Rejected,
 )
@@ -199,16 +203,20 @@ _EV_NEED_SECRET = 11
 _EVENT_CODES: dict[type[RegistrarEvent], int] = {
     DeviceRegistered: 1, DeviceRefreshed: 2, DeviceUnregistered: 3, Expired: 4,
     AuthFailed: 5, Rejected: 6, Online: 7, Offline: 8, Keepalive: 9, MessageReceived: 10,
-    DeviceRedirected: 12, LockedOut: 13,
+    DeviceRedirected: 12, LockedOut: 13, Notified: 16,
 }
+# Codes the platform side needs even when the user records fewer kinds:
+# MESSAGE (a query's answer parts), REQUEST_ANSWERED, REQUEST_TIMEOUT.
+_PLATFORM_CODES = (10, 14, 15)
 # Events a peer causes without proving who it is (or routine ones): the
 # first to go when the queue is full, and bounded by bytes (the core's rule).
-_PEER_EVENTS = (AuthFailed, Rejected, Keepalive, MessageReceived, DeviceRedirected, LockedOut)
+_PEER_EVENTS = (AuthFailed, Rejected, Keepalive, MessageReceived, DeviceRedirected, LockedOut,
+                Notified)
 
 
 def _peer_weight(ev: RegistrarEvent) -> int | None:
     """Bytes a peer-triggered event holds in the queue; None for the others."""
-    if isinstance(ev, MessageReceived):
+    if isinstance(ev, (MessageReceived, Notified)):
         return 200 + len(ev.body)
     return 200 if isinstance(ev, _PEER_EVENTS) else None
 
@@ -222,7 +230,10 @@ def _event_mask(events: Iterable[type[RegistrarEvent]] | None) -> int:
         return 0
     mask = 1 << 31  # a bit no event uses, so an empty selection records nothing
     for kind in events:
-        mask |= 1 << _EVENT_CODES[kind]
+        if kind in _EVENT_CODES:
+            mask |= 1 << _EVENT_CODES[kind]
+    for code in _PLATFORM_CODES:
+        mask |= 1 << code
     return mask
 
 
@@ -249,6 +260,7 @@ _MAKERS: dict[int, _Maker] = {
     12: lambda d, c, st, ex, sn, r, t, x: DeviceRedirected(t or "", device_id=d, **c),
     13: lambda d, c, st, ex, sn, r, t, x: LockedOut(
         "device" if d else "source", sn, float(ex), device_id=d, **c),
+    16: lambda d, c, st, ex, sn, r, t, x: Notified(x or "", t or "", device_id=d, **c),
 }
 
 
@@ -339,6 +351,9 @@ class Registrar(Lifetime):
         store: BindingStore | str | None = None,
         store_flush_interval: float = 1.0,
         node: str = "",
+        query_on_register: Iterable[str] = (),
+        max_requests: int = 4096,
+        request_t1: float = 0.5,
     ) -> None:
         transports = tuple(t.lower() for t in transports)
         for t in transports:
@@ -417,7 +432,17 @@ class Registrar(Lifetime):
             server_header=server_header,
             keepalive_events=keepalive_events,
             event_mask=_event_mask(events),
+            max_requests=max_requests,
+            request_t1_ms=max(1, int(request_t1 * 1000)),
         )
+        if max_requests <= 0:
+            raise ConfigurationError("max_requests must be positive")
+        self._max_requests = max_requests
+        # kinds the user asked to record (None: all); the platform side
+        # needs some more from the core, which are then not published
+        self._recorded = None if events is None else frozenset(events)
+        self._platform = Platform(self, query_on_register=tuple(query_on_register))
+        self._policy_slots: asyncio.Semaphore | None = None
         if isinstance(passwords, Mapping):
             for device_id, secret in passwords.items():
                 self.set_password(device_id, secret)
@@ -571,6 +596,7 @@ class Registrar(Lifetime):
         self._state = "closed"
         if self._driver is not None:
             self._driver.close()
+        self._platform.close()
         if was_running:
             self._stop_listening()
             if self._tcp_fd is not None:
@@ -641,6 +667,7 @@ class Registrar(Lifetime):
                 s[f"tcp_{k}"] = tcp[k]
             for why, n in tcp["closed"].items():
                 s[f"tcp_closed_{why}"] = n
+        s.update(self._core.request_stats())
         if self._keeper is not None:
             s.update(self._keeper.stats())
         return s
@@ -711,13 +738,23 @@ class Registrar(Lifetime):
     def _drain(self) -> None:
         """The driver's flush: the core's events become Python events."""
         publish = self._stream.publish
+        platform = self._platform
+        self._flush_requests()
         for (kind, device_id, status, expires, sn, time_ms, pending_id, src, reason,
              text, extra) in self._core.pop_events():
             if kind == _EV_NEED_SECRET:
                 self._spawn(self._lookup(pending_id, device_id, src))
                 continue
+            if kind >= 10 and platform.on_core_event(kind, device_id, status, expires,
+                                                     pending_id, text, extra):
+                continue
             make = _MAKERS.get(kind)
             if make is None:
+                continue
+            if kind == 1 and platform.query_on_register and device_id:
+                self._spawn(self._policy_queries(device_id))
+            if self._recorded is not None and kind in _PLATFORM_CODES and \
+                    MessageReceived not in self._recorded:
                 continue
             if self.suppress_events:
                 name = _EVENT_NAMES[kind]
@@ -732,6 +769,109 @@ class Registrar(Lifetime):
 
     def _publish_now(self, ev: RegistrarEvent) -> None:
         self._stream.publish(ev)
+
+    # -- the platform side: requests to devices ------------------------------
+
+    async def query(self, device_id: str, cmd_type: str, *, timeout: float = 10.0,
+                    start_time: str | None = None, end_time: str | None = None,
+                    config_type: str = "BasicParam", record_type: str = "all",
+                    target: str | None = None, fields: Iterable[manscdp.Field] = (),
+                    charset: str = "GB2312") -> QueryResult:
+        """Query a registered device (GB/T 28181 §9.5) and wait for the
+        whole answer.
+
+        ``cmd_type`` is ``"Catalog"``, ``"DeviceInfo"``, ``"DeviceStatus"``,
+        ``"RecordInfo"`` (with ``start_time``/``end_time``),
+        ``"ConfigDownload"`` (``config_type``, default BasicParam) or
+        ``"PresetQuery"`` (any case).  Sends the MESSAGE to the device's
+        binding, waits for its SIP answer and every part of its
+        ``<Response>`` (Catalog and RecordInfo parts by ``SumNum``, in any
+        order, duplicates ignored), at most ``timeout`` seconds.  A refusal,
+        a timeout or a partial answer is a :class:`gbsip.queries.QueryResult`
+        saying what came and what is missing; an unregistered device raises
+        :class:`gbsip.errors.NotRegisteredError`.  ``target`` puts another
+        DeviceID (a channel) in the body."""
+        cmd = query_type(cmd_type)
+        body_fields = query_fields(cmd, start_time, end_time, config_type, record_type)
+        body_fields += list(fields)
+        return await self._platform.query(device_id, cmd, timeout=timeout, target=target,
+                                          fields=body_fields, charset=charset)
+
+    async def control(self, device_id: str, command: manscdp.ControlCommand, *,
+                      timeout: float = 10.0, target: str | None = None,
+                      charset: str = "GB2312") -> ControlResult:
+        """Send a DeviceControl command (GB/T 28181 §9.3):
+        ``manscdp.PTZ(pan=..)``, ``TeleBoot()``, ``RecordCmd()``,
+        ``GuardCmd()``, ``AlarmCmd()``.  Waits for the SIP answer and, for
+        the commands the standard answers with a ``<Response>``, for its
+        ``Result``; returns a :class:`gbsip.queries.ControlResult`."""
+        return await self._platform.control(device_id, command, timeout=timeout,
+                                            target=target, charset=charset)
+
+    async def subscribe(self, device_id: str, cmd_type: str, *, expires: int = 3600,
+                        interval: int | None = None, timeout: float = 10.0,
+                        target: str | None = None, event: str | None = None,
+                        fields: Iterable[manscdp.Field] = (),
+                        charset: str = "GB2312") -> SubscribeResult:
+        """Subscribe to a device's ``"Catalog"``, ``"Alarm"`` or
+        ``"MobilePosition"`` (GB/T 28181 §9.11; ``interval`` seconds between
+        positions).  Its NOTIFYs arrive as :class:`gbsip.events.Notified`
+        events.  The result's ``subscription`` refreshes
+        (:meth:`refresh_subscription`) and ends (:meth:`unsubscribe`)."""
+        return await self._platform.subscribe(
+            device_id, cmd_type, expires=expires, interval=interval, timeout=timeout,
+            target=target, event=event, fields=list(fields), charset=charset)
+
+    async def refresh_subscription(self, subscription: Subscription, *,
+                                   expires: int | None = None,
+                                   timeout: float = 10.0) -> SubscribeResult:
+        """Refresh a subscription in its dialog (same Call-ID and tags, next
+        CSeq) for ``expires`` seconds (default: what was granted)."""
+        return await self._platform.subscribe(
+            subscription.device_id, subscription.cmd_type,
+            expires=subscription.expires if expires is None else expires, interval=None,
+            timeout=timeout, target=None, event=None, fields=(), charset="GB2312",
+            subscription=subscription)
+
+    async def unsubscribe(self, subscription: Subscription, *,
+                          timeout: float = 10.0) -> SubscribeResult:
+        """End a subscription: SUBSCRIBE with ``Expires: 0`` in its dialog."""
+        return await self.refresh_subscription(subscription, expires=0, timeout=timeout)
+
+    def _flush_requests(self) -> None:
+        """Send what the core queued: requests to devices, retransmissions."""
+        for data, dest in self._core.take_output():
+            self._send(data, dest)
+
+    def _publish_query(self, result: QueryResult) -> None:
+        if self._state != "running" or self.suppress_events:
+            return
+        if self._recorded is not None and QueryCompleted not in self._recorded:
+            return
+        assert self._clock is not None
+        b = self._core.binding(result.device_id)
+        src = b[6] if b is not None else None
+        self._stream.publish(QueryCompleted(
+            result, device_id=result.device_id,
+            source=(src[0], src[1]) if src else None,
+            transport=_transport_name(src[2]) if src else "udp",
+            time=self._clock.unix_now()))
+
+    async def _policy_queries(self, device_id: str) -> None:
+        """query_on_register: what WVP asks a device after its first
+        registration (DeviceInfo, then Catalog), one after the other.  At
+        most half of ``max_requests`` devices are asked at once; the rest
+        wait their turn (a fleet registering is not turned away)."""
+        if self._policy_slots is None:
+            self._policy_slots = asyncio.Semaphore(max(1, self._max_requests // 2))
+        async with self._policy_slots:
+            for cmd in self._platform.query_on_register:
+                if self._state != "running":
+                    return
+                try:
+                    await self.query(device_id, cmd)
+                except LocalProtocolError:
+                    return  # gone meanwhile
 
     def _common(self, source: Address | None, transport: str) -> dict[str, Any]:
         assert self._clock is not None

@@ -41,6 +41,7 @@ from gbsip.events import (
     Expired,
     Offline,
     Online,
+    QueryCompleted,
     RegistrarEvent,
 )
 
@@ -97,6 +98,8 @@ class EventFormats:
 
     def _make_text(self, cls: type) -> Formatter:
         name = cls.__name__
+        if cls is QueryCompleted:
+            return self._query_text
         names = tuple(f.name for f in fields(cls) if f.name not in _COMMON)
         get = attrgetter(*names) if names else None
         hms = self.clock.hms
@@ -115,8 +118,38 @@ class EventFormats:
 
         return fmt
 
+    def _query_text(self, ev: RegistrarEvent) -> str:
+        """A query's outcome in one short line: a Catalog's channel count."""
+        assert isinstance(ev, QueryCompleted)
+        r = ev.result
+        src = ev.source
+        where = f"{src[0]}:{src[1]}/{ev.transport}" if src else ev.transport
+        line = f"{self.clock.hms(ev.time)} {'QueryCompleted':<18} {r.device_id:<20} {where:<24}"
+        state = "complete" if r.complete else (
+            f"status={r.status}" if r.status and r.status >= 300 else "incomplete")
+        if r.cmd_type == "Catalog":
+            total = r.sum_num if r.sum_num is not None else "?"
+            what = f"channels={len(r.items)}/{total}"
+        else:
+            name = r.text("DeviceName") or r.text("Result")
+            what = f"{name}" if name else f"parts={r.parts_received}"
+        return f"{line} {r.cmd_type} {what} {state} ({r.elapsed:.2f} s)"
+
     def _make_json(self, cls: type) -> Formatter:
         name = cls.__name__
+        if cls is QueryCompleted:
+            iso = self.clock.iso
+
+            def fmt_query(ev: RegistrarEvent) -> str:
+                assert isinstance(ev, QueryCompleted)
+                src = ev.source
+                return _JSON.encode({"event": name, "time": iso(ev.time),
+                                     "device_id": ev.device_id,
+                                     "source": [src[0], src[1]] if src else None,
+                                     "transport": ev.transport,
+                                     "result": ev.result.as_dict()})
+
+            return fmt_query
         names = tuple(f.name for f in fields(cls) if f.name not in _COMMON)
         get = attrgetter(*names) if names else None
         iso = self.clock.iso
@@ -295,6 +328,19 @@ def _serve_workers(args: argparse.Namespace, run: Callable[[Any], int]) -> int:
 RATE_PER_SOURCE = 5000
 
 
+def query_list(text: str) -> tuple[str, ...]:
+    """--query-on-register: comma-separated query names, or none."""
+    from gbsip.queries import QUERY_TYPES
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if names in ((), ("none",)):
+        return ()
+    bad = [n for n in names if n.lower() not in QUERY_TYPES]
+    if bad:
+        raise opt.UsageError("--query-on-register", f"unknown query {bad[0]!r}: use "
+                                                    f"{', '.join(QUERY_TYPES.values())} or none")
+    return tuple(QUERY_TYPES[n.lower()] for n in names)
+
+
 async def serve(args: argparse.Namespace) -> int:
     from gbsip.errors import ConfigurationError, RegistrarError
     from gbsip.registrar import KeepalivePolicy, Lockout, Refresh, Registrar
@@ -318,6 +364,8 @@ async def serve(args: argparse.Namespace) -> int:
                 raise opt.UsageError("--passwords-file", f"cannot read {args.passwords_file}: "
                                                          f"{exc.strerror or exc}") from None
         status = StatusDir(args.status_dir) if args.status_dir else None
+        # --quiet is for load tests: no events, so no queries to report either
+        queries = () if args.quiet else query_list(args.query_on_register)
         store = None if args.no_store else (args.store or default_store_path())
     except opt.UsageError as exc:
         return opt.fail(prog, exc)
@@ -359,6 +407,7 @@ async def serve(args: argparse.Namespace) -> int:
             store=store,
             store_flush_interval=args.store_flush,
             node=args.node or f"{args.host}:{args.port}/{args.worker_index}",
+            query_on_register=queries,
         )
         await reg.start()
     except ConfigurationError as exc:
@@ -513,4 +562,9 @@ def add_serve(sub: Any, run: Callable[[Any], int]) -> None:
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true",
                    help="print JSON lines (every event, time as ISO 8601)")
+    p.add_argument("--query-on-register", default="DeviceInfo,Catalog", metavar="LIST",
+                   help="queries sent to each device after its first registration, as WVP "
+                        "does; each answer is a QueryCompleted line (a Catalog's with its "
+                        "channel count); 'none' for none; --quiet sends none "
+                        "(default %(default)s)")
     p.set_defaults(func=lambda a: _serve_workers(a, run) if a.workers > 1 else run(serve(a)))

@@ -6,6 +6,7 @@
 
 #include "digest.h"
 #include "gb_containers.h"
+#include "platform_requests.h"
 #include "sip_fields.h"
 #include "sip_writer.h"
 
@@ -244,6 +245,7 @@ struct gb_registrar {
     gb_reg_change *changes;
     size_t nchanges, changes_cap;
     gb_registrar_stats st;
+    gb_preq_pool *preq;       /* requests to devices (platform_requests.h) */
 };
 
 /* ------------------------------------------------------------------ */
@@ -435,6 +437,8 @@ void gb_registrar_config_default(gb_registrar_config *c)
     c->lockout_window_ms = 60000;
     c->lockout_ms = 300000;
     c->lockout_slots = 16384;
+    c->max_requests = 4096;
+    c->request_t1_ms = 500;
 }
 
 /* Copy a configuration string into r->strings and repoint it there. */
@@ -555,6 +559,22 @@ gb_registrar *gb_registrar_new(const gb_registrar_config *cfg, const char **why)
         }
     }
     r->prng = cfg->seed ^ 0x5851f42d4c957f2dull;
+    gb_preq_config pc;
+    gb_preq_config_default(&pc);
+    if (cfg->max_requests)
+        pc.max_requests = cfg->max_requests;
+    if (cfg->request_t1_ms) {
+        pc.t1_ms = cfg->request_t1_ms;
+        pc.t2_ms = 8 * cfg->request_t1_ms;
+        pc.timer_f_ms = 64 * cfg->request_t1_ms;
+    }
+    pc.seed = cfg->seed ^ 0x9e3779b97f4a7c15ull;
+    memcpy(pc.hash_key, cfg->hash_key, sizeof(pc.hash_key));
+    if (!(r->preq = gb_preq_new(&pc))) {
+        gb_registrar_free(r);
+        *why = "out of memory (platform requests)";
+        return NULL;
+    }
     return r;
 }
 
@@ -611,6 +631,7 @@ void gb_registrar_free(gb_registrar *r)
     free(r->scratch);
     free(r->strings);
     free(r->changes);
+    gb_preq_free(r->preq);
     free(r);
 }
 
@@ -681,6 +702,7 @@ static int peer_event(int type)
     case GB_REG_EV_MESSAGE:
     case GB_REG_EV_REDIRECTED:
     case GB_REG_EV_LOCKED_OUT:
+    case GB_REG_EV_NOTIFY:
         return 1;
     default:
         return 0;
@@ -1974,6 +1996,125 @@ static gb_reg_status do_message(req_ctx *c, lookup_state *ls, uint64_t *pending_
 }
 
 /* ------------------------------------------------------------------ */
+/* The platform side: requests to devices (platform_requests.h)         */
+
+#define ALLOW "REGISTER, MESSAGE, NOTIFY, OPTIONS, ACK"
+
+typedef struct {
+    gb_registrar *r;
+    int64_t now;
+} preq_ctx;
+
+/* A request's result becomes an event (pending_id: its handle). */
+static void on_preq_result(void *arg, const gb_preq_result *res)
+{
+    preq_ctx *pc = arg;
+    int type = res->kind == GB_PREQ_ANSWERED ? GB_REG_EV_REQUEST_ANSWERED
+                                             : GB_REG_EV_REQUEST_TIMEOUT;
+    gb_reg_event *ev = push_event_text(pc->r, type, res->device_id, res->device_id_len,
+                                       pc->now, res->reason, res->reason_len, res->to_tag,
+                                       res->to_tag_len);
+    if (!ev)
+        return;
+    ev->pending_id = res->handle;
+    ev->status = res->status;
+    ev->expires = res->expires > 0 && res->expires <= 0xffffffff ? (uint32_t)res->expires : 0;
+    ev->source = res->source;
+}
+
+static int platform_response(gb_registrar *r, const char *buf, const gb_msg *m,
+                             const gb_peer *src, int64_t now)
+{
+    preq_ctx pc = {r, now};
+    return gb_preq_on_response(r->preq, buf, m, src, now, on_preq_result, &pc) != GB_PREQ_STRAY;
+}
+
+/* NOTIFY (GB/T 28181 §9.11: catalog, alarm, position of a subscription):
+ * from a registered device's own source (as its MESSAGEs, issue 14) it is
+ * answered 200 and its body and Event header become an event; from anyone
+ * else 403, touching nothing. */
+static gb_reg_status do_notify(req_ctx *c)
+{
+    const char *b = c->b;
+    const gb_msg *m = c->m;
+    const gb_header *from = &m->headers[m->first[GB_HDR_FROM] - 1];
+    gb_name_addr na;
+    gb_uri fu;
+    if (gb_parse_name_addr(b, from->value, 0, &na, NULL) != GB_OK ||
+        gb_parse_uri(b, na.uri, &fu, NULL) != GB_OK || !fu.has_user)
+        return reject(c, 400, "Malformed From header", NULL, 0);
+    const char *id = b + fu.user.off;
+    size_t id_len = fu.user.len > GB_REG_MAX_ID ? GB_REG_MAX_ID : fu.user.len;
+    binding *bd = id_find(c->r, &c->r->bindings, id, id_len);
+    if (!bd)
+        return reject(c, 403, "Forbidden (device not registered)", id, id_len);
+    if (!same_source(&bd->source, c->src))
+        return reject(c, 403, "Forbidden (not the registered address)", id, id_len);
+    int e = m->first[GB_HDR_EVENT];
+    gb_reg_event *ev = push_event_text(
+        c->r, GB_REG_EV_NOTIFY, id, id_len, c->now, b + m->body.off, m->body.len,
+        e ? b + m->headers[e - 1].value.off : NULL, e ? m->headers[e - 1].value.len : 0);
+    if (ev)
+        ev->source = *c->src;
+    return send_reply(c, 200, NULL);
+}
+
+int gb_registrar_request(gb_registrar *r, const gb_reg_request *q, int64_t now,
+                         gb_preq_sent *out)
+{
+    binding *b = id_find(r, &r->bindings, q->device_id, q->device_id_len);
+    if (!b || !b->ncontacts)
+        return GB_REG_NOT_REGISTERED;
+    /* From the platform, to the device, in the GB domain (the realm) */
+    char from[GB_REG_MAX_ID + 160], to[GB_REG_MAX_ID + 160];
+    gb_writer fw, tw;
+    gb_w_init(&fw, from, sizeof(from));
+    gb_w_cstr(&fw, "sip:");
+    gb_w_bytes(&fw, r->cfg.server_id, r->cfg.server_id_len > 64 ? 64 : r->cfg.server_id_len);
+    gb_w_cstr(&fw, "@");
+    gb_w_bytes(&fw, r->cfg.realm, r->cfg.realm_len > 64 ? 64 : r->cfg.realm_len);
+    gb_w_init(&tw, to, sizeof(to));
+    gb_w_cstr(&tw, "sip:");
+    gb_w_bytes(&tw, b->h.id, b->h.id_len);
+    gb_w_cstr(&tw, "@");
+    gb_w_bytes(&tw, r->cfg.realm, r->cfg.realm_len > 64 ? 64 : r->cfg.realm_len);
+    if (fw.overflow || tw.overflow)
+        return GB_PREQ_TOO_LARGE;
+    gb_preq_spec s = {
+        .method = q->method, .method_len = q->method_len,
+        .request_uri = b->contacts[0].uri, .request_uri_len = b->contacts[0].uri_len,
+        .from_uri = from, .from_uri_len = fw.len,
+        .to_uri = to, .to_uri_len = tw.len,
+        .from_tag = q->from_tag, .from_tag_len = q->from_tag_len,
+        .to_tag = q->to_tag, .to_tag_len = q->to_tag_len,
+        .call_id = q->call_id, .call_id_len = q->call_id_len,
+        .cseq = q->cseq,
+        .via_host = q->via_host, .via_host_len = q->via_host_len, .via_port = q->via_port,
+        .content_type = q->content_type, .content_type_len = q->content_type_len,
+        .body = q->body, .body_len = q->body_len,
+        .fields = q->fields, .nfields = q->nfields,
+        .device_id = b->h.id, .device_id_len = b->h.id_len,
+        .dest = b->source,
+    };
+    return gb_preq_send(r->preq, &s, now, out);
+}
+
+int gb_registrar_cancel_request(gb_registrar *r, uint64_t handle)
+{
+    return gb_preq_cancel(r->preq, handle);
+}
+
+int gb_registrar_next_output(gb_registrar *r, const char **data, size_t *len, gb_peer *dest)
+{
+    return gb_preq_next_output(r->preq, data, len, dest);
+}
+
+void gb_registrar_request_stats(const gb_registrar *r, gb_preq_stats *s)
+{
+    gb_preq_get_stats(r->preq, s);
+}
+
+/* ------------------------------------------------------------------ */
 /* Dispatch                                                            */
 
 /* Requests a second per source address.  The source keeps its slot for
@@ -2227,8 +2368,11 @@ static gb_reg_status process(gb_registrar *r, const char *buf, size_t len,
     if (gb_parse(buf, len, 0, &lim, &m, &err) != GB_OK)
         return handle_bad(r, buf, len, &err, src, now, wall, out);
     if (m.kind == GB_RESPONSE) {
-        r->st.stray_responses++;
-        r->st.drops[GB_REG_DROP_RESPONSE]++;
+        /* an answer to one of our requests (platform_requests.h)? */
+        if (!platform_response(r, buf, &m, src, now)) {
+            r->st.stray_responses++;
+            r->st.drops[GB_REG_DROP_RESPONSE]++;
+        }
         return GB_REG_NONE;
     }
     if (m.method_id == GB_METHOD_ACK)
@@ -2288,16 +2432,19 @@ static gb_reg_status process(gb_registrar *r, const char *buf, size_t len,
         case GB_METHOD_MESSAGE:
             st = do_message(&c, ls, &want_pending);
             break;
+        case GB_METHOD_NOTIFY:
+            st = do_notify(&c);
+            break;
         case GB_METHOD_OPTIONS:
-            add_field(&c, "Allow", "REGISTER, MESSAGE, OPTIONS, ACK", 31);
+            add_field(&c, "Allow", ALLOW, sizeof(ALLOW) - 1);
             st = send_reply(&c, 200, NULL);
             break;
         case GB_METHOD_OTHER:
-            add_field(&c, "Allow", "REGISTER, MESSAGE, OPTIONS, ACK", 31);
+            add_field(&c, "Allow", ALLOW, sizeof(ALLOW) - 1);
             st = reject(&c, 501, NULL, NULL, 0);
             break;
         default:
-            add_field(&c, "Allow", "REGISTER, MESSAGE, OPTIONS, ACK", 31);
+            add_field(&c, "Allow", ALLOW, sizeof(ALLOW) - 1);
             st = reject(&c, 405, NULL, NULL, 0);
             break;
         }
@@ -2415,6 +2562,9 @@ int64_t gb_registrar_next_deadline(const gb_registrar *r)
 {
     const binding *top = heap_top(r);
     int64_t d = top ? binding_deadline(top) : NO_DEADLINE;
+    int64_t pd = gb_preq_next_deadline(r->preq);
+    if (pd < d)
+        d = pd;
     for (int k = 0; k < 2; k++)
         if (r->rings[k].count && txn_oldest(r, k)->expires_at < d)
             d = txn_oldest(r, k)->expires_at;
@@ -2423,6 +2573,8 @@ int64_t gb_registrar_next_deadline(const gb_registrar *r)
 
 void gb_registrar_handle_timer(gb_registrar *r, int64_t now)
 {
+    preq_ctx pc = {r, now};
+    gb_preq_handle_timer(r->preq, now, on_preq_result, &pc);
     for (int k = 0; k < 2; k++)
         while (r->rings[k].count && txn_oldest(r, k)->expires_at <= now)
             txn_drop_oldest(r, k);

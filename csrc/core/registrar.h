@@ -153,6 +153,9 @@ typedef struct {
     int keepalive_events;         /* queue a KEEPALIVE event per keepalive; default 1 */
     uint32_t event_mask;          /* queue only types with bit (1 << type) set;
                                      0: all.  NEED_SECRET is always queued. */
+    /* The platform side (platform_requests.h): requests to devices. */
+    uint32_t max_requests;        /* client transactions in flight; default 4096 */
+    uint32_t request_t1_ms;       /* their T1 (Timer E/F); default 500 */
 } gb_registrar_config;
 
 void gb_registrar_config_default(gb_registrar_config *c);
@@ -220,9 +223,16 @@ typedef enum {
     GB_REG_EV_MESSAGE,          /* another MANSCDP MESSAGE, answered 200 */
     GB_REG_EV_NEED_SECRET,      /* pending: look up the device's secret */
     GB_REG_EV_REDIRECTED,
-    GB_REG_EV_LOCKED_OUT        /* a lockout began: id set for (device, source),
+    GB_REG_EV_LOCKED_OUT,       /* a lockout began: id set for (device, source),
                                    empty for the whole source; expires = seconds,
                                    sn = failures counted */
+    /* The platform side (platform_requests.h); pending_id is the request's
+     * handle.  ANSWERED: status, text = reason phrase, extra = To tag,
+     * expires = the answer's Expires (0 absent). */
+    GB_REG_EV_REQUEST_ANSWERED,
+    GB_REG_EV_REQUEST_TIMEOUT,  /* Timer F: status 408 */
+    GB_REG_EV_NOTIFY            /* a device's NOTIFY, answered 200: text = body,
+                                   extra = Event header */
 } gb_reg_event_type;
 
 typedef struct {

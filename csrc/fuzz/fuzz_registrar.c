@@ -8,7 +8,10 @@
  * a template and signed with correct Digest credentials for the registrar's
  * last challenge (so the fuzzer reaches the binding code), with fuzzer
  * bytes spliced in as extra header lines; keepalives; time going on with
- * the timers run; pending secret lookups resumed.
+ * the timers run; pending secret lookups resumed; the platform's requests
+ * to a registered device (platform_requests.h) answered with the real
+ * branch, Call-ID and CSeq, a fuzzed status and fuzzer header lines, or
+ * with fuzzer bytes after the real Via.
  *
  * Invariants: every call returns one of its statuses; an answer fits the
  * caller's buffer and (without LF_ONLY) parses as a SIP response; the
@@ -20,6 +23,7 @@
 
 #include "digest.h"
 #include "fuzz.h"
+#include "platform_requests.h"
 #include "registrar.h"
 #include "sip_auth.h"
 #include "sip_parser.h"
@@ -91,7 +95,7 @@ static void take_events(rig *g)
     size_t n;
     while ((n = gb_registrar_pop_events(g->r, ev, 16)) > 0)
         for (size_t k = 0; k < n; k++) {
-            EXPECT(ev[k].type >= GB_REG_EV_REGISTERED && ev[k].type <= GB_REG_EV_LOCKED_OUT);
+            EXPECT(ev[k].type >= GB_REG_EV_REGISTERED && ev[k].type <= GB_REG_EV_NOTIFY);
             EXPECT(ev[k].id_len <= GB_REG_MAX_ID);
             if (ev[k].type == GB_REG_EV_NEED_SECRET && g->npending < 4)
                 g->pending[g->npending++] = ev[k].pending_id;
@@ -257,6 +261,57 @@ static void op_resume(rig *g, fuzz_input *in)
     after(g, st, &out);
 }
 
+/* The platform queries a registered device; the device answers. */
+static void op_platform(rig *g, fuzz_input *in)
+{
+    size_t cursor = 0;
+    gb_binding_view v;
+    if (!gb_registrar_binding_next(g->r, &cursor, &v))
+        return;
+    unsigned flags = fuzz_byte(in);
+    static const char body[] = "<?xml version=\"1.0\"?><Query><CmdType>Catalog</CmdType>"
+                               "<SN>1</SN><DeviceID>1</DeviceID></Query>";
+    gb_field ev = {"Event", 5, "Catalog", 7};
+    gb_reg_request q = {.device_id = v.id, .device_id_len = v.id_len,
+                        .method = (flags & 1) ? "SUBSCRIBE" : "MESSAGE",
+                        .method_len = (flags & 1) ? 9 : 7,
+                        .body = body, .body_len = sizeof body - 1,
+                        .fields = &ev, .nfields = flags & 1,
+                        .via_host = "10.0.0.9", .via_host_len = 8, .via_port = 5060};
+    gb_preq_sent sent;
+    int rc = gb_registrar_request(g->r, &q, g->now, &sent);
+    EXPECT(rc == GB_PREQ_OK || rc == GB_PREQ_FULL);
+    const char *d;
+    size_t n;
+    gb_peer dest;
+    char via[128] = "";
+    while (gb_registrar_next_output(g->r, &d, &n, &dest)) {
+        const char *b = NULL;
+        for (size_t i = 0; !b && i + 7 <= n; i++)
+            if (memcmp(d + i, "branch=", 7) == 0)
+                b = d + i;
+        const char *e = b ? memchr(b, '\r', n - (size_t)(b - d)) : NULL;
+        if (b && e && (size_t)(e - b) < sizeof via)
+            memcpy(via, b, (size_t)(e - b)), via[e - b] = 0;
+    }
+    if (rc != GB_PREQ_OK)
+        return;
+    size_t xlen;
+    const char *extra = fuzz_bytes(in, 512, &xlen);
+    unsigned status = 100 + fuzz_u16(in) % 600;
+    char msg[2048];
+    int len = (flags & 2)
+        ? snprintf(msg, sizeof msg, "SIP/2.0 %u X\r\nVia: SIP/2.0/UDP 10.0.0.9:5060;%s\r\n%.*s",
+                   status, via, (int)xlen, extra)
+        : snprintf(msg, sizeof msg,
+                   "SIP/2.0 %u OK\r\nVia: SIP/2.0/UDP 10.0.0.9:5060;%s\r\n"
+                   "From: <sip:a@b>;tag=%.*s\r\nTo: <sip:c@d>;tag=dev\r\nCall-ID: %.*s\r\n"
+                   "CSeq: %u %s\r\n%.*sContent-Length: 0\r\n\r\n",
+                   status, via, (int)sent.from_tag_len, sent.from_tag, (int)sent.call_id_len,
+                   sent.call_id, sent.cseq, q.method, (int)xlen, extra);
+    feed(g, msg, (size_t)len < sizeof msg ? (size_t)len : sizeof msg - 1, flags);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fuzz_input in = {data, size};
@@ -311,6 +366,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     c->min_expires = 60;
     c->keepalive_interval_ms = 1000;
     c->seed = c2;
+    c->max_requests = (c1 & 16) ? 2 : 64;
     for (int i = 0; i < 16; i++)
         c->hash_key[i] = (unsigned char)(c2 + i);
     const char *why;
@@ -321,7 +377,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     g.reply = malloc(g.reply_cap);
     g.now = 1000000;
     for (int ops = 0; in.n && ops < 64; ops++) {
-        switch (fuzz_byte(&in) % 6) {
+        switch (fuzz_byte(&in) % 7) {
         case 0: {
             size_t len;
             const char *raw = fuzz_bytes(&in, 8192, &len);
@@ -341,8 +397,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             take_events(&g);
             EXPECT(gb_registrar_next_deadline(g.r) > g.now);
             break;
-        default:
+        case 5:
             op_resume(&g, &in);
+            break;
+        default:
+            op_platform(&g, &in);
             break;
         }
     }

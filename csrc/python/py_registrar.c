@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "digest.h"
+#include "platform_requests.h"
 #include "registrar.h"
 #include "tcp_pump.h"
 #include "udp_pump.h"
@@ -116,7 +117,7 @@ static int core_init(RegistrarCoreObject *self, PyObject *args, PyObject *kwds)
         "keepalive_events", "event_mask", "hash_key", "require_qop", "keepalive_policy",
         "nonce_replay_slots", "max_event_bytes", "max_contact_bytes", "lockout_failures",
         "lockout_source_failures", "lockout_window_ms", "lockout_ms", "lockout_slots",
-        "peer_event_rate", NULL};
+        "peer_event_rate", "max_requests", "request_t1_ms", NULL};
     gb_registrar_config cfg;
     gb_registrar_config_default(&cfg);
     PyObject *server_id, *realm = Py_None, *shared = Py_None, *gbver = Py_None,
@@ -127,7 +128,7 @@ static int core_init(RegistrarCoreObject *self, PyObject *args, PyObject *kwds)
         ka_policy = cfg.keepalive_policy;
     unsigned long long event_bytes = cfg.max_event_bytes;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "U|$OOpIIIIIpiipOOOIOOIIIIIIIIOpIOpiIKIIIIIII:RegistrarCore", kwlist,
+            args, kwds, "U|$OOpIIIIIpiipOOOIOOIIIIIIIIOpIOpiIKIIIIIIIII:RegistrarCore", kwlist,
             &server_id,
             &realm, &shared, &ask, &cfg.min_expires, &cfg.max_expires, &cfg.default_expires,
             &cfg.keepalive_interval_ms, &cfg.keepalive_timeout_count, &qop, &refresh, &strict,
@@ -137,7 +138,8 @@ static int core_init(RegistrarCoreObject *self, PyObject *args, PyObject *kwds)
             &server_header, &kev, &cfg.event_mask, &hash_key, &require_qop, &ka_policy,
             &cfg.nonce_replay_slots, &event_bytes, &cfg.max_contact_bytes, &cfg.lockout_failures,
             &cfg.lockout_source_failures, &cfg.lockout_window_ms, &cfg.lockout_ms,
-            &cfg.lockout_slots, &cfg.peer_event_rate))
+            &cfg.lockout_slots, &cfg.peer_event_rate, &cfg.max_requests,
+            &cfg.request_t1_ms))
         return -1;
     cfg.require_qop = require_qop;
     cfg.keepalive_policy = ka_policy;
@@ -842,6 +844,126 @@ static PyObject *core_restore(RegistrarCoreObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------ */
+/* The platform side (platform_requests.h)                             */
+
+/* request(device_id, method, body, headers, via_host, via_port, now_ms, *,
+ *         content_type=None, call_id=None, from_tag=None, to_tag=None, cseq=0)
+ *   -> (code, handle, call_id, from_tag, cseq); code 0 or GB_PREQ_* /
+ *   GB_REG_NOT_REGISTERED.  The message is queued: take_output() sends. */
+static PyObject *core_request(RegistrarCoreObject *self, PyObject *args, PyObject *kwds)
+{
+    CHECK_READY(self);
+    static char *kwlist[] = {"device_id", "method", "body", "headers", "via_host", "via_port",
+                             "now_ms", "content_type", "call_id", "from_tag", "to_tag", "cseq",
+                             NULL};
+    PyObject *dev, *method, *body, *headers, *via, *ctype = Py_None, *cid = Py_None,
+             *ftag = Py_None, *ttag = Py_None;
+    int port;
+    long long now;
+    unsigned int cseq = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "UUOOUiL|$OOOOI:request", kwlist, &dev, &method,
+                                     &body, &headers, &via, &port, &now, &ctype, &cid, &ftag,
+                                     &ttag, &cseq))
+        return NULL;
+    gb_reg_request q = {.cseq = cseq, .via_port = (uint16_t)port};
+    if (port < 0 || port > 65535) {
+        PyErr_SetString(PyExc_ValueError, "via_port out of range");
+        return NULL;
+    }
+    if (get_bytes_arg(dev, &q.device_id, &q.device_id_len, "device_id") < 0 ||
+        get_bytes_arg(method, &q.method, &q.method_len, "method") < 0 ||
+        get_bytes_arg(body, &q.body, &q.body_len, "body") < 0 ||
+        get_bytes_arg(via, &q.via_host, &q.via_host_len, "via_host") < 0 ||
+        get_bytes_arg(ctype, &q.content_type, &q.content_type_len, "content_type") < 0 ||
+        get_bytes_arg(cid, &q.call_id, &q.call_id_len, "call_id") < 0 ||
+        get_bytes_arg(ftag, &q.from_tag, &q.from_tag_len, "from_tag") < 0 ||
+        get_bytes_arg(ttag, &q.to_tag, &q.to_tag_len, "to_tag") < 0)
+        return NULL;
+    PyObject *seq = PySequence_Fast(headers, "headers must be a sequence of (name, value)");
+    if (!seq)
+        return NULL;
+    Py_ssize_t nh = PySequence_Fast_GET_SIZE(seq);
+    if (nh > GB_PREQ_MAX_FIELDS) {
+        Py_DECREF(seq);
+        PyErr_Format(PyExc_ValueError, "at most %d extra headers", GB_PREQ_MAX_FIELDS);
+        return NULL;
+    }
+    gb_field f[GB_PREQ_MAX_FIELDS];
+    for (Py_ssize_t i = 0; i < nh; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *name, *value;
+        if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "UU", &name, &value)) {
+            Py_DECREF(seq);
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "headers must be (name, value) str pairs");
+            return NULL;
+        }
+        if (get_bytes_arg(name, &f[i].name, &f[i].name_len, "header name") < 0 ||
+            get_bytes_arg(value, &f[i].value, &f[i].value_len, "header value") < 0) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+    }
+    q.fields = f;
+    q.nfields = (size_t)nh;
+    gb_preq_sent sent;
+    int code = gb_registrar_request(self->reg, &q, now, &sent);
+    Py_DECREF(seq);
+    if (code != GB_PREQ_OK)
+        return Py_BuildValue("(iKOOI)", code, 0ULL, Py_None, Py_None, 0u);
+    return Py_BuildValue("(iKs#s#I)", code, (unsigned long long)sent.handle, sent.call_id,
+                         (Py_ssize_t)sent.call_id_len, sent.from_tag,
+                         (Py_ssize_t)sent.from_tag_len, sent.cseq);
+}
+
+static PyObject *core_cancel_request(RegistrarCoreObject *self, PyObject *arg)
+{
+    CHECK_READY(self);
+    unsigned long long h = PyLong_AsUnsignedLongLong(arg);
+    if (h == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    return PyBool_FromLong(gb_registrar_cancel_request(self->reg, h));
+}
+
+/* take_output() -> [(bytes, (host, port, transport, conn_id)), ...]: the
+ * requests and retransmissions to send, in order. */
+static PyObject *core_take_output(RegistrarCoreObject *self, PyObject *unused)
+{
+    (void)unused;
+    CHECK_READY(self);
+    PyObject *list = PyList_New(0);
+    const char *d;
+    size_t n;
+    gb_peer dest;
+    while (list && gb_registrar_next_output(self->reg, &d, &n, &dest)) {
+        PyObject *data = PyBytes_FromStringAndSize(d, (Py_ssize_t)n);
+        PyObject *where = data ? peer_to_py(&dest) : NULL;
+        PyObject *t = where ? PyTuple_Pack(2, data, where) : NULL;
+        Py_XDECREF(data);
+        Py_XDECREF(where);
+        if (!t || PyList_Append(list, t) < 0)
+            Py_CLEAR(list);
+        Py_XDECREF(t);
+    }
+    return list;
+}
+
+static PyObject *core_request_stats(RegistrarCoreObject *self, PyObject *unused)
+{
+    (void)unused;
+    CHECK_READY(self);
+    gb_preq_stats s;
+    gb_registrar_request_stats(self->reg, &s);
+    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsK}", "requests_sent", s.sent,
+                         "requests_retransmitted", s.retransmissions, "requests_answered",
+                         s.answered, "requests_provisional", s.provisional,
+                         "requests_timed_out", s.timed_out, "requests_cancelled", s.cancelled,
+                         "requests_turned_away", s.turned_away, "requests_answers_absorbed",
+                         s.answers_absorbed, "requests_mismatched", s.mismatched,
+                         "requests_in_flight", s.in_flight);
+}
+
 static PyMethodDef core_methods[] = {
     {"handle", (PyCFunction)core_handle, METH_VARARGS,
      "handle(data, host, port, transport, conn_id, now_ms, wall_ms) -> (bytes, dest) | None"},
@@ -880,6 +1002,14 @@ static PyMethodDef core_methods[] = {
     {"stats", (PyCFunction)core_stats, METH_NOARGS, "Counters."},
     {"drops", (PyCFunction)core_drops, METH_NOARGS,
      "Requests left unanswered, by reason (and by parse error)."},
+    {"request", (PyCFunction)(void (*)(void))core_request, METH_VARARGS | METH_KEYWORDS,
+     "request(device_id, method, body, headers, via_host, via_port, now_ms, ...) -> "
+     "(code, handle, call_id, from_tag, cseq)"},
+    {"cancel_request", (PyCFunction)core_cancel_request, METH_O, "cancel_request(handle)"},
+    {"take_output", (PyCFunction)core_take_output, METH_NOARGS,
+     "Requests to send: [(bytes, (host, port, transport, conn_id))]."},
+    {"request_stats", (PyCFunction)core_request_stats, METH_NOARGS,
+     "Counters of the requests to devices."},
     {"binding_count", (PyCFunction)core_len, METH_NOARGS, "Number of bindings."},
     {NULL},
 };

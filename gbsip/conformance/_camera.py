@@ -152,6 +152,29 @@ class Camera:
         return bytes(gbsip.Request("MESSAGE", f"sip:{self.server_id}@{self.domain}",
                                    headers, body))
 
+    def notify(self, sn: int = 1) -> bytes:
+        """A GB/T 28181 §9.11.1 NOTIFY of a Catalog subscription: one
+        channel's status changed."""
+        body = (f'<?xml version="1.0" encoding="GB2312"?>\r\n<Notify>\r\n'
+                f"<CmdType>Catalog</CmdType>\r\n<SN>{sn}</SN>\r\n"
+                f"<DeviceID>{self.device_id}</DeviceID>\r\n<SumNum>1</SumNum>\r\n"
+                f'<DeviceList Num="1">\r\n<Item>\r\n<DeviceID>{self.device_id}</DeviceID>'
+                f"\r\n<Event>ON</Event>\r\n</Item>\r\n</DeviceList>\r\n</Notify>\r\n").encode()
+        headers = [
+            ("Via", self.via()),
+            ("From", f"<{self.aor}>;tag={self.from_tag}"),
+            ("To", f"<sip:{self.server_id}@{self.domain}>;tag={secrets.token_hex(4)}"),
+            ("Call-ID", f"{secrets.token_hex(8)}@{self.local_host}"),
+            ("CSeq", f"{sn} NOTIFY"),
+            ("Max-Forwards", "70"),
+            ("Event", "Catalog"),
+            ("Subscription-State", "active;expires=3600"),
+            ("User-Agent", f"gbsip-conformance/{gbsip.__version__}"),
+            ("Content-Type", "Application/MANSCDP+xml"),
+        ]
+        return bytes(gbsip.Request("NOTIFY", f"sip:{self.server_id}@{self.domain}",
+                                   headers, body))
+
     def credentials(self, challenge: Challenge, *, password: str | None = None,
                     nc: int = 1, cnonce: str | None = None, nonce: str | None = None,
                     realm: str | None = None, username: str | None = None) -> str:

@@ -46,6 +46,7 @@ class GBOptions:
     device_cmd: str | None = None
     register_timeout: float = 60.0
     unregister_cmd: str | None = None
+    queries: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -14,6 +14,10 @@ GB platform does:
   GB ``Date``.
 - Keepalive MESSAGE: ``200`` — or nothing while :attr:`drop_keepalives` is set.
 - A retransmitted request gets the cached answer (RFC 3261 §17.2.2).
+- Queries (GB/T 28181 §9.5) on request (:meth:`PlatformRig.query`): a
+  MESSAGE to where the camera registered from; its SIP answers are
+  recorded in :attr:`PlatformRig.answers`, the ``<Response>`` MESSAGEs it
+  sends back are answered 200 and read by :meth:`PlatformRig.exchange`.
 """
 from __future__ import annotations
 
@@ -51,6 +55,28 @@ class Seen:
     status: int = 0                # what the rig answered (0: nothing)
     retransmissions: int = 0
     dropped: bool = False          # keepalive deliberately left unanswered
+
+
+@dataclass
+class Exchange:
+    """One query the rig sent and what came back (§9.5)."""
+
+    sn: int
+    cmd_type: str
+    sent_at: float
+    answers: list[tuple[float, gbsip.Response]]     # SIP answers to the MESSAGE
+    responses: list[tuple[float, Seen, Any]]        # (at, seen, manscdp Document) same SN
+
+    @property
+    def first_response_at(self) -> float | None:
+        return self.responses[0][0] if self.responses else None
+
+    @property
+    def final_answer(self) -> tuple[float, gbsip.Response] | None:
+        for at, resp in self.answers:
+            if resp.status >= 200:
+                return at, resp
+        return None
 
 
 @dataclass
@@ -149,6 +175,8 @@ class PlatformRig:
         self.binding: Binding | None = None
         self.registrations: list[tuple[float, Binding]] = []
         self.drop_keepalives = False
+        self.answers: list[tuple[float, str, gbsip.Response]] = []  # (at, Call-ID, response)
+        self._sn = 100
         self._cache: dict[tuple[str, str, str], tuple[bytes, Seen]] = {}
         self._selector = selectors.DefaultSelector()
         self._conns: dict[socket.socket, StreamParser] = {}
@@ -281,6 +309,11 @@ class PlatformRig:
         except gbsip.SIPParseError as exc:
             self.trace.note(f"unparseable message from the camera: {exc}")
             return None
+        if isinstance(msg, gbsip.Response):
+            with self.cond:
+                self.answers.append((time.monotonic(), msg.call_id or "", msg))
+                self.cond.notify_all()
+            return None
         if not isinstance(msg, gbsip.Request) or msg.method == "ACK":
             return None
         via = msg.via
@@ -402,6 +435,78 @@ class PlatformRig:
             seen.dropped = True
             return None
         return self._reply(seen, 200)
+
+    # -- queries (GB/T 28181 §9.5), from the test thread ------------------------------
+
+    def query(self, cmd_type: str, fields: list[Any] | None = None) -> tuple[int, str, float]:
+        """Send a MANSCDP query to where the camera last registered from:
+        (SN, Call-ID, time sent)."""
+        from gbsip import manscdp
+        regs = [s for s in self.of_kind("register") if s.status == 200]
+        if not regs:
+            raise self.trace.fail("cannot query: the camera is not registered")
+        reg = regs[-1]
+        contact = reg.request.contacts[0].uri if reg.request.contacts else \
+            f"sip:{self.options.device_id}@{reg.source[0]}:{reg.source[1]}"
+        with self.cond:
+            self._sn += 1
+            sn = self._sn
+        call_id = f"q{sn}-{secrets.token_hex(6)}"
+        host, port = self.address[0], self.address[1]
+        t = self.listen.transport.upper()
+        body = manscdp.build("Query", cmd_type, sn, self.options.device_id, fields or [])
+        data = bytes(gbsip.Request("MESSAGE", contact, [
+            ("Via", f"SIP/2.0/{t} {host}:{port};rport;branch=z9hG4bK{secrets.token_hex(8)}"),
+            ("From", f"<sip:{self.options.server_id}@{self.realm}>;tag={secrets.token_hex(4)}"),
+            ("To", f"<sip:{self.options.device_id}@{self.realm}>"),
+            ("Call-ID", call_id),
+            ("CSeq", "1 MESSAGE"),
+            ("Max-Forwards", "70"),
+            ("Content-Type", "Application/MANSCDP+xml"),
+        ], body))
+        where = f"{reg.source[0]}:{reg.source[1]}"
+        self.trace.sent(data, where)
+        sent = time.monotonic()
+        if self.listen.transport == "udp":
+            self.sock.sendto(data, reg.source)
+        else:
+            for conn in list(self._conns):
+                try:
+                    if conn.getpeername()[:2] == reg.source:
+                        conn.sendall(data)
+                        break
+                except OSError:
+                    continue
+        return sn, call_id, sent
+
+    def exchange(self, cmd_type: str, timeout: float, *,
+                 complete: Callable[[Exchange], bool]) -> Exchange:
+        """Query, then collect the SIP answers and the <Response> MESSAGEs of
+        that SN until ``complete(exchange)`` or ``timeout`` seconds."""
+        from gbsip import manscdp
+        sn, call_id, sent = self.query(cmd_type)
+        ex = Exchange(sn, cmd_type, sent, [], [])
+
+        def collect() -> bool:
+            ex.answers = [(at, r) for at, cid, r in self.answers if cid == call_id]
+            ex.responses = []
+            for s in self.seen:
+                if s.at < sent or s.kind != "message":
+                    continue
+                doc: manscdp.Document | None
+                try:
+                    doc = manscdp.parse(s.request.body, lenient=manscdp.Lenient.ALL)
+                except manscdp.ManscdpError as exc:
+                    doc = getattr(exc, "document", None)
+                if doc is not None and doc.root is manscdp.Root.RESPONSE and \
+                        doc.cmd_type.lower() == cmd_type.lower():
+                    ex.responses.append((s.at, s, doc))
+            return complete(ex)
+
+        self.wait(collect, timeout)
+        with self.cond:
+            collect()
+        return ex
 
     # -- reading the record ----------------------------------------------------------
 

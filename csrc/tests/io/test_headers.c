@@ -13,6 +13,7 @@
 #include "gb_states.h"
 #include "io_addr.h"
 #include "manscdp.h"
+#include "platform_requests.h"
 #include "registrar.h"
 #include "sip_auth.h"
 #include "sip_fields.h"
@@ -30,6 +31,7 @@ int main(void)
     CHECK_EQ_INT(GB_REG_EV_REGISTERED, 1);
     CHECK_EQ_INT(GB_DEV_EV_REGISTERED, 1);
     CHECK_EQ_INT(GB_REG_EV_REDIRECTED, 12);
+    CHECK_EQ_INT(GB_REG_EV_NOTIFY, 16);
     CHECK_EQ_INT(GB_DEV_EV_UNREGISTERED, 10);
     return CHECK_DONE("test_headers");
 }

@@ -94,3 +94,15 @@ def registered(rig: PlatformRig, device_process: object, gb_options: GBOptions) 
                     pytrace=False)
     return rig
 
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The query checks (D12-D15, ``test_query_*``) need a camera that
+    answers MANSCDP queries: they run only with ``--gb-queries``, and are
+    deselected (not listed) otherwise."""
+    if config.getoption("gb_queries", default=False):
+        return
+    keep = [i for i in items if not i.name.startswith("test_query_")]
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+        items[:] = keep

@@ -15,7 +15,13 @@ import pytest
 import gbsip
 from gbsip.conformance import check
 from gbsip.conformance._common import GBOptions
-from gbsip.conformance._platform_rig import AuthCheck, PlatformRig, Seen, keepalive_problems
+from gbsip.conformance._platform_rig import (
+    AuthCheck,
+    Exchange,
+    PlatformRig,
+    Seen,
+    keepalive_problems,
+)
 
 
 
@@ -101,6 +107,138 @@ def test_answers_md5_challenge_without_qop(registered: PlatformRig) -> None:
     if answer.problems:
         raise rig.trace.fail("answer to the MD5 challenge without qop: "
                              + "; ".join(answer.problems))
+
+
+# -- the camera's answers to the platform's queries (--gb-queries) ----------------
+# Run right after registration, before the checks that steer the session.
+
+
+@pytest.fixture(scope="session")
+def queries_on(gb_options: GBOptions) -> None:
+    if not gb_options.queries:
+        pytest.skip("the query checks run with --gb-queries (a camera that answers "
+                    "MANSCDP queries, GB/T 28181 §9.5)")
+
+
+def _sum_nums(ex: Exchange) -> list[int | None]:
+    out: list[int | None] = []
+    for _at, _seen, doc in ex.responses:
+        text = doc.text("SumNum")
+        out.append(int(text) if text is not None and text.strip().isdigit() else None)
+    return out
+
+
+def _catalog_items(ex: Exchange) -> set[str]:
+    return {item.text("DeviceID") or "" for _at, _seen, doc in ex.responses
+            for item in doc.find("DeviceList/Item")}
+
+
+def _catalog_done(ex: Exchange) -> bool:
+    sums = [n for n in _sum_nums(ex) if n is not None]
+    return ex.final_answer is not None and bool(ex.responses) and (
+        not sums or len(_catalog_items(ex)) >= max(sums))
+
+
+_EXCHANGES: dict[str, Exchange] = {}
+
+
+def _exchange(rig: PlatformRig, gb_options: GBOptions, cmd_type: str) -> Exchange:
+    """One query per CmdType per session, shared by the checks reading it."""
+    if cmd_type not in _EXCHANGES:
+        done = _catalog_done if cmd_type == "Catalog" else (
+            lambda ex: ex.final_answer is not None and bool(ex.responses))
+        _EXCHANGES[cmd_type] = rig.exchange(cmd_type, gb_options.timeout * 2, complete=done)
+    return _EXCHANGES[cmd_type]
+
+
+@check("D12", "GB/T 28181-2016 §9.5.1, A.2.6.4; GB/T 28181-2022 Annex M")
+def test_query_catalog_parts(registered: PlatformRig, gb_options: GBOptions,
+                             queries_on: None) -> None:
+    """The camera answers a Catalog query with ``<Response>`` MESSAGE(s):
+    every part carries the same ``SumNum``, its ``DeviceList Num`` counts
+    its own items, and the parts together hold ``SumNum`` distinct items
+    (GB/T 28181-2016 §9.5.1, A.2.6.4; 2022 Annex M)."""
+    rig = registered
+    ex = _exchange(rig, gb_options, "Catalog")
+    if not ex.responses:
+        raise rig.trace.fail("no Catalog <Response> arrived")
+    problems = []
+    sums = _sum_nums(ex)
+    if None in sums:
+        problems.append(f"{sums.count(None)} of {len(sums)} part(s) without SumNum")
+    if len({n for n in sums if n is not None}) > 1:
+        problems.append(f"the parts disagree on SumNum: {sums}")
+    for _at, _seen, doc in ex.responses:
+        num = doc.attr("DeviceList", "Num")
+        items = len(doc.find("DeviceList/Item"))
+        if num is None or not num.isdigit() or int(num) != items:
+            problems.append(f"DeviceList Num={num!r} but {items} Item(s) in a part")
+    total = max((n for n in sums if n is not None), default=None)
+    got = len(_catalog_items(ex))
+    if total is not None and got != total:
+        problems.append(f"SumNum {total} but {got} distinct item(s) arrived")
+    if problems:
+        raise rig.trace.fail("Catalog answer: " + "; ".join(problems))
+
+
+@check("D13", "GB/T 28181-2016 §9.5.3, A.2.6.5")
+def test_query_device_info(registered: PlatformRig, gb_options: GBOptions,
+                           queries_on: None) -> None:
+    """The camera answers a DeviceInfo query with a ``<Response>`` naming
+    itself in ``DeviceID``, with ``Result`` or ``DeviceName``
+    (GB/T 28181-2016 §9.5.3, A.2.6.5)."""
+    rig = registered
+    ex = _exchange(rig, gb_options, "DeviceInfo")
+    if not ex.responses:
+        raise rig.trace.fail("no DeviceInfo <Response> arrived")
+    doc = ex.responses[0][2]
+    problems = []
+    if doc.device_id != gb_options.device_id:
+        problems.append(f"DeviceID {doc.device_id!r}, expected {gb_options.device_id}")
+    if doc.text("Result") is None and doc.text("DeviceName") is None:
+        problems.append("neither Result nor DeviceName")
+    if problems:
+        raise rig.trace.fail("DeviceInfo answer: " + "; ".join(problems))
+
+
+@check("D14", "GB/T 28181-2016 A.2.1, §9.5")
+def test_query_sn_and_charset(registered: PlatformRig, gb_options: GBOptions,
+                              queries_on: None) -> None:
+    """Every answer echoes its query's ``SN`` and declares its charset in
+    the XML declaration (``encoding="GB2312"`` as devices send)
+    (GB/T 28181-2016 A.2.1, §9.5)."""
+    rig = registered
+    problems = []
+    for cmd in ("Catalog", "DeviceInfo"):
+        ex = _exchange(rig, gb_options, cmd)
+        for _at, _seen, doc in ex.responses:
+            if doc.sn != ex.sn:
+                problems.append(f"{cmd} answer has SN {doc.sn}, the query had {ex.sn}")
+            if doc.charset is None:
+                problems.append(f"{cmd} answer declares no encoding")
+        if not ex.responses:
+            problems.append(f"no {cmd} answer to check")
+    if problems:
+        raise rig.trace.fail("; ".join(problems))
+
+
+@check("D15", "GB/T 28181-2016 §9.5; RFC 3261 §17.2.1")
+def test_query_200_before_answer(registered: PlatformRig, gb_options: GBOptions,
+                                 queries_on: None) -> None:
+    """The camera answers the query MESSAGE ``200 OK`` first and only then
+    sends its ``<Response>`` as a request of its own (GB/T 28181-2016 §9.5;
+    RFC 3261 §17.2.1)."""
+    rig = registered
+    for cmd in ("Catalog", "DeviceInfo"):
+        ex = _exchange(rig, gb_options, cmd)
+        final = ex.final_answer
+        if final is None:
+            raise rig.trace.fail(f"no final SIP answer to the {cmd} query")
+        if not 200 <= final[1].status < 300:
+            raise rig.trace.fail(f"the {cmd} query was answered {final[1].status}")
+        first = ex.first_response_at
+        if first is not None and first < final[0]:
+            raise rig.trace.fail(f"the {cmd} <Response> arrived before the 200 to the query")
 
 
 @check("D04", "GB/T 28181-2016 §9.6.1")

@@ -527,3 +527,18 @@ def test_retransmitted_register_is_answered_identically(camera: Camera) -> None:
     if bytes(final) != bytes(again):
         raise camera.trace.fail("the retransmitted authenticated REGISTER got a different "
                                 "answer:\n" + _diff(bytes(final), bytes(again)))
+
+
+# --------------------------------------------------------------------------
+# Subscriptions
+
+
+@check("P24", "GB/T 28181-2016 §9.11.1; RFC 6665 §4.1.3")
+def test_notify_is_answered_200(camera: Camera) -> None:
+    """A registered device's NOTIFY (a Catalog subscription's change,
+    ``Event: Catalog``, a MANSCDP ``Notify`` body) is answered 200 OK
+    (GB/T 28181-2016 §9.11.1; RFC 6665 §4.1.3)."""
+    camera.registered()
+    answer = camera.expect(camera.notify(), "the NOTIFY")
+    if answer.status != 200:
+        raise camera.trace.fail(f"NOTIFY answered {_status(answer)}, expected 200 OK")

@@ -1,0 +1,314 @@
+"""The platform side of ``gbsip.Registrar``: queries (GB/T 28181 §9.5),
+device control (§9.3) and subscriptions (§9.11) to a registered device,
+against a scripted camera of our own (tests/scripted_camera.py) over real
+loopback UDP and TCP, on asyncio and uvloop.
+
+The rules under test: the request goes to the device's binding (over TCP
+on the connection it registered on); the result waits for the SIP answer
+and for every part of the ``<Response>`` (Catalog parts by SumNum, any
+order, duplicates ignored); a lost part, a refusal or silence is a result
+saying what came and what is missing, never a hang or an exception; misuse
+raises an actionable gbsip error.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from gbsip import manscdp
+from gbsip.errors import ConfigurationError, LocalProtocolError, NotRegisteredError
+from gbsip.events import DeviceRegistered, MessageReceived, Notified, QueryCompleted
+from gbsip.queries import QueryResult
+from gbsip.registrar import Registrar
+from scripted_camera import ScriptedCamera, Script
+from test_registrar_asyncio import PASSWORD, SERVER_ID, Runner, dev, run  # noqa: F401
+
+TRANSPORTS = ["udp", "tcp"]
+
+
+def registrar(**kw: Any) -> Registrar:
+    kw.setdefault("passwords", PASSWORD)
+    return Registrar(SERVER_ID, host="127.0.0.1", port=0, **kw)
+
+
+async def camera(reg: Registrar, transport: str, script: Script | None = None,
+                 n: int = 1) -> ScriptedCamera:
+    cam = await ScriptedCamera(dev(n), reg.addresses[transport], transport, script).open()
+    await cam.register()
+    await reg.wait_for(DeviceRegistered, cam.device_id, timeout=5)
+    return cam
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_catalog_in_parts_out_of_order(run: Runner, transport: str) -> None:
+    """§9.5.1 + Annex M: a Catalog split over SumNum parts arriving in any
+    order is one complete result, items deduplicated, 200 first."""
+    async def main() -> None:
+        async with registrar() as reg:
+            cam = await camera(reg, transport, Script(channels=5, part_size=2, order=[2, 0, 1]))
+            result = await reg.query(cam.device_id, "catalog", timeout=5)
+            assert result.complete and result.ok
+            assert result.status == 200
+            assert result.sum_num == 5 and result.parts_received == 3
+            assert result.missing == 0 and result.duplicates == 0
+            items = [i for i in result.items if isinstance(i, manscdp.CatalogItem)]
+            assert sorted(str(i.device_id) for i in items) == [
+                f"{cam.device_id[:14]}{k:06d}" for k in range(1, 6)]
+            assert items[0].name == "通道5"  # arrival order kept
+            assert not result.response_before_answer and not result.timed_out
+            # the request: a MESSAGE to the binding with the query body
+            (req,) = cam.requests
+            assert req.method == "MESSAGE"
+            assert req.headers["Content-Type"] == "Application/MANSCDP+xml"
+            assert req.via is not None and req.via.transport == transport.upper()
+            q = manscdp.parse(req.body)
+            assert (q.root, q.cmd_type, q.sn, q.device_id) == (
+                manscdp.Root.QUERY, "Catalog", result.sn, cam.device_id)
+            assert reg.stats()["requests_answered"] == 1
+            await cam.close()
+    run(main)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_lost_part_is_a_partial_result(run: Runner, transport: str) -> None:
+    """A part that never comes: after the timeout the result says how many
+    items SumNum promised and how many are missing."""
+    async def main() -> None:
+        async with registrar() as reg:
+            cam = await camera(reg, transport, Script(channels=5, part_size=2, lose={1}))
+            result = await reg.query(cam.device_id, "Catalog", timeout=0.5)
+            assert not result.complete and result.timed_out
+            assert result.status == 200
+            assert (result.sum_num, result.parts_received, result.missing) == (5, 2, 2)
+            assert len(result.items) == 3
+            await cam.close()
+    run(main)
+
+
+def test_duplicate_part_is_ignored(run: Runner) -> None:
+    """A part sent twice (a new transaction each time) counts once."""
+    async def main() -> None:
+        async with registrar() as reg:
+            cam = await camera(reg, "udp", Script(channels=4, part_size=2, repeat={0},
+                                                  order=[0, 1]))
+            result = await reg.query(cam.device_id, "Catalog", timeout=5)
+            assert result.complete and result.missing == 0 and len(result.items) == 4
+            # complete once both parts came; the repeat may come before the last
+            assert result.duplicates in (0, 1)
+            await cam.close()
+    run(main)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_no_answer_is_a_timeout_result(run: Runner, transport: str) -> None:
+    """A camera that answers nothing: a result with status None, never a
+    hang; over UDP the MESSAGE was retransmitted (Timer E), over TCP not."""
+    async def main() -> None:
+        async with registrar(request_t1=0.05) as reg:
+            cam = await camera(reg, transport, Script(answer=False, respond=False))
+            result = await reg.query(cam.device_id, "DeviceInfo", timeout=0.6)
+            assert result.timed_out and not result.complete
+            assert result.status is None and result.parts_received == 0
+            assert result.missing is None
+            stats = reg.stats()
+            if transport == "udp":
+                assert stats["requests_retransmitted"] >= 2
+                assert len(cam.requests) >= 3
+            else:
+                assert stats["requests_retransmitted"] == 0
+                assert len(cam.requests) == 1
+            assert stats["requests_in_flight"] == 0  # given up, slot freed
+            await cam.close()
+    run(main)
+
+
+def test_refusal_is_a_result_not_an_exception(run: Runner) -> None:
+    async def main() -> None:
+        async with registrar() as reg:
+            cam = await camera(reg, "udp", Script(status=403, respond=False))
+            result = await reg.query(cam.device_id, "DeviceStatus", timeout=5)
+            assert result.status == 403 and not result.complete and not result.timed_out
+            await cam.close()
+    run(main)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_device_info_fields(run: Runner, transport: str) -> None:
+    """§9.5.3 DeviceInfo: one Response part; its fields are readable."""
+    async def main() -> None:
+        async with registrar() as reg:
+            cam = await camera(reg, transport)
+            result = await reg.query(cam.device_id, "DeviceInfo", timeout=5)
+            assert result.complete and result.missing == 0
+            assert result.text("DeviceName") == "大门"
+            assert result.as_dict()["fields"]["Manufacturer"] == "gbsip-test"
+            await cam.close()
+    run(main)
+
+
+def test_answers_of_other_queries_stay_message_events(run: Runner) -> None:
+    """A Response matching no pending query (wrong SN) is a MessageReceived
+    event as before, and the query it was meant for times out."""
+    async def main() -> None:
+        async with registrar() as reg:
+            cam = await camera(reg, "udp", Script(sn_offset=1000))
+            result = await reg.query(cam.device_id, "DeviceInfo", timeout=0.4)
+            assert result.status == 200 and result.parts_received == 0 and result.timed_out
+            ev = await reg.wait_for(MessageReceived, cam.device_id, timeout=2)
+            assert "<Response>" in ev.body
+            await cam.close()
+    run(main)
+
+
+def test_response_before_200_is_noted(run: Runner) -> None:
+    """GB/T 28181 wants the 200 before the Response; a camera that answers
+    the other way round still gets its answer collected, and flagged."""
+    async def main() -> None:
+        async with registrar() as reg:
+            cam = await camera(reg, "udp", Script(response_first=True))
+            result = await reg.query(cam.device_id, "DeviceInfo", timeout=5)
+            assert result.complete and result.response_before_answer
+            await cam.close()
+    run(main)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_control_commands(run: Runner, transport: str) -> None:
+    """§9.3: PTZ is answered by SIP 200 alone; RecordCmd with a Response
+    carrying Result."""
+    async def main() -> None:
+        async with registrar() as reg:
+            cam = await camera(reg, transport)
+            ptz = await reg.control(cam.device_id, manscdp.PTZ(pan=-32), timeout=5)
+            assert ptz.complete and ptz.ok and ptz.status == 200 and ptz.result is None
+            body = manscdp.parse(cam.requests[0].body)
+            assert body.root is manscdp.Root.CONTROL and body.cmd_type == "DeviceControl"
+            assert body.text("PTZCmd") == "A50F0102200000D7"
+            rec = await reg.control(cam.device_id, manscdp.RecordCmd(), timeout=5)
+            assert rec.complete and rec.result == "OK"
+            await cam.close()
+    run(main)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_subscribe_notify_refresh_unsubscribe(run: Runner, transport: str) -> None:
+    """§9.11: SUBSCRIBE with Event and Expires, 200, NOTIFYs become
+    Notified events (answered 200); refresh in the dialog; Expires 0 ends."""
+    async def main() -> None:
+        async with registrar() as reg:
+            cam = await camera(reg, transport)
+            res = await reg.subscribe(cam.device_id, "Catalog", expires=600, timeout=5)
+            assert res.complete and res.status == 200 and res.expires == 600
+            sub = res.subscription
+            assert sub is not None and sub.to_tag
+            ev = await reg.wait_for(Notified, cam.device_id, timeout=5)
+            assert ev.event == "Catalog"
+            doc = ev.document
+            assert doc is not None and doc.root is manscdp.Root.NOTIFY
+            first = cam.requests[0]
+            assert first.method == "SUBSCRIBE" and first.headers["Expires"] == "600"
+            again = await reg.refresh_subscription(sub, expires=300)
+            assert again.complete and again.expires == 300
+            refresh = cam.requests[1]
+            assert refresh.call_id == first.call_id
+            assert refresh.cseq is not None and first.cseq is not None
+            assert refresh.cseq.number == first.cseq.number + 1
+            assert refresh.to is not None and refresh.to.tag == sub.to_tag
+            end = await reg.unsubscribe(sub)
+            assert end.complete and cam.requests[-1].headers["Expires"] == "0"
+            assert end.subscription is None
+            mp = await reg.subscribe(cam.device_id, "MobilePosition", interval=7, timeout=5)
+            assert mp.complete
+            assert manscdp.parse(cam.requests[-1].body).text("Interval") == "7"
+            assert cam.requests[-1].headers["Event"] == "presence"
+            await cam.close()
+    run(main)
+
+
+def test_misuse_raises_actionable_errors(run: Runner) -> None:
+    async def main() -> None:
+        reg = registrar()
+        with pytest.raises(LocalProtocolError, match="not running"):
+            await reg.query(dev(1), "Catalog")
+        async with reg:
+            with pytest.raises(NotRegisteredError, match="not registered.*DeviceRegistered"):
+                await reg.query(dev(9), "Catalog")
+            with pytest.raises(ConfigurationError, match="unknown query"):
+                await reg.query(dev(9), "Weather")
+            with pytest.raises(ConfigurationError, match="start_time and end_time"):
+                await reg.query(dev(9), "RecordInfo")
+            with pytest.raises(ConfigurationError, match="cannot subscribe"):
+                await reg.subscribe(dev(9), "Weather")
+    run(main)
+
+
+def test_pool_bound_turns_requests_away_as_results(run: Runner) -> None:
+    """max_requests bounds the client transactions; one more is a result
+    with an error, counted in requests_turned_away."""
+    async def main() -> None:
+        async with registrar(max_requests=1) as reg:
+            cam = await camera(reg, "udp", Script(answer=False, respond=False))
+            first = asyncio.ensure_future(reg.query(cam.device_id, "DeviceInfo", timeout=0.5))
+            await asyncio.sleep(0.05)
+            second = await reg.query(cam.device_id, "DeviceInfo", timeout=0.5)
+            assert second.error is not None and "max_requests=1" in second.error
+            assert reg.stats()["requests_turned_away"] == 1
+            assert (await first).timed_out
+            await cam.close()
+    run(main)
+
+
+def test_query_on_register_policy(run: Runner) -> None:
+    """As WVP does: DeviceInfo then Catalog after a first registration;
+    each finished query is a QueryCompleted event."""
+    async def main() -> None:
+        async with registrar(query_on_register=("DeviceInfo", "Catalog")) as reg:
+            cam = await camera(reg, "udp", Script(channels=3))
+            a = await reg.wait_for(QueryCompleted, cam.device_id, timeout=5)
+            b = await reg.wait_for(QueryCompleted, cam.device_id, timeout=5)
+            assert [a.result.cmd_type, b.result.cmd_type] == ["DeviceInfo", "Catalog"]
+            assert isinstance(b.result, QueryResult) and len(b.result.items) == 3
+            await cam.close()
+    run(main)
+
+
+def test_close_ends_waiting_queries_at_once(run: Runner) -> None:
+    """Closing the registrar does not leave a query waiting for its timeout."""
+    async def main() -> None:
+        reg = registrar()
+        await reg.start()
+        cam = await camera(reg, "udp", Script(answer=False, respond=False))
+        waiting = asyncio.ensure_future(reg.query(cam.device_id, "Catalog", timeout=30))
+        await asyncio.sleep(0.1)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await reg.close()
+        result = await asyncio.wait_for(waiting, 5)
+        assert loop.time() - started < 2
+        assert not result.complete and result.status is None
+        await cam.close()
+    run(main)
+
+
+def test_record_info_time_range_and_parts(run: Runner) -> None:
+    """§9.7 RecordInfo: the query carries StartTime, EndTime, Secrecy and
+    Type; the record list comes in SumNum parts (here last part first)."""
+    async def main() -> None:
+        async with registrar() as reg:
+            cam = await camera(reg, "udp", Script(channels=3, part_size=2))
+            result = await reg.query(cam.device_id, "RecordInfo", timeout=5,
+                                     start_time="2026-12-03T00:00:00",
+                                     end_time="2026-12-03T23:59:59")
+            assert result.complete and result.sum_num == 3 and result.parts_received == 2
+            assert sorted(str(getattr(i, "start_time")) for i in result.items) == [
+                f"2026-12-03T0{k}:00:00" for k in range(3)]
+            q = manscdp.parse(cam.requests[0].body)
+            assert (q.text("StartTime"), q.text("EndTime"), q.text("Type")) == (
+                "2026-12-03T00:00:00", "2026-12-03T23:59:59", "all")
+            cfg = await reg.query(cam.device_id, "ConfigDownload", timeout=5)
+            assert manscdp.parse(cam.requests[1].body).text("ConfigType") == "BasicParam"
+            assert cfg.complete
+            await cam.close()
+    run(main)
