@@ -434,31 +434,42 @@ def test_simulate_cli_devices_answer_as_the_profile_says(run) -> None:  # noqa: 
     answers DeviceInfo as that preset (§9.5.2) and Catalog with 3 channels
     (§9.5.1); the summary counts what the platform asked."""
     import os
+    import subprocess
     import sys
 
-    async def scenario() -> tuple[Platform, str, int]:
+    proc: subprocess.Popen[bytes] | None = None
+
+    async def scenario() -> Platform:
+        nonlocal proc
         async with Platform("udp") as p:
             env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-P", "-m", "gbsip", "simulate", "--server", p.server,
-                "--devices", "2", "--duration", "4", "--keepalive", "0",
-                "--profile", "hikvision-nvr", "--channels", "3",
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
-            try:
-                first = "34020000001320000001"
-                await p.registered(first, timeout=15)
-                p.query(first, "DeviceInfo", 7)
-                p.query(first, "Catalog", 8)
-                await p.wait(lambda _r: p.answers("DeviceInfo", 7)
-                             and len(items(p.answers("Catalog", 8))) == 3, timeout=10)
-                out, _err = await asyncio.wait_for(proc.communicate(), 30)
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
-        return p, out.decode(), proc.returncode or 0
+            # a plain child, waited for outside the loop (no asyncio child watcher)
+            proc = subprocess.Popen(
+                [sys.executable, "-P", "-m", "gbsip", "simulate", "--server", p.server,
+                 "--devices", "2", "--duration", "4", "--keepalive", "0",
+                 "--profile", "hikvision-nvr", "--channels", "3"],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+            first = "34020000001320000001"
+            await p.registered(first, timeout=15)
+            p.query(first, "DeviceInfo", 7)
+            p.query(first, "Catalog", 8)
+            await p.wait(lambda _r: p.answers("DeviceInfo", 7)
+                         and len(items(p.answers("Catalog", 8))) == 3, timeout=10)
+            # the platform stays up until the devices have unregistered
+            deadline = asyncio.get_running_loop().time() + 30
+            while proc.poll() is None and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.1)
+        return p
 
-    p, out, rc = run(scenario())
+    try:
+        p = run(scenario())
+        assert proc is not None
+        out_bytes, _ = proc.communicate(timeout=30)
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out, rc = out_bytes.decode(), proc.returncode
     assert rc == 0, out
     info = p.answers("DeviceInfo", 7)[0]
     assert info.text("Manufacturer") == PRESETS["hikvision-nvr"]["manufacturer"]

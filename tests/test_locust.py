@@ -14,9 +14,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import importlib.util
+
 import pytest
 
-pytest.importorskip("locust")
+# Locust runs in child processes only: importing it here would gevent-patch
+# this whole pytest session (sockets, threads, subprocess waits).
+if importlib.util.find_spec("locust") is None:
+    pytest.skip("locust is not installed", allow_module_level=True)
 
 from gbsip.events import DeviceRegistered, DeviceUnregistered  # noqa: E402
 from gbsip.registrar import Registrar  # noqa: E402
