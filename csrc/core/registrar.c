@@ -1916,6 +1916,21 @@ static int is_manscdp(const char *b, const gb_msg *m)
     return gb_ieq(v, k, "application/manscdp+xml", 23);
 }
 
+/* The device ID of a MESSAGE or NOTIFY: the From URI's user part (cut to
+ * GB_REG_MAX_ID); 0 when From does not parse or has no user. */
+static int from_user(const char *b, const gb_msg *m, const char **id, size_t *id_len)
+{
+    const gb_header *from = &m->headers[m->first[GB_HDR_FROM] - 1];
+    gb_name_addr na;
+    gb_uri fu;
+    if (gb_parse_name_addr(b, from->value, 0, &na, NULL) != GB_OK ||
+        gb_parse_uri(b, na.uri, &fu, NULL) != GB_OK || !fu.has_user)
+        return 0;
+    *id = b + fu.user.off;
+    *id_len = fu.user.len > GB_REG_MAX_ID ? GB_REG_MAX_ID : fu.user.len;
+    return 1;
+}
+
 /* GB/T 28181 §9.6.1 keepalives and other MANSCDP MESSAGEs.  A MESSAGE
  * counts for a device when it carries the device's valid credentials or
  * comes from its binding's own source; anything else touches no binding,
@@ -1931,14 +1946,10 @@ static gb_reg_status do_message(req_ctx *c, lookup_state *ls, uint64_t *pending_
         add_field(c, "Accept", "Application/MANSCDP+xml", 23);
         return reject(c, 415, "Unsupported Media Type (expected Application/MANSCDP+xml)", NULL, 0);
     }
-    const gb_header *from = &m->headers[m->first[GB_HDR_FROM] - 1];
-    gb_name_addr na;
-    gb_uri fu;
-    if (gb_parse_name_addr(b, from->value, 0, &na, NULL) != GB_OK ||
-        gb_parse_uri(b, na.uri, &fu, NULL) != GB_OK || !fu.has_user)
+    const char *id;
+    size_t id_len;
+    if (!from_user(b, m, &id, &id_len))
         return reject(c, 400, "Malformed From header", NULL, 0);
-    const char *id = b + fu.user.off;
-    size_t id_len = fu.user.len > GB_REG_MAX_ID ? GB_REG_MAX_ID : fu.user.len;
     c->id = id;
     c->id_len = id_len;
     gb_span cmd = xml_text(b, m->body, "CmdType");
@@ -2037,14 +2048,10 @@ static gb_reg_status do_notify(req_ctx *c)
 {
     const char *b = c->b;
     const gb_msg *m = c->m;
-    const gb_header *from = &m->headers[m->first[GB_HDR_FROM] - 1];
-    gb_name_addr na;
-    gb_uri fu;
-    if (gb_parse_name_addr(b, from->value, 0, &na, NULL) != GB_OK ||
-        gb_parse_uri(b, na.uri, &fu, NULL) != GB_OK || !fu.has_user)
+    const char *id;
+    size_t id_len;
+    if (!from_user(b, m, &id, &id_len))
         return reject(c, 400, "Malformed From header", NULL, 0);
-    const char *id = b + fu.user.off;
-    size_t id_len = fu.user.len > GB_REG_MAX_ID ? GB_REG_MAX_ID : fu.user.len;
     binding *bd = id_find(c->r, &c->r->bindings, id, id_len);
     if (!bd)
         return reject(c, 403, "Forbidden (device not registered)", id, id_len);
