@@ -322,8 +322,8 @@ async def registrar_platform(port: int, args: argparse.Namespace,
         ids = list(reg.bindings)
         sem = asyncio.Semaphore(args.window)
         c = {"answered": 0, "partial": 0, "timeouts": 0, "refused": 0, "turned_away": 0,
-             "wrong_count": 0, "items": 0, "parts": 0, "duplicates": 0, "nvrs": 0,
-             "cameras": 0, "early": 0}
+             "wrong_count": 0, "items": 0, "parts": 0, "duplicates": 0, "nvr_catalogs": 0,
+             "camera_catalogs": 0, "early": 0}
         errors: list[str] = []
         latencies: list[float] = []
 
@@ -341,9 +341,9 @@ async def registrar_platform(port: int, args: argparse.Namespace,
                     c["answered"] += 1
                     latencies.append(r.elapsed)
                     if n == args.nvr_channels and r.sum_num == n:
-                        c["nvrs"] += 1
+                        c["nvr_catalogs"] += 1
                     elif n == args.channels and r.sum_num == n:
-                        c["cameras"] += 1
+                        c["camera_catalogs"] += 1
                     else:
                         c["wrong_count"] += 1
                         if len(errors) < 10:
@@ -425,9 +425,9 @@ def main() -> int:
     ap.add_argument("--nvr-channels", type=int, default=64)
     ap.add_argument("--rate", type=float, default=20_000, help="registrations per second")
     ap.add_argument("--window", type=int, default=2_000, help="queries outstanding at most")
-    ap.add_argument("--max-requests", type=int, default=65_536,
-                    help="the Registrar's max_requests (a UDP request keeps its slot "
-                         "5 s after its answer: Timer K)")
+    ap.add_argument("--max-requests", type=int, default=4_096,
+                    help="the Registrar's max_requests (its default; finished requests "
+                         "in Timer K give their slots up when the pool is full)")
     ap.add_argument("--query-timeout", type=float, default=30.0,
                     help="reg.query's timeout (s)")
     ap.add_argument("--max-seconds", "--timeout", dest="max_seconds", type=float,
