@@ -1,17 +1,26 @@
 #!/usr/bin/env python3
 """Catalog from every camera of one simulator process (issue 13, scale).
 
-One process runs a gbsip.Simulator: DEVICES cameras with CHANNELS channels
-each plus NVRS recorders with NVR_CHANNELS channels (nvr_fraction), UDP on
-loopback, keepalives off.  This process is a scripted platform of raw
-sockets: it answers the REGISTERs 200, then sends a Catalog query MESSAGE
-to every device (at most --window outstanding), answers every answer part
-200, and checks each Catalog is complete (items == SumNum, every part's
-DeviceList Num right).  Prints queries answered per second, answer
-MESSAGEs per second, answers lost, the simulator's memory per device and
-its CPU during the query phase; --json for the figures alone.
+The cameras: one process running a gbsip.Simulator (DEVICES cameras with
+CHANNELS channels each plus NVRS recorders with NVR_CHANNELS channels,
+nvr_fraction; UDP on loopback, keepalives off), or with --cameras sipp one
+sipp process playing DEVICES 4-channel cameras (benchmarks/sipp/), or
+--cameras both, one after the other in the same run.
 
-    .venv/bin/python -P benchmarks/bench_catalog.py                 # 100,000 + 1,000 NVRs
+The platform (--driver registrar, the default): a gbsip.Registrar in this
+process lets the cameras register with Digest, then awaits
+reg.query(id, "Catalog") for every registered device, at most --window
+outstanding, and checks each QueryResult is complete with the right item
+count.  --driver raw: the earlier scripted platform of raw sockets (answers
+the REGISTERs 200 itself, sends the queries, checks SumNum and each part's
+DeviceList Num).  Prints queries answered per second, answer MESSAGEs per
+second, answers lost (partial, timed out, refused, turned away), latencies,
+the platform's and the cameras' CPU during the query phase and the cameras'
+memory per device; --json for the figures alone.  Loopback only, bounded by
+--max-seconds; every process is stopped by its pid.
+
+    .venv/bin/python -P benchmarks/bench_catalog.py --window 500    # 100,000 + 1,000 NVRs
+    .venv/bin/python -P benchmarks/bench_catalog.py --cameras both --devices 100000 --nvrs 0 --window 500
     .venv/bin/python -P benchmarks/bench_catalog.py --devices 2000 --nvrs 20   # a quick look
 """
 from __future__ import annotations
@@ -433,10 +442,12 @@ def main() -> int:
     ap.add_argument("--max-seconds", "--timeout", dest="max_seconds", type=float,
                     default=200, help="the whole run at most (s)")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--cameras", choices=("gbsip", "sipp", "both"), default="gbsip",
+    ap.add_argument("--cameras", choices=("gbsip", "sipp", "both", "gbsip,sipp", "sipp,gbsip"),
+                    default="gbsip",
                     help="who plays the cameras for the registrar driver: gbsip's "
                          "simulator, sipp (benchmarks/sipp/, 4-channel cameras only, "
-                         "no NVRs), or both one after the other in this run")
+                         "no NVRs), or both one after the other in this run (both = "
+                         "gbsip,sipp; sipp,gbsip the other order)")
     ap.add_argument("--sipp-rate", type=float, default=2_000,
                     help="sipp's registrations per second")
     args = ap.parse_args()
@@ -447,10 +458,11 @@ def main() -> int:
         args.nvrs = 0  # the sipp cameras are 4-channel IPCs
     if args.driver == "raw":
         figures, ok = run_raw(args)
-    elif args.cameras == "both":
+    elif args.cameras != "gbsip" and args.cameras != "sipp":
         runs = {}
         ok = True
-        for cameras in ("gbsip", "sipp"):
+        order = args.cameras.split(",") if "," in args.cameras else ["gbsip", "sipp"]
+        for cameras in order:
             runs[cameras], ok1 = run_registrar(args, cameras)
             ok = ok and ok1
         figures = runs
