@@ -159,6 +159,10 @@ _LISTS: dict[str, tuple[str, type[Any]]] = {
 }
 
 
+# item class -> ((field name, element name), ...): as_item's names, computed once
+_ITEM_NAMES: dict[type[Any], tuple[tuple[str, str], ...]] = {}
+
+
 def _element_name(field: str) -> str:
     return _ELEMENT.get(field) or "".join(p.capitalize() for p in field.split("_"))
 
@@ -207,7 +211,16 @@ class Element:
 
     def as_item(self, cls: type[_ItemT]) -> _ItemT:
         """This element's fields as a typed item (absent fields are None)."""
-        values = {f.name: self.text(_element_name(f.name)) for f in dc_fields(cls)}
+        names = _ITEM_NAMES.get(cls)
+        if names is None:
+            names = _ITEM_NAMES[cls] = tuple((f.name, _element_name(f.name))
+                                             for f in dc_fields(cls))
+        doc, index = self._doc, self.index
+        find, text = doc.find, doc.text
+        values = {}
+        for field_name, path in names:
+            found = find(index, path)
+            values[field_name] = text(found[0]) if found else None
         return cls(**values)
 
     def __repr__(self) -> str:

@@ -260,6 +260,24 @@ def test_pool_bound_turns_requests_away_as_results(run: Runner) -> None:
     run(main)
 
 
+def test_finished_requests_give_their_slots_up_to_new_ones(run: Runner) -> None:
+    """A finished UDP query keeps its slot for Timer K only to absorb
+    repeated answers: with every slot taken, the oldest such slot serves
+    the next query (requests_completed_reused) instead of turning it
+    away, so max_requests bounds what is waiting, not the query rate."""
+    async def main() -> None:
+        async with registrar(max_requests=1) as reg:
+            cam = await camera(reg, "udp", Script(channels=2))
+            for _ in range(3):
+                result = await reg.query(cam.device_id, "Catalog", timeout=5)
+                assert result.complete and len(result.items) == 2, result
+            stats = reg.stats()
+            assert stats["requests_turned_away"] == 0
+            assert stats["requests_completed_reused"] == 2
+            await cam.close()
+    run(main)
+
+
 def test_query_on_register_policy(run: Runner) -> None:
     """As WVP does: DeviceInfo then Catalog after a first registration;
     each finished query is a QueryCompleted event."""

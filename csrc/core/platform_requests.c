@@ -27,6 +27,8 @@ typedef struct {
     uint64_t hash;           /* of the branch */
     int64_t next_send;       /* Timer E (UDP, not completed); NO_DEADLINE */
     int64_t give_up;         /* Timer F, or Timer K when completed */
+    uint32_t done_prev;      /* completed list (Timer K), oldest first: slot + 1 */
+    uint32_t done_next;
     char *msg;
     gb_peer dest;
     char branch[BRANCH_LEN];
@@ -43,6 +45,7 @@ struct gb_preq_pool {
     uint32_t nfree;
     uint32_t *ring;          /* output queue of slot numbers */
     uint32_t ring_head, ring_count;
+    uint32_t done_head, done_tail; /* completed slots by completion time: slot + 1 */
     gb_index ix;             /* slot + 1 by branch hash */
     gb_heap heap;            /* slot + 1 by deadline */
     gb_preq_stats st;
@@ -156,11 +159,26 @@ static void enqueue(gb_preq_pool *p, uint32_t n)
     p->ring_count++;
 }
 
+static void done_unlink(gb_preq_pool *p, slot *s)
+{
+    if (s->done_prev)
+        p->slots[s->done_prev - 1].done_next = s->done_next;
+    else
+        p->done_head = s->done_next;
+    if (s->done_next)
+        p->slots[s->done_next - 1].done_prev = s->done_prev;
+    else
+        p->done_tail = s->done_prev;
+    s->done_prev = s->done_next = 0;
+}
+
 /* End a transaction: out of the index and the heap, slot back to the free
  * list (its ring entry, if any, is skipped when it comes up). */
 static void release(gb_preq_pool *p, uint32_t n)
 {
     slot *s = &p->slots[n];
+    if (s->state == SLOT_COMPLETED)
+        done_unlink(p, s);
     branch_key k = {s->branch, BRANCH_LEN, s->hash};
     uint32_t *ixs = gb_index_slot(&p->ix, s->hash, ix_eq, p, &k);
     if (*ixs)
@@ -193,8 +211,15 @@ int gb_preq_send(gb_preq_pool *p, const gb_preq_spec *s, int64_t now, gb_preq_se
         (s->call_id && s->call_id_len > GB_PREQ_CALL_ID_MAX) || s->device_id_len > GB_REG_MAX_ID)
         return GB_PREQ_TOO_LARGE;
     if (!p->nfree) {
-        p->st.turned_away++;
-        return GB_PREQ_FULL;
+        if (!p->done_head) {
+            p->st.turned_away++;
+            return GB_PREQ_FULL;
+        }
+        /* every slot busy, some only absorbing repeated answers (Timer K):
+         * the oldest of those ends early; an answer repeated after this is
+         * a stray, as it would be after Timer K */
+        p->st.completed_reused++;
+        release(p, p->done_head - 1);
     }
     memset(out, 0, sizeof(*out));
     char branch[BRANCH_LEN];
@@ -428,6 +453,13 @@ int gb_preq_on_response(gb_preq_pool *p, const char *buf, const gb_msg *m,
     s->next_send = NO_DEADLINE;
     s->give_up = now + p->cfg.t4_ms;
     gb_heap_fix(&p->heap, s->heap_pos, heap_key, heap_moved, p);
+    s->done_prev = p->done_tail;
+    s->done_next = 0;
+    if (p->done_tail)
+        p->slots[p->done_tail - 1].done_next = ref;
+    else
+        p->done_head = ref;
+    p->done_tail = ref;
     free(s->msg);
     s->msg = NULL;
     fn(arg, &res);

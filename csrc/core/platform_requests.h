@@ -15,7 +15,8 @@
  *   send ──► queued ──► (sent) ──Timer E──► resent ...
  *     │                   │ 1xx: every T2       │ 2xx-6xx: result ANSWERED
  *     │                   └──────Timer F────────┴──► result TIMED_OUT
- *     └─ pool full: -1, counted (turned_away)
+ *     └─ pool full: the oldest slot in Timer K ends early and serves
+ *        (counted: completed_reused); none in Timer K: -1 (turned_away)
  *
  * Nothing here touches a socket or a clock: what to send is queued and
  * taken with gb_preq_next_output() (a view of the stored bytes and the
@@ -154,7 +155,8 @@ typedef struct {
         provisional,          /* 1xx answers */
         timed_out,            /* Timer F */
         cancelled,            /* gb_preq_cancel() */
-        turned_away,          /* the pool was full */
+        turned_away,          /* the pool was full (no slot, none in Timer K) */
+        completed_reused,     /* a full pool's oldest Timer K slot, ended early */
         answers_absorbed,     /* repeated final answers (Timer K) */
         mismatched;           /* a branch of ours with another Call-ID/CSeq */
     uint64_t in_flight;       /* slots in use (incl. Timer K) */

@@ -955,11 +955,12 @@ static PyObject *core_request_stats(RegistrarCoreObject *self, PyObject *unused)
     CHECK_READY(self);
     gb_preq_stats s;
     gb_registrar_request_stats(self->reg, &s);
-    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsK}", "requests_sent", s.sent,
+    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsK}", "requests_sent", s.sent,
                          "requests_retransmitted", s.retransmissions, "requests_answered",
                          s.answered, "requests_provisional", s.provisional,
                          "requests_timed_out", s.timed_out, "requests_cancelled", s.cancelled,
-                         "requests_turned_away", s.turned_away, "requests_answers_absorbed",
+                         "requests_turned_away", s.turned_away, "requests_completed_reused",
+                         s.completed_reused, "requests_answers_absorbed",
                          s.answers_absorbed, "requests_mismatched", s.mismatched,
                          "requests_in_flight", s.in_flight);
 }

@@ -361,6 +361,49 @@ static void test_pool_bound_counts_what_it_turns_away(void)
     gb_preq_free(p);
 }
 
+static void test_full_pool_reuses_the_oldest_timer_k_slot(void)
+{
+    /* a finished UDP request keeps its slot for Timer K (T4) only to
+     * absorb repeated answers: when every slot is taken, the oldest such
+     * slot ends early and serves the new request instead of turning it
+     * away; live transactions are never taken */
+    gb_preq_pool *p = pool(3);
+    gb_preq_spec s = query_spec(GB_TRANSPORT_UDP);
+    gb_preq_sent a, b, c, d, e;
+    char req[4096], ans_a[4096], ans_b[4096];
+    gb_peer dest;
+    results rs = {0};
+    CHECK_EQ_INT(gb_preq_send(p, &s, NOW0, &a), GB_PREQ_OK);
+    size_t na = take(p, req, sizeof req, &dest);
+    size_t aa = answer_to(req, na, 200, NULL, ans_a, sizeof ans_a);
+    CHECK_EQ_INT(gb_preq_send(p, &s, NOW0, &b), GB_PREQ_OK);
+    size_t nb = take(p, req, sizeof req, &dest);
+    size_t ab = answer_to(req, nb, 200, NULL, ans_b, sizeof ans_b);
+    CHECK_EQ_INT(gb_preq_send(p, &s, NOW0, &c), GB_PREQ_OK);
+    /* b answered first, then a: both in Timer K, b the older */
+    CHECK_EQ_INT(feed(p, ans_b, ab, NOW0 + 10, &rs), GB_PREQ_MATCHED);
+    CHECK_EQ_INT(feed(p, ans_a, aa, NOW0 + 20, &rs), GB_PREQ_MATCHED);
+    CHECK_EQ_INT(rs.n, 2);
+    CHECK_EQ_INT(gb_preq_send(p, &s, NOW0 + 30, &d), GB_PREQ_OK);
+    /* b's slot served: its repeated answer is a stray now, a's still absorbed */
+    CHECK_EQ_INT(feed(p, ans_b, ab, NOW0 + 40, &rs), GB_PREQ_STRAY);
+    CHECK_EQ_INT(feed(p, ans_a, aa, NOW0 + 40, &rs), GB_PREQ_ABSORBED);
+    CHECK_EQ_INT(gb_preq_send(p, &s, NOW0 + 50, &e), GB_PREQ_OK);
+    /* now c, d and e are live: the next one is turned away */
+    gb_preq_sent f;
+    CHECK_EQ_INT(gb_preq_send(p, &s, NOW0 + 60, &f), GB_PREQ_FULL);
+    CHECK_EQ_INT(gb_preq_cancel(p, c.handle), 1);
+    CHECK_EQ_INT(gb_preq_cancel(p, d.handle), 1);
+    CHECK_EQ_INT(gb_preq_cancel(p, e.handle), 1);
+    gb_preq_stats st;
+    gb_preq_get_stats(p, &st);
+    CHECK_EQ_INT(st.completed_reused, 2);
+    CHECK_EQ_INT(st.turned_away, 1);
+    CHECK_EQ_INT(st.in_flight, 0);
+    CHECK_EQ_INT(rs.n, 2);
+    gb_preq_free(p);
+}
+
 static void test_in_dialog_request_keeps_its_identifiers(void)
 {
     /* §9.11 refresh: the same Call-ID, From tag, the device's To tag, a
@@ -556,6 +599,7 @@ int main(void)
     test_tcp_never_resends();
     test_tcp_answer_frees_at_once();
     test_pool_bound_counts_what_it_turns_away();
+    test_full_pool_reuses_the_oldest_timer_k_slot();
     test_in_dialog_request_keeps_its_identifiers();
     test_registrar_query_to_binding_and_answer_event();
     test_registrar_tcp_request_goes_on_the_registration_connection();
