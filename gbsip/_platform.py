@@ -148,6 +148,10 @@ class Platform:
         self._by_sn: dict[tuple[str, int], _Pending] = {}
         self._via_hosts: dict[str, str] = {}
         self.query_on_register = tuple(query_type(c) for c in query_on_register)
+        # live subscriptions by Call-ID (Notified events carry theirs), and
+        # the tasks refreshing those asked to be kept (subscribe(refresh=True))
+        self.subscriptions: dict[str, Subscription] = {}
+        self._refreshers: dict[str, asyncio.Task[None]] = {}
 
     # -- the core's events --------------------------------------------------
 
@@ -184,6 +188,9 @@ class Platform:
         for pending in list(self._by_sn.values()) + list(self._by_handle.values()):
             if not pending.future.done():
                 pending.future.set_result(None)
+        for task in self._refreshers.values():
+            task.cancel()
+        self._refreshers.clear()
 
     # -- requests -----------------------------------------------------------
 
@@ -225,6 +232,10 @@ class Platform:
         src = b[6]
         transport = "tcp" if src[2] == 1 else "udp"
         via_host, via_port = self._via(transport, src[0])
+        if method == "SUBSCRIBE":
+            # RFC 6665 §4.1.2.1: a SUBSCRIBE carries the Contact its NOTIFYs go to
+            params = ";transport=tcp" if transport == "tcp" else ""
+            headers = [*headers, ("Contact", f"<sip:{reg.server_id}@{via_host}:{via_port}{params}>")]
         now = reg._now()[0]
         kw: dict[str, Any] = {}
         if subscription is not None:
@@ -363,6 +374,11 @@ class Platform:
             if pending.to_tag and not sub.to_tag:
                 sub.to_tag = pending.to_tag
             sub.expires = granted
+            if complete and expires and sub.call_id:
+                self.subscriptions[sub.call_id] = sub
+            elif subscription is not None and (expires == 0 or (
+                    pending.status is not None and pending.status >= 300)):
+                self.end(sub)
         return SubscribeResult(
             device_id=device_id, cmd_type=cmd, event=ev, sn=pending.sn,
             status=pending.status, reason=pending.reason, expires=granted,
@@ -370,6 +386,41 @@ class Platform:
             subscription=sub if complete and expires else None,
             timed_out=not complete and error is None and pending.status is None,
             error=error)
+
+    # -- subscriptions kept alive -------------------------------------------
+
+    def end(self, sub: Subscription) -> None:
+        """Forget a subscription (unsubscribed, refused, registrar closing)."""
+        self.subscriptions.pop(sub.call_id, None)
+        task = self._refreshers.pop(sub.call_id, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    def keep(self, sub: Subscription, timeout: float) -> None:
+        """Refresh ``sub`` in its dialog at 2/3 of each granted Expires
+        (RFC 6665 §4.1.2.2) until it is unsubscribed, refused, or the
+        registrar closes."""
+        if sub.call_id in self._refreshers or sub.call_id not in self.subscriptions:
+            return
+        self._refreshers[sub.call_id] = asyncio.ensure_future(self._refresh_loop(sub, timeout))
+
+    async def _refresh_loop(self, sub: Subscription, timeout: float) -> None:
+        try:
+            while self._reg._state == "running" and sub.call_id in self.subscriptions:
+                await asyncio.sleep(max(0.5, sub.expires * 2 / 3))
+                if self._reg._state != "running" or sub.call_id not in self.subscriptions:
+                    return
+                try:
+                    result = await self._reg.refresh_subscription(sub, timeout=timeout)
+                except (LocalProtocolError, NotRegisteredError):
+                    result = None
+                if result is None or not result.ok:
+                    self.end(sub)
+                    return
+                sub.refreshes += 1
+        finally:
+            if self._refreshers.get(sub.call_id) is asyncio.current_task():
+                del self._refreshers[sub.call_id]
 
 
 def query_type(cmd_type: str) -> str:

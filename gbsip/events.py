@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from gbsip.manscdp import Document
-    from gbsip.queries import QueryResult
+    from gbsip.queries import QueryResult, Subscription
 
 __all__ = [
     "Address",
@@ -199,10 +199,15 @@ class LockedOut(RegistrarEvent):
 class Notified(RegistrarEvent):
     """A device's NOTIFY (GB/T 28181 §9.11: a subscribed Catalog change,
     alarm or mobile position), answered 200.  ``event`` is its Event
-    header, ``body`` the MANSCDP body (bytes as sent: ``raw``)."""
+    header, ``body`` the MANSCDP body (bytes as sent: ``raw``),
+    ``call_id`` the NOTIFY's Call-ID (its subscription's dialog) and
+    ``subscription`` the :class:`gbsip.queries.Subscription` of this
+    registrar it belongs to (``None``: none it knows, e.g. already ended)."""
 
     event: str
     body: str
+    call_id: str = field(default="", kw_only=True)
+    subscription: Subscription | None = field(default=None, kw_only=True, compare=False)
 
     @property
     def raw(self) -> bytes:

@@ -104,6 +104,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="device suite: also check the camera's answers to the platform's "
                      "MANSCDP queries (Catalog with SumNum, DeviceInfo, SN echo, charset, "
                      "200 before the answer: GB/T 28181 §9.5)")
+    c.addoption("--gb-no-queries", action="store_true", default=False,
+                help="platform suite: the platform is not expected to query a new device "
+                     "(P25, P26 are skipped)")
+    c.addoption("--gb-query-wait", metavar="SECONDS", type=float, default=10.0,
+                help="platform suite: how long after a registration to wait for the "
+                     "platform's Catalog/DeviceInfo query or SUBSCRIBE (P25-P27)")
     c.addoption("--gb-unregister-cmd", metavar="CMD", default=None,
                 help="device suite: shell command that makes the camera unregister "
                      "({pid} is the --gb-device-cmd process)")
@@ -158,6 +164,8 @@ def _options(config: pytest.Config) -> GBOptions:
         unregister_cmd=get("gb_unregister_cmd"),
         register_timeout=get("gb_register_timeout"),
         queries=get("gb_queries"),
+        no_queries=get("gb_no_queries"),
+        query_wait=get("gb_query_wait"),
     )
 
 

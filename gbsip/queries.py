@@ -128,6 +128,8 @@ class Subscription:
     cseq: int
     expires: int
     body_fields: tuple[Any, ...] = ()
+    #: Refreshes sent by ``subscribe(..., refresh=True)`` and answered 2xx.
+    refreshes: int = 0
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ batch, not per packet or per connection.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import errno
 import inspect
@@ -260,7 +261,9 @@ _MAKERS: dict[int, _Maker] = {
     12: lambda d, c, st, ex, sn, r, t, x: DeviceRedirected(t or "", device_id=d, **c),
     13: lambda d, c, st, ex, sn, r, t, x: LockedOut(
         "device" if d else "source", sn, float(ex), device_id=d, **c),
-    16: lambda d, c, st, ex, sn, r, t, x: Notified(x or "", t or "", device_id=d, **c),
+    16: lambda d, c, st, ex, sn, r, t, x: Notified(
+        (x or "").partition("\n")[0], t or "", device_id=d,
+        call_id=(x or "").partition("\n")[2], **c),
 }
 
 
@@ -765,7 +768,10 @@ class Registrar(Lifetime):
                 "transport": _transport_name(src[2]),
                 "time": self._unix(time_ms),
             }
-            publish(make(device_id, common, status, expires, sn, reason, text, extra))
+            ev = make(device_id, common, status, expires, sn, reason, text, extra)
+            if isinstance(ev, Notified) and ev.call_id in platform.subscriptions:
+                ev = dataclasses.replace(ev, subscription=platform.subscriptions[ev.call_id])
+            publish(ev)
 
     def _publish_now(self, ev: RegistrarEvent) -> None:
         self._stream.publish(ev)
@@ -812,15 +818,28 @@ class Registrar(Lifetime):
                         interval: int | None = None, timeout: float = 10.0,
                         target: str | None = None, event: str | None = None,
                         fields: Iterable[manscdp.Field] = (),
-                        charset: str = "GB2312") -> SubscribeResult:
+                        charset: str = "GB2312", refresh: bool = False) -> SubscribeResult:
         """Subscribe to a device's ``"Catalog"``, ``"Alarm"`` or
         ``"MobilePosition"`` (GB/T 28181 §9.11; ``interval`` seconds between
         positions).  Its NOTIFYs arrive as :class:`gbsip.events.Notified`
-        events.  The result's ``subscription`` refreshes
-        (:meth:`refresh_subscription`) and ends (:meth:`unsubscribe`)."""
-        return await self._platform.subscribe(
+        events carrying the subscription (``call_id``, ``subscription``).
+        The result's ``subscription`` refreshes
+        (:meth:`refresh_subscription`) and ends (:meth:`unsubscribe`);
+        with ``refresh=True`` the registrar refreshes it itself, in its
+        dialog, at 2/3 of each granted Expires, until it is unsubscribed,
+        refused, or the registrar closes."""
+        result = await self._platform.subscribe(
             device_id, cmd_type, expires=expires, interval=interval, timeout=timeout,
             target=target, event=event, fields=list(fields), charset=charset)
+        if refresh and result.subscription is not None:
+            self._platform.keep(result.subscription, timeout)
+        return result
+
+    @property
+    def subscriptions(self) -> dict[str, Subscription]:
+        """The live subscriptions of :meth:`subscribe`, by Call-ID (a copy):
+        granted and not yet ended, refused or closed."""
+        return dict(self._platform.subscriptions)
 
     async def refresh_subscription(self, subscription: Subscription, *,
                                    expires: int | None = None,

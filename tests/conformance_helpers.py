@@ -82,9 +82,12 @@ class ThreadedRegistrar:
     """A gbsip Registrar on its own loop in a thread; every Online/Offline
     event writes ``<statedir>/<device_id>`` so --gb-offline-cmd can read it."""
 
-    def __init__(self, statedir: Path, **kwargs: object) -> None:
+    def __init__(self, statedir: Path, *, subscribe: str | None = None,
+                 **kwargs: object) -> None:
         self.statedir = statedir
         self.kwargs = kwargs
+        self.subscribe = subscribe  # subscribe(refresh=True) to each new device
+        self._subs: set[asyncio.Future[None]] = set()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.reg: Registrar | None = None
@@ -99,9 +102,20 @@ class ThreadedRegistrar:
     async def _record(self) -> None:
         assert self.reg is not None
         async for ev in self.reg.events():
+            if isinstance(ev, DeviceRegistered) and self.subscribe and ev.device_id:
+                task = asyncio.ensure_future(self._subscribe(ev.device_id))
+                self._subs.add(task)
+                task.add_done_callback(self._subs.discard)
             if isinstance(ev, (DeviceRegistered, Online, Offline)) and ev.device_id:
                 state = "offline" if isinstance(ev, Offline) else "online"
                 (self.statedir / ev.device_id).write_text(state)
+
+    async def _subscribe(self, device_id: str) -> None:
+        assert self.reg is not None and self.subscribe is not None
+        try:
+            await self.reg.subscribe(device_id, self.subscribe, expires=600, refresh=True)
+        except gbsip.GBSIPError:
+            pass  # gone meanwhile
 
     async def _stop(self) -> None:
         assert self.reg is not None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,9 @@ class Script:
     response_first: bool = False     # the Response before the 200
     result: str = "OK"               # Result of a control Response
     notify_after_subscribe: bool = True
+    device_status: bool = True       # DeviceStatus with Online/Status/DeviceTime
+    config_expiration: int = 3600    # BasicParam Expiration (it registers for 3600 s)
+    positions: bool = True           # MobilePosition NOTIFYs every Interval s
 
 
 class ScriptedCamera:
@@ -62,6 +66,7 @@ class ScriptedCamera:
         self._writer: asyncio.StreamWriter | None = None
         self._buf = bytearray()
         self._task: asyncio.Task[None] | None = None
+        self._timers: set[asyncio.Future[None]] = set()
         self.local: tuple[str, int] = ("", 0)
 
     # -- wire ---------------------------------------------------------------
@@ -104,6 +109,8 @@ class ScriptedCamera:
             self._writer.write(data)
 
     async def close(self) -> None:
+        for timer in list(self._timers):
+            timer.cancel()
         if self._task is not None:
             self._task.cancel()
             try:
@@ -169,10 +176,26 @@ class ScriptedCamera:
             if s.notify_after_subscribe and req.headers.get("Expires") != "0":
                 await asyncio.sleep(0.01)
                 self.send(self._notify(req, doc))
+                if doc.cmd_type == "MobilePosition" and s.positions:
+                    self._positions(req, doc)
             return
         for body in bodies:
             await asyncio.sleep(0.005)
             self.send(self._message(body))
+
+    def _positions(self, req: gbsip.Request, q: manscdp.Document) -> None:
+        """A NOTIFY every Interval seconds for Expires seconds (§9.11.1)."""
+        interval = float(q.text("Interval") or 5)
+        count = int(int(req.headers.get("Expires") or 0) / max(interval, 0.1))
+
+        async def run() -> None:
+            for _ in range(min(count, 100)):
+                await asyncio.sleep(interval)
+                self.send(self._notify(req, q))
+
+        task = asyncio.ensure_future(run())
+        self._timers.add(task)
+        task.add_done_callback(self._timers.discard)
 
     def _responses(self, q: manscdp.Document) -> list[bytes]:
         """The <Response> bodies answering q, in the order the script says."""
@@ -211,9 +234,20 @@ class ScriptedCamera:
                        for i in range(s.channels)]
             parts = [records[i:i + s.part_size] for i in range(0, len(records), s.part_size)]
             return [manscdp.build("Response", "RecordInfo", sn, self.device_id, [
-                ("Name", "cam"), ("SumNum", s.channels),
+                ("Name", "cam"), *([("SumNum", s.channels)] if s.sum_num else []),
                 ("RecordList", [("Item", r) for r in part], {"Num": len(part)})])
                 for part in reversed(parts)]
+        if q.cmd_type == "DeviceStatus":
+            extra: list[Any] = [("Online", "ONLINE"), ("Status", "OK"),
+                                ("DeviceTime", time.strftime("%Y-%m-%dT%H:%M:%S")),
+                                ("Encode", "ON"), ("Record", "OFF")] if s.device_status else []
+            return [manscdp.build("Response", "DeviceStatus", sn, self.device_id,
+                                  [("Result", "OK"), *extra])]
+        if q.cmd_type == "ConfigDownload":
+            return [manscdp.build("Response", "ConfigDownload", sn, self.device_id, [
+                ("Result", "OK"), ("BasicParam", [
+                    ("Name", "cam"), ("Expiration", s.config_expiration),
+                    ("HeartBeatInterval", 60), ("HeartBeatCount", 3)])])]
         if q.cmd_type == "DeviceInfo":
             return [manscdp.build("Response", "DeviceInfo", sn, self.device_id, [
                 ("DeviceName", "大门"), ("Result", "OK"), ("Manufacturer", "gbsip-test"),

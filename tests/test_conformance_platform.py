@@ -31,17 +31,23 @@ from device_helpers import free_port
 DEVICE = "34020000001320000001"
 SERVER = "34020000002000000001"
 PASSWORD = "12345678"
-ALL = {f"P{n:02d}" for n in range(1, 25)}
+ALL = {f"P{n:02d}" for n in range(1, 28)}
+#: The platform-side checks (a query after registration, split Catalog, refresh)
+QUERY_CHECKS = {"P25", "P26", "P27"}
 
 
 def test_platform_suite_passes_against_gbsip_registrar(tmp_path: Path) -> None:
     """gbsip's Registrar, configured as a GB platform (per-device passwords,
-    qop=auth, short nonce and keepalive timers so every check can run),
-    passes all 24 checks — none skipped."""
+    qop=auth, short nonce and keepalive timers so every check can run,
+    DeviceInfo and Catalog queried after registration and a Catalog
+    subscription kept with refresh=True), passes all 27 checks — none
+    skipped."""
     state = tmp_path / "state"
     state.mkdir()
     with ThreadedRegistrar(state, passwords={DEVICE: PASSWORD}, qop="auth", nonce_lifetime=1,
-                           keepalive_interval=0.5, keepalive_timeout_count=2) as reg:
+                           keepalive_interval=0.5, keepalive_timeout_count=2,
+                           query_on_register=("DeviceInfo", "Catalog"),
+                           subscribe="Catalog") as reg:
         run = run_suite("platform", [
             f"--gb-platform=udp://127.0.0.1:{reg.port}", "--gb-nonce-lifetime=1",
             "--gb-keepalive-interval=0.5", "--gb-keepalive-timeout-count=2",
@@ -49,13 +55,14 @@ def test_platform_suite_passes_against_gbsip_registrar(tmp_path: Path) -> None:
         ], tmp_path)
     assert run.results == {cid: "passed" for cid in ALL}, run.output
     assert "GB/T 28181 conformance summary" in run.output
-    assert "24 checks: 24 passed, 0 failed, 0 errors, 0 skipped" in run.output
+    assert "27 checks: 27 passed, 0 failed, 0 errors, 0 skipped" in run.output
 
 
 def test_platform_suite_passes_against_gbsip_serve(tmp_path: Path) -> None:
     """`gbsip serve` as the platform: with --nonce-lifetime (P14) and
     --status-dir answering --gb-offline-cmd (P21) every check runs, and all
-    24 pass (issue 15)."""
+    pass (issue 15) but P27: serve queries new devices (P25, P26) and
+    subscribes to none."""
     import sys
 
     from conformance_helpers import python_env
@@ -68,21 +75,27 @@ def test_platform_suite_passes_against_gbsip_serve(tmp_path: Path) -> None:
         [sys.executable, "-m", "gbsip", "serve", "--port", str(port), "--transport", "udp",
          "--passwords-file", str(passwords), "--qop", "--nonce-lifetime", "1",
          "--keepalive", "0.5", "--keepalive-count", "2", "--status-dir", str(state),
-         "--quiet"],
+         "--quiet-keepalives"],
         cwd=tempfile.gettempdir(), env=python_env(), stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert serve.stdout is not None
         assert f"udp://127.0.0.1:{port}" in serve.stdout.readline()
+        # not --quiet (it asks new devices nothing): its lines are read away
+        lines: list[str] = []
+        threading.Thread(target=lambda: lines.extend(serve.stdout or ()), daemon=True).start()
         run = run_suite("platform", [
             f"--gb-platform=udp://127.0.0.1:{port}", "--gb-nonce-lifetime=1",
             "--gb-keepalive-interval=0.5", "--gb-keepalive-timeout-count=2",
             f"--gb-offline-cmd=grep -qx offline {state}/{{device_id}}", "--gb-timeout=3",
+            "--gb-query-wait=3",
         ], tmp_path)
     finally:
         serve.terminate()
         serve.wait(20)
-    assert run.results == {cid: "passed" for cid in ALL}, run.output
+    assert run.results == {cid: "skipped" if cid == "P27" else "passed" for cid in ALL}, \
+        run.output
+    assert "did not subscribe" in run.messages["P27"]
     assert (state / DEVICE).read_text() in ("unregistered\n", "offline\n", "expired\n")
 
 
@@ -91,9 +104,11 @@ def test_platform_suite_runs_over_tcp(tmp_path: Path) -> None:
     same Registrar passes every check that needs no extra knowledge."""
     with ThreadedRegistrar(tmp_path, passwords={DEVICE: PASSWORD}) as reg:
         run = run_suite("platform", [f"--gb-platform=tcp://127.0.0.1:{reg.port}",
-                                     "--gb-timeout=3"], tmp_path)
+                                     "--gb-timeout=3", "--gb-no-queries",
+                                     "--gb-query-wait=1"], tmp_path)
     assert run.ids("failed") | run.ids("error") == set(), run.output
-    assert run.ids("skipped") == {"P12", "P14", "P21"}, run.output
+    assert run.ids("skipped") == {"P12", "P14", "P21"} | QUERY_CHECKS, run.output
+    assert "--gb-no-queries" in run.messages["P25"] and "--gb-no-queries" in run.messages["P26"]
     assert "qop" in run.messages["P12"] and "--gb-nonce-lifetime" in run.messages["P14"]
 
 
@@ -122,12 +137,14 @@ def test_unreachable_platform_fails_every_check_fast(tmp_path: Path) -> None:
 
 
 class BrokenRegistrar:
-    """A small GB registrar on gbsip.parse/reply with three faults: realm
+    """A small GB registrar on gbsip.parse/reply with five faults: realm
     ``wrongrealm`` instead of the SIP domain, a second 401 instead of 403 for
-    any wrong credentials, and an RFC 1123 Date.  Everything else is right:
-    algorithm=MD5, 423 below 3600 s, clamping to 86400 s, CSeq ordering,
-    Expires: 0, keepalive and NOTIFY 200, 400 for a malformed Contact, answers cached
-    for retransmissions."""
+    any wrong credentials, an RFC 1123 Date, Catalog parts refused (500)
+    unless they come in order, and a subscription never refreshed.
+    Everything else is right: algorithm=MD5, 423 below 3600 s, clamping to
+    86400 s, CSeq ordering, Expires: 0, keepalive and NOTIFY 200, 400 for a
+    malformed Contact, answers cached for retransmissions, a Catalog query
+    and a SUBSCRIBE after each registration."""
 
     REALM = "wrongrealm"
 
@@ -139,6 +156,8 @@ class BrokenRegistrar:
         self.nonces: set[str] = set()
         self.cseq: dict[str, int] = {}
         self.cache: dict[str, bytes] = {}
+        self.parts: dict[int, int] = {}  # Catalog items taken per SN
+        self.sn = 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
 
@@ -158,11 +177,50 @@ class BrokenRegistrar:
             except socket.timeout:
                 continue
             req = gbsip.parse(data)
+            if isinstance(req, gbsip.Response):
+                continue  # the camera's answer to our query or SUBSCRIBE
             assert isinstance(req, gbsip.Request) and req.via is not None
             key = f"{req.method} {req.via.branch}"
             if key not in self.cache:
-                self.cache[key] = bytes(self._answer(req))
+                answer = self._answer(req)
+                self.cache[key] = bytes(answer)
+                self.sock.sendto(self.cache[key], addr)
+                if req.method == "REGISTER" and answer.status == 200 and answer.expires:
+                    self._ask(addr)
+                continue
             self.sock.sendto(self.cache[key], addr)
+
+    def _ask(self, addr: tuple[str, int]) -> None:
+        """A Catalog query and a Catalog SUBSCRIBE (never refreshed: fault)."""
+        self.sn += 1
+        for method, headers in (("MESSAGE", []), ("SUBSCRIBE", [
+                ("Event", "Catalog"), ("Expires", "3600"),
+                ("Contact", f"<sip:{SERVER}@127.0.0.1:{self.port}>")])):
+            body = (f'<?xml version="1.0"?>\r\n<Query>\r\n<CmdType>Catalog</CmdType>\r\n'
+                    f"<SN>{self.sn}</SN>\r\n<DeviceID>{DEVICE}</DeviceID>\r\n</Query>\r\n")
+            n = secrets.token_hex(6)
+            self.sock.sendto(bytes(gbsip.Request(method, f"sip:{DEVICE}@{addr[0]}:{addr[1]}", [
+                ("Via", f"SIP/2.0/UDP 127.0.0.1:{self.port};rport;branch=z9hG4bK{n}"),
+                ("From", f"<sip:{SERVER}@3402000000>;tag={n}"),
+                ("To", f"<sip:{DEVICE}@3402000000>"), ("Call-ID", n), ("CSeq", f"1 {method}"),
+                ("Max-Forwards", "70"), ("Content-Type", "Application/MANSCDP+xml"),
+                *headers], body.encode())), addr)
+
+    def _catalog_part_in_order(self, req: gbsip.Request) -> bool:
+        """Fault: a Catalog part is taken only when it comes next."""
+        from gbsip import manscdp
+        try:
+            doc = manscdp.parse(req.body)
+        except manscdp.ManscdpError:
+            return True
+        if doc.root is not manscdp.Root.RESPONSE or doc.cmd_type != "Catalog":
+            return True
+        got = self.parts.get(doc.sn, 0)
+        first = int(str(doc.items[0].device_id)[-6:]) if doc.items else 0
+        if first != got + 1:
+            return False
+        self.parts[doc.sn] = got + len(doc.items)
+        return True
 
     def _challenge(self, req: gbsip.Request) -> gbsip.Response:
         nonce = secrets.token_hex(8)
@@ -183,6 +241,8 @@ class BrokenRegistrar:
         return creds.response == expected
 
     def _answer(self, req: gbsip.Request) -> gbsip.Response:
+        if req.method == "MESSAGE" and not self._catalog_part_in_order(req):
+            return req.reply(500, "Part out of order", to_tag="broken")
         if req.method in ("MESSAGE", "NOTIFY"):
             return req.reply(200, to_tag="broken")
         try:
@@ -208,17 +268,20 @@ class BrokenRegistrar:
 def test_broken_registrar_fails_exactly_its_faults(tmp_path: Path) -> None:
     """Wrong realm fails P03; a second challenge instead of 403 fails P09 (wrong
     password) and P10 (unknown device); the RFC 1123 Date fails P07 while its
-    value, being the right time, passes P08.  Everything else passes or is
-    skipped with a reason."""
+    value, being the right time, passes P08; Catalog parts taken only in
+    order fail P26 (its query passes P25); the unrefreshed subscription
+    fails P27.  Everything else passes or is skipped with a reason."""
     with BrokenRegistrar() as broken:
         run = run_suite("platform", [f"--gb-platform=udp://127.0.0.1:{broken.port}",
-                                     "--gb-timeout=2"], tmp_path)
-    assert run.ids("failed") == {"P03", "P07", "P09", "P10"}, run.output
+                                     "--gb-timeout=2", "--gb-query-wait=3"], tmp_path)
+    assert run.ids("failed") == {"P03", "P07", "P09", "P10", "P26", "P27"}, run.output
     assert run.ids("error") == set(), run.output
     assert run.ids("skipped") == {"P12", "P14", "P21"}, run.output
     assert "'wrongrealm'" in run.messages["P03"]
     assert "second 401" in run.messages["P09"] and "second 401" in run.messages["P10"]
     assert "not the GB form" in run.messages["P07"]
+    assert "500 Part out of order" in run.messages["P26"]
+    assert "not refreshed" in run.messages["P27"]
     # the failure message carries the exchange that led to it
     assert "SIP exchange" in run.output and "WWW-Authenticate: Digest realm=\"wrongrealm\"" \
         in run.output
@@ -287,12 +350,15 @@ KAMAILIO_FAILS = {
     "P07",  # its 200 OK has no Date (no GB time sync)
     "P10",  # one shared password: any 20-digit ID registers
     "P24",  # NOTIFY answered 405 (the config routes REGISTER and MESSAGE only)
+    "P25",  # a SIP registrar: it never queries a new device
 }
 KAMAILIO_SKIPS = {
     "P08",  # no Date to compare
     "P12",  # no qop offered
     "P14",  # nonce lifetime not given (nonce_expire is 300 s)
     "P21",  # no keepalive tracking, so no offline status
+    "P26",  # no Catalog query to answer in parts
+    "P27",  # no subscription to refresh
 }
 
 
@@ -302,7 +368,7 @@ def test_platform_suite_against_kamailio_fails_the_gb_specific_checks(
     """Kamailio passes the RFC 3261 checks and fails exactly the GB/T 28181
     ones listed in KAMAILIO_FAILS (docs: expected differences)."""
     run = run_suite("platform", [f"--gb-platform=udp://127.0.0.1:{kamailio}",
-                                 "--gb-timeout=3"], tmp_path)
+                                 "--gb-timeout=3", "--gb-query-wait=2"], tmp_path)
     assert run.ids("failed") == KAMAILIO_FAILS, run.output
     assert run.ids("skipped") == KAMAILIO_SKIPS, run.output
     assert run.ids("passed") == ALL - KAMAILIO_FAILS - KAMAILIO_SKIPS, run.output

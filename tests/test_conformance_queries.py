@@ -15,7 +15,7 @@ from pathlib import Path
 from conformance_helpers import run_suite
 from device_helpers import free_port
 
-QUERIES = {"D12", "D13", "D14", "D15"}
+QUERIES = {f"D{n}" for n in range(12, 22)}
 
 CAMERA = '''
 import asyncio, json, sys
@@ -56,13 +56,23 @@ def test_query_checks_pass_against_a_camera_that_answers_as_the_standard_says(
 
 def test_query_checks_catch_a_broken_camera(tmp_path: Path) -> None:
     """Wrong SN, no SumNum and the Response before the 200: D12 (SumNum),
-    D14 (SN echo) and D15 (ordering) fail, each saying what it saw."""
+    D14 (SN echo), D15 (ordering) and D18 (RecordInfo SumNum) fail; a
+    DeviceStatus without Online/Status/DeviceTime fails D16, a BasicParam
+    Expiration other than the registered lifetime D17, a single position
+    NOTIFY D21; each says what it saw.  PTZ (D19) and the Catalog
+    subscription (D20) are not broken and pass."""
     results, output, messages = _suite(
         tmp_path, {"channels": 3, "part_size": 2, "sn_offset": 7, "sum_num": False,
-                   "response_first": True})
+                   "response_first": True, "device_status": False,
+                   "config_expiration": 1234, "positions": False})
     assert results.get("D12") == "failed" and "without SumNum" in messages["D12"], output
     assert results.get("D14") == "failed" and "SN" in messages["D14"], output
     assert results.get("D15") == "failed" and "before the 200" in messages["D15"], output
+    assert results.get("D16") == "failed" and "no Online" in messages["D16"], output
+    assert results.get("D17") == "failed" and "Expiration 1234" in messages["D17"], output
+    assert results.get("D18") == "failed" and "without SumNum" in messages["D18"], output
+    assert results.get("D21") == "failed" and "NOTIFY" in messages["D21"], output
+    assert results.get("D19") == "passed" and results.get("D20") == "passed", output
 
 
 def test_query_checks_are_not_run_without_the_option(tmp_path: Path) -> None:
@@ -70,14 +80,28 @@ def test_query_checks_are_not_run_without_the_option(tmp_path: Path) -> None:
     assert not QUERIES & set(run.results), run.output
 
 
-def test_query_checks_pass_against_gbsip_device(tmp_path: Path) -> None:
-    """gbsip's own Device answers its platform (the camera side of issue
-    13): D12-D15 pass against it."""
-    from test_conformance_device import TIMING, _device_cmd
+def _passes(tmp_path: Path, camera: str) -> None:
+    """Every query check passes against the camera that command starts."""
+    from test_conformance_device import TIMING
     run = run_suite("device", [
-        f"--gb-listen=udp://127.0.0.1:{free_port()}", f"--gb-device-cmd={_device_cmd(tmp_path)}",
+        f"--gb-listen=udp://127.0.0.1:{free_port()}", f"--gb-device-cmd={camera}",
         "--gb-register-timeout=10", "--gb-queries", *TIMING,
         "-k", "test_query_ or test_registers_within_timeout",
     ], tmp_path)
     assert {cid: run.results.get(cid) for cid in QUERIES} == {
         cid: "passed" for cid in QUERIES}, run.output
+
+
+def test_query_checks_pass_against_gbsip_device(tmp_path: Path) -> None:
+    """gbsip's own Device answers its platform (the camera side of issue
+    13): D12-D21 pass against it."""
+    from test_conformance_device import _device_cmd
+    _passes(tmp_path, _device_cmd(tmp_path))
+
+
+def test_query_checks_pass_against_gbsip_simulate(tmp_path: Path) -> None:
+    """`gbsip simulate` (one device) answers the platform like gbsip's
+    Device: D12-D21 pass against it too."""
+    _passes(tmp_path, f"exec {shlex.quote(sys.executable)} -m gbsip simulate --server "
+                      "udp://{host}:{port} --devices 1 --duration 3600 --keepalive 0.3 "
+                      "--keepalive-count 3 --retry 1 --t1 0.1 --quiet")

@@ -330,3 +330,82 @@ def test_record_info_time_range_and_parts(run: Runner) -> None:
             assert cfg.complete
             await cam.close()
     run(main)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_subscription_refreshed_before_expiry(run: Runner, transport: str) -> None:
+    """§9.11 + RFC 6665 §4.1.2.2: subscribe(refresh=True) re-SUBSCRIBEs in
+    the dialog at 2/3 of the granted Expires, until unsubscribed; its
+    NOTIFYs carry the subscription (Call-ID); a refusal ends the keeping."""
+    async def main() -> None:
+        async with registrar() as reg:
+            cam = await camera(reg, transport)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            res = await reg.subscribe(cam.device_id, "Catalog", expires=3, timeout=5,
+                                      refresh=True)
+            sub = res.subscription
+            assert res.ok and sub is not None and reg.subscriptions == {sub.call_id: sub}
+            note = await reg.wait_for(Notified, cam.device_id, timeout=5)
+            assert note.call_id == sub.call_id and note.subscription is sub
+            while sub.refreshes < 2:
+                await asyncio.sleep(0.05)
+                assert loop.time() - started < 8
+            subs = [r for r in cam.requests if r.method == "SUBSCRIBE"]
+            assert len(subs) == 3
+            first = subs[0]
+            assert first.headers["Contact"].startswith(f"<sip:{SERVER_ID}@")
+            for k, r in enumerate(subs[1:], 1):
+                assert r.call_id == first.call_id and r.headers["Expires"] == "3"
+                assert r.cseq is not None and first.cseq is not None
+                assert r.cseq.number == first.cseq.number + k
+                assert r.to is not None and r.to.tag == sub.to_tag
+            # about 2 s (2/3 of 3 s) apart: the second refresh after ~4 s
+            assert 3.5 < loop.time() - started < 8
+            end = await reg.unsubscribe(sub, timeout=5)
+            assert end.ok and reg.subscriptions == {}
+            n = len(cam.requests)
+            await asyncio.sleep(2.5)
+            assert len(cam.requests) == n  # no refresh after the end
+            # a refusal of a refresh ends the keeping
+            again = await reg.subscribe(cam.device_id, "Catalog", expires=1, timeout=5,
+                                        refresh=True)
+            assert again.subscription is not None
+            cam.script.status = 481
+            await asyncio.sleep(1.5)
+            assert reg.subscriptions == {}
+            n = len(cam.requests)
+            await asyncio.sleep(1.2)
+            assert len(cam.requests) == n
+            await cam.close()
+    run(main)
+
+
+def test_subscription_to_gbsip_device_refreshed(run: Runner) -> None:
+    """The same against gbsip's own camera: it grants the refreshes (200
+    with Expires) and keeps notifying in the one dialog."""
+    async def main() -> None:
+        async with registrar() as reg:
+            import gbsip
+            host, port = reg.addresses["udp"][:2]
+            async with gbsip.Device(dev(9), password=PASSWORD, server=f"udp://{host}:{port}",
+                                    server_id=SERVER_ID, keepalive_interval=60, channels=2,
+                                    t1=0.1) as cam:
+                if dev(9) not in reg.devices:
+                    await reg.wait_for(DeviceRegistered, dev(9), timeout=5)
+                res = await reg.subscribe(dev(9), "Catalog", expires=3, timeout=5,
+                                          refresh=True)
+                sub = res.subscription
+                assert res.ok and sub is not None
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                while sub.refreshes < 1:
+                    await asyncio.sleep(0.05)
+                    assert loop.time() - started < 6
+                cam.channels[0].status = "OFF"
+                note = await reg.wait_for(Notified, dev(9), timeout=5)
+                assert note.subscription is sub and note.call_id == sub.call_id
+                assert sub.call_id in reg.subscriptions
+                await reg.unsubscribe(sub, timeout=5)
+                assert reg.subscriptions == {}
+    run(main)

@@ -2057,10 +2057,25 @@ static gb_reg_status do_notify(req_ctx *c)
         return reject(c, 403, "Forbidden (device not registered)", id, id_len);
     if (!same_source(&bd->source, c->src))
         return reject(c, 403, "Forbidden (not the registered address)", id, id_len);
-    int e = m->first[GB_HDR_EVENT];
+    /* extra = Event header, a newline, Call-ID (the subscription's dialog) */
+    char extra[512];
+    size_t xl = 0;
+    int e = m->first[GB_HDR_EVENT], ci = m->first[GB_HDR_CALL_ID];
+    if (e) {
+        size_t n = m->headers[e - 1].value.len;
+        xl = n < 255 ? n : 255;
+        memcpy(extra, b + m->headers[e - 1].value.off, xl);
+    }
+    extra[xl++] = '\n';
+    if (ci) {
+        size_t n = m->headers[ci - 1].value.len;
+        n = n < sizeof(extra) - xl ? n : sizeof(extra) - xl;
+        memcpy(extra + xl, b + m->headers[ci - 1].value.off, n);
+        xl += n;
+    }
     gb_reg_event *ev = push_event_text(
         c->r, GB_REG_EV_NOTIFY, id, id_len, c->now, b + m->body.off, m->body.len,
-        e ? b + m->headers[e - 1].value.off : NULL, e ? m->headers[e - 1].value.len : 0);
+        extra, xl);
     if (ev)
         ev->source = *c->src;
     return send_reply(c, 200, NULL);

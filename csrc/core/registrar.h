@@ -232,7 +232,7 @@ typedef enum {
     GB_REG_EV_REQUEST_ANSWERED,
     GB_REG_EV_REQUEST_TIMEOUT,  /* Timer F: status 408 */
     GB_REG_EV_NOTIFY            /* a device's NOTIFY, answered 200: text = body,
-                                   extra = Event header */
+                                   extra = Event header, '\n', Call-ID */
 } gb_reg_event_type;
 
 typedef struct {

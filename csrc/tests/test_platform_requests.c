@@ -585,7 +585,7 @@ static void test_registrar_answers_notify_200_with_an_event(void)
     CHECK_EQ_INT(ev[0].type, GB_REG_EV_NOTIFY);
     CHECK_MEM(ev[0].id, ev[0].id_len, DEV);
     CHECK_MEM(ev[0].text, ev[0].text_len, "<x/>\n");
-    CHECK_MEM(ev[0].extra, ev[0].extra_len, "Catalog");
+    CHECK_MEM(ev[0].extra, ev[0].extra_len, "Catalog\nabc@x");
     gb_reg_event_clear(&ev[0]);
     gb_registrar_free(r);
 }

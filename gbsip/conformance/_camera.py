@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gbsip
@@ -84,6 +85,12 @@ class Camera:
         self.contact_uri = f"sip:{self.device_id}@{_bracket(self.local_host)}:{self.local_port}"
         #: True while the platform may hold a binding of ours (cleanup unregisters)
         self.bound = False
+        #: Requests the platform sent us, in order, with when they came (all
+        #: answered: 200, a SUBSCRIBE with the Expires granted below)
+        self.requests: list[tuple[float, gbsip.Request]] = []
+        self._taken = 0
+        #: Seconds granted to a SUBSCRIBE at most (None: what it asks)
+        self.subscription_grant: int | None = None
 
     def close(self) -> None:
         self.sock.close()
@@ -139,12 +146,17 @@ class Camera:
                 f"<CmdType>Keepalive</CmdType>\r\n<SN>{sn}</SN>\r\n"
                 f"<DeviceID>{self.device_id}</DeviceID>\r\n<Status>OK</Status>\r\n"
                 f"</Notify>\r\n").encode()
+        return self.message(body, cseq=sn)
+
+    def message(self, body: bytes, cseq: int = 20) -> bytes:
+        """A MANSCDP MESSAGE to the platform (a keepalive, a query's
+        ``<Response>``)."""
         headers = [
             ("Via", self.via()),
             ("From", f"<{self.aor}>;tag={self.from_tag}"),
             ("To", f"<sip:{self.server_id}@{self.domain}>"),
             ("Call-ID", f"{secrets.token_hex(8)}@{self.local_host}"),
-            ("CSeq", f"{sn} MESSAGE"),
+            ("CSeq", f"{cseq} MESSAGE"),
             ("Max-Forwards", "70"),
             ("User-Agent", f"gbsip-conformance/{gbsip.__version__}"),
             ("Content-Type", "Application/MANSCDP+xml"),
@@ -242,6 +254,14 @@ class Camera:
         """The next response (requests from the platform are answered 200)."""
         deadline = time.monotonic() + timeout
         while True:
+            msg = self._next(deadline)
+            if msg is None or isinstance(msg, gbsip.Response):
+                return msg
+
+    def _next(self, deadline: float) -> gbsip.Response | gbsip.Request | None:
+        """The next message before ``deadline`` (a request is recorded and
+        answered first), or None when the time is up or the stream ended."""
+        while True:
             data = self._read(max(0.0, deadline - time.monotonic()))
             if data is None:
                 return None
@@ -251,10 +271,39 @@ class Camera:
             except gbsip.SIPParseError as exc:
                 self.trace.note(f"unparseable message from the platform: {exc}")
                 continue
-            if isinstance(msg, gbsip.Response):
-                return msg
-            if msg.method != "ACK":
-                self.send(bytes(msg.reply(200, to_tag=secrets.token_hex(4))))
+            if isinstance(msg, gbsip.Request):
+                self._on_request(msg)
+            return msg
+
+    def _on_request(self, msg: gbsip.Request) -> None:
+        """Record a request of the platform and answer it 200 (a SUBSCRIBE
+        with the granted Expires, RFC 6665 §4.2.1.1)."""
+        if msg.method == "ACK":
+            return
+        self.requests.append((time.monotonic(), msg))
+        headers: list[tuple[str, str]] = []
+        if msg.method == "SUBSCRIBE":
+            asked = msg.expires if msg.expires is not None else 3600
+            grant = asked if self.subscription_grant is None else min(
+                asked, self.subscription_grant)
+            headers = [("Expires", str(grant)),
+                       ("Contact", f"<{self.contact_uri}>")]
+        self.send(bytes(msg.reply(200, to_tag=self.from_tag, headers=headers)))
+
+    def wait_request(self, match: Callable[[gbsip.Request], bool],
+                     timeout: float) -> tuple[float, gbsip.Request] | None:
+        """The next request of the platform (not returned before) that
+        ``match`` accepts, with when it came; None after ``timeout``.
+        Others met on the way are answered and recorded as usual."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while self._taken < len(self.requests):
+                at, req = self.requests[self._taken]
+                self._taken += 1
+                if match(req):
+                    return at, req
+            if time.monotonic() >= deadline or self._next(deadline) is None:
+                return None
 
     def transact(self, request: bytes, timeout: float | None = None,
                  retransmit: bool = True) -> gbsip.Response | None:

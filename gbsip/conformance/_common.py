@@ -47,6 +47,8 @@ class GBOptions:
     register_timeout: float = 60.0
     unregister_cmd: str | None = None
     queries: bool = False
+    no_queries: bool = False
+    query_wait: float = 10.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 

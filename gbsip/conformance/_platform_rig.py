@@ -66,6 +66,7 @@ class Exchange:
     sent_at: float
     answers: list[tuple[float, gbsip.Response]]     # SIP answers to the MESSAGE
     responses: list[tuple[float, Seen, Any]]        # (at, seen, manscdp Document) same SN
+    call_id: str = ""
 
     @property
     def first_response_at(self) -> float | None:
@@ -77,6 +78,33 @@ class Exchange:
             if resp.status >= 200:
                 return at, resp
         return None
+
+
+@dataclass
+class Dialog:
+    """A subscription dialog the rig made (RFC 6665): to refresh or end it."""
+
+    call_id: str
+    from_tag: str
+    to_tag: str | None = None
+    cseq: int = 1
+
+    def next_cseq(self) -> int:
+        self.cseq += 1
+        return self.cseq
+
+    @classmethod
+    def of(cls, ex: Exchange, rig: PlatformRig) -> Dialog | None:
+        """The dialog a SUBSCRIBE's 2xx made (None: not accepted)."""
+        final = ex.final_answer
+        if final is None or not 200 <= final[1].status < 300:
+            return None
+        sub = next((s for s in rig.sent if s.call_id == ex.call_id), None)
+        if sub is None or sub.from_ is None:
+            return None
+        to = final[1].to
+        return cls(ex.call_id, sub.from_.tag or "", to.tag if to else None,
+                   sub.cseq.number if sub.cseq else 1)
 
 
 @dataclass
@@ -176,6 +204,7 @@ class PlatformRig:
         self.registrations: list[tuple[float, Binding]] = []
         self.drop_keepalives = False
         self.answers: list[tuple[float, str, gbsip.Response]] = []  # (at, Call-ID, response)
+        self.sent: list[gbsip.Request] = []  # requests the rig sent the camera
         self._sn = 100
         self._cache: dict[tuple[str, str, str], tuple[bytes, Seen]] = {}
         self._selector = selectors.DefaultSelector()
@@ -331,6 +360,9 @@ class PlatformRig:
                 answer: bytes | None = self._register(seen)
             elif msg.method == "MESSAGE":
                 answer = self._message(seen)
+            elif msg.method == "NOTIFY":
+                seen.kind = "notify"  # of a subscription (§9.11)
+                answer = self._reply(seen, 200)
             else:
                 seen.kind = "other"
                 answer = self._reply(seen, 200)
@@ -438,9 +470,12 @@ class PlatformRig:
 
     # -- queries (GB/T 28181 §9.5), from the test thread ------------------------------
 
-    def query(self, cmd_type: str, fields: list[Any] | None = None) -> tuple[int, str, float]:
-        """Send a MANSCDP query to where the camera last registered from:
-        (SN, Call-ID, time sent)."""
+    def query(self, cmd_type: str, fields: list[Any] | None = None, *, root: str = "Query",
+              method: str = "MESSAGE", headers: list[tuple[str, str]] | None = None,
+              dialog: Dialog | None = None) -> tuple[int, str, float]:
+        """Send a MANSCDP query (or a ``Control``, or a SUBSCRIBE with
+        ``headers``; in ``dialog`` when given) to where the camera last
+        registered from: (SN, Call-ID, time sent)."""
         from gbsip import manscdp
         regs = [s for s in self.of_kind("register") if s.status == 200]
         if not regs:
@@ -451,21 +486,32 @@ class PlatformRig:
         with self.cond:
             self._sn += 1
             sn = self._sn
-        call_id = f"q{sn}-{secrets.token_hex(6)}"
+        call_id = dialog.call_id if dialog else f"q{sn}-{secrets.token_hex(6)}"
+        from_tag = dialog.from_tag if dialog else secrets.token_hex(4)
+        to_tag = f";tag={dialog.to_tag}" if dialog and dialog.to_tag else ""
+        cseq = dialog.next_cseq() if dialog else 1
         host, port = self.address[0], self.address[1]
         t = self.listen.transport.upper()
-        body = manscdp.build("Query", cmd_type, sn, self.options.device_id, fields or [])
-        data = bytes(gbsip.Request("MESSAGE", contact, [
+        body = manscdp.build(root, cmd_type, sn, self.options.device_id, fields or [])
+        extra = list(headers or [])
+        if method == "SUBSCRIBE":
+            extra.append(("Contact", f"<sip:{self.options.server_id}@{host}:{port}>"))
+        data = bytes(gbsip.Request(method, contact, [
             ("Via", f"SIP/2.0/{t} {host}:{port};rport;branch=z9hG4bK{secrets.token_hex(8)}"),
-            ("From", f"<sip:{self.options.server_id}@{self.realm}>;tag={secrets.token_hex(4)}"),
-            ("To", f"<sip:{self.options.device_id}@{self.realm}>"),
+            ("From", f"<sip:{self.options.server_id}@{self.realm}>;tag={from_tag}"),
+            ("To", f"<sip:{self.options.device_id}@{self.realm}>{to_tag}"),
             ("Call-ID", call_id),
-            ("CSeq", "1 MESSAGE"),
+            ("CSeq", f"{cseq} {method}"),
             ("Max-Forwards", "70"),
+            *extra,
             ("Content-Type", "Application/MANSCDP+xml"),
         ], body))
         where = f"{reg.source[0]}:{reg.source[1]}"
         self.trace.sent(data, where)
+        sent_req = gbsip.parse(data)
+        assert isinstance(sent_req, gbsip.Request)
+        with self.cond:
+            self.sent.append(sent_req)
         sent = time.monotonic()
         if self.listen.transport == "udp":
             self.sock.sendto(data, reg.source)
@@ -480,15 +526,21 @@ class PlatformRig:
         return sn, call_id, sent
 
     def exchange(self, cmd_type: str, timeout: float, *,
-                 complete: Callable[[Exchange], bool]) -> Exchange:
+                 complete: Callable[[Exchange], bool], fields: list[Any] | None = None,
+                 root: str = "Query", method: str = "MESSAGE",
+                 headers: list[tuple[str, str]] | None = None,
+                 dialog: Dialog | None = None) -> Exchange:
         """Query, then collect the SIP answers and the <Response> MESSAGEs of
         that SN until ``complete(exchange)`` or ``timeout`` seconds."""
         from gbsip import manscdp
-        sn, call_id, sent = self.query(cmd_type)
-        ex = Exchange(sn, cmd_type, sent, [], [])
+        sn, call_id, sent = self.query(cmd_type, fields, root=root, method=method,
+                                       headers=headers, dialog=dialog)
+        ex = Exchange(sn, cmd_type, sent, [], [], call_id)
 
         def collect() -> bool:
-            ex.answers = [(at, r) for at, cid, r in self.answers if cid == call_id]
+            ex.answers = [(at, r) for at, cid, r in self.answers
+                          if cid == call_id and r.cseq is not None and r.cseq.method == method
+                          and at >= sent]
             ex.responses = []
             for s in self.seen:
                 if s.at < sent or s.kind != "message":

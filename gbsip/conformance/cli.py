@@ -52,6 +52,12 @@ _OPTIONS: tuple[tuple[str, str | None, str, str], ...] = (
                                                    "(default 60)"),
     ("--gb-unregister-cmd", "CMD", "device", "makes the camera unregister ({pid}: the "
                                              "--gb-device-cmd process)"),
+    ("--gb-queries", None, "device", "also check the camera's answers to queries, controls "
+                                     "and subscriptions (D12-D21)"),
+    ("--gb-no-queries", None, "platform", "the platform is not expected to query a new "
+                                          "device: skip P25 and P26"),
+    ("--gb-query-wait", "SECONDS", "platform", "wait for the platform's query or SUBSCRIBE "
+                                               "after a registration (default 10)"),
 )
 _REQUIRED = {"platform": "--gb-platform", "device": "--gb-listen"}
 

@@ -17,6 +17,7 @@ from gbsip.conformance import check
 from gbsip.conformance._common import GBOptions
 from gbsip.conformance._platform_rig import (
     AuthCheck,
+    Dialog,
     Exchange,
     PlatformRig,
     Seen,
@@ -128,6 +129,21 @@ def _sum_nums(ex: Exchange) -> list[int | None]:
     return out
 
 
+def _sum_num_problems(ex: Exchange, got: int, what: str) -> list[str]:
+    """What is wrong with the SumNum of an answer in parts (A.2.6): every
+    part has one, all agree, and ``got`` items arrived in all."""
+    problems = []
+    sums = _sum_nums(ex)
+    if None in sums:
+        problems.append(f"{sums.count(None)} of {len(sums)} part(s) without SumNum")
+    if len({n for n in sums if n is not None}) > 1:
+        problems.append(f"the parts disagree on SumNum: {sums}")
+    total = max((n for n in sums if n is not None), default=None)
+    if total is not None and got != total:
+        problems.append(f"SumNum {total} but {got} {what} arrived")
+    return problems
+
+
 def _catalog_items(ex: Exchange) -> set[str]:
     return {item.text("DeviceID") or "" for _at, _seen, doc in ex.responses
             for item in doc.find("DeviceList/Item")}
@@ -162,21 +178,12 @@ def test_query_catalog_parts(registered: PlatformRig, gb_options: GBOptions,
     ex = _exchange(rig, gb_options, "Catalog")
     if not ex.responses:
         raise rig.trace.fail("no Catalog <Response> arrived")
-    problems = []
-    sums = _sum_nums(ex)
-    if None in sums:
-        problems.append(f"{sums.count(None)} of {len(sums)} part(s) without SumNum")
-    if len({n for n in sums if n is not None}) > 1:
-        problems.append(f"the parts disagree on SumNum: {sums}")
+    problems = _sum_num_problems(ex, len(_catalog_items(ex)), "distinct item(s)")
     for _at, _seen, doc in ex.responses:
         num = doc.attr("DeviceList", "Num")
         items = len(doc.find("DeviceList/Item"))
         if num is None or not num.isdigit() or int(num) != items:
             problems.append(f"DeviceList Num={num!r} but {items} Item(s) in a part")
-    total = max((n for n in sums if n is not None), default=None)
-    got = len(_catalog_items(ex))
-    if total is not None and got != total:
-        problems.append(f"SumNum {total} but {got} distinct item(s) arrived")
     if problems:
         raise rig.trace.fail("Catalog answer: " + "; ".join(problems))
 
@@ -239,6 +246,203 @@ def test_query_200_before_answer(registered: PlatformRig, gb_options: GBOptions,
         first = ex.first_response_at
         if first is not None and first < final[0]:
             raise rig.trace.fail(f"the {cmd} <Response> arrived before the 200 to the query")
+
+
+def _notifies(rig: PlatformRig, call_id: str, after: float) -> list[Seen]:
+    return [s for s in rig.snapshot()
+            if s.kind == "notify" and s.request.call_id == call_id and s.at >= after]
+
+
+def _answered(ex: Exchange) -> bool:
+    return ex.final_answer is not None
+
+
+def _check_2xx(rig: PlatformRig, ex: Exchange, what: str) -> gbsip.Response:
+    final = ex.final_answer
+    if final is None:
+        raise rig.trace.fail(f"no final SIP answer to the {what}")
+    if not 200 <= final[1].status < 300:
+        raise rig.trace.fail(f"the {what} was answered {final[1].status} {final[1].reason}")
+    return final[1]
+
+
+@check("D16", "GB/T 28181-2016 §9.5, A.2.4 DeviceStatus, A.2.6")
+def test_query_device_status(registered: PlatformRig, gb_options: GBOptions,
+                             queries_on: None) -> None:
+    """The camera answers a DeviceStatus query with a ``<Response>``
+    holding ``Result``, ``Online`` (ONLINE/OFFLINE), ``Status`` (OK/ERROR)
+    and ``DeviceTime`` (GB/T 28181-2016 §9.5, A.2.6)."""
+    rig = registered
+    ex = _exchange(rig, gb_options, "DeviceStatus")
+    if not ex.responses:
+        raise rig.trace.fail("no DeviceStatus <Response> arrived")
+    doc = ex.responses[0][2]
+    problems = [f"no {name}" for name in ("Result", "Online", "Status", "DeviceTime")
+                if not (doc.text(name) or "").strip()]
+    online = (doc.text("Online") or "").strip().upper()
+    if online and online not in ("ONLINE", "OFFLINE"):
+        problems.append(f"Online is {online!r}, expected ONLINE or OFFLINE")
+    status = (doc.text("Status") or "").strip().upper()
+    if status and status not in ("OK", "ERROR", "ON", "OFF"):
+        problems.append(f"Status is {status!r}, expected OK or ERROR")
+    if problems:
+        raise rig.trace.fail("DeviceStatus answer: " + "; ".join(problems))
+
+
+@check("D17", "GB/T 28181-2016 §9.5, A.2.4 ConfigDownload BasicParam, A.2.6")
+def test_query_config_basic_param(registered: PlatformRig, gb_options: GBOptions,
+                                  queries_on: None) -> None:
+    """ConfigDownload ``BasicParam`` is answered with ``Name``,
+    ``Expiration``, ``HeartBeatInterval`` and ``HeartBeatCount`` that agree
+    with how the camera behaves: Expiration is the lifetime its REGISTER
+    asked for, HeartBeatCount is ``--gb-keepalive-timeout-count`` and
+    HeartBeatInterval ``--gb-keepalive-interval`` (to the second)."""
+    rig = registered
+    ex = rig.exchange("ConfigDownload", gb_options.timeout * 2,
+                      complete=lambda e: _answered(e) and bool(e.responses),
+                      fields=[("ConfigType", "BasicParam")])
+    if not ex.responses:
+        raise rig.trace.fail("no ConfigDownload <Response> arrived")
+    doc = ex.responses[0][2]
+    problems = [f"no BasicParam/{name}" for name in
+                ("Name", "Expiration", "HeartBeatInterval", "HeartBeatCount")
+                if doc.text(f"BasicParam/{name}") is None]
+
+    def number(name: str) -> float | None:
+        text = (doc.text(f"BasicParam/{name}") or "").strip()
+        try:
+            return float(text)
+        except ValueError:
+            if text:
+                problems.append(f"BasicParam/{name} {text!r} is not a number")
+            return None
+
+    asked = [s.expires for s in rig.of_kind("register") if s.expires]
+    expiration = number("Expiration")
+    if expiration is not None and asked and int(expiration) != asked[-1]:
+        problems.append(f"Expiration {int(expiration)} but the camera's REGISTER asked "
+                        f"for {asked[-1]} s")
+    interval = number("HeartBeatInterval")
+    if interval is not None and abs(interval - gb_options.keepalive_interval) > 1:
+        problems.append(f"HeartBeatInterval {interval:g} but --gb-keepalive-interval is "
+                        f"{gb_options.keepalive_interval:g}")
+    count = number("HeartBeatCount")
+    if count is not None and int(count) != gb_options.keepalive_timeout_count:
+        problems.append(f"HeartBeatCount {int(count)} but --gb-keepalive-timeout-count is "
+                        f"{gb_options.keepalive_timeout_count}")
+    if problems:
+        raise rig.trace.fail("ConfigDownload BasicParam answer: " + "; ".join(problems))
+
+
+@check("D18", "GB/T 28181-2016 §9.7.1, A.2.4 RecordInfo, A.2.6")
+def test_query_record_info_range(registered: PlatformRig, gb_options: GBOptions,
+                                 queries_on: None) -> None:
+    """A RecordInfo query over a time range (today) is answered 200 and
+    with ``<Response>`` part(s) each carrying the same ``SumNum``, whose
+    ``RecordList`` items together number ``SumNum`` (GB/T 28181-2016
+    §9.7.1, A.2.6)."""
+    rig = registered
+    day = time.strftime("%Y-%m-%d")
+
+    def done(ex: Exchange) -> bool:
+        sums = [n for n in _sum_nums(ex) if n is not None]
+        items = sum(len(doc.find("RecordList/Item")) for _a, _s, doc in ex.responses)
+        return _answered(ex) and bool(ex.responses) and bool(sums) and items >= max(sums)
+
+    ex = rig.exchange("RecordInfo", gb_options.timeout * 2, complete=done, fields=[
+        ("StartTime", f"{day}T00:00:00"), ("EndTime", f"{day}T23:59:59"), ("Secrecy", 0),
+        ("Type", "all")])
+    _check_2xx(rig, ex, "RecordInfo query")
+    if not ex.responses:
+        raise rig.trace.fail("no RecordInfo <Response> arrived")
+    items = sum(len(doc.find("RecordList/Item")) for _a, _s, doc in ex.responses)
+    problems = _sum_num_problems(ex, items, "record(s)")
+    if problems:
+        raise rig.trace.fail("RecordInfo answer: " + "; ".join(problems))
+
+
+@check("D19", "GB/T 28181-2016 §9.3.2, A.2.3, A.3")
+def test_query_ptz_control(registered: PlatformRig, gb_options: GBOptions,
+                           queries_on: None) -> None:
+    """A PTZ ``DeviceControl`` (``PTZCmd`` pan right, then stop, A.3) is
+    answered 200 and draws no ``Result`` ERROR (GB/T 28181-2016 §9.3.2:
+    PTZ control has no answer of its own)."""
+    from gbsip import manscdp
+    rig = registered
+    for ptz in (manscdp.PTZ(pan=10), manscdp.PTZ()):  # right at speed 10; stop
+        cmd = ptz.code
+        ex = rig.exchange("DeviceControl", gb_options.timeout,
+                          complete=lambda e: _answered(e) and bool(e.responses),
+                          fields=ptz.fields(), root="Control")
+        _check_2xx(rig, ex, f"PTZ DeviceControl {cmd}")
+        for _at, _seen, doc in ex.responses:
+            if (doc.text("Result") or "").strip().upper() == "ERROR":
+                raise rig.trace.fail(f"PTZ DeviceControl {cmd} answered Result ERROR")
+
+
+@check("D20", "GB/T 28181-2016 §9.11.2; RFC 6665 §4.2.1")
+def test_query_catalog_subscription(registered: PlatformRig, gb_options: GBOptions,
+                                    queries_on: None) -> None:
+    """SUBSCRIBE ``Event: Catalog`` (Expires 60) is answered 200 with an
+    ``Expires``; a NOTIFY of that subscription that comes (same Call-ID;
+    GB devices notify on a change, so none may come) carries a Catalog
+    ``<Notify>`` and is answered 200; SUBSCRIBE ``Expires: 0`` in the
+    dialog ends it with 200 (GB/T 28181-2016 §9.11.2; RFC 6665)."""
+    rig = registered
+    ex = rig.exchange("Catalog", gb_options.timeout, complete=_answered, method="SUBSCRIBE",
+                      headers=[("Event", "Catalog"), ("Expires", "60")])
+    answer = _check_2xx(rig, ex, "Catalog SUBSCRIBE")
+    if answer.expires is None:
+        raise rig.trace.fail("the 200 to the SUBSCRIBE has no Expires (RFC 6665 §4.2.1.1)")
+    notes = rig.wait(lambda: _notifies(rig, ex.call_id, ex.sent_at), 1.0)
+    if not notes:
+        rig.trace.note("no NOTIFY within 1 s of the 200 (none is due before a change)")
+    for note in notes:
+        if b"<Notify" not in note.request.body or b"Catalog" not in note.request.body:
+            raise rig.trace.fail("a NOTIFY of the Catalog subscription has no Catalog "
+                                 "<Notify> body")
+        if (note.request.headers.get("Event") or "").split(";")[0].strip() != "Catalog":
+            raise rig.trace.fail(f"a NOTIFY of the Catalog subscription has Event "
+                                 f"{note.request.headers.get('Event')!r}")
+    dialog = Dialog.of(ex, rig)
+    assert dialog is not None
+    end = rig.exchange("Catalog", gb_options.timeout, complete=_answered, method="SUBSCRIBE",
+                       headers=[("Event", "Catalog"), ("Expires", "0")], dialog=dialog)
+    _check_2xx(rig, end, "unsubscribing SUBSCRIBE (Expires: 0)")
+
+
+@check("D21", "GB/T 28181-2016 §9.11.1; RFC 6665 §4.2.2")
+def test_query_mobile_position_subscription(registered: PlatformRig, gb_options: GBOptions,
+                                            queries_on: None) -> None:
+    """SUBSCRIBE MobilePosition (``Event: presence``, ``Interval`` 1) is
+    answered 200 and NOTIFYs come about every second: three within 3.5 s,
+    none closer than 0.5 s (GB/T 28181-2016 §9.11.1).  Expires 0 ends it."""
+    rig = registered
+    ex = rig.exchange("MobilePosition", gb_options.timeout, complete=_answered,
+                      method="SUBSCRIBE", fields=[("Interval", 1)],
+                      headers=[("Event", "presence"), ("Expires", "30")])
+    _check_2xx(rig, ex, "MobilePosition SUBSCRIBE")
+    final = ex.final_answer
+    start = final[0] if final is not None else ex.sent_at
+
+    def three() -> list[Seen]:
+        found = _notifies(rig, ex.call_id, ex.sent_at)
+        return found if len(found) >= 3 else []
+
+    notes = rig.wait(three, max(0.0, start + 3.5 - time.monotonic()))
+    got = _notifies(rig, ex.call_id, ex.sent_at)
+    dialog = Dialog.of(ex, rig)
+    if dialog is not None:
+        rig.exchange("MobilePosition", gb_options.timeout, complete=_answered,
+                     method="SUBSCRIBE", fields=[("Interval", 1)],
+                     headers=[("Event", "presence"), ("Expires", "0")], dialog=dialog)
+    if not notes:
+        raise rig.trace.fail(f"{len(got)} NOTIFY(s) of the MobilePosition subscription in "
+                             "3.5 s with Interval 1; expected 3 or more")
+    gaps = [b.at - a.at for a, b in zip(got, got[1:])]
+    if any(g < 0.5 for g in gaps):
+        raise rig.trace.fail(f"NOTIFYs {', '.join(f'{g:.2f}' for g in gaps)} s apart with "
+                             "Interval 1")
 
 
 @check("D04", "GB/T 28181-2016 §9.6.1")

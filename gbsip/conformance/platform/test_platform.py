@@ -542,3 +542,136 @@ def test_notify_is_answered_200(camera: Camera) -> None:
     answer = camera.expect(camera.notify(), "the NOTIFY")
     if answer.status != 200:
         raise camera.trace.fail(f"NOTIFY answered {_status(answer)}, expected 200 OK")
+
+
+# --------------------------------------------------------------------------
+# The platform side: queries and subscriptions to a new device
+
+#: Seconds P27 grants a subscription (short, so its refresh comes soon)
+SUBSCRIPTION_GRANT = 3
+
+
+def _query_of(req: gbsip.Request, device_id: str, *cmd_types: str) -> str | None:
+    """The CmdType of a MANSCDP ``<Query>`` MESSAGE among cmd_types, else None."""
+    from gbsip import manscdp
+    if req.method != "MESSAGE" or not req.body:
+        return None
+    try:
+        doc = manscdp.parse(req.body, lenient=manscdp.Lenient.ALL)
+    except manscdp.ManscdpError:
+        return None
+    if doc.root is not manscdp.Root.QUERY:
+        return None
+    for cmd in cmd_types:
+        if doc.cmd_type.lower() == cmd.lower():
+            return cmd
+    return None
+
+
+def _answer_device_info(camera: Camera, req: gbsip.Request) -> None:
+    """Answer a DeviceInfo query (§9.5.2) so the platform goes on."""
+    from gbsip import manscdp
+    q = manscdp.parse(req.body, lenient=manscdp.Lenient.ALL)
+    body = manscdp.build("Response", "DeviceInfo", q.sn, camera.device_id, [
+        ("DeviceName", "gbsip-conformance"), ("Result", "OK"), ("Manufacturer", "gbsip"),
+        ("Model", "conformance"), ("Firmware", gbsip.__version__), ("Channel", 5)])
+    camera.transact(camera.message(body))
+
+
+def _skip_without_queries(platform: GBOptions) -> None:
+    if platform.no_queries:
+        pytest.skip("--gb-no-queries: the platform is not expected to query new devices")
+
+
+@check("P25", "GB/T 28181-2016 §9.5.1, §9.5.2")
+def test_platform_queries_a_new_device(camera: Camera, platform: GBOptions) -> None:
+    """After a device's first registration the platform asks what it is:
+    a Catalog (§9.5.1) or DeviceInfo (§9.5.2) ``<Query>`` MESSAGE naming
+    the device arrives within ``--gb-query-wait`` seconds (as WVP and
+    other platforms do to list its channels).  ``--gb-no-queries`` skips
+    it for a platform that is not expected to."""
+    _skip_without_queries(platform)
+    camera.registered()
+    found = camera.wait_request(
+        lambda r: _query_of(r, camera.device_id, "Catalog", "DeviceInfo") is not None,
+        platform.query_wait)
+    if found is None:
+        raise camera.trace.fail(
+            f"no Catalog or DeviceInfo query within {platform.query_wait:g} s of the first "
+            "registration (--gb-query-wait; --gb-no-queries when the platform is not "
+            "expected to query)")
+    from gbsip import manscdp
+    doc = manscdp.parse(found[1].body, lenient=manscdp.Lenient.ALL)
+    if doc.device_id != camera.device_id:
+        raise camera.trace.fail(f"the {doc.cmd_type} query names DeviceID {doc.device_id!r}, "
+                                f"not the device {camera.device_id}")
+
+
+@check("P26", "GB/T 28181-2016 §9.5.1, Annex M")
+def test_split_catalog_in_any_order_is_accepted(camera: Camera, platform: GBOptions) -> None:
+    """A Catalog answer in parts (``SumNum`` 5, two items a part, so three
+    ``<Response>`` MESSAGEs) sent out of order (third, first, second) is
+    accepted: each part answered 200 (§9.5.1; Annex M: the parts of one SN
+    may arrive in any order within the platform's window).  A DeviceInfo
+    query before it is answered too."""
+    from gbsip import manscdp
+    _skip_without_queries(platform)
+    camera.registered()
+    deadline = time.monotonic() + platform.query_wait
+    catalog: gbsip.Request | None = None
+    while catalog is None:
+        found = camera.wait_request(
+            lambda r: _query_of(r, camera.device_id, "Catalog", "DeviceInfo") is not None,
+            max(0.0, deadline - time.monotonic()))
+        if found is None:
+            pytest.skip(f"the platform sent no Catalog query within {platform.query_wait:g} s "
+                        "(see P25)")
+        if _query_of(found[1], camera.device_id, "DeviceInfo"):
+            _answer_device_info(camera, found[1])
+        else:
+            catalog = found[1]
+    q = manscdp.parse(catalog.body, lenient=manscdp.Lenient.ALL)
+    items = [[("DeviceID", f"{camera.device_id[:14]}{i + 1:06d}"), ("Name", f"通道{i + 1}"),
+              ("Manufacturer", "gbsip"), ("Status", "ON")] for i in range(5)]
+    parts = [items[i:i + 2] for i in range(0, 5, 2)]
+    bodies = [manscdp.build("Response", "Catalog", q.sn, camera.device_id, [
+        ("SumNum", 5), ("DeviceList", [("Item", it) for it in part], {"Num": len(part)})])
+        for part in parts]
+    for k, i in enumerate([2, 0, 1]):
+        answer = camera.expect(camera.message(bodies[i], cseq=20 + k),
+                               f"Catalog part {i + 1} of 3 (sent {k + 1}. of 3)")
+        if answer.status != 200:
+            raise camera.trace.fail(f"Catalog part {i + 1} of 3, sent {k + 1}. (out of order), "
+                                    f"answered {_status(answer)}, expected 200 OK")
+
+
+@check("P27", "GB/T 28181-2016 §9.11.1; RFC 6665 §4.1.2.2")
+def test_subscription_is_refreshed_before_expiry(camera: Camera, platform: GBOptions) -> None:
+    """If the platform subscribes to the new device (Catalog, alarm or
+    position, §9.11.1), it refreshes the subscription in its dialog (same
+    Call-ID, ``Expires`` > 0) before the granted time runs out (RFC 6665
+    §4.1.2.2).  The camera grants 3 s.  Skipped when no SUBSCRIBE comes
+    within ``--gb-query-wait`` seconds."""
+    camera.subscription_grant = SUBSCRIPTION_GRANT
+    camera.registered()
+    found = camera.wait_request(lambda r: r.method == "SUBSCRIBE", platform.query_wait)
+    if found is None:
+        pytest.skip(f"the platform did not subscribe within {platform.query_wait:g} s: "
+                    "no subscription to refresh")
+    at, sub = found
+    asked = sub.expires if sub.expires is not None else 3600
+    if asked == 0:
+        raise camera.trace.fail("the platform's first SUBSCRIBE has Expires: 0")
+    granted = min(asked, SUBSCRIPTION_GRANT)
+    refresh = camera.wait_request(lambda r: r.method == "SUBSCRIBE",
+                                  max(0.0, at + granted - time.monotonic()))
+    if refresh is None:
+        raise camera.trace.fail(f"the subscription granted {granted} s was not refreshed "
+                                "before it ran out (RFC 6665 §4.1.2.2)")
+    req = refresh[1]
+    if req.call_id != sub.call_id:
+        raise camera.trace.fail(f"the refresh is a new SUBSCRIBE (Call-ID {req.call_id}), "
+                                f"not in the subscription's dialog ({sub.call_id})")
+    if req.expires == 0:
+        raise camera.trace.fail("the platform ended the subscription (Expires: 0) instead "
+                                "of refreshing it")

@@ -1,0 +1,106 @@
+"""End to end, as a user writes it: ``gbsip.Registrar`` asks the cameras of
+a ``gbsip.Simulator`` (some of them NVRs) for their Catalog and DeviceInfo
+over UDP and over TCP, and subscribes to a ``gbsip.Device``'s Catalog,
+whose channel then goes OFF: a ``Notified`` event for that subscription.
+
+Real loopback sockets, both loops (asyncio, uvloop); nothing scripted.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import gbsip
+from gbsip import manscdp
+from gbsip.events import DeviceRegistered, Notified
+from test_registrar_asyncio import PASSWORD, SERVER_ID, Runner, dev, run  # noqa: F401
+
+TRANSPORTS = ["udp", "tcp"]
+DEVICES = 50
+CHANNELS = 4
+NVR_CHANNELS = 16
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_registrar_queries_a_simulated_fleet(run: Runner, transport: str) -> None:
+    """§9.5.1/§9.5.2: every device of the fleet answers Catalog (NVRs in
+    parts, SumNum) and DeviceInfo; every result is complete with the
+    device's own channel count, and no channel ID repeats in the fleet."""
+    async def main() -> None:
+        async with gbsip.Registrar(SERVER_ID, host="127.0.0.1", port=0,
+                                   passwords=PASSWORD) as reg:
+            host, port = reg.addresses[transport][:2]
+            sim = gbsip.Simulator(DEVICES, server=f"{transport}://{host}:{port}",
+                                  password=PASSWORD, rate=None, duration=60.0,
+                                  keepalive_interval=None, channels=CHANNELS,
+                                  nvr_fraction=0.1, nvr_channels=NVR_CHANNELS, t1=0.1)
+            async with sim:
+                task = asyncio.ensure_future(sim.run())
+                ids = [sim.device_id(i) for i in range(DEVICES)]
+                for d in ids:
+                    if d not in reg.devices:
+                        await reg.wait_for(DeviceRegistered, d, timeout=20)
+                expected = {d: len(sim.channels(d)) for d in ids}
+                assert sorted(set(expected.values())) == [CHANNELS, NVR_CHANNELS]
+                assert sum(c == NVR_CHANNELS for c in expected.values()) == DEVICES // 10
+
+                catalogs = await asyncio.gather(
+                    *(reg.query(d, "Catalog", timeout=10) for d in ids))
+                infos = await asyncio.gather(
+                    *(reg.query(d, "DeviceInfo", timeout=10) for d in ids))
+                sim.stop()
+                await task
+
+        channel_ids: list[str] = []
+        for d, result in zip(ids, catalogs):
+            assert result.complete, result
+            assert result.status == 200 and not result.timed_out
+            assert result.sum_num == expected[d] and result.missing == 0
+            got = [i for i in result.items if isinstance(i, manscdp.CatalogItem)]
+            assert len(got) == expected[d]
+            channel_ids += [str(i.device_id) for i in got]
+            if expected[d] == NVR_CHANNELS:
+                assert result.parts_received >= 2  # an NVR's list comes in parts
+        assert len(channel_ids) == len(set(channel_ids))
+        for d, info in zip(ids, infos):
+            assert info.complete and info.status == 200, info
+            assert info.text("Result") == "OK"
+            assert info.text("DeviceID") == d
+            channel = info.text("Channel")
+            assert channel is None or int(channel) == expected[d]
+    run(main)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_catalog_subscription_notifies_a_channel_change(run: Runner, transport: str) -> None:
+    """§9.11.2: a Catalog subscription to a gbsip.Device; a channel going
+    OFF is a NOTIFY, answered 200, seen as a ``Notified`` event tied to
+    the subscription (its Call-ID); unsubscribing ends it."""
+    async def main() -> None:
+        async with gbsip.Registrar(SERVER_ID, host="127.0.0.1", port=0,
+                                   passwords=PASSWORD) as reg:
+            host, port = reg.addresses[transport][:2]
+            device_id = dev(7)
+            async with gbsip.Device(device_id, password=PASSWORD,
+                                    server=f"{transport}://{host}:{port}",
+                                    server_id=SERVER_ID, keepalive_interval=60,
+                                    channels=3, t1=0.1) as cam:
+                if device_id not in reg.devices:
+                    await reg.wait_for(DeviceRegistered, device_id, timeout=10)
+                sub = await reg.subscribe(device_id, "Catalog", expires=60, timeout=5)
+                assert sub.ok and sub.status == 200 and sub.expires > 0
+                assert sub.subscription is not None
+                channel = cam.channels[1]
+                channel.status = "OFF"
+                note = await reg.wait_for(Notified, device_id, timeout=5)
+                assert note.event.lower().startswith("catalog")
+                assert note.call_id == sub.subscription.call_id
+                doc = note.document
+                assert doc is not None and doc.cmd_type == "Catalog"
+                changed = [i for i in doc.items if isinstance(i, manscdp.CatalogItem)]
+                assert [str(i.device_id) for i in changed] == [channel.id]
+                assert "OFF" in doc.data.decode("utf-8", "replace")
+                end = await reg.unsubscribe(sub.subscription, timeout=5)
+                assert end.status == 200
+    run(main)
