@@ -43,6 +43,16 @@ static const char *const IDS[DEVICES] = {
     "34020000001320000001", "34020000001320000002", "34020000001180000003",
 };
 
+/* First occurrence of the C string needle in [p, end), or NULL. */
+static const char *find(const char *p, const char *end, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (; p && (size_t)(end - p) >= n; p++)
+        if (memcmp(p, needle, n) == 0)
+            return p;
+    return NULL;
+}
+
 static void drain(rig *g)
 {
     size_t n = gb_fleet_out_count(g->f);
@@ -61,16 +71,20 @@ static void drain(rig *g)
             g->last_len = o[k].len;
         } else if (m.kind == GB_RESPONSE && m.method_id == GB_METHOD_SUBSCRIBE &&
                    m.status == 200) {
-            /* remember the dialog to refresh or end it later */
-            const char *to = strstr(data + o[k].off, "\r\nTo: ");
-            const char *tg = to ? strstr(to, ";tag=") : NULL;
-            const char *cid = strstr(data + o[k].off, "\r\nCall-ID: ");
-            if (tg && cid) {
+            /* remember the dialog to refresh or end it later; the queued
+             * bytes are not NUL-terminated, so every search is bounded */
+            const char *msg = data + o[k].off, *end = msg + o[k].len;
+            const char *to = find(msg, end, "\r\nTo: ");
+            const char *tg = to ? find(to, end, ";tag=") : NULL;
+            const char *cid = find(msg, end, "\r\nCall-ID: ");
+            const char *tg_end = tg ? memchr(tg, '\r', (size_t)(end - tg)) : NULL;
+            const char *cid_end = cid ? memchr(cid, '\r', (size_t)(end - cid)) : NULL;
+            if (tg_end && cid_end) {
                 tg += 5;
                 cid += 11;
-                g->tag_len = (size_t)(strchr(tg, '\r') - tg) % sizeof g->tag;
+                g->tag_len = (size_t)(tg_end - tg) % sizeof g->tag;
                 memcpy(g->tag, tg, g->tag_len);
-                g->call_len = (size_t)(strchr(cid, '\r') - cid) % sizeof g->call;
+                g->call_len = (size_t)(cid_end - cid) % sizeof g->call;
                 memcpy(g->call, cid, g->call_len);
             }
         }
