@@ -160,6 +160,7 @@ def run_sipp(tmp: Path, port: int, transport: str, count: int) -> SippResult:
     )
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("transport", ["u1", "t1"], ids=["udp", "tcp"])
 def test_sipp_registers_thousands_of_devices(gb_registrar: RunningRegistrar, tmp_path: Path,
                                              transport: str) -> None:

@@ -321,6 +321,7 @@ def test_serve_max_connections_flag() -> None:
 # A few thousand devices
 
 
+@pytest.mark.timing
 def test_three_thousand_tcp_devices(run) -> None:  # noqa: F811
     """3000 devices, each on its own connection from several 127.0.0.x
     sources, against the registrar in the same process (6000 descriptors):
