@@ -604,6 +604,27 @@ static void read_slot(gb_tcp *t, uint32_t s, int64_t now)
 
 /* ---- accepting and connecting ----------------------------------------------------- */
 
+/* SIP over TCP is request and answer: every message is sent at once (no
+ * Nagle), and the ACK for a request waits to ride on its answer
+ * (delayed-ACK "pingpong" mode, TCP_QUICKACK 0) instead of costing a
+ * segment of its own each way; the kernel would only learn that pattern
+ * after the first exchange, and a registration is two.  Without an answer
+ * within the delayed-ACK time the ACK goes alone, as usual. */
+static void delay_acks(int fd)
+{
+    int zero = 0;
+    setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof zero);
+}
+
+/* Before connect, it also lets the handshake's last ACK ride on the first
+ * request (the "save one ACK" path of the SYN-ACK). */
+static void request_answer_socket(int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    delay_acks(fd);
+}
+
 /* Out of descriptors: give up the spare one to take the waiting connection
  * and close it, so the listening socket does not stay readable forever. */
 static int shed_one(gb_tcp *t, int lfd)
@@ -641,8 +662,7 @@ static void accept_some(gb_tcp *t, int lfd, int64_t now)
             t->st.refused_max++;
             continue;
         }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        request_answer_socket(fd);
         uint32_t s = record_new(t, fd, C_OPEN, 0, now);
         gb_io_peer_from_sockaddr(&ss, GB_TRANSPORT_TCP, id_of(t, s), &t->c[s].peer);
         if (watch(t, s, 1) < 0) {
@@ -670,8 +690,8 @@ int64_t gb_tcp_connect(gb_tcp *t, const struct sockaddr *dst, socklen_t dst_len,
             t->st.refused_fd_limit++;
         return -e;
     }
+    request_answer_socket(fd);
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (src) {
         setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
         if (bind(fd, src, src_len) < 0)

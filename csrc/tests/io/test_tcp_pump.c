@@ -14,6 +14,7 @@
  *              it alive; idle connections close; max_buffered refuses the
  *              oldest partial message first; max_connections refuses and
  *              counts; a peer that does not read is closed at max_unsent
+ *   tuning     accepted and connected sockets: no Nagle, delayed ACKs
  *   fleet      devices register over their own connections from several
  *              source addresses, Via naming each connection's port;
  *              a refused connect and a lost connection are transport
@@ -23,6 +24,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -107,6 +109,39 @@ static int count(const char *text, const char *s)
     return n;
 }
 
+/* This process's connected TCP socket whose peer (peer != 0) or own
+ * address (peer == 0) is `a`: the pump's own descriptors, found from the
+ * other end of the connection; -1 when there is none. */
+static int socket_by_address(const struct sockaddr_in *a, int peer)
+{
+    for (int fd = 3; fd < 4096; fd++) {
+        struct sockaddr_in b;
+        socklen_t l = sizeof b;
+        int r = peer ? getpeername(fd, (struct sockaddr *)&b, &l)
+                     : getsockname(fd, (struct sockaddr *)&b, &l);
+        if (r == 0 && b.sin_family == AF_INET && b.sin_port == a->sin_port &&
+            b.sin_addr.s_addr == a->sin_addr.s_addr) {
+            struct sockaddr_in other;
+            socklen_t ol = sizeof other;
+            /* a listener has no peer: only connected sockets count */
+            if (getpeername(fd, (struct sockaddr *)&other, &ol) == 0)
+                return fd;
+        }
+    }
+    return -1;
+}
+
+/* The pump's request/answer tuning of a socket: no Nagle, and delayed
+ * ACKs (TCP_QUICKACK reads 0) so that a request's ACK rides on its answer. */
+static void check_request_answer_tuning(int fd)
+{
+    int v = -1;
+    socklen_t l = sizeof v;
+    CHECK(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &l) == 0 && v == 1);
+    v = -1;
+    CHECK(getsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &v, &l) == 0 && v == 0);
+}
+
 /* ---- a registrar on TCP ----------------------------------------------------------- */
 
 typedef struct {
@@ -183,6 +218,25 @@ static void test_answer_on_the_connection(void)
     pump(&s, 1001);
     CHECK_EQ_INT(tcp_stats(&s)->open, 0);
     CHECK_EQ_INT(tcp_stats(&s)->closed[GB_TCP_CLOSED_PEER], 1);
+    unserve(&s);
+}
+
+/* An accepted connection sends its answers at once and holds each
+ * request's ACK for the answer: one segment per answer, not two. */
+static void test_accepted_connection_is_tuned_for_request_and_answer(void)
+{
+    server s = serve(NULL);
+    int c = client(s.port);
+    pump(&s, 1000);
+    struct sockaddr_in me;
+    socklen_t l = sizeof me;
+    CHECK(getsockname(c, (struct sockaddr *)&me, &l) == 0);
+    int fd = socket_by_address(&me, 1);
+    CHECK(fd >= 0);
+    if (fd >= 0)
+        check_request_answer_tuning(fd);
+    close(c);
+    pump(&s, 1001);
     unserve(&s);
 }
 
@@ -637,6 +691,30 @@ static void test_fleet_registers_each_device_on_its_connection(void)
     unserve(&s);
 }
 
+/* A device's connection is tuned the same way: its REGISTER goes at
+ * once, and the ACK of each answer rides on its next request. */
+static void test_fleet_connection_is_tuned_for_request_and_answer(void)
+{
+    uint16_t port;
+    int l = listener(&port);
+    devices d = fleet_tcp(port, 1, NULL, 0);
+    gb_fleet_tcp_start_range(d.ft, 0, 1, 1000);
+    converse(NULL, &d, 1000, 3);
+    struct pollfd pf = {.fd = l, .events = POLLIN};
+    CHECK(poll(&pf, 1, 1000) == 1);
+    struct sockaddr_in dev;
+    socklen_t dl = sizeof dev;
+    int peer = accept(l, (struct sockaddr *)&dev, &dl);
+    CHECK(peer >= 0);
+    int fd = socket_by_address(&dev, 0);
+    CHECK(fd >= 0 && fd != peer);
+    if (fd >= 0)
+        check_request_answer_tuning(fd);
+    close(peer);
+    close(l);
+    fleet_done(&d);
+}
+
 /* Nothing listens: the connect fails, and the device fails with reason
  * `transport` (and retries later, as after any failure). */
 static void test_fleet_refused_connect_is_a_transport_error(void)
@@ -692,6 +770,7 @@ static void test_fleet_lost_connection_fails_the_transaction(void)
 int main(void)
 {
     test_answer_on_the_connection();
+    test_accepted_connection_is_tuned_for_request_and_answer();
     test_message_split_across_reads();
     test_many_messages_in_one_read();
     test_framing_error_answered_then_closed();
@@ -706,6 +785,7 @@ int main(void)
     test_peer_that_does_not_read_is_closed();
     test_later_answers_by_id();
     test_fleet_registers_each_device_on_its_connection();
+    test_fleet_connection_is_tuned_for_request_and_answer();
     test_fleet_refused_connect_is_a_transport_error();
     test_fleet_lost_connection_fails_the_transaction();
     return CHECK_DONE("test_tcp_pump");
