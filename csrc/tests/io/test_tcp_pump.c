@@ -691,21 +691,31 @@ static void test_fleet_registers_each_device_on_its_connection(void)
     unserve(&s);
 }
 
+/* One device starting to register with a listener of the test's own: its
+ * fleet, the listener in *l, the accepted connection in *peer (its
+ * REGISTER waiting there) and the device's address in *from. */
+static devices one_device_connected(int *l, int *peer, struct sockaddr_in *from)
+{
+    uint16_t port;
+    *l = listener(&port);
+    devices d = fleet_tcp(port, 1, NULL, 0);
+    gb_fleet_tcp_start_range(d.ft, 0, 1, 1000);
+    converse(NULL, &d, 1000, 3);
+    struct pollfd pf = {.fd = *l, .events = POLLIN};
+    CHECK(poll(&pf, 1, 1000) == 1);
+    socklen_t fl = sizeof *from;
+    *peer = accept(*l, (struct sockaddr *)from, &fl);
+    CHECK(*peer >= 0);
+    return d;
+}
+
 /* A device's connection is tuned the same way: its REGISTER goes at
  * once, and the ACK of each answer rides on its next request. */
 static void test_fleet_connection_is_tuned_for_request_and_answer(void)
 {
-    uint16_t port;
-    int l = listener(&port);
-    devices d = fleet_tcp(port, 1, NULL, 0);
-    gb_fleet_tcp_start_range(d.ft, 0, 1, 1000);
-    converse(NULL, &d, 1000, 3);
-    struct pollfd pf = {.fd = l, .events = POLLIN};
-    CHECK(poll(&pf, 1, 1000) == 1);
+    int l, peer;
     struct sockaddr_in dev;
-    socklen_t dl = sizeof dev;
-    int peer = accept(l, (struct sockaddr *)&dev, &dl);
-    CHECK(peer >= 0);
+    devices d = one_device_connected(&l, &peer, &dev);
     int fd = socket_by_address(&dev, 0);
     CHECK(fd >= 0 && fd != peer);
     if (fd >= 0)
@@ -741,14 +751,10 @@ static void test_fleet_refused_connect_is_a_transport_error(void)
  * answer: a transport error; the next message opens a new connection. */
 static void test_fleet_lost_connection_fails_the_transaction(void)
 {
-    uint16_t port;
-    int l = listener(&port);
-    devices d = fleet_tcp(port, 1, NULL, 0);
-    gb_fleet_tcp_start_range(d.ft, 0, 1, 1000);
-    converse(NULL, &d, 1000, 3);
+    int l, peer;
+    struct sockaddr_in dev;
+    devices d = one_device_connected(&l, &peer, &dev);
     struct pollfd pf = {.fd = l, .events = POLLIN};
-    CHECK(poll(&pf, 1, 1000) == 1);
-    int peer = accept(l, NULL, NULL);
     char buf[4096];
     CHECK(take(peer, buf, sizeof buf, 100) > 0 && strncmp(buf, "REGISTER ", 9) == 0);
     close(peer);
