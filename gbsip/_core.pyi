@@ -291,6 +291,7 @@ class DigestNonces:
 # reason: "none" "rejected" "timeout" "auth_rejected" "no_challenge"
 #       "too_many_challenges" "bad_min_expires" "bad_redirect"
 #       "nonce_too_long" "transport" "internal" "not_registered"
+#       "abandoned" "unsubscribed" "expired" "replaced" "not_granted"
 _DeviceEvent = tuple[int, str, int, str, int, int, int, int | None, int, str]
 
 class Fleet:

@@ -115,6 +115,38 @@ def test_200_reports_granted_expiry_and_gb_date() -> None:
     assert f.state(0) == "registered"
 
 
+@pytest.mark.parametrize("granting", [
+    [("Expires", "0")],
+    [("Contact", f"<sip:{DEVICE}@127.0.0.1:5060>;expires=0")],
+], ids=["Expires-header", "contact-param"])
+def test_200_granting_no_lifetime_is_a_failure_not_a_registration(
+        granting: list[tuple[str, str]]) -> None:
+    """RFC 3261 §10.2.4: a 200 lists the bindings that remain; ours with
+    expires 0 is not among them, so the device is not registered: the
+    attempt fails (`not_granted`) and is retried after the interval, not
+    refreshed at once."""
+    f = fleet(retry_interval=5000)
+    f.add(DEVICE)
+    f.start(0, 0)
+    f.feed(reply(one(f), 200, granting), 10)
+    ev = f.pop_events()[-1]
+    assert ev[1:4] == ("failed", 200, "not_granted")
+    assert f.state(0) == "failed"
+    assert f.next_deadline() == 5010
+
+
+def test_200_without_expires_grants_what_was_asked() -> None:
+    """RFC 3261 §10.2.4: a registrar may leave the lifetime out; the device
+    then holds what it asked for (3600 s by default)."""
+    f = fleet()
+    f.add(DEVICE)
+    f.start(0, 0)
+    f.feed(reply(one(f), 200), 10)
+    (ev,) = f.pop_events()
+    assert ev[1] == "registered" and ev[4] == 3600
+    assert f.state(0) == "registered"
+
+
 def test_udp_retransmissions_double_to_t2_and_give_up_at_timer_f() -> None:
     """RFC 3261 §17.1.2.2: Timer E = T1, 2T1, 4T1... capped at T2; Timer F =
     64*T1 ends the transaction and the attempt fails (timeout)."""

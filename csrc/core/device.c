@@ -80,6 +80,7 @@ static const char *const reason_names[GB_DEV_R__COUNT][2] = {
     {"unsubscribed", "unsubscribed (Expires: 0)"},
     {"expired", "subscription not refreshed in time"},
     {"replaced", "replaced by a new subscription"},
+    {"not_granted", "200 OK granting no lifetime (Expires: 0): not registered"},
 };
 
 const char *gb_dev_state_name(gb_dev_state s)
@@ -1404,8 +1405,14 @@ static void on_register_ok(gb_fleet *f, uint32_t i, const char *buf,
         return;
     }
     uint32_t granted = granted_expires(f, d, buf, m);
-    if (granted == 0)
-        granted = d->expires_req; /* a registrar may omit it; never spin */
+    if (granted == 0) {
+        /* RFC 3261 §10.2.4: the 200 lists the bindings that remain, and ours
+         * with expires 0 is not one of them (an omitted value is what we
+         * asked for, above).  A failure, retried like one, not a
+         * registration refreshed at once again and again. */
+        fail(f, i, now, m->status, GB_DEV_R_NOT_GRANTED, NULL, 0);
+        return;
+    }
     d->expires_granted = granted;
     d->registered_until = now + (int64_t)granted * 1000;
     double delay = (double)granted * 1000.0 * f->cfg.refresh_fraction *

@@ -115,6 +115,7 @@ typedef enum {
     GB_DEV_R_UNSUBSCRIBED,    /* subscription: Expires 0 */
     GB_DEV_R_EXPIRED,         /* subscription: not refreshed in time */
     GB_DEV_R_REPLACED,        /* subscription: a new one for the same event */
+    GB_DEV_R_NOT_GRANTED,     /* a 200 that grants our Contact no lifetime (expires 0) */
     GB_DEV_R__COUNT
 } gb_dev_reason;
 
