@@ -29,6 +29,12 @@ and is stopped by its pid / process group:
     per device, side by side (issue 12's targets).  Every TCP device is a
     descriptor on each side: the hard limit on open files is raised first
     where root may, else the run stops with one line saying what is needed.
+``tcp-spread``
+    N TCP devices on one machine when one process may not hold N
+    descriptors: ``gbsip serve --workers P`` (P registrar processes on one
+    port, SO_REUSEPORT) against P ``gbsip simulate`` processes of N/P
+    devices each; every device registered and keeping alive, connections
+    counted on the registrar's side with `ss`.
 
 Results are printed as a table and written as JSON (``--out``).  See
 docs/benchmarks.md, section "Registration load", for the figures.
@@ -171,6 +177,17 @@ def probe(port: int, timeout: float = 0.2) -> bool:
             return False
 
 
+def wait_answering(proc: Proc, port: int, log: Any, kind: str, seconds: float = 15) -> None:
+    """Until the server started as `proc` answers a probe on `port`; stops
+    it and raises with the end of its log when it exits or takes too long."""
+    deadline = time.monotonic() + seconds
+    while not probe(port):
+        if proc.popen.poll() is not None or time.monotonic() > deadline:
+            proc.stop()
+            log.seek(0)
+            raise RuntimeError(f"{kind} did not start: {log.read()[-2000:]!r}")
+
+
 # --------------------------------------------------------------------------
 # targets (servers)
 
@@ -217,12 +234,7 @@ def start_target(kind: str, workdir: str) -> Target:
     else:
         raise ValueError(kind)
     proc = Proc(cmd, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 15
-    while not probe(port):
-        if proc.popen.poll() is not None or time.monotonic() > deadline:
-            proc.stop()
-            log.seek(0)
-            raise RuntimeError(f"{kind} did not start: {log.read()[-2000:]!r}")
+    wait_answering(proc, port, log, kind)
     time.sleep(0.2)
     return Target(kind, proc, port, workdir, log)
 
@@ -474,11 +486,7 @@ def scale_run(args: argparse.Namespace, workdir: str, transport: str,
                    "--max-bindings", str(n + 1000), "--duration", str(args.max_seconds + 60),
                    "--transport", registrar_transports, "--max-connections", str(n + 100)],
                   stdout=slog, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 15
-    while not probe(port):
-        if time.monotonic() > deadline:
-            server.stop()
-            raise RuntimeError("registrar did not start")
+    wait_answering(server, port, slog, "registrar")
     srv_rss0 = rss_bytes([server.pid])
     sim_cmd = [sys.executable, "-m", "gbsip", "simulate", "--server",
                f"{transport}://127.0.0.1:{port}",
@@ -637,6 +645,112 @@ def cmd_tcp_scale(args: argparse.Namespace, workdir: str) -> dict[str, Any]:
     return out
 
 
+def established_on(port: int) -> int:
+    """Established TCP connections whose local port is `port` (the
+    registrar's side), counted by the kernel's socket diagnostics (`ss`):
+    /proc/net/tcp takes seconds at 100,000 connections and can count a
+    socket twice while connections come and go."""
+    p = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"],
+                       capture_output=True, text=True, timeout=60)
+    return sum(1 for line in p.stdout.splitlines() if line.strip())
+
+
+def cmd_tcp_spread(args: argparse.Namespace, workdir: str) -> dict[str, Any]:
+    """N TCP devices: P registrar processes sharing one port against P
+    simulator processes, N/P devices each."""
+    n, procs = args.devices, args.processes
+    per = -(-n // procs)
+    note = raise_hard_limit(per + 2000)
+    print(note, flush=True)
+    port = free_port()
+    slog = open(f"{workdir}/spread-serve.log", "w+b")
+    server = Proc([sys.executable, "-m", "gbsip", "serve", "--port", str(port),
+                   "--transport", "udp,tcp", "--workers", str(procs), "--quiet", "--no-store",
+                   "--password", PASSWORD, "--server-id", SERVER_ID,
+                   "--keepalive", str(args.keepalive), "--rate-per-source", "0",
+                   "--max-connections", str(per + 2000),
+                   "--duration", str(args.max_seconds + 60)],
+                  stdout=slog, stderr=subprocess.STDOUT)
+    wait_answering(server, port, slog, "registrar", seconds=20)
+    time.sleep(2)  # one worker answered the probe: let the others finish starting
+    sims: list[Proc] = []
+    outs = []
+    t0 = time.monotonic()
+    cpu0 = cpu_seconds(server.pids())
+    for k in range(procs):
+        count = min(per, n - k * per)
+        cmd = [sys.executable, "-m", "gbsip", "simulate", "--server",
+               f"tcp://127.0.0.1:{port}", "--devices", str(count),
+               "--id-start", str(1 + k * per), "--rate", str(max(1, args.rate // procs)),
+               "--duration", str(args.duration), "--keepalive", str(args.keepalive),
+               "--no-capability", "--json", "--password", PASSWORD, "--server-id", SERVER_ID,
+               "--no-answer-timeout", "30",
+               # its own sources, one per 4,000 devices: ephemeral ports stay plentiful
+               "--tcp-sources", ",".join(f"127.0.{k + 1}.{j + 1}"
+                                         for j in range(-(-count // 4000)))]
+        if k == 0:
+            print(" ".join(cmd), f"(and {procs - 1} more, the next serials)", flush=True)
+        out = open(f"{workdir}/spread-sim-{k}.json", "w+b")
+        outs.append(out)
+        sims.append(Proc(cmd, stdout=out, stderr=open(f"{workdir}/spread-sim-{k}.log", "w+b")))
+    samples: list[dict[str, Any]] = []
+    try:
+        while any(s.popen.poll() is None for s in sims):
+            if time.monotonic() - t0 > args.max_seconds:
+                break
+            time.sleep(args.sample)
+            sample = {"t": round(time.monotonic() - t0, 1),
+                      "connections": established_on(port),
+                      "registrar_cpu_total": round(cpu_seconds(server.pids()) - cpu0, 2),
+                      "simulators_cpu_total": round(
+                          cpu_seconds([p for s in sims for p in s.pids()]), 2),
+                      "registrar_rss": rss_bytes(server.pids()),
+                      "simulators_rss": rss_bytes([p for s in sims for p in s.pids()]),
+                      "load": loadavg()}
+            samples.append(sample)
+            print(json.dumps(sample), flush=True)
+        for s in sims:
+            s.popen.wait(timeout=120)
+    finally:
+        for s in sims:
+            s.stop()
+        server.stop()
+    reports = []
+    for out in outs:
+        out.seek(0)
+        try:
+            reports.append(json.loads(out.read()))
+        except ValueError:
+            reports.append({})
+
+    def total(*path: str) -> int:
+        t = 0
+        for r in reports:
+            v: Any = r
+            for key in path:
+                v = v.get(key, {}) if isinstance(v, dict) else {}
+            t += v if isinstance(v, (int, float)) else 0
+        return int(t)
+
+    peak = max(samples, key=lambda x: x["connections"]) if samples else {}
+    summary = {
+        "devices": n, "processes": procs,
+        "registered": total("result", "ever_registered"),
+        "failures": total("totals", "failures"), "timeouts": total("totals", "timeouts"),
+        "keepalives_sent": total("totals", "keepalives_sent"),
+        "keepalives_answered": total("totals", "keepalives_answered"),
+        "unregistered": total("unregistration", "unregistered"),
+        "tcp_connect_failures": total("messages", "tcp_connect_failures"),
+        "registrar_connections_peak": peak.get("connections"),
+        "registrar_rss_at_peak": peak.get("registrar_rss"),
+        "simulators_rss_at_peak": peak.get("simulators_rss"),
+        "ramp_rates": [r.get("ramp", {}).get("achieved_rate") for r in reports],
+        "reports_missing": sum(1 for r in reports if not r),
+    }
+    print(json.dumps({"tcp-spread": summary}), flush=True)
+    return {"fd_limit": note, "summary": summary, "samples": samples, "reports": reports}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", help="write the results as JSON here")
@@ -673,12 +787,21 @@ def main() -> int:
         q.add_argument("--sample", type=float, default=sample)
         q.add_argument("--max-seconds", type=float, default=most,
                        help="bound of one simulator run")
+    w = sub.add_parser("tcp-spread", help="N TCP devices, P registrar and P simulator processes")
+    w.add_argument("--devices", type=int, default=100_000)
+    w.add_argument("--processes", type=int, default=6,
+                   help="registrar workers and simulator processes (default 6)")
+    w.add_argument("--rate", type=int, default=6000, help="devices started per second, in all")
+    w.add_argument("--duration", type=float, default=90)
+    w.add_argument("--keepalive", type=float, default=30)
+    w.add_argument("--sample", type=float, default=2)
+    w.add_argument("--max-seconds", type=float, default=300)
     c.add_argument("--transports", default="udp,tcp")
     c.add_argument("--pause", type=float, default=10, help="seconds between the two runs")
     args = p.parse_args()
     cmds: dict[str, Callable[[argparse.Namespace, str], dict[str, Any]]] = {
         "targets": cmd_targets, "generators": cmd_generators, "scale": cmd_scale,
-        "tcp-scale": cmd_tcp_scale}
+        "tcp-scale": cmd_tcp_scale, "tcp-spread": cmd_tcp_spread}
     with tempfile.TemporaryDirectory(prefix="gbsip-load-") as tmp:
         workdir = args.workdir or tmp
         os.makedirs(workdir, exist_ok=True)
@@ -687,7 +810,7 @@ def main() -> int:
         result["meta"] = {"command": sys.argv, "started": started, "seconds": time.time() - started,
                           "loadavg_end": open("/proc/loadavg").read().split()[:3]}
     summary = {k: (v["summary"] if isinstance(v, dict) and "summary" in v else v)
-               for k, v in result.items() if k not in ("runs", "samples")}
+               for k, v in result.items() if k not in ("runs", "samples", "reports")}
     print(json.dumps(summary, indent=1, default=str)[:4000])
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1, default=str))

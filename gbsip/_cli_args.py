@@ -109,6 +109,14 @@ def ip_address(text: str) -> str:
     return text.strip("[]")
 
 
+def ip_addresses(text: str) -> list[str]:
+    """A comma list of IP addresses, each checked like ip_address."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"wants IP addresses separated by commas, not {text!r}")
+    return [ip_address(t) for t in items]
+
+
 def server_url(text: str) -> str:
     try:
         parse_target(text)

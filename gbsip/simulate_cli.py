@@ -331,6 +331,9 @@ def _check_simulate(args: argparse.Namespace) -> dict[str, float]:
     if args.sockets and args.local_port and args.local_port + args.sockets - 1 > 65535:
         raise opt.UsageError("--local-port", f"{args.local_port} + {args.sockets} sockets "
                                               "runs past port 65535")
+    if args.tcp_sources and args.transport != "tcp":
+        raise opt.UsageError("--tcp-sources", "is for TCP devices: give tcp:// in --server "
+                                              "(or --transport tcp)")
     if args.json and args.stats_json == "-":
         raise opt.UsageError("--stats-json", "- (stdout) would mix with --json: give a file")
     if args.trace is not None:
@@ -433,6 +436,7 @@ async def _simulate(args: argparse.Namespace) -> int:
                 faults=faults,
                 sockets=args.sockets,
                 local_host=args.local_host,
+                local_hosts=args.tcp_sources,
                 local_port=args.local_port,
                 capability_header=not args.no_capability,
                 gb_version=args.gb_version,
@@ -565,6 +569,10 @@ def add_simulate(sub: Any, run: Any) -> None:
                    help="UDP sockets shared by the devices, 0: one per device (default %(default)s)")
     p.add_argument("--local-host", type=opt.ip_address,
                    help="local address to bind (default: loopback, or any)")
+    p.add_argument("--tcp-sources", type=opt.ip_addresses, metavar="A[,A...]",
+                   help="TCP: the addresses the devices connect from, in turn (default: "
+                        "against a loopback server, one 127.0.0.x per 4,000 devices from "
+                        "127.0.0.1; give each of several simulate processes its own)")
     p.add_argument("--local-port", type=opt.port, default=0,
                    help="first local UDP port, 0: any (default %(default)s)")
     p.add_argument("--raise-fd-limit", action=argparse.BooleanOptionalAction, default=True,

@@ -242,6 +242,31 @@ def test_register_against_a_registrar_shows_the_exchange(loop_name: str) -> None
     assert all(e.device_id == "34020000001320000042" for e in events)
 
 
+def test_simulate_tcp_devices_connect_from_the_sources_given() -> None:
+    """--tcp-sources: the TCP devices connect from those addresses in turn,
+    so several simulate processes against one server port each have their
+    own ephemeral ports (docs/simulate.md)."""
+
+    async def scenario() -> tuple[int, str, set[str]]:
+        async with Registrar("34020000002000000001", port=0, transports=("tcp",),
+                             passwords="12345678", keepalive_events=False) as reg:
+            host, port = reg.addresses["tcp"]
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "gbsip", "simulate", "--server", f"tcp://{host}:{port}",
+                "--devices", "6", "--rate", "0", "--duration", "1", "--no-unregister",
+                "--tcp-sources", "127.0.0.21,127.0.0.22,127.0.0.23", "--quiet",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                env=_env(), **_CHILD)
+            out, err = await asyncio.wait_for(proc.communicate(), 30)
+            assert proc.returncode is not None
+            sources = {b.source[0] for b in reg.bindings.values() if b.source}
+            return proc.returncode, out.decode() + err.decode(), sources
+
+    rc, out, sources = asyncio.run(scenario())
+    assert rc == 0, out
+    assert sources == {"127.0.0.21", "127.0.0.22", "127.0.0.23"}
+
+
 def test_register_wrong_password() -> None:
     p = gbsip("register", "--registrar-password", "other", "--quiet")
     assert p.returncode == 1
@@ -500,6 +525,8 @@ BAD_OPTIONS = [
     (["simulate", "--local-port", "70000"], "--local-port: wants a whole number from 0 to 65535"),
     (["simulate", "--trace", "34020000001320099999"], "--trace: 34020000001320099999 is not one"),
     (["simulate", "--server", "garbage"], "--server: wants udp://HOST:PORT or tcp://HOST:PORT"),
+    (["simulate", "--tcp-sources", "127.0.0.1,nowhere"], "--tcp-sources: wants an IP address"),
+    (["simulate", "--tcp-sources", "127.0.0.2"], "--tcp-sources: is for TCP devices"),
     (["register", "--timeout", "0"], "--timeout: wants"),
     (["register", "--device-id", "123"], "--device-id: wants a 20-digit"),
     (["serve", "--min-expires", "600", "--max-expires", "60"], "--max-expires: 60 is below"),
