@@ -19,6 +19,13 @@ from gbsip.registrar import Registrar
 #: the directory holding the gbsip package this test run imports
 ROOT = Path(gbsip.__file__).resolve().parent.parent
 SANITIZER_VARS = ("LD_PRELOAD", "ASAN_OPTIONS", "PYTHONMALLOC", "UBSAN_OPTIONS", "LSAN_OPTIONS")
+#: Plugins a child pytest of these tests leaves out.  locust's could
+#: gevent-patch the session.  hypothesis' costs seconds of CPU a child:
+#: pytest rewrites the asserts of each module of an entry-point plugin's
+#: distribution it imports, and under PYTHONDONTWRITEBYTECODE (run-tests
+#: sets it) that is redone, uncached, for all of hypothesis in every child.
+#: No child runs a hypothesis test.
+CHILD_PYTEST_ARGS = ("-p", "no:cacheprovider", "-p", "no:locust", "-p", "no:hypothesispytest")
 
 
 def python_env() -> dict[str, str]:
@@ -56,7 +63,7 @@ class SuiteRun:
 def run_suite(suite: str, args: list[str], workdir: Path, timeout: float = 90) -> SuiteRun:
     """Run one conformance suite in a child pytest; results from --junitxml."""
     report = workdir / f"{suite}-report.xml"
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *plugin_args(),
+    cmd = [sys.executable, "-m", "pytest", *CHILD_PYTEST_ARGS, *plugin_args(),
            "--pyargs", SUITES[suite], f"--junitxml={report}", "-q", *args]
     proc = subprocess.run(cmd, cwd=workdir, env=python_env(), capture_output=True, text=True,
                           timeout=timeout, check=False)

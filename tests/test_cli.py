@@ -630,10 +630,12 @@ def test_serve_text_lines_start_with_the_time() -> None:
 
 def test_serve_on_a_terminal_counts_what_it_cannot_show() -> None:
     """On a terminal, past --max-lines events a second one line a second
-    counts the rest by kind (a pipe would get every event)."""
+    counts the rest by kind (a pipe would get every event).  Stopped
+    (SIGTERM) once the load is over, --duration 12 at the latest: its last
+    line counts what the last second hid."""
     port = free_port()
 
-    def load(_proc: Any, _master: int, _chunks: list[bytes]) -> None:
+    def load(proc: Any, _master: int, _chunks: list[bytes]) -> None:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             p = gbsip("register", "--server", f"udp://127.0.0.1:{port}", "--timeout", "1",
@@ -643,6 +645,7 @@ def test_serve_on_a_terminal_counts_what_it_cannot_show() -> None:
         p = gbsip("simulate", "--server", f"udp://127.0.0.1:{port}", "--devices", "400",
                   "--rate", "0", "--duration", "2", "--keepalive", "0.5", "--quiet")
         assert p.returncode == 0, p.stderr
+        proc.send_signal(signal.SIGTERM)
 
     rc, text = on_a_terminal("serve", "--port", str(port), "--transport", "udp",
                              "--max-lines", "20", "--duration", "12", until=load)

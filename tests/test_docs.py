@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance_helpers import ThreadedRegistrar, peer_env, python_env
+from conformance_helpers import CHILD_PYTEST_ARGS, ThreadedRegistrar, peer_env, python_env
 from device_helpers import free_port
 from docs_snippets import ROOT, Snippet, snippets
 
@@ -134,8 +134,8 @@ def test_pytest_example_passes(snippet: Snippet, tmp_path: Path) -> None:
     (tmp_path / "pytest.ini").write_text(INI)
     path = tmp_path / f"test_{snippet.module}.py"
     path.write_text(snippet.code)
-    done = _run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:locust",
-                 *plugin_args(), "-q", str(path)], tmp_path)
+    done = _run([sys.executable, "-m", "pytest", *CHILD_PYTEST_ARGS, *plugin_args(), "-q",
+                 str(path)], tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert " passed" in done.stdout and "failed" not in done.stdout
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance_helpers import ROOT, ThreadedRegistrar
+from conformance_helpers import CHILD_PYTEST_ARGS, ROOT, ThreadedRegistrar
 from gbsip.conformance import plugin_args
 
 pytest_plugins = ["pytester"]
@@ -28,9 +28,7 @@ def gbtester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    # locust ships a pytest plugin that gevent-patches child sessions; keep it out
-    return pytester.runpytest_subprocess(*plugin_args(), "-p", "no:cacheprovider",
-                                         "-p", "no:locust", *args,
+    return pytester.runpytest_subprocess(*plugin_args(), *CHILD_PYTEST_ARGS, *args,
                                          timeout=60)
 
 

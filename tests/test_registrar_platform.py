@@ -342,7 +342,7 @@ def test_subscription_refreshed_before_expiry(run: Runner, transport: str) -> No
             cam = await camera(reg, transport)
             loop = asyncio.get_running_loop()
             started = loop.time()
-            res = await reg.subscribe(cam.device_id, "Catalog", expires=3, timeout=5,
+            res = await reg.subscribe(cam.device_id, "Catalog", expires=2, timeout=5,
                                       refresh=True)
             sub = res.subscription
             assert res.ok and sub is not None and reg.subscriptions == {sub.call_id: sub}
@@ -350,30 +350,33 @@ def test_subscription_refreshed_before_expiry(run: Runner, transport: str) -> No
             assert note.call_id == sub.call_id and note.subscription is sub
             while sub.refreshes < 2:
                 await asyncio.sleep(0.05)
-                assert loop.time() - started < 8
+                assert loop.time() - started < 6.5
             subs = [r for r in cam.requests if r.method == "SUBSCRIBE"]
             assert len(subs) == 3
             first = subs[0]
             assert first.headers["Contact"].startswith(f"<sip:{SERVER_ID}@")
             for k, r in enumerate(subs[1:], 1):
-                assert r.call_id == first.call_id and r.headers["Expires"] == "3"
+                assert r.call_id == first.call_id and r.headers["Expires"] == "2"
                 assert r.cseq is not None and first.cseq is not None
                 assert r.cseq.number == first.cseq.number + k
                 assert r.to is not None and r.to.tag == sub.to_tag
-            # about 2 s (2/3 of 3 s) apart: the second refresh after ~4 s
-            assert 3.5 < loop.time() - started < 8
+            # about 1.33 s (2/3 of 2 s) apart: the second refresh after ~2.67 s
+            # (at half the Expires it would come after 2 s)
+            assert 2.35 < loop.time() - started < 6.5
             end = await reg.unsubscribe(sub, timeout=5)
             assert end.ok and reg.subscriptions == {}
             n = len(cam.requests)
-            await asyncio.sleep(2.5)
+            await asyncio.sleep(2)  # 1.5 refresh intervals
             assert len(cam.requests) == n  # no refresh after the end
             # a refusal of a refresh ends the keeping
             again = await reg.subscribe(cam.device_id, "Catalog", expires=1, timeout=5,
                                         refresh=True)
             assert again.subscription is not None
             cam.script.status = 481
-            await asyncio.sleep(1.5)
-            assert reg.subscriptions == {}
+            refused = loop.time()
+            while reg.subscriptions:  # the refresh is due after 0.67 s
+                await asyncio.sleep(0.05)
+                assert loop.time() - refused < 5
             n = len(cam.requests)
             await asyncio.sleep(1.2)
             assert len(cam.requests) == n
