@@ -62,6 +62,7 @@ KAMAILIO_CFG = LOAD / "kamailio_registrar.cfg"
 SERVE_QUIET = LOAD / "serve_quiet.py"
 SERVER_ID = "34020000002000000001"
 PASSWORD = "12345678"
+TCP_PORTS_PER_HOST = 4000  # TCP devices per source address, as gbsip.simulator's default
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -685,9 +686,10 @@ def cmd_tcp_spread(args: argparse.Namespace, workdir: str) -> dict[str, Any]:
                "--duration", str(args.duration), "--keepalive", str(args.keepalive),
                "--no-capability", "--json", "--password", PASSWORD, "--server-id", SERVER_ID,
                "--no-answer-timeout", "30",
-               # its own sources, one per 4,000 devices: ephemeral ports stay plentiful
+               # its own sources, as many as simulate's default would take
+               # for its devices: ephemeral ports stay plentiful
                "--tcp-sources", ",".join(f"127.0.{k + 1}.{j + 1}"
-                                         for j in range(-(-count // 4000)))]
+                                         for j in range(-(-count // TCP_PORTS_PER_HOST)))]
         if k == 0:
             print(" ".join(cmd), f"(and {procs - 1} more, the next serials)", flush=True)
         out = open(f"{workdir}/spread-sim-{k}.json", "w+b")
@@ -699,13 +701,14 @@ def cmd_tcp_spread(args: argparse.Namespace, workdir: str) -> dict[str, Any]:
             if time.monotonic() - t0 > args.max_seconds:
                 break
             time.sleep(args.sample)
+            # each pids() call scans /proc: once a sample for each side
+            reg_pids, sim_pids = server.pids(), [p for s in sims for p in s.pids()]
             sample = {"t": round(time.monotonic() - t0, 1),
                       "connections": established_on(port),
-                      "registrar_cpu_total": round(cpu_seconds(server.pids()) - cpu0, 2),
-                      "simulators_cpu_total": round(
-                          cpu_seconds([p for s in sims for p in s.pids()]), 2),
-                      "registrar_rss": rss_bytes(server.pids()),
-                      "simulators_rss": rss_bytes([p for s in sims for p in s.pids()]),
+                      "registrar_cpu_total": round(cpu_seconds(reg_pids) - cpu0, 2),
+                      "simulators_cpu_total": round(cpu_seconds(sim_pids), 2),
+                      "registrar_rss": rss_bytes(reg_pids),
+                      "simulators_rss": rss_bytes(sim_pids),
                       "load": loadavg()}
             samples.append(sample)
             print(json.dumps(sample), flush=True)

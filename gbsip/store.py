@@ -15,8 +15,8 @@ them into :class:`StoredBinding` rows and hands them to the store.
 Every binding acknowledged with 200 OK more than one flush interval before
 the process died is there after the restart (give or take the time the
 write takes and how late a busy event loop runs the flush timer); one
-acknowledged within the last interval may be missing (the device registers again at its next
-refresh).  Times are Unix seconds, so a store outlives the monotonic clock
+acknowledged within the last interval may be missing (the device registers
+again at its next refresh).  Times are Unix seconds, so a store outlives the monotonic clock
 of the process that wrote it.
 """
 from __future__ import annotations

@@ -609,20 +609,14 @@ static void read_slot(gb_tcp *t, uint32_t s, int64_t now)
  * (delayed-ACK "pingpong" mode, TCP_QUICKACK 0) instead of costing a
  * segment of its own each way; the kernel would only learn that pattern
  * after the first exchange, and a registration is two.  Without an answer
- * within the delayed-ACK time the ACK goes alone, as usual. */
-static void delay_acks(int fd)
-{
-    int zero = 0;
-    setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof zero);
-}
-
-/* Before connect, it also lets the handshake's last ACK ride on the first
- * request (the "save one ACK" path of the SYN-ACK). */
+ * within the delayed-ACK time the ACK goes alone, as usual.  Set before
+ * connect, it also lets the handshake's last ACK ride on the first request
+ * (the "save one ACK" path of the SYN-ACK). */
 static void request_answer_socket(int fd)
 {
-    int one = 1;
+    int one = 1, zero = 0;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    delay_acks(fd);
+    setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof zero);
 }
 
 /* Out of descriptors: give up the spare one to take the waiting connection
