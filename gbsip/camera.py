@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Protocol, Union, overload
+from typing import Any, Union, overload
 
 from gbsip import _core
 from gbsip.errors import ConfigurationError
@@ -164,13 +164,9 @@ class ProfileTable:
         return self._index[p]
 
 
-class _ChannelOwner(Protocol):
-    """What a :class:`Channel` needs from its Device or Simulator."""
-
-    @property
-    def _fleet(self) -> _core.Fleet: ...
-
-    def _channel_status(self, dev: int, ch: int, on: bool) -> None: ...
+SetChannelStatus = Callable[[int, int, bool], None]
+"""How a channel's owner (Device or Simulator) turns channel ``ch`` of
+device ``dev`` ON or OFF: the core's change, then the NOTIFYs flushed."""
 
 
 class Channel:
@@ -182,15 +178,17 @@ class Channel:
     raised and not reset) are read-only.
     """
 
-    __slots__ = ("_owner", "_dev", "index")
+    __slots__ = ("_fleet", "_set_status", "_dev", "index")
 
-    def __init__(self, owner: _ChannelOwner, dev: int, index: int) -> None:
-        self._owner = owner
+    def __init__(self, fleet: _core.Fleet, set_status: SetChannelStatus, dev: int,
+                 index: int) -> None:
+        self._fleet = fleet
+        self._set_status = set_status
         self._dev = dev
         self.index = index
 
     def _read(self) -> tuple[str, str, int]:
-        return self._owner._fleet.channel(self._dev, self.index)
+        return self._fleet.channel(self._dev, self.index)
 
     @property
     def id(self) -> str:
@@ -204,7 +202,7 @@ class Channel:
     def name(self, value: str | None) -> None:
         """A name of its own (None: the profile's template again)."""
         try:
-            self._owner._fleet.set_channel_name(self._dev, self.index, value)
+            self._fleet.set_channel_name(self._dev, self.index, value)
         except ValueError as exc:
             raise ConfigurationError(f"channel name: {exc}") from exc
 
@@ -217,7 +215,7 @@ class Channel:
         on = value if isinstance(value, bool) else str(value).upper() == "ON"
         if not isinstance(value, bool) and str(value).upper() not in ("ON", "OFF"):
             raise ConfigurationError("a channel's status is 'ON' or 'OFF'")
-        self._owner._channel_status(self._dev, self.index, on)
+        self._set_status(self._dev, self.index, on)
 
     @property
     def recording(self) -> bool:
@@ -236,14 +234,15 @@ class Channel:
 class Channels(Sequence[Channel]):
     """A device's channels, in Catalog order."""
 
-    __slots__ = ("_owner", "_dev")
+    __slots__ = ("_fleet", "_set_status", "_dev")
 
-    def __init__(self, owner: _ChannelOwner, dev: int) -> None:
-        self._owner = owner
+    def __init__(self, fleet: _core.Fleet, set_status: SetChannelStatus, dev: int) -> None:
+        self._fleet = fleet
+        self._set_status = set_status
         self._dev = dev
 
     def __len__(self) -> int:
-        return int(self._owner._fleet.channels(self._dev))
+        return int(self._fleet.channels(self._dev))
 
     @overload
     def __getitem__(self, i: int) -> Channel: ...
@@ -254,15 +253,15 @@ class Channels(Sequence[Channel]):
     def __getitem__(self, i: int | slice) -> Channel | list[Channel]:
         n = len(self)
         if isinstance(i, slice):
-            return [Channel(self._owner, self._dev, k) for k in range(*i.indices(n))]
+            return [Channel(self._fleet, self._set_status, self._dev, k) for k in range(*i.indices(n))]
         if i < 0:
             i += n
         if not 0 <= i < n:
             raise IndexError("no such channel")
-        return Channel(self._owner, self._dev, i)
+        return Channel(self._fleet, self._set_status, self._dev, i)
 
     def __iter__(self) -> Iterator[Channel]:
-        return (Channel(self._owner, self._dev, k) for k in range(len(self)))
+        return (Channel(self._fleet, self._set_status, self._dev, k) for k in range(len(self)))
 
     def by_id(self, channel_id: str) -> Channel:
         for ch in self:

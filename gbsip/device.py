@@ -357,7 +357,7 @@ class Device(Lifetime):
     def channels(self) -> Channels:
         """The camera's channels (read; set a channel's ``status`` to turn it
         ON/OFF and notify Catalog subscribers)."""
-        return Channels(self, self._index)
+        return Channels(self._fleet, self._channel_status, self._index)
 
     def raise_alarm(self, channel: int | None = 0, *, alarm_input: int | None = None,
                     priority: int = 1, method: int = 5, alarm_type: int = 0,

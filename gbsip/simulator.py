@@ -633,7 +633,7 @@ class Simulator(Lifetime):
     def channels(self, device_id: str) -> Channels:
         """A simulated device's channels (set a channel's ``status`` to turn it
         ON/OFF and notify the device's Catalog subscribers)."""
-        return Channels(self, self.index_of(device_id))
+        return Channels(self._fleet, self._channel_status, self.index_of(device_id))
 
     def set_channel_status(self, device_id: str, channel: int, on: bool) -> None:
         """Turn a channel ON or OFF (a NOTIFY to the Catalog subscribers)."""
