@@ -140,22 +140,6 @@ static void fmt_hex16(char out[16], uint64_t v)
     }
 }
 
-/* Our own decimal numbers (up to 20 digits, no leading zeros needed). */
-int gbf_span_u64(const char *p, size_t n, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (n == 0 || n > 20)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned c = (unsigned char)p[i] - '0';
-        if (c > 9 || v > (UINT64_MAX - c) / 10)
-            return -1;
-        v = v * 10 + c;
-    }
-    *out = v;
-    return 0;
-}
-
 static int own_set(own_str *s, const char *p, size_t n)
 {
     char *c = malloc(n + 1);
@@ -1646,7 +1630,7 @@ int gbf_top_branch(const char *buf, const gb_msg *m, uint64_t *out)
         gb_parse_via(buf, item, &via, &err) != GB_OK || !via.has_branch ||
         via.branch.len <= 7 || memcmp(buf + via.branch.off, "z9hG4bK", 7))
         return -1;
-    return gbf_span_u64(buf + via.branch.off + 7, via.branch.len - 7, out);
+    return gb_parse_uint(buf + via.branch.off + 7, via.branch.len - 7, UINT64_MAX, out);
 }
 
 long gb_fleet_handle_message(gb_fleet *f, const char *buf, const gb_msg *m,
@@ -1663,7 +1647,7 @@ long gb_fleet_handle_message(gb_fleet *f, const char *buf, const gb_msg *m,
         gbf_top_branch(buf, m, &branch) == 0 &&
         gbf_cam_response(f, buf, m, branch, now, &cam_dev))
         return cam_dev;
-    if (gbf_span_u64(buf + cid.off, cid.len, &callid) < 0 ||
+    if (gb_parse_uint(buf + cid.off, cid.len, UINT64_MAX, &callid) < 0 ||
         (m->method_id != GB_METHOD_REGISTER && m->method_id != GB_METHOD_MESSAGE) ||
         gbf_top_branch(buf, m, &branch) < 0) {
         f->stats.strays++;

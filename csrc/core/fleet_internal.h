@@ -260,7 +260,6 @@ struct gb_fleet {
 /* ---- device.c, for camera_fleet.c ---- */
 uint64_t gbf_rnd(gb_fleet *f);
 size_t gbf_fmt_u64(char *out, uint64_t v);
-int gbf_span_u64(const char *p, size_t n, uint64_t *out);
 gb_bytes gbf_own_bytes(const own_str *s);
 gb_dev_event *gbf_push_event(gb_fleet *f, uint32_t dev, int type, int64_t now);
 void gbf_event_text(gb_fleet *f, gb_dev_event *e, const char *p, size_t n);

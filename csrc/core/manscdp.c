@@ -8,6 +8,8 @@
  */
 #include "manscdp.h"
 
+#include "sip_fields.h"
+
 #include <string.h>
 
 #if defined(__SSE2__)
@@ -694,21 +696,6 @@ static gb_manscdp_error_code parse_elements(parser *p)
     return GB_MANSCDP_OK;
 }
 
-int gb_manscdp_parse_u64(const char *p, size_t n, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (n == 0 || n > 20)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned d = (unsigned char)p[i] - '0';
-        if (d > 9 || v > (UINT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
-}
-
 /* Root kind, CmdType, SN and DeviceID: direct children of the root. */
 static gb_manscdp_error_code header_fields(parser *p)
 {
@@ -746,7 +733,7 @@ static gb_manscdp_error_code header_fields(parser *p)
     if (doc->sn_node == GB_MANSCDP_NONE)
         return fail(p, GB_MANSCDP_ERR_MISSING_SN, at_end, NULL);
     const gb_manscdp_node *sn = &doc->nodes[doc->sn_node];
-    if (gb_manscdp_parse_u64(b + sn->text.off, sn->text.len, &doc->sn) < 0)
+    if (gb_parse_uint(b + sn->text.off, sn->text.len, UINT64_MAX, &doc->sn) < 0)
         return fail(p, GB_MANSCDP_ERR_SN, sn->text.off, NULL);
     if (doc->device_id_node == GB_MANSCDP_NONE ||
         doc->nodes[doc->device_id_node].text.len == 0)

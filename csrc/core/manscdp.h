@@ -242,8 +242,6 @@ int gb_manscdp_text_next(gb_manscdp_text_iter *it, gb_span *run, uint32_t *cp);
 long gb_manscdp_decode(const char *buf, gb_span text, uint32_t lenient,
                        char *out, size_t cap);
 
-/* SN text → value; 0 on success, -1 unless 1..20 decimal digits below 2^64. */
-int gb_manscdp_parse_u64(const char *p, size_t n, uint64_t *out);
 
 const char *gb_manscdp_root_name(gb_manscdp_root root);       /* "Query" */
 const char *gb_manscdp_cmd_name(gb_manscdp_cmd cmd);          /* "Catalog"; "" for OTHER */

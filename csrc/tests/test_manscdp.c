@@ -440,15 +440,19 @@ static void test_unknown_cmd_type_keeps_document(void)
     CHECK_MEM(b + doc.device_id.off, doc.device_id.len, "77");
 }
 
-/* SN is a decimal below 2^64 (A.2.1). */
+/* SN is a decimal below 2^64 (A.2.1): the largest is read, one more is an SN error. */
+#define SN_QUERY(sn) "<?xml version=\"1.0\"?><Query><CmdType>Catalog</CmdType>" \
+                     "<SN>" sn "</SN><DeviceID>1</DeviceID></Query>"
+
 static void test_sn_range(void)
 {
-    uint64_t v;
-    CHECK_EQ_INT(gb_manscdp_parse_u64("18446744073709551615", 20, &v), 0);
-    CHECK(v == UINT64_MAX);
-    CHECK_EQ_INT(gb_manscdp_parse_u64("18446744073709551616", 20, &v), -1);
-    CHECK_EQ_INT(gb_manscdp_parse_u64("", 0, &v), -1);
-    CHECK_EQ_INT(gb_manscdp_parse_u64("-1", 2, &v), -1);
+    gb_manscdp_doc doc;
+    gb_manscdp_error err;
+    CHECK_EQ_INT(PARSE(SN_QUERY("18446744073709551615"), 0, &doc, &err), GB_MANSCDP_OK);
+    CHECK(doc.sn == UINT64_MAX);
+    CHECK_EQ_INT(PARSE(SN_QUERY("18446744073709551616"), 0, &doc, &err), GB_MANSCDP_ERR_SN);
+    CHECK_EQ_INT(PARSE(SN_QUERY("-1"), 0, &doc, &err), GB_MANSCDP_ERR_SN);
+    CHECK_EQ_INT(PARSE(SN_QUERY(""), 0, &doc, &err), GB_MANSCDP_ERR_SN);
 }
 
 /* Bounded: body size, node count and depth each have their own error (513). */
