@@ -43,6 +43,7 @@ class Script:
     sum_num: bool = True             # write SumNum
     response_first: bool = False     # the Response before the 200
     result: str = "OK"               # Result of a control Response
+    ptz_result: str | None = None    # a Response to PTZ control too, with this Result
     notify_after_subscribe: bool = True
     device_status: bool = True       # DeviceStatus with Online/Status/DeviceTime
     config_expiration: int = 3600    # BasicParam Expiration (it registers for 3600 s)
@@ -202,6 +203,9 @@ class ScriptedCamera:
         s = self.script
         sn = q.sn + s.sn_offset
         if q.root is manscdp.Root.CONTROL:
+            if q.text("PTZCmd") is not None and s.ptz_result is not None:
+                return [manscdp.build("Response", "DeviceControl", sn, self.device_id,
+                                      [("Result", s.ptz_result)])]
             if q.text("PTZCmd") is not None or q.text("TeleBoot") is not None:
                 return []
             return [manscdp.build("Response", "DeviceControl", sn, self.device_id,

@@ -621,14 +621,11 @@ def test_serve_text_lines_start_with_the_time() -> None:
     events = [line for line in out.splitlines() if "34020000001320000007" in line]
     # serve queries each new device (--query-on-register): its answers are
     # QueryCompleted lines among the others.  `gbsip register` unregisters
-    # at once, so on a slow machine an answer of its still in flight comes
-    # after that and is refused as from an unregistered device (Rejected).
+    # at once, but finishes the answers it has in flight first, so none of
+    # them is refused as coming from an unregistered device (no Rejected).
     kinds = [line.split()[1] for line in events]
-    lifecycle = ["DeviceRegistered", "Keepalive", "DeviceUnregistered"]
-    assert [k for k in kinds if k in lifecycle] == lifecycle, kinds
-    assert set(kinds) <= {*lifecycle, "QueryCompleted", "Rejected"}, kinds
-    assert all(kinds.index("DeviceUnregistered") < i
-               for i, k in enumerate(kinds) if k == "Rejected"), kinds
+    assert [k for k in kinds if k != "QueryCompleted"] == ["DeviceRegistered", "Keepalive",
+                                                           "DeviceUnregistered"], kinds
     for line in events:
         assert re.match(r"\d\d:\d\d:\d\d\.\d{3} ", line), line
 

@@ -59,12 +59,12 @@ def test_query_checks_catch_a_broken_camera(tmp_path: Path) -> None:
     D14 (SN echo), D15 (ordering) and D18 (RecordInfo SumNum) fail; a
     DeviceStatus without Online/Status/DeviceTime fails D16, a BasicParam
     Expiration other than the registered lifetime D17, a single position
-    NOTIFY D21; each says what it saw.  PTZ (D19) and the Catalog
-    subscription (D20) are not broken and pass."""
+    NOTIFY D21, a PTZ command answered Result ERROR D19; each says what it
+    saw.  The Catalog subscription (D20) is not broken and passes."""
     results, output, messages = _suite(
         tmp_path, {"channels": 3, "part_size": 2, "sn_offset": 7, "sum_num": False,
                    "response_first": True, "device_status": False,
-                   "config_expiration": 1234, "positions": False})
+                   "config_expiration": 1234, "positions": False, "ptz_result": "ERROR"})
     assert results.get("D12") == "failed" and "without SumNum" in messages["D12"], output
     assert results.get("D14") == "failed" and "SN" in messages["D14"], output
     assert results.get("D15") == "failed" and "before the 200" in messages["D15"], output
@@ -72,7 +72,8 @@ def test_query_checks_catch_a_broken_camera(tmp_path: Path) -> None:
     assert results.get("D17") == "failed" and "Expiration 1234" in messages["D17"], output
     assert results.get("D18") == "failed" and "without SumNum" in messages["D18"], output
     assert results.get("D21") == "failed" and "NOTIFY" in messages["D21"], output
-    assert results.get("D19") == "passed" and results.get("D20") == "passed", output
+    assert results.get("D19") == "failed" and "Result ERROR" in messages["D19"], output
+    assert results.get("D20") == "passed", output
 
 
 def test_query_checks_are_not_run_without_the_option(tmp_path: Path) -> None:
@@ -81,9 +82,8 @@ def test_query_checks_are_not_run_without_the_option(tmp_path: Path) -> None:
 
 
 def _passes(tmp_path: Path, camera: str) -> None:
-    """Every query check passes against the camera that command starts.
-    --gb-timeout 2 as for the scripted camera: D19 waits it out twice (PTZ
-    control has no <Response> to end the wait)."""
+    """Every query check passes against the camera that command starts
+    (--gb-timeout 2 as for the scripted camera)."""
     from test_conformance_device import TIMING
     run = run_suite("device", [
         f"--gb-listen=udp://127.0.0.1:{free_port()}", f"--gb-device-cmd={camera}",

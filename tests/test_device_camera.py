@@ -186,6 +186,40 @@ def test_answer_without_200_fails_at_timer_f(run) -> None:  # noqa: F811
     assert dev.stats()["answers_failed"] == 1
 
 
+def test_close_finishes_answers_in_flight_before_unregistering(run) -> None:  # noqa: F811
+    """GB/T 28181 §9.1.2.2: once a camera has unregistered, the platform
+    refuses what it sends (403), so an answer still waiting for the
+    platform's 200 when the camera closes is finished first; the
+    unregistering REGISTER follows it."""
+
+    async def scenario() -> tuple[Platform, gbsip.Device]:
+        async with Platform("udp") as p:
+            p.hold = lambda req: req.method == "MESSAGE" and b"<Response>" in req.body
+            dev = device(p, channels=1)
+            await dev.start()
+            await p.registered(DEVICE)
+            p.query(DEVICE, "DeviceInfo", 21)
+            await p.wait(lambda _r: p.requests("MESSAGE", "DeviceInfo", 21))
+            closing = asyncio.ensure_future(dev.close())
+            await asyncio.sleep(0.3)
+            assert not closing.done()
+            assert not [m for m in p.received
+                        if isinstance(m, gbsip.Request) and m.method == "REGISTER"
+                        and m.expires == 0]
+            p.answer(p.requests("MESSAGE", "DeviceInfo", 21)[-1])
+            await asyncio.wait_for(closing, 5)
+        return p, dev
+
+    p, dev = run(scenario())
+    order = [("answer" if m.method == "MESSAGE" else "unregister")
+             for m in p.received if isinstance(m, gbsip.Request)
+             and (m.method == "MESSAGE" and b"<Response>" in m.body
+                  or m.method == "REGISTER" and m.expires == 0)]
+    assert order[-1] == "unregister" and order.count("unregister") == 1, order
+    assert dev.stats()["unregisters_drained"] == 1
+    assert any(isinstance(e, AnswerSent) for e in dev.history)
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_catalog_subscription_notifies_status_changes(run, transport: str) -> None:  # noqa: F811
     """§9.11.2: SUBSCRIBE Catalog is answered 200 with Expires (and a

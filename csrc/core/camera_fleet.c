@@ -559,8 +559,8 @@ static void cam_release(gb_fleet *f, uint32_t e)
         c->heap_pos = UINT32_MAX;
     }
     f->cam_count[c->kind]--;
-    if (c->kind != GBF_CAM_SUB)
-        f->devs[c->dev].cam_live--;
+    if (c->kind != GBF_CAM_SUB && --f->devs[c->dev].cam_live == 0 && f->devs[c->dev].draining)
+        gbf_dev_drained(f, c->dev);
     c->kind = GBF_CAM_FREE;
     if (gb_grow((void **)&f->cam_free, &f->cam_free_cap, f->ncam_free + 1, sizeof(uint32_t)) == 0)
         f->cam_free[f->ncam_free++] = e;
@@ -1253,11 +1253,13 @@ long gb_fleet_raise_alarm(gb_fleet *f, uint32_t dev, const gb_cam_alarm *a, int6
     return sent + notify_subscribers(f, dev, GB_MANSCDP_CMD_ALARM, alarm_body, a, now);
 }
 
-void gbf_cam_dev_stopped(gb_fleet *f, uint32_t i, int64_t now)
+void gbf_cam_dev_stopped(gb_fleet *f, uint32_t i, int64_t now, int keep_requests)
 {
     gb_dev *d = &f->devs[i];
     while (d->subs)
         sub_end(f, d->subs - 1, GB_DEV_R_ABANDONED, 0, now, 0);
+    if (keep_requests)
+        return;
     for (uint32_t e = 0; d->cam_live && e < f->ncam; e++) {
         gbf_cam_entry *c = &f->cam[e];
         if (c->dev != i)
@@ -2025,6 +2027,11 @@ long gbf_cam_request(gb_fleet *f, const char *buf, const gb_msg *m, int64_t now)
         status = 200;
     } else if (found < 0) {
         status = refuse(f, (uint32_t)i, buf, m, key, 404, "no such device here", NULL, 0, now);
+    } else if ((m->method_id == GB_METHOD_MESSAGE || m->method_id == GB_METHOD_SUBSCRIBE) &&
+               d->state == GB_DEV_UNREGISTERING && !d->draining) {
+        /* its unregistration is on the way: an answer would come from a
+           device the platform no longer has */
+        status = refuse(f, (uint32_t)i, buf, m, key, 503, "unregistering", NULL, 0, now);
     } else if (m->method_id == GB_METHOD_MESSAGE) {
         status = on_message(f, (uint32_t)i, buf, m, key, now);
     } else if (m->method_id == GB_METHOD_SUBSCRIBE) {

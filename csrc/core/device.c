@@ -198,6 +198,7 @@ void gb_dev_config_default(gb_dev_config *cfg)
     cfg->seed = 0x6762736970ULL;
     cfg->answer_max_message = 1400;
     cfg->max_answers = 65536;
+    cfg->unregister_drain_ms = 5000;
     cfg->max_jobs = 65536;
     cfg->max_subscriptions = 65536;
     cfg->subscribe_default_expires = 600;
@@ -1230,7 +1231,10 @@ int gb_fleet_stop(gb_fleet *f, uint32_t dev, int64_t now)
     gb_dev *d = device(f, dev);
     if (!d || IN(d, ST(GB_DEV_UNREGISTERING) | ST(GB_DEV_UNREGISTERED)))
         return -1;
-    gbf_cam_dev_stopped(f, dev, now);
+    /* Answers still going out finish first (bounded): once a device has
+     * unregistered, a platform refuses what it sends (403). */
+    int drain = d->state == GB_DEV_REGISTERED && d->cam_live && f->cfg.unregister_drain_ms;
+    gbf_cam_dev_stopped(f, dev, now, drain);
     d->reg_at = d->ka_at = GB_DEV_NEVER;
     if (d->msg.state != TX_IDLE)
         tx_forget(&d->msg);
@@ -1248,9 +1252,21 @@ int gb_fleet_stop(gb_fleet *f, uint32_t dev, int64_t now)
     set_state(f, d, GB_DEV_UNREGISTERING);
     d->challenges = 0;
     d->cycle_start = now;
-    send_register(f, dev, REG_UNREGISTER, now);
+    if (drain) {
+        d->draining = 1;
+        d->reg_at = now + f->cfg.unregister_drain_ms;
+        f->stats.unregisters_drained++;
+    } else {
+        send_register(f, dev, REG_UNREGISTER, now);
+    }
     reschedule(f, dev);
     return 0;
+}
+
+void gbf_dev_drained(gb_fleet *f, uint32_t i)
+{
+    f->devs[i].reg_at = 0; /* due at once: the next timer sends the unregister */
+    reschedule(f, i);
 }
 
 int gb_fleet_abandon(gb_fleet *f, uint32_t dev, int64_t now)
@@ -1258,7 +1274,8 @@ int gb_fleet_abandon(gb_fleet *f, uint32_t dev, int64_t now)
     gb_dev *d = device(f, dev);
     if (!d || d->state == GB_DEV_UNREGISTERED)
         return -1;
-    gbf_cam_dev_stopped(f, dev, now);
+    d->draining = 0;
+    gbf_cam_dev_stopped(f, dev, now, 0);
     d->reg_at = d->ka_at = GB_DEV_NEVER;
     d->registered_until = GB_DEV_NEVER;
     if (d->msg.state != TX_IDLE)
@@ -1745,6 +1762,11 @@ static void fire(gb_fleet *f, uint32_t i, int64_t now)
             send_register(f, i, REG_REFRESH, now);
         } else if (d->state == GB_DEV_FAILED) {
             begin_cycle(f, i, now);
+        } else if (d->state == GB_DEV_UNREGISTERING && d->draining) {
+            /* drained, or out of time: what is left is dropped */
+            d->draining = 0;
+            gbf_cam_dev_stopped(f, i, now, 0);
+            send_register(f, i, REG_UNREGISTER, now);
         }
     }
     if (d->ka_at <= now) {
@@ -1771,12 +1793,16 @@ void gb_fleet_handle_timer(gb_fleet *f, int64_t now)
     /* Each firing moves the device's deadline past now or removes it, so
      * this ends; the bound is belt and braces. */
     uint64_t budget = (uint64_t)f->heap.len * 8 + 64;
-    while (f->heap.len && dev_deadline(f, f->heap.items[0]) <= now && budget--) {
-        uint32_t i = f->heap.items[0];
-        fire(f, i, now);
-        reschedule(f, i);
+    for (int round = 0; round < 2; round++) {
+        while (f->heap.len && dev_deadline(f, f->heap.items[0]) <= now && budget--) {
+            uint32_t i = f->heap.items[0];
+            fire(f, i, now);
+            reschedule(f, i);
+        }
+        /* an answer ending here may make a draining device due: round two */
+        if (round == 0)
+            gbf_cam_timer(f, now);
     }
-    gbf_cam_timer(f, now);
 }
 
 int64_t gb_fleet_next_deadline(const gb_fleet *f)

@@ -225,6 +225,8 @@ typedef struct {
     uint32_t answer_gap_ms;      /* between the parts of one answer (default 0) */
     uint32_t answer_window;      /* parts of one answer in flight at once; 0: all */
     uint32_t max_answers;        /* requests of ours in flight, fleet-wide (65536) */
+    uint32_t unregister_drain_ms; /* a stopped device's answers in flight may finish
+                                     for this long before it unregisters (5000; 0: drop) */
     uint32_t max_jobs;           /* answers being produced, fleet-wide (65536) */
     uint32_t max_subscriptions;  /* fleet-wide (65536) */
     uint32_t subscribe_default_expires; /* when SUBSCRIBE has no Expires (600) */
@@ -258,6 +260,7 @@ typedef struct {
     uint64_t timeouts;            /* transactions ended by Timer F */
     uint64_t redirects;
     uint64_t unregistrations;
+    uint64_t unregisters_drained; /* unregisters held until answers in flight finished */
     uint64_t keepalives_sent;
     uint64_t keepalives_answered;
     uint64_t keepalives_missed;

@@ -78,6 +78,7 @@ typedef struct {
     uint8_t challenges;        /* answered in this attempt */
     uint8_t redirects;         /* since the last success */
     uint8_t was_registered;
+    uint8_t draining;          /* stopped: its answers finish before the unregister */
     /* the camera side (camera_fleet.c) */
     uint8_t profile;           /* index into f->profiles */
     uint8_t cam_flags;         /* GB_CAM_DEV_* */
@@ -284,13 +285,17 @@ gb_span gbf_header_value(const gb_msg *m, gb_header_id id);
 int gbf_top_branch(const char *buf, const gb_msg *m, uint64_t *out);
 uint32_t gbf_ms_since(int64_t now, int64_t then);
 
+/* ---- device.c, for camera_fleet.c ---- */
+/* A draining device's last answer or request ended: unregister it now. */
+void gbf_dev_drained(gb_fleet *f, uint32_t i);
+
 /* ---- camera_fleet.c, for device.c ---- */
 int gbf_cam_init(gb_fleet *f);
 void gbf_cam_free(gb_fleet *f);
 void gbf_cam_dev_init(gb_fleet *f, uint32_t i);
-/* The device stopped (unregistered, abandoned): its answers and
- * subscriptions end. */
-void gbf_cam_dev_stopped(gb_fleet *f, uint32_t i, int64_t now);
+/* The device stopped (unregistered, abandoned): its subscriptions end,
+ * and its answers and requests too unless keep_requests. */
+void gbf_cam_dev_stopped(gb_fleet *f, uint32_t i, int64_t now, int keep_requests);
 long gbf_cam_request(gb_fleet *f, const char *buf, const gb_msg *m, int64_t now);
 /* A response to one of the pool's requests: 1 (handled, *dev set), 0 not ours. */
 int gbf_cam_response(gb_fleet *f, const char *buf, const gb_msg *m, uint64_t branch,

@@ -173,7 +173,7 @@ static PyObject *Fleet_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         "answer_max_message", "answer_max_items", "answer_gap", "answer_window",
         "max_answers", "max_jobs", "max_subscriptions", "subscribe_default_expires",
         "subscribe_max_expires", "record_segment", "record_max", "utc_offset_min",
-        "manscdp_lenient", "query_hook", NULL};
+        "manscdp_lenient", "query_hook", "unregister_drain", NULL};
     PyObject *server_id = NULL, *domain = NULL, *request_uri = NULL,
              *message_uri = NULL, *server_host = NULL, *transport = NULL,
              *password = NULL, *user_agent = NULL, *contact_params = NULL,
@@ -188,19 +188,20 @@ static PyObject *Fleet_new(PyTypeObject *type, PyObject *args, PyObject *kw)
                   maxa = dflt.max_answers, maxj = dflt.max_jobs, maxs = dflt.max_subscriptions,
                   sdef = dflt.subscribe_default_expires, smax = dflt.subscribe_max_expires,
                   rseg = dflt.record_segment_s, rmax = dflt.record_max,
-                  mlen = dflt.manscdp_lenient;
+                  mlen = dflt.manscdp_lenient, drain = dflt.unregister_drain_ms;
     int utc = dflt.utc_offset_min;
     if (PyTuple_GET_SIZE(args)) {
         PyErr_SetString(PyExc_TypeError, "Fleet() takes keyword arguments only");
         return NULL;
     }
     if (!PyArg_ParseTupleAndKeywords(
-            args, kw, "|$OOOOOiOOOOOpkddkkkkkkpkOkOkkkkkkkkkkkikO", kwlist, &server_id, &domain,
+            args, kw, "|$OOOOOiOOOOOpkddkkkkkkpkOkOkkkkkkkkkkkikOk", kwlist, &server_id, &domain,
             &request_uri, &message_uri, &server_host, &server_port, &transport,
             &password, &user_agent, &contact_params, &gb_version, &capability,
             &expires, &fraction, &jitter, &retry, &ka, &ka_missed, &t1, &t2,
             &max_ch, &preemptive, &lenient, &seed, &capacity, &hash_key, &amax, &aitems,
-            &agap, &awin, &maxa, &maxj, &maxs, &sdef, &smax, &rseg, &rmax, &utc, &mlen, &hook))
+            &agap, &awin, &maxa, &maxj, &maxs, &sdef, &smax, &rseg, &rmax, &utc, &mlen, &hook,
+            &drain))
         return NULL;
     if (hook != Py_None && !PyCallable_Check(hook)) {
         PyErr_SetString(PyExc_TypeError, "query_hook must be callable or None");
@@ -262,6 +263,7 @@ static PyObject *Fleet_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     cfg.answer_gap_ms = (uint32_t)agap;
     cfg.answer_window = (uint32_t)awin;
     cfg.max_answers = (uint32_t)maxa;
+    cfg.unregister_drain_ms = (uint32_t)drain;
     cfg.max_jobs = (uint32_t)maxj;
     cfg.max_subscriptions = (uint32_t)maxs;
     cfg.subscribe_default_expires = (uint32_t)sdef;
@@ -673,7 +675,7 @@ static PyObject *registration_stats(const gb_fleet_stats *s)
             return NULL;
         }
     return Py_BuildValue(
-        "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsN}",
+        "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsN}",
         "requests_sent", (unsigned long long)s->requests_sent,
         "retransmissions", (unsigned long long)s->retransmissions,
         "responses", (unsigned long long)s->responses,
@@ -690,6 +692,7 @@ static PyObject *registration_stats(const gb_fleet_stats *s)
         "timeouts", (unsigned long long)s->timeouts,
         "redirects", (unsigned long long)s->redirects,
         "unregistrations", (unsigned long long)s->unregistrations,
+        "unregisters_drained", (unsigned long long)s->unregisters_drained,
         "keepalives_sent", (unsigned long long)s->keepalives_sent,
         "keepalives_answered", (unsigned long long)s->keepalives_answered,
         "keepalives_missed", (unsigned long long)s->keepalives_missed,

@@ -1021,6 +1021,77 @@ static void test_stop_ends_everything(void)
     gb_fleet_free(f);
 }
 
+/* A stopped camera finishes the answers it has in flight before its
+ * unregistering REGISTER: after that a platform refuses them (403, not
+ * registered, GB/T 28181 §9.1.2.2). */
+static void test_unregister_waits_for_answers_in_flight(void)
+{
+    gb_dev_config cfg;
+    config(&cfg);
+    gb_fleet *f = camera(&cfg, DEV_ID);
+    send_request(f, "MESSAGE", DEV_ID, NULL, fixture("deviceinfo-query"), 1000);
+    CHECK_EQ_INT(take_all(f), 2);
+    msg_out answer = outs[1];
+    CHECK_EQ_INT(gb_fleet_stop(f, 0, 1100), 0);
+    CHECK_EQ_INT(gb_fleet_state(f, 0), GB_DEV_UNREGISTERING);
+    CHECK_EQ_INT(take_all(f), 0); /* no REGISTER yet */
+    CHECK_EQ_INT(ack(f, &answer, 200, 1150), 0);
+    CHECK_EQ_INT(gb_fleet_next_deadline(f) <= 1150, 1);
+    gb_fleet_handle_timer(f, 1150);
+    CHECK_EQ_INT(take_all(f), 1);
+    CHECK(starts_with(&outs[0], "REGISTER "));
+    CHECK(strstr(outs[0].buf, "\r\nExpires: 0\r\n") != NULL);
+    CHECK_EQ_INT(gb_fleet_get_stats(f)->answers_completed, 1);
+    CHECK_EQ_INT(gb_fleet_get_stats(f)->unregisters_drained, 1);
+    /* with the unregistering REGISTER out, a new query is refused, not answered */
+    send_request(f, "MESSAGE", DEV_ID, NULL, fixture("deviceinfo-query"), 1200);
+    CHECK_EQ_INT(take_all(f), 1);
+    CHECK_EQ_INT(status_of(&outs[0]), 503);
+    gb_fleet_free(f);
+}
+
+/* The wait is bounded (unregister_drain_ms): an answer the platform never
+ * acknowledges is dropped then, and the unregistration goes out. */
+static void test_unregister_drain_is_bounded(void)
+{
+    gb_dev_config cfg;
+    config(&cfg);
+    cfg.unregister_drain_ms = 3000;
+    gb_fleet *f = camera(&cfg, DEV_ID);
+    send_request(f, "MESSAGE", DEV_ID, NULL, fixture("deviceinfo-query"), 1000);
+    CHECK_EQ_INT(take_all(f), 2);
+    CHECK_EQ_INT(gb_fleet_stop(f, 0, 1000), 0);
+    int registers = 0, retransmitted = 0;
+    int64_t now = 1000;
+    while (now < 4000 && registers == 0) {
+        now = gb_fleet_next_deadline(f);
+        gb_fleet_handle_timer(f, now);
+        for (size_t k = 0, n = take_all(f); k < n; k++) {
+            if (starts_with(&outs[k], "REGISTER "))
+                registers++;
+            else if (outs[k].retransmit)
+                retransmitted++;
+        }
+    }
+    CHECK_EQ_INT(now, 4000);
+    CHECK_EQ_INT(registers, 1);
+    CHECK_EQ_INT(retransmitted, 2); /* at 1500 and 2500 */
+    CHECK_EQ_INT(gb_fleet_get_stats(f)->answers_in_flight, 0);
+    gb_fleet_free(f);
+
+    /* 0: answers are dropped at once, as abandon does */
+    cfg.unregister_drain_ms = 0;
+    f = camera(&cfg, DEV_ID);
+    send_request(f, "MESSAGE", DEV_ID, NULL, fixture("deviceinfo-query"), 1000);
+    CHECK_EQ_INT(take_all(f), 2);
+    CHECK_EQ_INT(gb_fleet_stop(f, 0, 1000), 0);
+    CHECK_EQ_INT(take_all(f), 1);
+    CHECK(starts_with(&outs[0], "REGISTER "));
+    CHECK_EQ_INT(gb_fleet_get_stats(f)->answers_in_flight, 0);
+    CHECK_EQ_INT(gb_fleet_get_stats(f)->unregisters_drained, 0);
+    gb_fleet_free(f);
+}
+
 /* camera.h alone: times, IDs and targets. */
 static void test_camera_pieces(void)
 {
@@ -1070,5 +1141,7 @@ int main(void)
     test_dahua_profile();
     test_fleet_lookup_and_channel_ids();
     test_stop_ends_everything();
+    test_unregister_waits_for_answers_in_flight();
+    test_unregister_drain_is_bounded();
     return CHECK_DONE("test_camera");
 }

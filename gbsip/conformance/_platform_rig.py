@@ -529,9 +529,11 @@ class PlatformRig:
                  complete: Callable[[Exchange], bool], fields: list[Any] | None = None,
                  root: str = "Query", method: str = "MESSAGE",
                  headers: list[tuple[str, str]] | None = None,
-                 dialog: Dialog | None = None) -> Exchange:
+                 dialog: Dialog | None = None, linger: float = 0.0) -> Exchange:
         """Query, then collect the SIP answers and the <Response> MESSAGEs of
-        that SN until ``complete(exchange)`` or ``timeout`` seconds."""
+        that SN until ``complete(exchange)`` or ``timeout`` seconds; then,
+        if ``linger``, up to that long more for a <Response> when none came
+        (for commands that may or may not draw one)."""
         from gbsip import manscdp
         sn, call_id, sent = self.query(cmd_type, fields, root=root, method=method,
                                        headers=headers, dialog=dialog)
@@ -555,7 +557,8 @@ class PlatformRig:
                     ex.responses.append((s.at, s, doc))
             return complete(ex)
 
-        self.wait(collect, timeout)
+        if self.wait(collect, timeout) and linger:
+            self.wait(lambda: (collect(), bool(ex.responses))[1], linger)
         with self.cond:
             collect()
         return ex
