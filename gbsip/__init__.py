@@ -17,7 +17,10 @@ def _run_installed_instead(source_pkg: str) -> None:
     from importlib.machinery import PathFinder
 
     spec = PathFinder.find_spec("gbsip", path)
-    if spec is None or not spec.origin or _os.path.realpath(spec.origin).startswith(root + _os.sep):
+    # this very package again is no help; one installed in a venv inside the
+    # checkout (./run-tests makes .venv there) is what the user meant
+    if spec is None or not spec.origin or \
+            _os.path.dirname(_os.path.realpath(spec.origin)) == _os.path.realpath(source_pkg):
         return
     import runpy
 

@@ -147,15 +147,19 @@ def device_id(text: str) -> str:
     return text
 
 
-def server_id_domain(server_id: str, domain: str | None) -> str:
-    """The SIP domain: ``--domain``, or the first 10 digits of a 20-digit
-    server ID (refused for any other server ID, which has no such part)."""
+def server_id_domain(server_id: str, domain: str | None,
+                     domain_option: str | None = "--domain") -> str:
+    """The SIP domain: ``domain`` (the command's ``domain_option``), or the
+    first 10 digits of a 20-digit server ID (refused for any other server
+    ID, which has no such part; the message names the command's own option
+    for the domain, or none when it has none)."""
     if domain:
         return domain
     if len(server_id) != 20 or not server_id.isdigit():
+        alternative = f", or {domain_option}" if domain_option else ""
         raise UsageError("--server-id", f"{server_id!r} is not a 20-digit GB/T 28181 ID "
                                         f"({ID_HINT}), so the SIP domain cannot be taken from "
-                                        "it: give the platform's 20-digit ID, or --domain")
+                                        f"it: give the platform's 20-digit ID{alternative}")
     return server_id[:10]
 
 

@@ -96,7 +96,7 @@ async def query(args: argparse.Namespace) -> int:
 
     prog = "gbsip query"
     try:
-        opt.server_id_domain(args.server_id, None)
+        opt.server_id_domain(args.server_id, None, None)
         transports = [t.strip() for t in args.transport.split(",") if t.strip()]
         if not transports or any(t not in ("udp", "tcp") for t in transports):
             raise opt.UsageError("--transport", f"wants udp, tcp or udp,tcp, not "

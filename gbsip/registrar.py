@@ -495,13 +495,13 @@ class Registrar(Lifetime):
                 await self.close()
                 raise
             self._keeper.start()
+        self._still_running()
         # With port=0 and both transports, UDP picks a free port and TCP must
         # get the same one; another process may hold it for TCP, so retry.
         attempts = 20 if self._port == 0 and len(self._transports) > 1 else 1
         for attempt in range(attempts):
             try:
                 await self._listen(self._port)
-                return
             except OSError as exc:
                 port = self._addresses.get("udp", (None, self._port))[1]
                 self._stop_listening()
@@ -512,6 +512,15 @@ class Registrar(Lifetime):
                     f"cannot listen on {self.host}:{port} ({exc.strerror or exc}); "
                     "choose another port or port=0 for a free one"
                 ) from exc
+            if self._state != "running":
+                self._stop_listening()
+            self._still_running()
+            return
+
+    def _still_running(self) -> None:
+        """After each await of start(): a close() meanwhile wins."""
+        if self._state != "running":
+            raise LocalProtocolError("the Registrar was closed while it was starting")
 
     async def _listen(self, port: int) -> None:
         loop = self._loop()
@@ -950,9 +959,9 @@ class Registrar(Lifetime):
         decision = self._accept(device_id, msg)
         if decision is None:
             return None
-        via = msg.via
-        dest = (via.received or via.host, int(via.rport) if isinstance(via.rport, int) and
-                not isinstance(via.rport, bool) else (via.port or 5060), 0, 0) if via else ("", 0, 0, 0)
+        # to the packet's source, as the core answers: never where Via says
+        # (a forged Via would aim the answer at someone else)
+        dest = (source[0], source[1], 0, 0)
         common = self._common(source, transport)
         if isinstance(decision, Redirect):
             reply = msg.reply(302, headers=[("Contact", f"<{decision.target}>")])

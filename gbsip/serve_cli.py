@@ -348,7 +348,7 @@ async def serve(args: argparse.Namespace) -> int:
 
     prog = "gbsip serve"
     try:
-        opt.server_id_domain(args.server_id, args.realm)
+        opt.server_id_domain(args.server_id, args.realm, "--realm")
         if args.max_expires < args.min_expires:
             raise opt.UsageError("--max-expires", f"{args.max_expires} is below --min-expires "
                                                   f"{args.min_expires}")

@@ -533,6 +533,9 @@ BAD_OPTIONS = [
     (["serve", "--port", "-1"], "--port: wants a whole number from 0 to 65535"),
     (["serve", "--keepalive", "0"], "--keepalive: wants"),
     (["serve", "--transport", "sctp"], "--transport: wants udp, tcp or udp,tcp"),
+    (["serve", "--server-id", "123"], "platform's 20-digit ID, or --realm"),
+    (["query", "34020000001320000001", "catalog", "--server-id", "123"],
+     "so the SIP domain cannot be taken from it: give the platform's 20-digit ID"),
 ]
 
 

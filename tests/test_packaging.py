@@ -233,3 +233,18 @@ def test_python_m_gbsip_in_an_unbuilt_source_tree_runs_the_installed_gbsip(
                            "--duration", "1", "--quiet"], cwd=source_copy)
     assert rc == 0, out
     assert "registered        20 when the hold ended" in out, out
+
+
+def test_python_m_gbsip_in_the_checkout_runs_a_gbsip_installed_inside_it(
+        source_copy: Path) -> None:
+    """Issue 15: `./run-tests` makes its venv inside the checkout
+    (`.venv/`); `python -m gbsip` typed in the checkout runs the gbsip
+    installed there, which is not the tree's own unbuilt package."""
+    site = source_copy / ".venv" / "site-packages"
+    shutil.copytree(Path(gbsip.__file__).parent, site / "gbsip")
+    env = {**_clean_env(), "PYTHONPATH": str(site)}
+    proc = subprocess.run([sys.executable, "-m", "gbsip", "--version"], cwd=source_copy,
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          timeout=120)
+    out = proc.stdout.decode(errors="replace")
+    assert proc.returncode == 0 and "not built" not in out, out

@@ -498,6 +498,26 @@ def test_accept_hook_refuse(run: Runner) -> None:
     run(main)
 
 
+def test_accept_hook_answers_go_to_the_packet_source_not_the_via(run: Runner) -> None:
+    """Issue 14 (reflection): a Refuse from the accept hook goes to where the
+    request came from, as every other answer does, never to the address a
+    (forged) Via names."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as elsewhere:
+        elsewhere.bind(("127.0.0.1", 0))
+        elsewhere.setblocking(False)
+
+        async def main() -> None:
+            async with registrar(accept=lambda d, r: Refuse(403, "Blocked device")) as reg:
+                uac = await UdpUac.open(reg.address)
+                forged = register_request(dev(73), elsewhere.getsockname())
+                ans = await uac.ask(forged)
+                assert ans.status == 403
+                uac.close()
+        run(main)
+        with pytest.raises(BlockingIOError):
+            elsewhere.recv(65536)  # nothing was aimed at the Via's address
+
+
 def test_accept_hook_redirect(run: Runner) -> None:
     """GB/T 28181-2022 §9.1.2.3: accept returning Redirect answers 302 with the target Contact."""
     target = "sip:34020000002000000002@127.0.0.1:5070"
@@ -665,6 +685,27 @@ def test_start_after_close_is_refused_and_nothing_listens(run: Runner) -> None:
             await reg.start()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.bind(("127.0.0.1", port))  # free: nobody re-bound it
+        await reg.close()
+    run(main)
+
+
+def test_close_while_starting_leaves_nothing_listening(run: Runner, tmp_path: Any) -> None:
+    """Issue 14: close() while start() still reads the binding store wins:
+    start() raises LocalProtocolError and no socket is left bound."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    async def main() -> None:
+        reg = Registrar(SERVER_ID, host="127.0.0.1", port=port, passwords=PASSWORD,
+                        transports=("udp",), store=str(tmp_path / "bindings.db"))
+        starting = asyncio.ensure_future(reg.start())
+        await asyncio.sleep(0)
+        await reg.close()
+        with pytest.raises(LocalProtocolError, match="closed while it was starting"):
+            await starting
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
+            again.bind(("127.0.0.1", port))  # free: the closed Registrar holds nothing
         await reg.close()
     run(main)
 
