@@ -51,20 +51,24 @@ static void outgoing(struct mmsghdr *msg, struct iovec *iov, const char *p, size
 }
 
 /* sendmmsg() all m messages; returns how many went.  An ICMP error of an
- * earlier datagram surfaces here as ECONNREFUSED: counted and retried. */
+ * earlier datagram surfaces here as ECONNREFUSED: counted and retried.  A
+ * message that cannot go at all (EMSGSIZE: larger than a datagram) is
+ * skipped, not the rest of the batch with it; a full socket buffer
+ * (EAGAIN) ends the batch. */
 static unsigned send_all(int fd, struct mmsghdr *msg, unsigned m, uint64_t *bytes,
                          uint64_t *calls, uint64_t *icmp_errors)
 {
-    unsigned sent = 0;
+    unsigned at = 0, went = 0;
     int tries = 0;
-    while (sent < m) {
-        int r = sendmmsg(fd, msg + sent, m - sent, MSG_DONTWAIT);
+    while (at < m) {
+        int r = sendmmsg(fd, msg + at, m - at, MSG_DONTWAIT);
         if (calls)
             (*calls)++;
         if (r > 0) {
             for (int j = 0; j < r; j++)
-                *bytes += msg[sent + (unsigned)j].msg_len;
-            sent += (unsigned)r;
+                *bytes += msg[at + (unsigned)j].msg_len;
+            at += (unsigned)r;
+            went += (unsigned)r;
             continue;
         }
         if (r < 0 && (errno == ECONNREFUSED || errno == EINTR) && ++tries < 8) {
@@ -72,9 +76,14 @@ static unsigned send_all(int fd, struct mmsghdr *msg, unsigned m, uint64_t *byte
                 (*icmp_errors)++;
             continue;
         }
+        if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNREFUSED &&
+            errno != EINTR) {
+            at++; /* this one cannot be sent; the others still can */
+            continue;
+        }
         break;
     }
-    return sent;
+    return went;
 }
 
 /* ---- registrar ------------------------------------------------------------ */
