@@ -1271,7 +1271,7 @@ class Simulator(Lifetime):
             "phase": self._phase,
             "started": self._started,
             "registered": int(by_state["registered"]) + int(by_state["refreshing"]),
-            "ever_registered": int(sim["events"]["registered"]),
+            "ever_registered": int(sim["devices_registered"]),
             "registering": int(by_state["registering"]),
             "failed": int(by_state["failed"]),
             "registrations_per_s": per_s(1),
@@ -1354,7 +1354,7 @@ class Simulator(Lifetime):
             "started": self._started,
             "by_state": by_state,
             "registered": by_state["registered"] + by_state["refreshing"],
-            "ever_registered": int(sim["events"]["registered"]),
+            "ever_registered": int(sim["devices_registered"]),
             "rates": {
                 "registrations_per_s": round(self._rate(0, window), 1),
                 "keepalives_per_s": round(self._rate(1, window), 1),

@@ -184,6 +184,18 @@ def test_wait_for_fails_clearly_when_the_role_closes() -> None:
     asyncio.run(main())
 
 
+def test_wait_for_timeout_says_what_did_not_come() -> None:
+    """Issue 15: a wait that times out names the event, the device and the
+    time it waited (it used to be a bare TimeoutError)."""
+    async def main() -> None:
+        stream: EventStream[Any] = EventStream()
+        with pytest.raises(asyncio.TimeoutError,
+                           match=r"no Offline event of device 7 within 0\.05 s"):
+            await stream.wait_for(Offline, "7", timeout=0.05)
+
+    asyncio.run(main())
+
+
 def test_watch_sees_only_new_events_and_takes_nothing() -> None:
     """The roles' own waits (Device.start, send_keepalive) must not eat the
     events a user iterates."""

@@ -83,7 +83,7 @@ def test_churn_modes(run, mode: str) -> None:  # noqa: F811
     just stops (power loss); either way the device comes back and
     registers again."""
 
-    async def scenario() -> tuple[dict[str, Any], dict[str, int]]:
+    async def scenario() -> tuple[dict[str, Any], dict[str, int], Any]:
         async with Registrar(SERVER_ID, port=0, transports=("udp",), passwords=PASSWORD,
                              keepalive_events=False) as reg:
             host, port = reg.address
@@ -91,11 +91,14 @@ def test_churn_modes(run, mode: str) -> None:  # noqa: F811
                                  keepalive_interval=None, churn=0.25, churn_offline=0.3,
                                  churn_mode=mode, seed=3) as sim:
                 report = await sim.run()
-            return report, reg.stats()
+                stats = sim.stats()
+            return report, reg.stats(), stats
 
-    report, reg_stats = run(scenario())
+    report, reg_stats, stats = run(scenario())
     assert report["ok"] and report["churn"]["offline"] == 100
     assert report["totals"]["registrations"] == 500  # 400 + 100 coming back
+    # "ever registered" counts devices, not registrations (issue 15)
+    assert report["result"]["ever_registered"] == stats["ever_registered"] == 400
     expected_unreg = 400 + (100 if mode == "unregister" else 0)
     assert reg_stats["unregistrations"] == expected_unreg
 

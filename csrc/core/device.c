@@ -1423,6 +1423,8 @@ static void on_register_ok(gb_fleet *f, uint32_t i, const char *buf,
     d->redirects = 0;
     int first = d->state == GB_DEV_REGISTERING;
     set_state(f, d, GB_DEV_REGISTERED);
+    if (!d->was_registered)
+        f->stats.devices_registered++;
     d->was_registered = 1;
     if (first) {
         d->missed = 0;

@@ -254,6 +254,7 @@ typedef struct {
     uint64_t requests_ignored;    /* platform requests left unanswered: ACK, a device
                                      not started, one named no device of ours */
     uint64_t registrations;       /* REGISTERED events */
+    uint64_t devices_registered;  /* devices registered at least once */
     uint64_t refreshes;
     uint64_t challenges;
     uint64_t failures;

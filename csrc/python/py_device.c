@@ -1209,13 +1209,15 @@ static PyObject *Fleet_sim_stats(FleetObject *self, PyObject *Py_UNUSED(a))
         Py_XDECREF(events);
         return NULL;
     }
-    return Py_BuildValue("{s{sNsNsNsN}sNsNsNsNsN}", "latency_ms",
+    return Py_BuildValue("{s{sNsNsNsN}sNsNsNsNsNsK}", "latency_ms",
                          "register", hist_dict(&t->register_ms),
                          "refresh", hist_dict(&t->refresh_ms),
                          "message", hist_dict(&t->message_ms),
                          "answer", hist_dict(&t->answer_ms),
                          "failures_by_reason", fr, "failures_by_status", by_status,
-                         "unregistrations_by_reason", ur, "events", events, "io", io);
+                         "unregistrations_by_reason", ur, "events", events, "io", io,
+                         "devices_registered",
+                         (unsigned long long)gb_fleet_get_stats(self->f)->devices_registered);
 }
 
 /* outcomes(limit) -> (registered_now, ever_registered, not_registered:

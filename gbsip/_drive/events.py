@@ -171,13 +171,20 @@ class EventStream(Generic[E]):
         ``TimeoutError`` after ``timeout`` seconds (None: no limit) and
         :class:`gbsip.LocalProtocolError` when the role closes first."""
 
+        __tracebackhide__ = True  # a failing test's traceback ends in its own code
+
         async def find() -> T:
             async for ev in self:
                 if isinstance(ev, kind) and (device_id is None or ev.device_id == device_id):
                     return ev
             raise LocalProtocolError(f"closed while waiting for {_names(kind)}")
 
-        return await asyncio.wait_for(find(), timeout)
+        try:
+            return await asyncio.wait_for(find(), timeout)
+        except asyncio.TimeoutError:
+            of = f" of device {device_id}" if device_id is not None else ""
+            raise asyncio.TimeoutError(
+                f"no {_names(kind)} event{of} within {timeout:g} s") from None
 
 
 def _names(kind: type[Event] | tuple[type[Event], ...]) -> str:
