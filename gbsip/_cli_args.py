@@ -10,6 +10,7 @@ with the server URL) raise :class:`UsageError` from the command.
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import ipaddress
 import math
 import sys
@@ -144,6 +145,17 @@ def device_id(text: str) -> str:
     if len(text) != 20 or not text.isdigit():
         raise argparse.ArgumentTypeError(f"wants a 20-digit GB/T 28181 ID ({ID_HINT}), "
                                          f"not {text!r}")
+    return text
+
+
+def gb_time(text: str) -> str:
+    """A GB/T 28181 time (A.2.1 dateTime): ``2026-12-03T00:00:00``, the
+    device's local time, no zone."""
+    try:
+        _dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"wants a time like 2026-12-03T00:00:00, not {text!r}") from None
     return text
 
 

@@ -60,8 +60,9 @@ def add_query(sub: Any, run: Callable[[Any], int]) -> None:
                    help="seconds to wait for the device to register (default %(default)s)")
     p.add_argument("--timeout", type=opt.seconds(), default=10.0,
                    help="seconds to wait for the whole answer (default %(default)s)")
-    p.add_argument("--start", help="RecordInfo: StartTime (e.g. 2026-12-03T00:00:00)")
-    p.add_argument("--end", help="RecordInfo: EndTime")
+    p.add_argument("--start", type=opt.gb_time,
+                   help="RecordInfo: StartTime (e.g. 2026-12-03T00:00:00)")
+    p.add_argument("--end", type=opt.gb_time, help="RecordInfo: EndTime (after --start)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=lambda a: run(query(a)))
 
@@ -103,6 +104,8 @@ async def query(args: argparse.Namespace) -> int:
                                                 f"{args.transport!r}")
         if args.query == "recordinfo" and not (args.start and args.end):
             raise opt.UsageError("--start", "a RecordInfo query needs --start and --end")
+        if args.start and args.end and args.end <= args.start:
+            raise opt.UsageError("--end", f"{args.end} is not after --start {args.start}")
     except opt.UsageError as exc:
         return opt.fail(prog, exc)
     host, port = args.listen

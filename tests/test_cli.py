@@ -534,6 +534,10 @@ BAD_OPTIONS = [
     (["serve", "--keepalive", "0"], "--keepalive: wants"),
     (["serve", "--transport", "sctp"], "--transport: wants udp, tcp or udp,tcp"),
     (["serve", "--server-id", "123"], "platform's 20-digit ID, or --realm"),
+    (["query", "34020000001320000001", "recordinfo", "--start", "yesterday", "--end",
+      "2026-12-03T00:00:00"], "--start: wants a time like 2026-12-03T00:00:00, not 'yesterday'"),
+    (["query", "34020000001320000001", "recordinfo", "--start", "2026-12-03T10:00:00",
+      "--end", "2026-12-03T09:00:00"], "--end: 2026-12-03T09:00:00 is not after --start"),
     (["query", "34020000001320000001", "catalog", "--server-id", "123"],
      "so the SIP domain cannot be taken from it: give the platform's 20-digit ID"),
 ]
