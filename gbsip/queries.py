@@ -78,15 +78,30 @@ class QueryResult:
         doc = self.document
         return doc.text(path, default) if doc is not None else default
 
+    def fields(self) -> dict[str, str | None]:
+        """The first part's fields beside its item lists: top-level values
+        (``Online``, ``Status``, ``DeviceTime``…) and those of groups one
+        level down by path (``BasicParam/Expiration``)."""
+        doc = self.document
+        out: dict[str, str | None] = {}
+        if doc is None:
+            return out
+        for e in doc.element.children:
+            if e.name in ("CmdType", "SN", "DeviceID"):
+                continue
+            if not e.children:
+                out[e.name] = e.value
+            elif not any(c.name == "Item" for c in e.children):
+                out.update((f"{e.name}/{c.name}", c.value) for c in e.children
+                           if not c.children)
+        return out
+
     def as_dict(self) -> dict[str, Any]:
         from dataclasses import asdict, fields as dc_fields
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in dc_fields(self)
                                if f.name not in ("documents", "items")}
         out["items"] = [asdict(i) for i in self.items]
-        doc = self.document
-        if doc is not None and not self.items:
-            out["fields"] = {e.name: e.value for e in doc.element.children
-                             if e.name not in ("CmdType", "SN", "DeviceID") and not e.children}
+        out["fields"] = self.fields()
         return out
 
 

@@ -83,11 +83,8 @@ def _print_result(result: QueryResult) -> None:
           f"{state} ({result.elapsed:.2f} s)")
     for item in result.items:
         print("  " + "  ".join(str(v) for v in astuple(item) if v is not None))
-    doc = result.document
-    if doc is not None and not result.items:
-        for e in doc.element.children:
-            if e.name not in ("CmdType", "SN", "DeviceID") and not e.children:
-                print(f"  {e.name}: {e.value}")
+    for name, value in result.fields().items():
+        print(f"  {name}: {value}")
 
 
 async def query(args: argparse.Namespace) -> int:

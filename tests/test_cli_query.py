@@ -67,6 +67,20 @@ def test_query_json_and_partial_answer_exit_status() -> None:
     assert len(r["items"]) == 2
 
 
+def test_query_shows_the_fields_beside_the_items() -> None:
+    """Issue 13: a DeviceStatus or ConfigDownload answer is shown whole:
+    top-level values (Online, Status) and a group's by path
+    (BasicParam/Expiration), also when the answer has an item list."""
+    code, out, err = asyncio.run(_query("devicestatus"))
+    assert code == 0, err
+    assert "  Online: ONLINE" in out and "  Status: OK" in out, out
+    code, out, err = asyncio.run(_query("configdownload", "--json"))
+    assert code == 0, err
+    fields = json.loads(out.strip().splitlines()[-1])["result"]["fields"]
+    assert fields["Result"] == "OK" and fields["BasicParam/Expiration"] == "3600", fields
+    assert fields["BasicParam/HeartBeatCount"] == "3", fields
+
+
 def test_query_device_never_registers() -> None:
     res = gbsip("query", dev(1), "deviceinfo", "--listen", f"127.0.0.1:{free_port()}",
                 "--wait", "0.3")
