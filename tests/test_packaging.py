@@ -240,6 +240,9 @@ def test_python_m_gbsip_in_the_checkout_runs_a_gbsip_installed_inside_it(
     """Issue 15: `./run-tests` makes its venv inside the checkout
     (`.venv/`); `python -m gbsip` typed in the checkout runs the gbsip
     installed there, which is not the tree's own unbuilt package."""
+    if os.environ.get("GBSIP_SANITIZED_RUN"):
+        pytest.skip("copies the sanitized build, which needs the runtime preloaded: "
+                    "the plain pass covers the path logic")
     site = source_copy / ".venv" / "site-packages"
     shutil.copytree(Path(gbsip.__file__).parent, site / "gbsip")
     env = {**_clean_env(), "PYTHONPATH": str(site)}
