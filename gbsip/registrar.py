@@ -215,11 +215,17 @@ _PEER_EVENTS = (AuthFailed, Rejected, Keepalive, MessageReceived, DeviceRedirect
                 Notified)
 
 
-def _peer_weight(ev: RegistrarEvent) -> int | None:
-    """Bytes a peer-triggered event holds in the queue; None for the others."""
+_UNPROVEN_EVENTS = (AuthFailed, Rejected, DeviceRedirected, LockedOut)
+
+
+def _peer_weight(ev: RegistrarEvent) -> tuple[int, bool] | None:
+    """Bytes a peer-triggered event holds in the queue and whether its
+    sender proved nothing (those go first); None for the others."""
     if isinstance(ev, (MessageReceived, Notified)):
-        return 200 + len(ev.body)
-    return 200 if isinstance(ev, _PEER_EVENTS) else None
+        return 200 + len(ev.body), False
+    if isinstance(ev, _PEER_EVENTS):
+        return 200, isinstance(ev, _UNPROVEN_EVENTS)
+    return None
 
 
 _EVENT_NAMES = {code: cls.__name__ for cls, code in _EVENT_CODES.items()}

@@ -529,7 +529,8 @@ def add_serve(sub: Any, run: Callable[[Any], int]) -> None:
     p.add_argument("--node", help="this registrar's name in a shared store "
                                   "(default HOST:PORT/WORKER)")
     p.add_argument("--rate-per-source", type=opt.whole(0), default=RATE_PER_SOURCE, metavar="N",
-                   help="requests per second accepted from one source address; more are "
+                   help="requests per second accepted from one source address (an IPv6 "
+                        "source is its /64); more are "
                         "dropped and counted (default %(default)s; 0: no limit)")
     p.add_argument("--lockout-failures", type=opt.whole(0), default=5, metavar="N",
                    help="wrong Digest answers for one device from one address, within the "

@@ -219,6 +219,26 @@ def test_full_queue_drops_the_oldest_and_counts_it() -> None:
     assert [e.device_id for e in stream._queue] == ["3", "4"]
 
 
+def test_unproven_minor_events_go_first_and_never_push_out_proven_ones() -> None:
+    """Issue 14: events of senders that proved nothing make room first; with
+    the queue full of proven and major events, an unproven one drops itself."""
+    def minor(ev: Any) -> tuple[int, bool] | None:
+        if isinstance(ev, Keepalive):
+            return 200, ev.device_id.startswith("junk")
+        return None
+
+    stream: EventStream[Any] = EventStream(maxlen=4, minor=minor)
+    stream.publish(Offline(device_id="cam"))
+    stream.publish(Keepalive(device_id="junk-0", sn=0, status="OK"))
+    for n in range(3):
+        stream.publish(Keepalive(device_id=f"cam-{n}", sn=n, status="OK"))
+    for n in range(1, 20):
+        stream.publish(Keepalive(device_id=f"junk-{n}", sn=n, status="OK"))
+    assert stream.dropped == 20
+    kept = [stream._take().device_id for _ in range(len(stream))]
+    assert kept == ["cam", "cam-0", "cam-1", "cam-2"]
+
+
 def test_a_failing_listener_is_reported_and_the_others_still_run() -> None:
     """A listener's bug goes to the loop's exception handler; the event is
     still queued and the next listener still called."""

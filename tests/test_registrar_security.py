@@ -15,7 +15,7 @@ import pytest
 
 import gbsip
 from corpus import cases
-from gbsip.events import DeviceRegistered, LockedOut, MessageReceived
+from gbsip.events import DeviceRegistered, LockedOut, MessageReceived, RegistrarEvent
 from gbsip.registrar import KeepalivePolicy, Lockout, Refresh, Registrar
 from test_registrar_asyncio import (  # noqa: F401  (run is a fixture)
     PASSWORD,
@@ -320,6 +320,16 @@ def test_replay_and_foreign_keepalive_over_udp(run: Runner) -> None:
     run(main)
 
 
+async def queued(reg: Registrar, kinds: tuple[type[RegistrarEvent], ...]) -> list[RegistrarEvent]:
+    """The queued events of those kinds, in order (until none comes for 0.2 s)."""
+    events: list[RegistrarEvent] = []
+    while True:
+        try:
+            events.append(await reg.wait_for(kinds, timeout=0.2))
+        except asyncio.TimeoutError:
+            return events
+
+
 def test_python_event_queue_bounded_by_bytes(run: Runner) -> None:
     """Issue 14: queued events are bounded by bytes as well as count; message bodies (the
     oldest first) go, the registration event stays, drops are counted."""
@@ -336,16 +346,35 @@ def test_python_event_queue_bounded_by_bytes(run: Runner) -> None:
                     f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
                 assert (await uac.ask(alarm)).status == 200
             assert reg.events_dropped >= 15
-            events = []
-            while True:
-                try:
-                    events.append(await reg.wait_for((DeviceRegistered, MessageReceived),
-                                                     timeout=0.2))
-                except asyncio.TimeoutError:
-                    break
+            events = await queued(reg, (DeviceRegistered, MessageReceived))
             assert isinstance(events[0], DeviceRegistered)
             assert 1 <= sum(isinstance(e, MessageReceived) for e in events) <= 5
             uac.close()
+    run(main)
+
+
+def test_refusals_of_strangers_never_push_out_a_devices_messages(run: Runner) -> None:
+    """Issue 14: with the event queue full, refusals of requests whose sender
+    proved nothing are dropped before a registered device's MESSAGE bodies."""
+    async def main() -> None:
+        async with Registrar(SERVER_ID, port=0, transports=("udp",), passwords=PASSWORD,
+                             max_events=8) as reg:
+            cam = await UdpUac.open(reg.address)
+            assert (await cam.register(dev(9))).status == 200
+            for sn in range(5):
+                alarm = keepalive_request(dev(9), cam.local, sn).replace(
+                    b"Keepalive", b"Broadcast")
+                assert (await cam.ask(alarm)).status == 200
+            stranger = await uac_at("127.0.0.2", reg.address)
+            for sn in range(40):
+                assert (await stranger.ask(keepalive_request(dev(1), stranger.local, sn))).status \
+                    == 403
+            events = await queued(reg, (DeviceRegistered, MessageReceived))
+            assert isinstance(events[0], DeviceRegistered)
+            assert sum(isinstance(e, MessageReceived) for e in events) == 5
+            assert reg.events_dropped >= 30
+            cam.close()
+            stranger.close()
     run(main)
 
 

@@ -167,12 +167,14 @@ typedef struct {
     size_t head, count;
 } txn_ring;
 
-/* Events in two queues merged by sequence number: binding events (the
- * state an application must see) and peer-triggered ones (refusals,
- * failures, MESSAGE bodies, keepalives), so that when the count or byte
- * bound is reached the oldest peer-triggered event goes first and a
- * peer-triggered event never pushes out a binding event (issue 14). */
-enum { EVQ_STATE = 0, EVQ_PEER = 1 };
+/* Events in three queues merged by sequence number: binding events (the
+ * state an application must see), peer-triggered ones from senders that
+ * proved themselves (a registered device's MESSAGE bodies, keepalives,
+ * NOTIFYs) and those from senders that proved nothing (refusals, failed
+ * answers, garbage).  When the count or byte bound is reached the oldest
+ * unproven event goes first, then the oldest proven one; an event never
+ * pushes out one of a queue before its own (issue 14). */
+enum { EVQ_STATE = 0, EVQ_PROVEN = 1, EVQ_OPEN = 2, EVQ__COUNT = 3 };
 
 typedef struct {
     gb_reg_event ev;
@@ -201,14 +203,14 @@ typedef struct {
     int64_t locked_until;    /* 0: not locked */
 } lock_slot;
 
-/* Per-source rate: 256 sets of 4 slots, the set chosen by keyed hash, a
- * slot owned by one full address for its one-second window. */
-#define RATE_SETS 256
+/* Per-source rate: rate_slots / 4 sets of 4 slots, the set chosen by
+ * keyed hash of the source prefix (as the lockout's: IPv4 address, IPv6
+ * /64), a slot owned by one prefix for its one-second window. */
 #define RATE_WAYS 4
 
 typedef struct {
     uint8_t family;          /* 0: never used */
-    uint8_t ip[16];
+    uint8_t prefix[8];
     int64_t window_start;
     uint32_t count;
 } rate_slot;
@@ -229,7 +231,7 @@ struct gb_registrar {
     gb_index txn_ix;          /* slot + 1, by keyed hash of the key */
     uint64_t pending_gen;
     size_t pending_count;
-    event_queue evq[2];       /* EVQ_STATE, EVQ_PEER */
+    event_queue evq[EVQ__COUNT];
     uint64_t ev_seq;
     int64_t peer_ev_second;   /* start of the peer_event_rate window */
     uint32_t peer_ev_count;   /* events in it */
@@ -239,7 +241,8 @@ struct gb_registrar {
     size_t fields_cap;
     char *scratch;            /* their values, built (scratch_cap bytes) */
     size_t scratch_cap;
-    rate_slot rate[RATE_SETS * RATE_WAYS];
+    rate_slot *rate;          /* rate_sets * RATE_WAYS; NULL: no limit */
+    size_t rate_sets;
     /* Device IDs whose binding changed since the last take (persistence);
      * NULL while nobody asked for changes. */
     gb_reg_change *changes;
@@ -437,6 +440,7 @@ void gb_registrar_config_default(gb_registrar_config *c)
     c->lockout_window_ms = 60000;
     c->lockout_ms = 300000;
     c->lockout_slots = 16384;
+    c->rate_slots = 65536;
     c->max_requests = 4096;
     c->request_t1_ms = 500;
 }
@@ -488,6 +492,10 @@ gb_registrar *gb_registrar_new(const gb_registrar_config *cfg, const char **why)
         *why = "lockout needs 1 to 16M lockout_slots and a positive window and time";
         return NULL;
     }
+    if (cfg->rate_per_source && (!cfg->rate_slots || cfg->rate_slots > (1u << 24))) {
+        *why = "rate_per_source needs 1 to 16M rate_slots";
+        return NULL;
+    }
     gb_registrar *r = calloc(1, sizeof(*r));
     if (!r) {
         *why = "out of memory";
@@ -511,6 +519,10 @@ gb_registrar *gb_registrar_new(const gb_registrar_config *cfg, const char **why)
         r->lock_sets = (cfg->lockout_slots + LOCK_WAYS - 1) / LOCK_WAYS;
         r->locks = calloc(r->lock_sets * LOCK_WAYS, sizeof(lock_slot));
     }
+    if (cfg->rate_per_source) {
+        r->rate_sets = (cfg->rate_slots + RATE_WAYS - 1) / RATE_WAYS;
+        r->rate = calloc(r->rate_sets * RATE_WAYS, sizeof(rate_slot));
+    }
     /* Room for every field an answer can carry, so none is ever left out:
      * the binding's contacts, the challenge, the redirect target... */
     gb_limits lim;
@@ -521,7 +533,7 @@ gb_registrar *gb_registrar_new(const gb_registrar_config *cfg, const char **why)
     r->fields = calloc(r->fields_cap, sizeof(gb_field));
     r->scratch = malloc(r->scratch_cap);
     if (!r->strings || !r->dctx || !r->txns || !r->fields || !r->scratch ||
-        (r->lock_sets && !r->locks) ||
+        (r->lock_sets && !r->locks) || (r->rate_sets && !r->rate) ||
         gb_index_reserve(&r->txn_ix, r->txn_slots, txn_ref_hash, r) < 0) {
         gb_registrar_free(r);
         *why = "out of memory (or OpenSSL digests unavailable)";
@@ -618,13 +630,14 @@ void gb_registrar_free(gb_registrar *r)
             txn_clear(r, &r->txns[i]);
     free(r->txns);
     gb_index_free(&r->txn_ix);
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < EVQ__COUNT; k++) {
         event_queue *q = &r->evq[k];
         for (size_t i = 0; i < q->count; i++)
             gb_reg_event_clear(&q->q[(q->head + i) % q->cap].ev);
         free(q->q);
     }
     free(r->locks);
+    free(r->rate);
     gb_digest_nonces_free(r->nonces);
     gb_digest_ctx_free(r->dctx);
     free(r->fields);
@@ -691,21 +704,22 @@ void gb_reg_event_clear(gb_reg_event *ev)
     ev->text = ev->extra = NULL;
 }
 
-/* Events a peer can cause without proving who it is, or routine ones:
- * the first to go when the queue is full. */
-static int peer_event(int type)
+/* The queue of an event by its type: ones any sender can cause without
+ * proving who it is go first, routine ones of proven senders next. */
+static int event_queue_of(int type)
 {
     switch (type) {
     case GB_REG_EV_AUTH_FAILED:
-    case GB_REG_EV_REJECTED:
-    case GB_REG_EV_KEEPALIVE:
-    case GB_REG_EV_MESSAGE:
     case GB_REG_EV_REDIRECTED:
     case GB_REG_EV_LOCKED_OUT:
+        return EVQ_OPEN;
+    case GB_REG_EV_REJECTED: /* pushed by a proven sender's refusal */
+    case GB_REG_EV_KEEPALIVE:
+    case GB_REG_EV_MESSAGE:
     case GB_REG_EV_NOTIFY:
-        return 1;
+        return EVQ_PROVEN;
     default:
-        return 0;
+        return EVQ_STATE;
     }
 }
 
@@ -748,29 +762,32 @@ static int queue_room(gb_registrar *r, int k)
     return 0;
 }
 
-/* Queue an event with copies of its texts (text and extra may be NULL).
- * Bounded by max_events and max_event_bytes: the oldest peer-triggered
- * events make room first, a binding event may then push out older binding
- * events, a peer-triggered one never does (it is dropped instead).  Every
- * loss is counted in events_dropped.  Returns the event, or NULL. */
-static gb_reg_event *push_event_text(gb_registrar *r, int type, const char *id, size_t id_len,
-                                     int64_t now, const char *text, size_t text_len,
-                                     const char *extra, size_t extra_len)
+/* Queue an event in queue k with copies of its texts (text and extra may
+ * be NULL).  Bounded by max_events and max_event_bytes: room is made by
+ * dropping the oldest event of the last non-empty queue from EVQ_OPEN down
+ * to k (binding events go last, and only for binding events); when there
+ * is none, this event is dropped.  Every loss is counted in
+ * events_dropped.  Returns the event, or NULL. */
+static gb_reg_event *push_event_in(gb_registrar *r, int k, int type, const char *id,
+                                   size_t id_len, int64_t now, const char *text, size_t text_len,
+                                   const char *extra, size_t extra_len)
 {
     if (r->cfg.event_mask && type != GB_REG_EV_NEED_SECRET && !(r->cfg.event_mask & (1u << type)))
         return NULL;
-    int k = peer_event(type) ? EVQ_PEER : EVQ_STATE;
     uint64_t bytes = sizeof(queued_event) + (text ? text_len : 0) + (extra ? extra_len : 0);
     for (;;) {
-        size_t total = r->evq[EVQ_STATE].count + r->evq[EVQ_PEER].count;
+        size_t total = 0;
+        for (int j = 0; j < EVQ__COUNT; j++)
+            total += r->evq[j].count;
         if (total < r->cfg.max_events && r->st.event_bytes + bytes <= r->cfg.max_event_bytes)
             break;
-        if (r->evq[EVQ_PEER].count)
-            drop_oldest_event(r, EVQ_PEER);
-        else if (k == EVQ_STATE && r->evq[EVQ_STATE].count)
-            drop_oldest_event(r, EVQ_STATE);
-        else {
-            r->st.events_dropped++; /* this one: larger than the bound, or peer-triggered */
+        int victim = EVQ__COUNT - 1;
+        while (victim >= k && !r->evq[victim].count)
+            victim--;
+        if (victim >= k) {
+            drop_oldest_event(r, victim);
+        } else {
+            r->st.events_dropped++; /* this one: larger than the bound, or nothing to give way */
             r->st.events_dropped_state += k == EVQ_STATE;
             return NULL;
         }
@@ -801,6 +818,14 @@ static gb_reg_event *push_event_text(gb_registrar *r, int type, const char *id, 
     return ev;
 }
 
+static gb_reg_event *push_event_text(gb_registrar *r, int type, const char *id, size_t id_len,
+                                     int64_t now, const char *text, size_t text_len,
+                                     const char *extra, size_t extra_len)
+{
+    return push_event_in(r, event_queue_of(type), type, id, id_len, now, text, text_len, extra,
+                         extra_len);
+}
+
 static gb_reg_event *push_event(gb_registrar *r, int type, const char *id, size_t id_len,
                                 int64_t now)
 {
@@ -824,18 +849,20 @@ static gb_reg_event *push_peer_event(gb_registrar *r, int type, const char *id, 
         }
         r->peer_ev_count++;
     }
-    return push_event(r, type, id, id_len, now);
+    return push_event_in(r, EVQ_OPEN, type, id, id_len, now, NULL, 0, NULL, 0);
 }
 
 size_t gb_registrar_pop_events(gb_registrar *r, gb_reg_event *out, size_t max)
 {
     size_t n = 0;
-    event_queue *st = &r->evq[EVQ_STATE], *pe = &r->evq[EVQ_PEER];
-    while (n < max && (st->count || pe->count)) {
-        /* the older of the two heads: one order, as they happened */
-        event_queue *q = !pe->count ? st
-                         : !st->count ? pe
-                         : queue_at(st, 0)->seq < queue_at(pe, 0)->seq ? st : pe;
+    while (n < max) {
+        /* the oldest of the heads: one order, as they happened */
+        event_queue *q = NULL;
+        for (int k = 0; k < EVQ__COUNT; k++)
+            if (r->evq[k].count && (!q || queue_at(&r->evq[k], 0)->seq < queue_at(q, 0)->seq))
+                q = &r->evq[k];
+        if (!q)
+            break;
         queued_event *e = queue_at(q, 0);
         out[n++] = e->ev;
         r->st.event_bytes -= e->bytes;
@@ -1050,19 +1077,28 @@ static gb_reg_status send_reply(req_ctx *c, unsigned status, const char *reason)
         .fields = r->fields,
         .nfields = c->nfields,
     };
+    /* Over UDP an answer is one datagram: at most 65,507 bytes of payload
+     * (IPv4), 65,527 (IPv6). */
+    size_t cap = c->out->cap, udp_max = c->src->family == 6 ? 65527 : 65507;
+    int udp_bound = c->src->transport == GB_TRANSPORT_UDP && cap > udp_max;
+    if (udp_bound)
+        cap = udp_max;
     gb_writer w;
-    gb_w_init(&w, c->out->buf, c->out->cap);
+    gb_w_init(&w, c->out->buf, cap);
     if (c->overflow || gb_build_reply(&w, c->b, c->m, status, &o) < 0) {
         /* Never a silent drop or a silently shortened answer: count it,
-         * and say so in a bare 500 when the caller's buffer (below
-         * gb_registrar_reply_cap()) holds that. */
+         * and say so in a bare 513 when the answer would not fit in a
+         * datagram (the request's echoed headers made it so), a 500 when
+         * the caller's buffer (below gb_registrar_reply_cap()) was short. */
         r->st.replies_too_large++;
         static const char too_large[] = "Response too large";
-        o.reason = too_large;
-        o.reason_len = sizeof(too_large) - 1;
+        static const char too_large_udp[] = "Response too large for UDP";
+        unsigned fallback = udp_bound && !c->overflow ? 513 : 500;
+        o.reason = fallback == 513 ? too_large_udp : too_large;
+        o.reason_len = strlen(o.reason);
         o.nfields = 0;
-        gb_w_init(&w, c->out->buf, c->out->cap);
-        if (gb_build_reply(&w, c->b, c->m, 500, &o) < 0) {
+        gb_w_init(&w, c->out->buf, cap);
+        if (gb_build_reply(&w, c->b, c->m, fallback, &o) < 0) {
             r->st.drops[GB_REG_DROP_REPLY_TOO_LARGE]++;
             return GB_REG_DROPPED;
         }
@@ -2139,37 +2175,43 @@ void gb_registrar_request_stats(const gb_registrar *r, gb_preq_stats *s)
 /* ------------------------------------------------------------------ */
 /* Dispatch                                                            */
 
-/* Requests a second per source address.  The source keeps its slot for
- * its one-second window; a colliding address takes another slot of the
- * set (or one whose window is over) and never resets or shares this one.
- * When every slot of the set is another source's live window, the request
- * goes through untracked and is counted. */
+/* Requests a second per source prefix (the IPv4 address, the IPv6 /64).
+ * A prefix keeps its slot for its one-second window; a colliding prefix
+ * takes another slot of the set and never shares this one.  When every
+ * slot of the set is a live window, the one with the fewest requests
+ * below the limit is given up (forgetting it costs at most one window's
+ * budget, while a source at its limit stays tracked and limited); when
+ * all four are at their limit, the newcomer goes through untracked and is
+ * counted.  The table is sized so that real traffic does not fill sets:
+ * 65536 slots against a few thousand sources a second. */
 static int rate_ok(gb_registrar *r, const gb_peer *src, int64_t now)
 {
-    if (!r->cfg.rate_per_source)
+    if (!r->rate)
         return 1;
-    size_t alen = src->family == 6 ? 16 : 4;
-    unsigned char addr[17];
-    addr[0] = src->family;
-    memcpy(addr + 1, src->ip, alen);
-    rate_slot *set = &r->rate[gb_siphash(&r->hkey, addr, alen + 1) % RATE_SETS * RATE_WAYS];
-    rate_slot *mine = NULL, *spare = NULL;
+    unsigned char key[9] = {src->family};
+    memcpy(key + 1, src->ip, src->family == 6 ? 8 : 4);
+    rate_slot *set = &r->rate[gb_siphash(&r->hkey, key, sizeof key) % r->rate_sets * RATE_WAYS];
+    rate_slot *mine = NULL, *idle = NULL, *lightest = NULL;
     for (int w = 0; w < RATE_WAYS && !mine; w++) {
         rate_slot *s = &set[w];
-        if (s->family == src->family && memcmp(s->ip, src->ip, alen) == 0)
+        if (s->family == key[0] && memcmp(s->prefix, key + 1, 8) == 0)
             mine = s;
-        else if (!spare && (!s->family || now - s->window_start >= 1000))
-            spare = s;
-    }
-    if (!mine && !spare) {
-        r->st.rate_untracked++;
-        return 1;
+        else if (!s->family || now - s->window_start >= 1000)
+            idle = idle ? idle : s;
+        else if (s->count < r->cfg.rate_per_source && (!lightest || s->count < lightest->count))
+            lightest = s;
     }
     if (!mine) {
-        mine = spare;
+        mine = idle ? idle : lightest;
+        if (!mine) {
+            r->st.rate_untracked++;
+            return 1;
+        }
+        if (!idle)
+            r->st.rate_evicted++;
         memset(mine, 0, sizeof(*mine));
-        mine->family = src->family;
-        memcpy(mine->ip, src->ip, alen);
+        mine->family = key[0];
+        memcpy(mine->prefix, key + 1, 8);
         mine->window_start = now;
     } else if (now - mine->window_start >= 1000) {
         mine->window_start = now;
@@ -2412,6 +2454,14 @@ static gb_reg_status process(gb_registrar *r, const char *buf, size_t len,
         if (klen) {
             khash = gb_siphash(&r->hkey, key, klen);
             txn *t = txn_lookup(r, key, klen, khash);
+            if (t && src->transport == GB_TRANSPORT_UDP && !same_source(src, &t->dest)) {
+                /* The same transaction key from another address: never
+                 * the cached answer (a spoofed source would make it a
+                 * reflector), handled afresh and not cached (issue 14). */
+                r->st.retransmissions_foreign++;
+                t = NULL;
+                klen = 0;
+            }
             if (t) {
                 /* RFC 3261 §17.2.1: a retransmission gets the same answer */
                 r->st.retransmissions_absorbed++;

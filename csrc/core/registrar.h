@@ -137,7 +137,10 @@ typedef struct {
                                      limit; default 1000 */
     uint32_t max_contact_bytes;   /* contact URI bytes per binding; default 1024 */
     uint32_t transaction_ms;      /* Timer J for UDP; default 32000 */
-    uint32_t rate_per_source;     /* requests/s per source IP; 0: unlimited */
+    uint32_t rate_per_source;     /* requests/s per source (IPv4 address, IPv6
+                                     /64); 0: unlimited */
+    uint32_t rate_slots;          /* its fixed table (24 bytes each, allocated
+                                     only with a limit); default 65536 */
     /* Password guessing (issue 12): wrong Digest answers counted per
      * (device, source address) and per source address within a window;
      * at the count the key is refused (403) for lockout_ms.  Source
@@ -190,7 +193,9 @@ typedef struct {
  * headers grow with the request, the contacts and challenge are bounded by
  * the configuration.  With less, an answer that does not fit becomes a
  * bare 500 "Response too large" (if that fits) and replies_too_large
- * counts it; nothing is dropped or shortened silently. */
+ * counts it; nothing is dropped or shortened silently.  Over UDP an answer
+ * is bounded by one datagram (65,507 bytes, IPv6 65,527) whatever the
+ * buffer: a longer one becomes a bare 513 "Response too large for UDP". */
 size_t gb_registrar_reply_cap(const gb_registrar *r, size_t request_len);
 
 gb_reg_status gb_registrar_handle(gb_registrar *r, const char *buf, size_t len,
@@ -307,7 +312,10 @@ typedef struct {
         dropped_rate, dropped_pending_full, rejected, challenges, auth_failures,
         registrations, refreshes, unregistrations, expirations, keepalives,
         events_dropped, transactions_evicted, stray_responses,
-        rate_untracked,   /* rate_per_source: a source that found no slot */
+        rate_untracked,   /* rate_per_source: a source whose set was full of
+                             sources at their limit (let through) */
+        rate_evicted,     /* rate_per_source: a live window under its limit
+                             given up to a newcomer */
         replies_too_large, /* an answer larger than the caller's buffer */
         illegal_moves,     /* binding moves the table refused (a bug if seen) */
         lockouts,          /* lockouts begun */
@@ -319,8 +327,11 @@ typedef struct {
         events_dropped_state, /* of events_dropped: binding events, not
                                  peer-triggered ones */
         events_suppressed, /* over peer_event_rate: counted, never queued */
-        trusted_evicted;   /* of transactions_evicted: answers to requests whose
+        trusted_evicted,   /* of transactions_evicted: answers to requests whose
                               sender proved itself (only by their own kind) */
+        retransmissions_foreign; /* a cached transaction's key from another UDP
+                                    address: handled afresh, never answered
+                                    from the cache (no reflection) */
     uint64_t drops[GB_REG_DROP__COUNT];
     uint64_t drops_parse[GB_ERR__COUNT]; /* GB_REG_DROP_UNPARSEABLE by parse error */
     uint64_t event_bytes;     /* bytes of the queued events */

@@ -117,7 +117,7 @@ static int core_init(RegistrarCoreObject *self, PyObject *args, PyObject *kwds)
         "keepalive_events", "event_mask", "hash_key", "require_qop", "keepalive_policy",
         "nonce_replay_slots", "max_event_bytes", "max_contact_bytes", "lockout_failures",
         "lockout_source_failures", "lockout_window_ms", "lockout_ms", "lockout_slots",
-        "peer_event_rate", "max_requests", "request_t1_ms", NULL};
+        "peer_event_rate", "max_requests", "request_t1_ms", "rate_slots", NULL};
     gb_registrar_config cfg;
     gb_registrar_config_default(&cfg);
     PyObject *server_id, *realm = Py_None, *shared = Py_None, *gbver = Py_None,
@@ -128,7 +128,7 @@ static int core_init(RegistrarCoreObject *self, PyObject *args, PyObject *kwds)
         ka_policy = cfg.keepalive_policy;
     unsigned long long event_bytes = cfg.max_event_bytes;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "U|$OOpIIIIIpiipOOOIOOIIIIIIIIOpIOpiIKIIIIIIIII:RegistrarCore", kwlist,
+            args, kwds, "U|$OOpIIIIIpiipOOOIOOIIIIIIIIOpIOpiIKIIIIIIIIII:RegistrarCore", kwlist,
             &server_id,
             &realm, &shared, &ask, &cfg.min_expires, &cfg.max_expires, &cfg.default_expires,
             &cfg.keepalive_interval_ms, &cfg.keepalive_timeout_count, &qop, &refresh, &strict,
@@ -139,7 +139,7 @@ static int core_init(RegistrarCoreObject *self, PyObject *args, PyObject *kwds)
             &cfg.nonce_replay_slots, &event_bytes, &cfg.max_contact_bytes, &cfg.lockout_failures,
             &cfg.lockout_source_failures, &cfg.lockout_window_ms, &cfg.lockout_ms,
             &cfg.lockout_slots, &cfg.peer_event_rate, &cfg.max_requests,
-            &cfg.request_t1_ms))
+            &cfg.request_t1_ms, &cfg.rate_slots))
         return -1;
     cfg.require_qop = require_qop;
     cfg.keepalive_policy = ka_policy;
@@ -688,6 +688,7 @@ static PyObject *core_stats(RegistrarCoreObject *self, PyObject *unused)
         const char *name;
         uint64_t v;
     } more[] = {
+        {"rate_evicted", s.rate_evicted},
         {"lockouts", s.lockouts},
         {"locked_out", s.locked_out},
         {"lockout_untracked", s.lockout_untracked},
@@ -697,6 +698,7 @@ static PyObject *core_stats(RegistrarCoreObject *self, PyObject *unused)
         {"events_dropped_state", s.events_dropped_state},
         {"events_suppressed", s.events_suppressed},
         {"trusted_evicted", s.trusted_evicted},
+        {"retransmissions_foreign", s.retransmissions_foreign},
         {"event_bytes", s.event_bytes},
         {"changes_dropped", s.changes_dropped},
     };

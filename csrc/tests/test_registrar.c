@@ -1397,56 +1397,128 @@ static void test_rate_per_source(void)
 }
 
 /* The rate table's set of an IPv4 source under the configured key (the
- * registrar's own placement: keyed hash of family and address). */
+ * registrar's own placement: keyed hash of family and prefix). */
 static unsigned rate_set_of(const gb_registrar_config *c, const gb_peer *p)
 {
-    unsigned char addr[5] = {4, p->ip[0], p->ip[1], p->ip[2], p->ip[3]};
+    unsigned char key[9] = {4, p->ip[0], p->ip[1], p->ip[2], p->ip[3]};
     gb_hash_key k = gb_hash_key_from(c->hash_key);
-    return (unsigned)(gb_siphash(&k, addr, sizeof addr) % 256);
+    return (unsigned)(gb_siphash(&k, key, sizeof key) % (c->rate_slots / 4));
+}
+
+/* n sources that share the rate set of `first`. */
+static int rate_same_set(const gb_registrar_config *c, gb_peer first, gb_peer *out, int n)
+{
+    unsigned set = rate_set_of(c, &first);
+    int got = 0;
+    for (unsigned v = 1; got < n && v < (1u << 24); v++) {
+        gb_peer p = peer4(10, (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v, 5061);
+        if (rate_set_of(c, &p) == set)
+            out[got++] = p;
+    }
+    return got;
+}
+
+static int rate_sends(gb_registrar *r, const gb_peer *p, int n, int64_t now)
+{
+    answer a;
+    int answered = 0;
+    for (int i = 0; i < n; i++) {
+        req q = {.cseq = 1, .expires = 3600};
+        answered += send_req(r, &a, &q, p, now, WALL_SEED) == GB_REG_REPLY;
+    }
+    return answered;
+}
+
+/* A small rate table (256 sets) under a known hash key. */
+static void cfg_rate(gb_registrar_config *c, uint32_t limit, unsigned char key_base)
+{
+    cfg_base(c);
+    c->rate_per_source = limit;
+    c->rate_slots = 1024;
+    for (int i = 0; i < 16; i++)
+        c->hash_key[i] = (unsigned char)(key_base + i);
 }
 
 /* Issue 14: sources that share a set of the rate table keep their own
- * counts: one never resets or spends another's.  Five sources in one set of
- * four: the fifth goes through untracked (and counted), the four keep
- * their limits. */
+ * counts: one never resets or spends another's.  Four sources at their
+ * limit fill a set; a fifth goes through untracked (and counted) while the
+ * four stay limited. */
 static void test_rate_colliding_sources_keep_their_counts(void)
 {
     gb_registrar_config c;
-    cfg_base(&c);
-    c.rate_per_source = 2;
-    for (int i = 0; i < 16; i++)
-        c.hash_key[i] = (unsigned char)(0xa0 + i);
+    cfg_rate(&c, 2, 0xa0);
     gb_registrar *r = mk(&c);
     gb_peer same[5];
-    gb_peer first = peer4(10, 1, 0, 1, 5061);
-    unsigned set = rate_set_of(&c, &first);
-    int n = 0;
-    for (unsigned v = 1; n < 5 && v < 65536; v++) {
-        gb_peer p = peer4(10, 1, (uint8_t)(v >> 8), (uint8_t)v, 5061);
-        if (rate_set_of(&c, &p) == set)
-            same[n++] = p;
-    }
-    CHECK_EQ_INT(n, 5);
-    answer a;
-    int answered[5] = {0};
-    for (int round = 0; round < 3; round++)
-        for (int k = 0; k < 5; k++) {
-            req q = {.cseq = 1, .expires = 3600};
-            answered[k] += send_req(r, &a, &q, &same[k], NOW0, WALL_SEED) == GB_REG_REPLY;
-        }
+    CHECK_EQ_INT(rate_same_set(&c, peer4(10, 0, 0, 1, 5061), same, 5), 5);
     for (int k = 0; k < 4; k++)
-        CHECK_EQ_INT(answered[k], 2);
-    CHECK_EQ_INT(answered[4], 3);
+        CHECK_EQ_INT(rate_sends(r, &same[k], 3, NOW0), 2);
+    CHECK_EQ_INT(rate_sends(r, &same[4], 3, NOW0), 3);
+    for (int k = 0; k < 4; k++)
+        CHECK_EQ_INT(rate_sends(r, &same[k], 1, NOW0 + 10), 0);
     gb_registrar_stats st;
     gb_registrar_get_stats(r, &st);
     CHECK_EQ_INT(st.rate_untracked, 3);
-    CHECK_EQ_INT(st.dropped_rate, 4);
+    CHECK_EQ_INT(st.rate_evicted, 0);
+    CHECK_EQ_INT(st.dropped_rate, 8);
     /* a window over frees its slot for the fifth source */
-    req q = {.cseq = 1, .expires = 3600};
-    for (int i = 0; i < 3; i++)
-        answered[4] += send_req(r, &a, &q, &same[4], NOW0 + 1000, WALL_SEED) == GB_REG_REPLY;
-    CHECK_EQ_INT(answered[4], 5);
+    CHECK_EQ_INT(rate_sends(r, &same[4], 3, NOW0 + 1000), 2);
     gb_registrar_free(r);
+}
+
+/* Issue 14: a full set does not let a flooding source through.  Light
+ * sources passing by take the slots of other light sources; the source
+ * at its limit keeps its slot and stays limited. */
+static void test_rate_full_set_keeps_the_flooder_limited(void)
+{
+    gb_registrar_config c;
+    cfg_rate(&c, 3, 0x30);
+    gb_registrar *r = mk(&c);
+    gb_peer same[12];
+    CHECK_EQ_INT(rate_same_set(&c, peer4(10, 0, 0, 1, 5061), same, 12), 12);
+    CHECK_EQ_INT(rate_sends(r, &same[0], 5, NOW0), 3);
+    for (int k = 1; k < 12; k++)
+        CHECK_EQ_INT(rate_sends(r, &same[k], 1, NOW0 + k), 1);
+    CHECK_EQ_INT(rate_sends(r, &same[0], 5, NOW0 + 20), 0);
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.rate_untracked, 0);
+    CHECK_EQ_INT(st.rate_evicted, 8);
+    gb_registrar_free(r);
+}
+
+/* Issue 14: an IPv6 source is its /64, as for the lockout: addresses of
+ * one /64 share one count. */
+static void test_rate_ipv6_source_is_its_64(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    c.rate_per_source = 4;
+    gb_registrar *r = mk(&c);
+    int answered = 0;
+    for (int i = 0; i < 8; i++) {
+        gb_peer p = {.family = 6, .port = 5061};
+        p.ip[0] = 0x20, p.ip[1] = 0x01, p.ip[2] = 0x0d, p.ip[3] = 0xb8;
+        p.ip[15] = (uint8_t)(i + 1);
+        p.ip[9] = (uint8_t)(i * 7);
+        answered += rate_sends(r, &p, 1, NOW0);
+    }
+    CHECK_EQ_INT(answered, 4);
+    gb_peer other = {.family = 6, .port = 5061};
+    other.ip[0] = 0x20, other.ip[1] = 0x01, other.ip[7] = 1;
+    CHECK_EQ_INT(rate_sends(r, &other, 1, NOW0), 1);
+    gb_registrar_free(r);
+}
+
+/* The configuration refuses a rate limit without a table. */
+static void test_rate_needs_slots(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    c.rate_per_source = 1;
+    c.rate_slots = 0;
+    const char *why = NULL;
+    CHECK(gb_registrar_new(&c, &why) == NULL);
+    CHECK(why && strstr(why, "rate_slots"));
 }
 
 /* ---------------------------------------------------------------- */
@@ -1674,6 +1746,96 @@ static void test_answer_too_large_for_the_buffer_is_counted(void)
     gb_registrar_get_stats(r, &st);
     CHECK_EQ_INT(st.replies_too_large, 2);
     CHECK_EQ_INT(st.answered, 1);
+    gb_registrar_free(r);
+}
+
+/* A REGISTER of `total` bytes (at most 65,536), most of it eight Via
+ * values the answer must echo. */
+static size_t vias_of_size(char *out, size_t cap, size_t total)
+{
+    static const char head[] = "REGISTER " RURI " SIP/2.0\r\n";
+    static const char tail[] = "From: <sip:" DEV "@" REALM ">;tag=1\r\n"
+                               "To: <sip:" DEV "@" REALM ">\r\n"
+                               "Call-ID: big\r\nCSeq: 1 REGISTER\r\nMax-Forwards: 70\r\n"
+                               "Contact: <sip:" DEV "@10.0.0.5:5061>\r\n"
+                               "Expires: 3600\r\nContent-Length: 0\r\n\r\n";
+    static const char via[] = "Via: SIP/2.0/UDP 10.0.0.5:5061;branch=z9hG4bKbig%d;x=";
+    size_t fixed = strlen(head) + strlen(tail) + 8 * (strlen(via) - 2 + 1 + 2);
+    size_t pad = total - fixed;
+    size_t n = 0;
+    n += (size_t)snprintf(out + n, cap - n, "%s", head);
+    for (int i = 0; i < 8; i++) {
+        size_t mine = pad / 8 + (i == 0 ? pad % 8 : 0);
+        n += (size_t)snprintf(out + n, cap - n, via, i);
+        memset(out + n, 'a', mine);
+        n += mine;
+        n += (size_t)snprintf(out + n, cap - n, "\r\n");
+    }
+    n += (size_t)snprintf(out + n, cap - n, "%s", tail);
+    return n;
+}
+
+/* Issue 14: over UDP an answer is one datagram.  A legal request whose
+ * answer would pass 65,507 bytes gets a bare 513 and the count, whatever
+ * the caller's buffer holds; over TCP the whole answer goes. */
+static void test_udp_answer_over_one_datagram_is_a_513(void)
+{
+    gb_registrar *r = mk_lenient(0);
+    gb_peer p = peer4(10, 0, 0, 5, 5061);
+    static char msg[65536];
+    size_t n = vias_of_size(msg, sizeof msg, 65490);
+    CHECK_EQ_INT(n, 65490);
+    size_t cap = gb_registrar_reply_cap(r, n);
+    char *buf = malloc(cap);
+    gb_reg_reply out = {.buf = buf, .cap = cap};
+    CHECK_EQ_INT(gb_registrar_handle(r, msg, n, &p, NOW0, WALL_SEED, &out), GB_REG_REPLY);
+    CHECK(out.len <= 65507);
+    CHECK(has_text(buf, out.len, "SIP/2.0 513 Response too large for UDP\r\n"));
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.replies_too_large, 1);
+    gb_peer t = p;
+    t.transport = GB_TRANSPORT_TCP;
+    t.conn_id = 7;
+    memcpy(msg + strlen("REGISTER " RURI " SIP/2.0\r\nVia: SIP/2.0/"), "TCP", 3);
+    msg[strlen("REGISTER " RURI " SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5:5061;branch=z9hG4bKbig")] = 'T';
+    out.len = 0;
+    CHECK_EQ_INT(gb_registrar_handle(r, msg, n, &t, NOW0, WALL_SEED, &out), GB_REG_REPLY);
+    CHECK(out.len > 65507);
+    CHECK(has_text(buf, out.len, "SIP/2.0 401 Unauthorized\r\n"));
+    free(buf);
+    gb_registrar_free(r);
+}
+
+/* Issue 14: a cached answer goes back only to the address it answered.
+ * The same transaction key from another address (a spoofed source, to
+ * reflect a large answer at it) is handled as a new request, answered by
+ * what it asks for, and counted. */
+static void test_cached_answer_is_never_replayed_to_another_address(void)
+{
+    gb_registrar *r = mk_lenient(0);
+    gb_peer p = peer4(10, 0, 0, 5, 5061), spoofed = peer4(192, 0, 2, 9, 5061);
+    static char msg[32768];
+    size_t n = three_long_vias(msg, sizeof msg);
+    size_t cap = gb_registrar_reply_cap(r, n);
+    char *buf = malloc(cap);
+    gb_reg_reply out = {.buf = buf, .cap = cap};
+    CHECK_EQ_INT(gb_registrar_handle(r, msg, n, &p, NOW0, WALL_SEED, &out), GB_REG_REPLY);
+    for (int i = 0; i < 3; i++) {
+        out.len = 0;
+        CHECK_EQ_INT(gb_registrar_handle(r, msg, n, &spoofed, NOW0 + 10, WALL_SEED, &out),
+                     GB_REG_REPLY);
+        CHECK(out.dest.ip[0] == 192);
+    }
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.retransmissions_foreign, 3);
+    CHECK_EQ_INT(st.retransmissions_absorbed, 0);
+    /* the first sender's retransmission still gets the cached answer */
+    CHECK_EQ_INT(gb_registrar_handle(r, msg, n, &p, NOW0 + 20, WALL_SEED, &out), GB_REG_REPLY);
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.retransmissions_absorbed, 1);
+    free(buf);
     gb_registrar_free(r);
 }
 
@@ -2924,6 +3086,48 @@ static void test_peer_events_never_push_out_binding_events(void)
     gb_registrar_free(r);
 }
 
+/* Issue 14: a registered device's MESSAGE bodies outrank refusals of
+ * senders that proved nothing: with the queue full of the device's
+ * MESSAGE events, junk from anywhere is dropped itself, never one of them;
+ * a MESSAGE pushes out the oldest junk first. */
+static void test_unproven_events_never_push_out_a_devices_messages(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    cfg_fixed_nonce(&c, "n");
+    c.max_events = 6;
+    gb_registrar *r = mk(&c);
+    gb_peer cam = peer4(10, 0, 0, 5, 5061), junk_src = peer4(192, 0, 2, 66, 5060);
+    char auth[1024];
+    creds(auth, sizeof auth, DEV, PASSWORD, "n", RURI);
+    answer a;
+    req reg = {.call_id = "c", .cseq = 1, .expires = 3600, .auth = auth};
+    send_req(r, &a, &reg, &cam, NOW0, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 200);
+    req junk = {.method = "FOO", .cseq = 1, .expires = -1};
+    send_req(r, &a, &junk, &junk_src, NOW0 + 1, WALL_SEED); /* REJECTED, unproven */
+    const char *body = "<Notify><CmdType>Alarm</CmdType><SN>1</SN></Notify>";
+    for (unsigned i = 0; i < 5; i++) {
+        req msg = {.method = "MESSAGE", .call_id = "m", .cseq = 10 + i, .contact = "",
+                   .expires = -1, .ctype = "Application/MANSCDP+xml", .body = body};
+        send_req(r, &a, &msg, &cam, NOW0 + 2 + i, WALL_SEED);
+        CHECK_EQ_INT(status_of(&a), 200);
+    }
+    for (int i = 0; i < 50; i++)
+        send_req(r, &a, &junk, &junk_src, NOW0 + 10, WALL_SEED);
+    evlist l = {0};
+    pop_all(r, &l);
+    CHECK_EQ_INT(l.n, 6);
+    CHECK_EQ_INT(l.ev[0].type, GB_REG_EV_REGISTERED);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_MESSAGE), 5);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_REJECTED), 0);
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.events_dropped, 51);
+    evs_free(&l);
+    gb_registrar_free(r);
+}
+
 /* A flood of garbage costs the application at most peer_event_rate
  * events a second (the counters see every datagram); refusals of requests
  * whose sender proved itself (credentials) are not limited. */
@@ -3191,6 +3395,11 @@ int main(void)
     test_limit_max_transactions();
     test_rate_per_source();
     test_rate_colliding_sources_keep_their_counts();
+    test_rate_full_set_keeps_the_flooder_limited();
+    test_rate_ipv6_source_is_its_64();
+    test_rate_needs_slots();
+    test_udp_answer_over_one_datagram_is_a_513();
+    test_cached_answer_is_never_replayed_to_another_address();
     test_answer_sized_from_the_request();
     test_answer_too_large_for_the_buffer_is_counted();
     test_every_long_contact_in_the_200();
@@ -3231,6 +3440,7 @@ int main(void)
     test_open_flood_keeps_authenticated_answers();
     test_event_queue_bounded_by_bytes();
     test_peer_events_never_push_out_binding_events();
+    test_unproven_events_never_push_out_a_devices_messages();
     test_peer_event_rate();
     test_binding_fields_capped();
     test_rfc4475_malformed_requests_answered();

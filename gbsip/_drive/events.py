@@ -22,7 +22,9 @@ class EventStream(Generic[E]):
       event goes when it is full, counted in :attr:`dropped` — and calls
       every listener at once, in the loop's thread.  With ``minor``, events
       it weighs (peer-triggered ones: refusals, message bodies) go first,
-      are bounded by ``max_bytes`` as well, and never push out the others.
+      are bounded by ``max_bytes`` as well, and never push out the others;
+      among them, those it calls unproven (sent by a peer that proved
+      nothing) go before the proven ones and never push them out.
     - :meth:`__aiter__` takes events from the queue (each once) until the
       stream closes; :meth:`wait_for` takes them until one matches and
       returns it (the ones before it are taken too).  One consumer at a
@@ -34,11 +36,13 @@ class EventStream(Generic[E]):
     """
 
     def __init__(self, maxlen: int = 65536, *, history: int = 0, max_bytes: int = 0,
-                 minor: Callable[[E], int | None] | None = None) -> None:
+                 minor: Callable[[E], tuple[int, bool] | None] | None = None) -> None:
         self._queue: collections.deque[E] = collections.deque()
         self._seqs: collections.deque[int] = collections.deque()  # of _queue's events
-        # minor events: (sequence number, bytes, event), oldest first
-        self._minor_q: collections.deque[tuple[int, int, E]] = collections.deque()
+        # minor events, proven ones [0] and unproven ones [1]:
+        # (sequence number, bytes, event), oldest first
+        self._minor_qs: tuple[collections.deque[tuple[int, int, E]], ...] = (
+            collections.deque(), collections.deque())
         self._minor = minor
         self._max_bytes = max_bytes
         self._bytes = 0
@@ -54,7 +58,7 @@ class EventStream(Generic[E]):
         self.closed = False
 
     def __len__(self) -> int:
-        return len(self._queue) + len(self._minor_q)
+        return len(self._queue) + len(self._minor_qs[0]) + len(self._minor_qs[1])
 
     # -- the role's side ------------------------------------------------------
 
@@ -83,30 +87,40 @@ class EventStream(Generic[E]):
         self._wake()
 
     def _enqueue(self, ev: E) -> None:
-        weight = self._minor(ev) if self._minor is not None else None
+        minor = self._minor(ev) if self._minor is not None else None
+        weight = minor[0] if minor is not None else 0
+        # rank: 0 major, 1 proven minor, 2 unproven minor; room is made by
+        # dropping the oldest event of the highest non-empty rank down to its own
+        rank = 0 if minor is None else 2 if minor[1] else 1
         while len(self) >= self._maxlen or (
-                weight is not None and self._max_bytes and self._bytes + weight > self._max_bytes):
-            if self._minor_q:  # the oldest minor event makes room first
-                self._bytes -= self._minor_q.popleft()[1]
-            elif weight is None and self._queue:
+                minor is not None and self._max_bytes and self._bytes + weight > self._max_bytes):
+            if self._minor_qs[1]:
+                self._bytes -= self._minor_qs[1].popleft()[1]
+            elif self._minor_qs[0] and rank <= 1:
+                self._bytes -= self._minor_qs[0].popleft()[1]
+            elif self._queue and rank == 0:
                 self._queue.popleft()
                 self._seqs.popleft()
-            else:  # a minor event never pushes out another kind: it goes itself
+            else:  # it would push out an event that outranks it: it goes itself
                 self.dropped += 1
                 return
             self.dropped += 1
         self._seq += 1
-        if weight is None:
+        if minor is None:
             self._queue.append(ev)
             self._seqs.append(self._seq)
         else:
-            self._minor_q.append((self._seq, weight, ev))
+            self._minor_qs[rank - 1].append((self._seq, weight, ev))
             self._bytes += weight
 
     def _take(self) -> E:
         """The oldest queued event (there is one)."""
-        if self._minor_q and (not self._queue or self._minor_q[0][0] < self._seqs[0]):
-            _seq, weight, ev = self._minor_q.popleft()
+        oldest: collections.deque[tuple[int, int, E]] | None = None
+        for q in self._minor_qs:
+            if q and (oldest is None or q[0][0] < oldest[0][0]):
+                oldest = q
+        if oldest is not None and (not self._queue or oldest[0][0] < self._seqs[0]):
+            _seq, weight, ev = oldest.popleft()
             self._bytes -= weight
             return ev
         self._seqs.popleft()
@@ -151,7 +165,7 @@ class EventStream(Generic[E]):
 
     async def __aiter__(self) -> AsyncIterator[E]:
         while True:
-            while self._queue or self._minor_q:
+            while len(self):
                 yield self._take()
             if self.closed:
                 return

@@ -146,6 +146,63 @@ static void test_registrar_pump_answers_beyond_16k(void)
     gb_registrar_free(r);
 }
 
+/* Issue 14: a request whose answer would not fit in one datagram, in the
+ * middle of a batch, gets a bare 513; the answers around it all go. */
+static void test_registrar_pump_answer_over_a_datagram_is_513_and_loses_none(void)
+{
+    gb_registrar *r = registrar();
+    gb_reg_pump *p = gb_reg_pump_new(r);
+    uint16_t sport, cport;
+    int server = udp_socket(&sport), client = udp_socket(&cport);
+    static char big[65536], req[2048], ans[65536];
+    /* 65,500 bytes, nearly all of it eight Via values (each line under the
+     * 8 KB limit), which the answer echoes along with its challenge */
+    static const char tail[] = "From: <sip:" DEV "@3402000000>;tag=1\r\nTo: <sip:" DEV "@3402000000>\r\n"
+                               "Call-ID: big\r\nCSeq: 1 REGISTER\r\nMax-Forwards: 70\r\n"
+                               "Contact: <sip:" DEV "@127.0.0.1:5061>\r\n"
+                               "Expires: 3600\r\nContent-Length: 0\r\n\r\n";
+    size_t bn = (size_t)snprintf(big, sizeof big, "REGISTER sip:" SERVER_ID "@3402000000 SIP/2.0\r\n");
+    size_t via_fixed = strlen("Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bKbig0;x=\r\n");
+    size_t pad = 65500 - bn - strlen(tail) - 8 * via_fixed;
+    for (int v = 0; v < 8; v++) {
+        size_t mine = pad / 8 + (v == 0 ? pad % 8 : 0);
+        bn += (size_t)snprintf(big + bn, sizeof big - bn,
+                               "Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bKbig%d;x=", v);
+        memset(big + bn, 'v', mine);
+        bn += mine;
+        bn += (size_t)snprintf(big + bn, sizeof big - bn, "\r\n");
+    }
+    bn += (size_t)snprintf(big + bn, sizeof big - bn, "%s", tail);
+    CHECK_EQ_INT(bn, 65500);
+    for (int i = 0; i < 10; i++) {
+        if (i == 5)
+            send_to(client, sport, big, bn);
+        send_to(client, sport, req, register_request(req, sizeof req, i, ""));
+    }
+    wait_readable(server);
+    long got = 0;
+    for (int tries = 0; got < 11 && tries < 50; tries++)
+        got += gb_reg_pump_run(p, r, server, 1000, 0);
+    CHECK_EQ_INT(got, 11);
+    int challenges = 0, too_large = 0;
+    long n;
+    for (int k = 0; k < 11 && (n = receive_one(client, ans, sizeof ans, NULL)) > 0; k++) {
+        challenges += n > 26 && memcmp(ans, "SIP/2.0 401 Unauthorized\r\n", 26) == 0;
+        too_large += n > 40 && memcmp(ans, "SIP/2.0 513 Response too large for UDP\r\n", 40) == 0;
+    }
+    CHECK_EQ_INT(challenges, 10);
+    CHECK_EQ_INT(too_large, 1);
+    CHECK_EQ_INT(gb_reg_pump_stats_get(p)->send_dropped, 0);
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.replies_too_large, 1);
+    close(server);
+    close(client);
+    drain_events(r);
+    gb_reg_pump_free(p);
+    gb_registrar_free(r);
+}
+
 /* ---- device fleet ------------------------------------------------------- */
 
 /* Device i sends from socket i % n of the pool, and writes that socket's
@@ -304,6 +361,7 @@ int main(void)
 {
     test_registrar_pump_answers_a_batch();
     test_registrar_pump_answers_beyond_16k();
+    test_registrar_pump_answer_over_a_datagram_is_513_and_loses_none();
     test_fleet_pool_sends_and_receives();
     test_fleet_moved_device_after_smaller_pool();
     test_fleet_trace();
