@@ -692,7 +692,8 @@ class Registrar(Lifetime):
 
     def drops(self) -> dict[str, int]:
         """Requests left unanswered, by reason: ``rate``, ``no_via``,
-        ``response``, ``pending_full``, ``in_progress``, ``truncated``...,
+        ``response``, ``pending_full``, ``in_progress``, ``truncated``,
+        ``tcp_unanswerable`` (TCP garbage closed without an answer)...,
         and ``unparseable:<SIPParseError.code>`` for ones that do not parse."""
         return dict(self._core.drops())
 

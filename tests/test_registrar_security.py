@@ -405,6 +405,39 @@ def test_malformed_request_with_a_via_is_answered_with_the_reason(case: Any) -> 
     assert msg.reason and msg.reason != gbsip.status_phrase(msg.status)
 
 
+# Over a stream these wait for more bytes, or are never answered (bare LFs).
+_STREAM_WAITS = {"CONTENT_LENGTH_MISMATCH", "LINE_ENDING"}
+
+
+def test_malformed_request_over_tcp_is_answered_as_over_udp(run: Runner) -> None:
+    """Issue 14 / RFC 4475 §3.1.2, §3.3.1, §3.3.8: a malformed request over TCP gets the
+    answer the same bytes get in a datagram (the strict parse's status and reason, read past
+    a malformed request line or header), then its connection closes; one that nothing can
+    answer is counted in drops() as ``tcp_unanswerable``."""
+    async def exchange(server: tuple[str, int], data: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection(*server)
+        writer.write(data)
+        got = await asyncio.wait_for(reader.read(), 5)  # until the registrar closes
+        writer.close()
+        return got
+
+    async def main() -> None:
+        async with Registrar(SERVER_ID, port=0, transports=("tcp",), passwords=PASSWORD,
+                             strict_ids=False) as reg:
+            udp = make(strict_ids=False)
+            for case in REQUEST_ERRORS:
+                if case.meta.get("error") in _STREAM_WAITS:
+                    continue
+                data = case.data.replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP")
+                want = udp.raw(data, host="127.0.0.1", port=5060)
+                assert want is not None, case.name
+                got = await exchange(reg.address, data)
+                assert got.split(b"\r\n")[0] == want[0].split(b"\r\n")[0], case.name
+            assert await exchange(reg.address, b"hello there\r\n\r\n") == b""
+            assert reg.drops()["tcp_unanswerable"] == 1
+    run(main)
+
+
 @pytest.mark.parametrize("case", RESPONSE_ERRORS, ids=lambda c: c.name)
 def test_malformed_response_is_dropped_and_counted(case: Any) -> None:
     """RFC 3261 §18.1.2: a response is never answered; the drop is counted by reason."""

@@ -2220,29 +2220,6 @@ static int rate_ok(gb_registrar *r, const gb_peer *src, int64_t now)
     return ++mine->count <= r->cfg.rate_per_source;
 }
 
-/* Remove the header that starts on 1-based line `line` (with its folded
- * continuation lines) from buf[0..*len). */
-static int remove_line(char *buf, size_t *len, uint32_t line)
-{
-    size_t pos = 0;
-    for (uint32_t l = 1; l < line; l++) {
-        const char *lf = memchr(buf + pos, '\n', *len - pos);
-        if (!lf)
-            return -1;
-        pos = (size_t)(lf - buf) + 1;
-    }
-    size_t end = pos;
-    do {
-        const char *lf = memchr(buf + end, '\n', *len - end);
-        if (!lf)
-            return -1;
-        end = (size_t)(lf - buf) + 1;
-    } while (end < *len && (buf[end] == ' ' || buf[end] == '\t'));
-    memmove(buf + pos, buf + end, *len - end);
-    *len -= end - pos;
-    return 0;
-}
-
 /* RFC 3261 §8.1.1: the headers every request carries and every answer
  * echoes (§8.2.6.2).  GB_LENIENT_MISSING_HEADERS lets the parser accept a
  * request without them, so handling checks here before it reads one. */
@@ -2308,41 +2285,6 @@ static gb_reg_status drop_unanswerable(gb_registrar *r, gb_reg_drop kind, gb_err
     return GB_REG_DROPPED;
 }
 
-static int token_char(unsigned char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           (ch && strchr("-.!%*_+`'~", ch));
-}
-
-/* A request line the parser refused (RFC 4475 §3.1.2.7-3.1.2.10: <> or
- * spaces around the Request-URI, whitespace after the version) still
- * names a request when it starts with a method token and a space and
- * says SIP/2.0: write "<method> sip:invalid SIP/2.0" in its place (buf
- * has room for len + 32), so the headers can be read for an answer, which
- * echoes headers, never the start line.  Returns the new length, or 0
- * when the line is no request line. */
-static size_t rewrite_start_line(char *buf, size_t len)
-{
-    const char *lf = memchr(buf, '\n', len);
-    if (!lf)
-        return 0;
-    size_t line = (size_t)(lf - buf), k = 0;
-    while (k < line && token_char((unsigned char)buf[k]))
-        k++;
-    if (!k || k >= line || buf[k] != ' ')
-        return 0;
-    int sip = 0;
-    for (size_t i = k; i + 7 <= line && !sip; i++)
-        sip = memcmp(buf + i, "SIP/2.0", 7) == 0;
-    if (!sip)
-        return 0;
-    static const char tail[] = " sip:invalid SIP/2.0\r\n";
-    size_t head = k + sizeof(tail) - 1, rest = len - line - 1;
-    memmove(buf + head, buf + line + 1, rest); /* head <= line + 1 + 32 */
-    memcpy(buf + k, tail, sizeof(tail) - 1);
-    return head + rest;
-}
-
 /* A message that failed strict parsing.  When it is a request with a Via
  * to answer along, answer with the strict error's status and reason (RFC
  * 3261 §8.2, RFC 4475 §3.1.2 and §3.3.1/§3.3.8); to read the headers, a
@@ -2355,51 +2297,15 @@ static gb_reg_status handle_bad(gb_registrar *r, const char *buf, size_t len,
                                 const gb_error *err, const gb_peer *src, int64_t now,
                                 int64_t wall, gb_reg_reply *out)
 {
-    gb_header hdrs[256];
-    gb_msg m;
-    gb_limits lim;
-    gb_limits_default(&lim);
-    /* never LF_ONLY unless configured: an answer must not echo bare LFs */
-    lim.lenient = (GB_LENIENT_ALL & ~GB_LENIENT_LF_ONLY) | r->cfg.lenient;
-    lim.max_message = 0x7fffffff;  /* the datagram bounds itself */
-    lim.max_headers = 256;
-    lim.max_line = 0x7fffffff;
-    lim.max_vias = 256;
-    lim.max_contacts = 256;
     if (len >= 4 && memcmp(buf, "SIP/", 4) == 0) /* a response: never answered */
         return drop_unanswerable(r, GB_REG_DROP_RESPONSE, err->code, err->reason, src, now);
+    gb_header hdrs[256];
+    gb_msg m;
+    gb_msg_init(&m, hdrs, 256);
+    const char *b;
+    size_t blen;
     char *copy = NULL;
-    const char *b = buf;
-    size_t blen = len;
-    gb_error e2;
-    int ok = 0, rewrote = 0;
-    for (int attempt = 0; len <= 0x7fffffff && attempt < 12; attempt++) {
-        gb_msg_init(&m, hdrs, 256);
-        if (gb_parse(b, blen, 0, &lim, &m, &e2) == GB_OK) {
-            ok = 1;
-            break;
-        }
-        if (e2.code == GB_ERR_LINE_ENDING || e2.code == GB_ERR_NO_HEADERS_END ||
-            e2.header == GB_HDR_VIA || e2.line < 1 || (e2.line == 1 && rewrote))
-            break;
-        if (!copy) {
-            copy = malloc(len + 32);
-            if (!copy)
-                break;
-            memcpy(copy, buf, len);
-            b = copy;
-        }
-        if (e2.line == 1) {
-            size_t n = rewrite_start_line(copy, blen);
-            if (!n)
-                break;
-            blen = n;
-            rewrote = 1;
-            continue;
-        }
-        if (remove_line(copy, &blen, e2.line) < 0)
-            break;
-    }
+    int ok = gb_parse_past_errors(buf, len, r->cfg.lenient, &m, &b, &blen, &copy) == GB_OK;
     gb_reg_status st;
     if (!ok)
         st = drop_unanswerable(r, GB_REG_DROP_UNPARSEABLE, err->code, err->reason, src, now);

@@ -9,6 +9,7 @@
  */
 #include "sip_parser.h"
 
+#include <stdlib.h>
 #include <string.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -1170,4 +1171,104 @@ size_t gb_unfold(const char *buf, gb_span value, char *out)
         }
     }
     return o;
+}
+
+/* ---- reading a refused request for its answer ---------------------------------- */
+
+/* Remove the header that starts on 1-based line `line` (with its folded
+ * continuation lines) from buf[0..*len). */
+static int remove_line(char *buf, size_t *len, uint32_t line)
+{
+    size_t pos = 0;
+    for (uint32_t l = 1; l < line; l++) {
+        const char *lf = memchr(buf + pos, '\n', *len - pos);
+        if (!lf)
+            return -1;
+        pos = (size_t)(lf - buf) + 1;
+    }
+    size_t end = pos;
+    do {
+        const char *lf = memchr(buf + end, '\n', *len - end);
+        if (!lf)
+            return -1;
+        end = (size_t)(lf - buf) + 1;
+    } while (end < *len && (buf[end] == ' ' || buf[end] == '\t'));
+    memmove(buf + pos, buf + end, *len - end);
+    *len -= end - pos;
+    return 0;
+}
+
+/* A request line the parser refused (RFC 4475 §3.1.2.7-3.1.2.10: <> or
+ * spaces around the Request-URI, whitespace after the version) still
+ * names a request when it starts with a method token and a space and
+ * says SIP/2.0: write "<method> sip:invalid SIP/2.0" in its place (buf
+ * has room for len + 32), so the headers can be read for an answer, which
+ * echoes headers, never the start line.  Returns the new length, or 0
+ * when the line is no request line. */
+static size_t rewrite_start_line(char *buf, size_t len)
+{
+    const char *lf = memchr(buf, '\n', len);
+    if (!lf)
+        return 0;
+    size_t line = (size_t)(lf - buf), k = 0;
+    while (k < line && token_chars[(unsigned char)buf[k]])
+        k++;
+    if (!k || k >= line || buf[k] != ' ')
+        return 0;
+    int sip = 0;
+    for (size_t i = k; i + 7 <= line && !sip; i++)
+        sip = memcmp(buf + i, "SIP/2.0", 7) == 0;
+    if (!sip)
+        return 0;
+    static const char tail[] = " sip:invalid SIP/2.0\r\n";
+    size_t head = k + sizeof(tail) - 1, rest = len - line - 1;
+    memmove(buf + head, buf + line + 1, rest); /* head <= line + 1 + 32 */
+    memcpy(buf + k, tail, sizeof(tail) - 1);
+    return head + rest;
+}
+
+gb_error_code gb_parse_past_errors(const char *buf, size_t len, uint32_t lenient, gb_msg *m,
+                                   const char **out, size_t *out_len, char **copy)
+{
+    gb_limits lim;
+    gb_limits_default(&lim);
+    /* never LF_ONLY unless asked: an answer must not echo bare LFs */
+    lim.lenient = (GB_LENIENT_ALL & ~GB_LENIENT_LF_ONLY) | lenient;
+    lim.max_message = 0x7fffffff;  /* the caller's buffer bounds it */
+    lim.max_headers = m->max_headers;
+    lim.max_line = 0x7fffffff;
+    lim.max_vias = 256;
+    lim.max_contacts = 256;
+    *copy = NULL;
+    *out = buf;
+    *out_len = len;
+    gb_error e;
+    e.code = GB_ERR_TOO_LARGE;
+    int rewrote = 0;
+    for (int attempt = 0; len <= 0x7fffffff && attempt < 12; attempt++) {
+        gb_msg_init(m, m->headers, m->max_headers);
+        if (gb_parse(*out, *out_len, 0, &lim, m, &e) == GB_OK)
+            return GB_OK;
+        if (e.code == GB_ERR_LINE_ENDING || e.code == GB_ERR_NO_HEADERS_END ||
+            e.header == GB_HDR_VIA || e.line < 1 || (e.line == 1 && rewrote))
+            break;
+        if (!*copy) {
+            *copy = malloc(len + 32);
+            if (!*copy)
+                break;
+            memcpy(*copy, buf, len);
+            *out = *copy;
+        }
+        if (e.line == 1) {
+            size_t n = rewrite_start_line(*copy, *out_len);
+            if (!n)
+                break;
+            *out_len = n;
+            rewrote = 1;
+            continue;
+        }
+        if (remove_line(*copy, out_len, e.line) < 0)
+            break;
+    }
+    return e.code;
 }

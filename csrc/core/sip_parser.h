@@ -233,6 +233,20 @@ gb_error_code gb_parse(const char *buf, size_t len, int stream,
 gb_error_code gb_frame(const char *buf, size_t len, const gb_limits *lim,
                        size_t *skip, size_t *msglen, gb_error *err);
 
+/*
+ * Read a message the strict parse refused, for an answer that echoes its
+ * headers (RFC 3261 §8.2, RFC 4475 §3.1.2, §3.3.1, §3.3.8): every garbage
+ * leniency on (bare LFs only when `lenient` has them), a malformed request
+ * line replaced by "<method> sip:invalid SIP/2.0" when it still starts
+ * with a method and says SIP/2.0, offending header lines and second copies
+ * of single headers left out, up to 12 attempts; a malformed Via is never
+ * read past.  m brings its header array (m->max_headers is the bound) and
+ * indexes *out[0..*out_len): buf itself, or a copy in *copy that the
+ * caller frees (NULL when none was made).  GB_OK, or the last error.
+ */
+gb_error_code gb_parse_past_errors(const char *buf, size_t len, uint32_t lenient, gb_msg *m,
+                                   const char **out, size_t *out_len, char **copy);
+
 /* Lookup helpers. */
 gb_header_id gb_header_lookup(const char *name, size_t len);
 const char *gb_header_canonical_name(gb_header_id id); /* "Call-ID"... */

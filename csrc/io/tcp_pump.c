@@ -426,23 +426,24 @@ size_t gb_tcp_refusal(const char *head, size_t n, uint32_t max_message, unsigned
     memcpy(tmp + len, tail, sizeof tail - 1);
     len += sizeof tail - 1;
     size_t answer = 0;
-    gb_header hs[128];
+    gb_header hs[256];
     gb_msg m;
-    gb_msg_init(&m, hs, 128);
-    gb_limits lim;
-    gb_limits_default(&lim);
-    lim.lenient = GB_LENIENT_ALL;
-    if (len > lim.max_message)
-        lim.max_message = (uint32_t)len;
-    if (gb_parse(tmp, len, 0, &lim, &m, NULL) == GB_OK && m.kind == GB_REQUEST &&
-        m.method_id != GB_METHOD_ACK && m.first[GB_HDR_VIA]) {
+    gb_msg_init(&m, hs, 256);
+    const char *b;
+    size_t blen;
+    char *copy;
+    /* read past what the strict parse refused, as the registrar does for a
+     * datagram: the answer echoes headers, never the start line */
+    if (gb_parse_past_errors(tmp, len, 0, &m, &b, &blen, &copy) == GB_OK &&
+        m.kind == GB_REQUEST && m.method_id != GB_METHOD_ACK && m.first[GB_HDR_VIA]) {
         gb_writer w;
         gb_w_init(&w, out, cap);
         gb_reply_opts o = {.reason = reason, .reason_len = strlen(reason),
                            .to_tag = tag, .to_tag_len = strlen(tag)};
-        if (gb_build_reply(&w, tmp, &m, status, &o) == 0)
+        if (gb_build_reply(&w, b, &m, status, &o) == 0)
             answer = w.len;
     }
+    free(copy);
     free(tmp);
     return answer;
 }

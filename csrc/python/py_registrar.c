@@ -723,6 +723,12 @@ static PyObject *core_drops(RegistrarCoreObject *self, PyObject *unused)
     if (d && dict_set_u64(d, "truncated",
                           self->pump ? gb_reg_pump_stats_get(self->pump)->truncated : 0) < 0)
         Py_CLEAR(d);
+    /* TCP messages the framing refused and nothing could answer (the
+     * connection closed without a 400: no Via, a response, ...) */
+    const gb_tcp_stats *ts = self->tcp ? gb_tcp_stats_get(gb_reg_tcp_pump(self->tcp)) : NULL;
+    if (d && dict_set_u64(d, "tcp_unanswerable",
+                          ts ? ts->refusals - ts->refusals_answered : 0) < 0)
+        Py_CLEAR(d);
     for (int c = 0; d && c < GB_ERR__COUNT; c++) {
         char name[64];
         if (!s.drops_parse[c])

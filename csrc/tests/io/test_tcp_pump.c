@@ -388,6 +388,25 @@ static void test_refusal_from_a_head(void)
     CHECK_EQ_INT(gb_tcp_refusal("REGISTER", 8, 65536, 400, "r", "t", out, sizeof out), 0);
 }
 
+/* Issue 14 / RFC 4475 §3.1.2.7, §3.3.8: the refusal reads past a malformed
+ * request line and a second CSeq, as the registrar does for a datagram:
+ * the answer echoes the readable headers, never the start line. */
+static void test_refusal_reads_past_what_the_strict_parse_refused(void)
+{
+    static const char bad[] =
+        "REGISTER <sip:3402000000> SIP/2.0\r\nVia: SIP/2.0/TCP 10.0.0.1:5060;branch=z9hG4bKw\r\n"
+        "From: <sip:a@b>;tag=9\r\nTo: <sip:a@b>\r\nCall-ID: c2\r\nCSeq: 7 REGISTER\r\n"
+        "CSeq: 8 REGISTER\r\nContent-Length: 0\r\n\r\n";
+    char out[2048];
+    size_t n = gb_tcp_refusal(bad, sizeof bad - 1, 65536, 400, "Request-URI in <>", "t3", out,
+                              sizeof out);
+    out[n] = '\0';
+    CHECK(n > 0 && strncmp(out, "SIP/2.0 400 Request-URI in <>\r\n", 31) == 0);
+    CHECK(strstr(out, "branch=z9hG4bKw") != NULL);
+    CHECK(strstr(out, "Call-ID: c2\r\n") != NULL);
+    CHECK(strstr(out, "<sip:3402000000>") == NULL);
+}
+
 /* Issue 14: a Content-Length larger than what arrives holds the
  * connection only incomplete_ms from the message's first byte: then 400
  * and close.  Nothing happens before the deadline the pump reports. */
@@ -783,6 +802,7 @@ int main(void)
     test_too_large_answered_513_then_closed();
     test_garbage_without_a_request_closes();
     test_refusal_from_a_head();
+    test_refusal_reads_past_what_the_strict_parse_refused();
     test_incomplete_message_times_out();
     test_slow_sender_is_evicted();
     test_idle_connections_close();
