@@ -239,7 +239,7 @@ def race(pump: Callable[[], object], other: Callable[[], object],
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-4)
     try:
-        for _ in range(50):
+        for _ in range(200):  # a loaded machine (a parallel run) may need many
             prepare()
             done: list[bool] = []
 

@@ -541,12 +541,32 @@ def test_other_manscdp_message_is_reported() -> None:
     reg = fixed()
     reg.send(request(auth=creds()))
     reg.take()
-    body = b"<?xml version=\"1.0\"?><Notify><CmdType>Alarm</CmdType><SN>1</SN></Notify>"
+    body = (b"<?xml version=\"1.0\"?><Notify><CmdType>Alarm</CmdType><SN>1</SN>"
+            b"<DeviceID>34020000001320000001</DeviceID></Notify>")
     ans = reg.send(request("MESSAGE", expires=None, body=body,
                            content_type="Application/MANSCDP+xml"))
     assert ans is not None and ans.status == 200
     (ev,) = reg.take(MESSAGE)
     assert "Alarm" in ev[9]
+
+
+def test_malformed_manscdp_message_is_refused_with_the_reason() -> None:
+    """GB/T 28181 Annex A: a registered device's MESSAGE that is no MANSCDP document (no SN,
+    broken XML, an unknown CmdType) gets 400 (501) naming the problem, not 200, and no
+    MessageReceived."""
+    reg = fixed()
+    reg.send(request(auth=creds()))
+    reg.take()
+    for body, status in [
+            (b"<Notify><CmdType>Alarm</CmdType><DeviceID>1</DeviceID></Notify>", 400),
+            (b"<Notify><CmdType>Alarm</CmdType><SN>1</SN><DeviceID>1</DeviceID>", 400),
+            (b"<Notify><CmdType>Jump</CmdType><SN>1</SN><DeviceID>1</DeviceID></Notify>", 501)]:
+        ans = reg.send(request("MESSAGE", expires=None, body=body,
+                               content_type="Application/MANSCDP+xml"))
+        assert ans is not None and ans.status == status, body
+        assert ans.reason and ans.reason != gbsip.status_phrase(status)
+    assert reg.take(MESSAGE) == []
+    assert reg.core.stats()["messages_malformed"] == 3
 
 
 def test_missed_keepalives_mark_offline_then_online() -> None:

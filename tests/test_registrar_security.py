@@ -174,7 +174,8 @@ def test_message_body_from_an_unregistered_source_is_not_queued() -> None:
     """Issue 14: unauthenticated non-keepalive MESSAGEs used to become events holding their
     bodies (61 KB each); now only a registered device's own address gets them queued."""
     reg = make()
-    body = b"<Notify><CmdType>Alarm</CmdType><SN>1</SN>" + b"x" * 60000 + b"</Notify>"
+    body = (b"<Notify><CmdType>Alarm</CmdType><SN>1</SN><DeviceID>1</DeviceID>" + b"x" * 60000
+            + b"</Notify>")
 
     def msg() -> bytes:  # a new transaction each time
         return request("MESSAGE", expires=None, body=body, content_type="Application/MANSCDP+xml")
@@ -338,7 +339,8 @@ def test_python_event_queue_bounded_by_bytes(run: Runner) -> None:
                              max_event_bytes=100_000) as reg:
             uac = await UdpUac.open(reg.address)
             assert (await uac.register(dev(9))).status == 200
-            body = b"<Notify><CmdType>Alarm</CmdType><SN>1</SN>" + b"x" * 20000 + b"</Notify>"
+            body = (b"<Notify><CmdType>Alarm</CmdType><SN>1</SN><DeviceID>1</DeviceID>"
+                    + b"x" * 20000 + b"</Notify>")
             for sn in range(20):
                 alarm = keepalive_request(dev(9), uac.local, sn)
                 alarm = alarm[:alarm.index(b"\r\n\r\n")].replace(

@@ -6,6 +6,7 @@
 
 #include "digest.h"
 #include "gb_containers.h"
+#include "manscdp.h"
 #include "platform_requests.h"
 #include "sip_fields.h"
 #include "sip_writer.h"
@@ -249,6 +250,7 @@ struct gb_registrar {
     size_t nchanges, changes_cap;
     gb_registrar_stats st;
     gb_preq_pool *preq;       /* requests to devices (platform_requests.h) */
+    gb_manscdp_node *mnodes;  /* MESSAGE bodies read into these, on first use */
 };
 
 /* ------------------------------------------------------------------ */
@@ -441,6 +443,7 @@ void gb_registrar_config_default(gb_registrar_config *c)
     c->lockout_ms = 300000;
     c->lockout_slots = 16384;
     c->rate_slots = 65536;
+    c->manscdp_lenient = GB_MANSCDP_LENIENT_ALL;
     c->max_requests = 4096;
     c->request_t1_ms = 500;
 }
@@ -638,6 +641,7 @@ void gb_registrar_free(gb_registrar *r)
     }
     free(r->locks);
     free(r->rate);
+    free(r->mnodes);
     gb_digest_nonces_free(r->nonces);
     gb_digest_ctx_free(r->dctx);
     free(r->fields);
@@ -2005,6 +2009,21 @@ static gb_reg_status do_message(req_ctx *c, lookup_state *ls, uint64_t *pending_
         return reject(c, 403, "Forbidden (not the registered address)", id, id_len);
     }
     c->trusted = 1;
+    /* GB/T 28181 Annex A: the body must be a MANSCDP document naming its
+     * command, SN and device, as the camera side requires of the platform;
+     * the field's quirks are tolerated (manscdp_lenient). */
+    if (!r->mnodes && !(r->mnodes = malloc(GB_MANSCDP_DEFAULT_MAX_NODES * sizeof(gb_manscdp_node))))
+        return reject(c, 500, "Server out of memory", id, id_len);
+    gb_manscdp_doc doc;
+    gb_manscdp_init(&doc, r->mnodes, GB_MANSCDP_DEFAULT_MAX_NODES);
+    gb_manscdp_limits mlim;
+    gb_manscdp_limits_default(&mlim);
+    mlim.lenient = r->cfg.manscdp_lenient;
+    gb_manscdp_error merr;
+    if (gb_manscdp_parse(b + m->body.off, m->body.len, &mlim, &doc, &merr) != GB_MANSCDP_OK) {
+        r->st.messages_malformed++;
+        return reject(c, merr.status, merr.reason, id, id_len);
+    }
     if (!keepalive) {
         gb_reg_event *ev = push_event_text(r, GB_REG_EV_MESSAGE, id, id_len, c->now,
                                            b + m->body.off, m->body.len, NULL, 0);

@@ -151,6 +151,8 @@ typedef struct {
     uint32_t lockout_ms;          /* default 300000 */
     uint32_t lockout_slots;       /* fixed table (about 100 bytes each); default 16384 */
     uint32_t lenient;             /* GB_LENIENT_* for incoming messages */
+    uint32_t manscdp_lenient;     /* GB_MANSCDP_LENIENT_* for MESSAGE bodies;
+                                     default all (what cameras send) */
     const char *server_header;    /* Server header of answers; NULL: none */
     size_t server_header_len;
     int keepalive_events;         /* queue a KEEPALIVE event per keepalive; default 1 */
@@ -329,6 +331,8 @@ typedef struct {
         events_suppressed, /* over peer_event_rate: counted, never queued */
         trusted_evicted,   /* of transactions_evicted: answers to requests whose
                               sender proved itself (only by their own kind) */
+        messages_malformed, /* MESSAGE bodies that are no MANSCDP document:
+                               400 (501 for an unknown CmdType) */
         retransmissions_foreign; /* a cached transaction's key from another UDP
                                     address: handled afresh, never answered
                                     from the cache (no reflection) */

@@ -699,6 +699,7 @@ static PyObject *core_stats(RegistrarCoreObject *self, PyObject *unused)
         {"events_suppressed", s.events_suppressed},
         {"trusted_evicted", s.trusted_evicted},
         {"retransmissions_foreign", s.retransmissions_foreign},
+        {"messages_malformed", s.messages_malformed},
         {"event_bytes", s.event_bytes},
         {"changes_dropped", s.changes_dropped},
     };

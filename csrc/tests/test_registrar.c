@@ -3023,7 +3023,8 @@ static void test_event_queue_bounded_by_bytes(void)
     send_req(r, &a, &reg, &cam, NOW0, WALL_SEED);
     CHECK_EQ_INT(status_of(&a), 200);
     static char body[7000];
-    snprintf(body, sizeof body, "<Notify><CmdType>Alarm</CmdType><SN>1</SN><Pad>%06000d</Pad></Notify>", 0);
+    snprintf(body, sizeof body, "<Notify><CmdType>Alarm</CmdType><SN>1</SN><DeviceID>" DEV
+             "</DeviceID><Pad>%06000d</Pad></Notify>", 0);
     for (unsigned i = 0; i < 40; i++) { /* 40 bodies of 6 KB: 240 KB */
         req msg = {.method = "MESSAGE", .call_id = "m", .cseq = 10 + i, .contact = "",
                    .expires = -1, .ctype = "Application/MANSCDP+xml", .body = body};
@@ -3086,6 +3087,54 @@ static void test_peer_events_never_push_out_binding_events(void)
     gb_registrar_free(r);
 }
 
+/* Issue 13 / GB/T 28181 Annex A: a registered device's MESSAGE whose body
+ * is no MANSCDP document is refused with the reader's status and reason
+ * (400; 501 for an unknown CmdType) and counted, not answered 200; the
+ * field's quirks (no declaration, lower-case tags) are accepted. */
+static void test_malformed_manscdp_message_is_refused(void)
+{
+    gb_registrar_config c;
+    cfg_base(&c);
+    cfg_fixed_nonce(&c, "n");
+    gb_registrar *r = mk(&c);
+    gb_peer cam = peer4(10, 0, 0, 5, 5061);
+    char auth[1024];
+    creds(auth, sizeof auth, DEV, PASSWORD, "n", RURI);
+    answer a;
+    req reg = {.call_id = "c", .cseq = 1, .expires = 3600, .auth = auth};
+    send_req(r, &a, &reg, &cam, NOW0, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 200);
+    static const struct {
+        const char *body;
+        int status;
+    } cases[] = {
+        {"<Notify><CmdType>Alarm</CmdType><SN>1</SN><DeviceID>" DEV "</DeviceID>", 400},
+        {"<Notify><CmdType>Alarm</CmdType><DeviceID>" DEV "</DeviceID></Notify>", 400},
+        {"<Notify><CmdType>Alarm</CmdType><SN>x</SN><DeviceID>" DEV "</DeviceID></Notify>", 400},
+        {"<Notify><CmdType>Teleport</CmdType><SN>1</SN><DeviceID>" DEV "</DeviceID></Notify>",
+         501},
+        {"<Hello><CmdType>Alarm</CmdType><SN>1</SN><DeviceID>" DEV "</DeviceID></Hello>", 400},
+        {"<notify><cmdtype>Alarm</cmdtype><sn>1</sn><deviceid>" DEV "</deviceid></notify>", 200},
+    };
+    for (unsigned i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        req msg = {.method = "MESSAGE", .call_id = "m", .cseq = 10 + i, .contact = "",
+                   .expires = -1, .ctype = "Application/MANSCDP+xml", .body = cases[i].body};
+        send_req(r, &a, &msg, &cam, NOW0 + 1 + i, WALL_SEED);
+        CHECK_EQ_INT(status_of(&a), cases[i].status);
+        if (cases[i].status != 200)
+            CHECK(a.m.reason.len > 0 && !has_text(a.buf, a.len, "400 Bad Request\r\n"));
+    }
+    gb_registrar_stats st;
+    gb_registrar_get_stats(r, &st);
+    CHECK_EQ_INT(st.messages_malformed, 5);
+    evlist l = {0};
+    pop_all(r, &l);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_MESSAGE), 1);
+    CHECK_EQ_INT(count_type(&l, GB_REG_EV_REJECTED), 5);
+    evs_free(&l);
+    gb_registrar_free(r);
+}
+
 /* Issue 14: a registered device's MESSAGE bodies outrank refusals of
  * senders that proved nothing: with the queue full of the device's
  * MESSAGE events, junk from anywhere is dropped itself, never one of them;
@@ -3106,7 +3155,8 @@ static void test_unproven_events_never_push_out_a_devices_messages(void)
     CHECK_EQ_INT(status_of(&a), 200);
     req junk = {.method = "FOO", .cseq = 1, .expires = -1};
     send_req(r, &a, &junk, &junk_src, NOW0 + 1, WALL_SEED); /* REJECTED, unproven */
-    const char *body = "<Notify><CmdType>Alarm</CmdType><SN>1</SN></Notify>";
+    const char *body = "<Notify><CmdType>Alarm</CmdType><SN>1</SN><DeviceID>" DEV
+                       "</DeviceID></Notify>";
     for (unsigned i = 0; i < 5; i++) {
         req msg = {.method = "MESSAGE", .call_id = "m", .cseq = 10 + i, .contact = "",
                    .expires = -1, .ctype = "Application/MANSCDP+xml", .body = body};
@@ -3441,6 +3491,7 @@ int main(void)
     test_event_queue_bounded_by_bytes();
     test_peer_events_never_push_out_binding_events();
     test_unproven_events_never_push_out_a_devices_messages();
+    test_malformed_manscdp_message_is_refused();
     test_peer_event_rate();
     test_binding_fields_capped();
     test_rfc4475_malformed_requests_answered();
