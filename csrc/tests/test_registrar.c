@@ -3005,6 +3005,19 @@ static void test_open_flood_keeps_authenticated_answers(void)
     gb_registrar_free(r);
 }
 
+/* DEV registered from 10.0.0.5:5061 (a fixed nonce "n" configuration). */
+static gb_peer register_cam(gb_registrar *r)
+{
+    gb_peer cam = peer4(10, 0, 0, 5, 5061);
+    char auth[1024];
+    creds(auth, sizeof auth, DEV, PASSWORD, "n", RURI);
+    answer a;
+    req reg = {.call_id = "c", .cseq = 1, .expires = 3600, .auth = auth};
+    send_req(r, &a, &reg, &cam, NOW0, WALL_SEED);
+    CHECK_EQ_INT(status_of(&a), 200);
+    return cam;
+}
+
 /* Issue 14: the event queue is bounded by bytes as well as count; the
  * oldest peer-triggered events (MESSAGE bodies) go first, and they never
  * push out a binding event. */
@@ -3015,13 +3028,8 @@ static void test_event_queue_bounded_by_bytes(void)
     cfg_fixed_nonce(&c, "n");
     c.max_event_bytes = 64 * 1024;
     gb_registrar *r = mk(&c);
-    gb_peer cam = peer4(10, 0, 0, 5, 5061);
-    char auth[1024];
-    creds(auth, sizeof auth, DEV, PASSWORD, "n", RURI);
+    gb_peer cam = register_cam(r);
     answer a;
-    req reg = {.call_id = "c", .cseq = 1, .expires = 3600, .auth = auth};
-    send_req(r, &a, &reg, &cam, NOW0, WALL_SEED);
-    CHECK_EQ_INT(status_of(&a), 200);
     static char body[7000];
     snprintf(body, sizeof body, "<Notify><CmdType>Alarm</CmdType><SN>1</SN><DeviceID>" DEV
              "</DeviceID><Pad>%06000d</Pad></Notify>", 0);
@@ -3097,13 +3105,8 @@ static void test_malformed_manscdp_message_is_refused(void)
     cfg_base(&c);
     cfg_fixed_nonce(&c, "n");
     gb_registrar *r = mk(&c);
-    gb_peer cam = peer4(10, 0, 0, 5, 5061);
-    char auth[1024];
-    creds(auth, sizeof auth, DEV, PASSWORD, "n", RURI);
+    gb_peer cam = register_cam(r);
     answer a;
-    req reg = {.call_id = "c", .cseq = 1, .expires = 3600, .auth = auth};
-    send_req(r, &a, &reg, &cam, NOW0, WALL_SEED);
-    CHECK_EQ_INT(status_of(&a), 200);
     static const struct {
         const char *body;
         int status;
@@ -3146,13 +3149,8 @@ static void test_unproven_events_never_push_out_a_devices_messages(void)
     cfg_fixed_nonce(&c, "n");
     c.max_events = 6;
     gb_registrar *r = mk(&c);
-    gb_peer cam = peer4(10, 0, 0, 5, 5061), junk_src = peer4(192, 0, 2, 66, 5060);
-    char auth[1024];
-    creds(auth, sizeof auth, DEV, PASSWORD, "n", RURI);
+    gb_peer cam = register_cam(r), junk_src = peer4(192, 0, 2, 66, 5060);
     answer a;
-    req reg = {.call_id = "c", .cseq = 1, .expires = 3600, .auth = auth};
-    send_req(r, &a, &reg, &cam, NOW0, WALL_SEED);
-    CHECK_EQ_INT(status_of(&a), 200);
     req junk = {.method = "FOO", .cseq = 1, .expires = -1};
     send_req(r, &a, &junk, &junk_src, NOW0 + 1, WALL_SEED); /* REJECTED, unproven */
     const char *body = "<Notify><CmdType>Alarm</CmdType><SN>1</SN><DeviceID>" DEV
