@@ -24,7 +24,8 @@ from gbsip._console import Clock, iso_time
 from gbsip._version import __version__
 from gbsip.simulator import TIMELINE_FIELDS, SimulatorReport, SimulatorStats, TimelinePoint
 
-__all__ = ["render_html", "stats_record", "write_csv", "write_html"]
+__all__ = ["ramp_text", "registered_text", "render_html", "stats_record", "write_csv",
+           "write_html"]
 
 
 # --------------------------------------------------------------------------
@@ -172,6 +173,37 @@ def _chart(title: str, unit: str, xs: Sequence[float], phases: Sequence[str],
             f'{"".join(out)}</figure>')
 
 
+#: The shortest ramp a peak rate (over a window of at least 1 s) says anything of.
+PEAK_WINDOW_S = 1.0
+
+
+def registered_text(report: SimulatorReport) -> str:
+    """The summary's "registered": devices registered at the end of the
+    run, before they unregistered (when the hold ended, or when the run was
+    stopped early, which may be before any hold), and at least once."""
+    res = report["result"]
+    when = "when the run was stopped early" if report["stopped"] else "when the hold ended"
+    return f"{res['registered']} {when}, {res['ever_registered']} at least once"
+
+
+def ramp_text(report: SimulatorReport) -> str:
+    """The summary's "ramp": the rate achieved to the last registration of
+    the ramp, the target, the peak over 1 s (left out of a ramp shorter than
+    that, where it would only repeat the average), and how many registered
+    in how long (all of the started devices, or how many of them)."""
+    ramp = report["ramp"]
+    target = f"{ramp['target_rate']:g}/s" if ramp["target_rate"] else "all at once"
+    seconds = ramp["seconds"]
+    if seconds is not None and seconds >= PEAK_WINDOW_S:
+        peak = f"peak {ramp['peak_rate']:.0f}/s over 1 s"
+    else:
+        peak = "no peak rate (the ramp took under 1 s)"
+    done, started = ramp["registered"], report["started"]
+    who = f"all {done}" if done >= started else f"{done} of {started} started devices"
+    return (f"{ramp['achieved_rate'] or 0:.0f}/s achieved (target {target}), {peak}; "
+            f"{who} registered in {seconds} s")
+
+
 def _rows(report: SimulatorReport) -> list[tuple[str, str]]:
     res, ramp, lat = report["result"], report["ramp"], report["latency_ms"]
     tot, msg, mem = report["totals"], report["messages"], report["memory"]
@@ -182,15 +214,12 @@ def _rows(report: SimulatorReport) -> list[tuple[str, str]]:
         ("devices", f"{report['devices']} ({report['config']['first_device']} .. "
                     f"{report['config']['last_device']}), {report['started']} started"
                     + (", stopped early" if report["stopped"] else "")),
-        ("registered", f"{res['registered']} when the hold ended, "
-                       f"{res['ever_registered']} at least once"),
+        ("registered", registered_text(report)),
     ]
     for why, n in res["not_registered"].items():
         rows.append(("not registered", f"{n} {why}"))
     if ramp["achieved_rate"] is not None:
-        rows.append(("ramp", f"{ramp['achieved_rate']:g}/s achieved (target "
-                             f"{ramp['target_rate'] or 'all at once'}), peak "
-                             f"{ramp['peak_rate']:g}/s over 1 s, {ramp['seconds']} s"))
+        rows.append(("ramp", ramp_text(report)))
     rows += [
         ("registrations", f"{tot['registrations']} + {tot['refreshes']} refreshes, "
                           f"{tot['challenges']} challenges, {tot['failures']} failures, "

@@ -174,12 +174,21 @@ def _preset(name: str) -> str:
     return name
 
 
+def _plan(args: argparse.Namespace) -> str:
+    """The run asked for, as the first line says it: each number with its
+    unit and what it is."""
+    start = f"starting {args.rate:g} a second" if args.rate else "starting all at once"
+    ka = f"keepalive every {args.keepalive:g} s" if args.keepalive else "no keepalives"
+    return f"{start}, for {args.duration:g} s, {ka}"
+
+
 def _summary(r: SimulatorReport) -> str:
+    from gbsip.report import ramp_text, registered_text
+
     res = r["result"]
     lat = r["latency_ms"]
     msg = r["messages"]
     tot = r["totals"]
-    ramp = r["ramp"]
     rows: list[tuple[str, str]] = [
         ("server", f"{r['server']}  (devices {r['config']['first_device']}"
                    f" .. {r['config']['last_device']})"),
@@ -188,16 +197,11 @@ def _summary(r: SimulatorReport) -> str:
     ]
     if r["stopped"]:
         rows.append(("stopped", f"early (Ctrl-C or stop()); {res['not_started']} never started"))
-    rows.append(("registered", f"{res['registered']} when the hold ended, "
-                               f"{res['ever_registered']} at least once"))
+    rows.append(("registered", registered_text(r)))
     for why, n in res["not_registered"].items():
         rows.append(("  not registered", f"{n}  {why}"))
-    if ramp["achieved_rate"] is not None:
-        target = f"{ramp['target_rate']:g}/s" if ramp["target_rate"] else "all at once"
-        rows.append(("ramp", f"{ramp['achieved_rate']:.0f}/s achieved (target "
-                             f"{target}), peak "
-                             f"{ramp['peak_rate']:.0f}/s over 1 s, all registered in "
-                             f"{ramp['seconds']} s"))
+    if r["ramp"]["achieved_rate"] is not None:
+        rows.append(("ramp", ramp_text(r)))
     rows += [
         ("registrations", f"{tot['registrations']} + {tot['refreshes']} refreshes, "
                           f"{tot['challenges']} challenges, {tot['failures']} failures"),
@@ -467,8 +471,7 @@ async def _simulate(args: argparse.Namespace) -> int:
             if not args.quiet:
                 where = server if args.server else f"{server} (embedded gbsip registrar)"
                 err.line(f"gbsip {__version__}: {args.devices} devices → {where}, "
-                         f"{f'{args.rate:g}' if args.rate else 'all at once'}/s, {args.duration:g} s, "
-                         f"keepalive {args.keepalive:g} s")
+                         f"{_plan(args)}")
             try:
                 async with sim:
                     run = asyncio.ensure_future(sim.run(

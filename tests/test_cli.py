@@ -117,7 +117,7 @@ def test_progress_and_summary_say_what_their_numbers_mean() -> None:
     """Issue 15: no "[done] registered 0/100" line before the summary;
     progress says registered now and ever, and over which window its rates
     are averaged; the peak rate is never below the achieved one."""
-    p = gbsip("simulate", "--devices", "300", "--rate", "300", "--duration", "3",
+    p = gbsip("simulate", "--devices", "600", "--rate", "300", "--duration", "3",
               "--interval", "0.5", "--keepalive", "1")
     assert p.returncode == 0, p.stderr
     progress = [line for line in p.stderr.splitlines() if line.startswith("[")]
@@ -126,6 +126,47 @@ def test_progress_and_summary_say_what_their_numbers_mean() -> None:
     ramp = next(line for line in p.stdout.splitlines() if line.startswith("ramp"))
     m = re.search(r"(\d+)/s achieved .* peak (\d+)/s over 1 s", ramp)
     assert m is not None and int(m.group(2)) >= int(m.group(1)), ramp
+
+
+def _table(out: str) -> dict[str, str]:
+    return dict(line.split(None, 1) for line in out.strip().splitlines()
+                if line and not line.startswith(" "))
+
+
+def test_summary_says_how_many_registered_when_some_failed() -> None:
+    """Devices refused by a fault: the ramp row counts those that
+    registered out of those started, never "all registered"."""
+    p = gbsip("simulate", "--devices", "100", "--duration", "1.5",
+              "--fault", "wrong_password=0.2", "--seed", "1")
+    assert p.returncode == 1, p.stderr
+    ramp = _table(p.stdout)["ramp"]
+    assert "80 of 100 started devices registered in" in ramp, ramp
+    assert "all" not in ramp.replace("all at once", ""), ramp
+
+
+def test_summary_gives_no_peak_rate_for_a_ramp_shorter_than_a_second() -> None:
+    """A peak over a 1 s window means nothing for a ramp that took 0.05 s:
+    the summary says there is none instead of repeating the average."""
+    p = gbsip("simulate", "--devices", "50", "--rate", "0", "--duration", "1")
+    assert p.returncode == 0, p.stderr
+    ramp = _table(p.stdout)["ramp"]
+    assert "no peak rate (the ramp took under 1 s)" in ramp and "over 1 s" not in ramp, ramp
+    assert "(target all at once)" in ramp and "all 50 registered in" in ramp, ramp
+
+
+def test_first_line_says_how_the_devices_start() -> None:
+    """The first line gives each number with what it is: the start rate
+    (or all at once, never "all at once/s"), the run time, the keepalive
+    interval."""
+    p = gbsip("simulate", "--devices", "20", "--rate", "0", "--duration", "1", "--keepalive",
+              "0.5")
+    assert p.returncode == 0, p.stderr
+    first = p.stderr.splitlines()[0]
+    assert first.endswith(", starting all at once, for 1 s, keepalive every 0.5 s"), first
+    p = gbsip("simulate", "--devices", "20", "--rate", "200", "--duration", "1", "--keepalive",
+              "0")
+    first = p.stderr.splitlines()[0]
+    assert first.endswith(", starting 200 a second, for 1 s, no keepalives"), first
 
 
 def test_simulate_wrong_password_fails_with_advice(loop_name: str) -> None:
@@ -399,6 +440,8 @@ def test_ctrl_c_stops_the_run_unregisters_and_prints_the_summary(loop_name: str)
     started = int(table["devices"].split(", ")[1].split()[0])
     assert peak <= started < 3000
     assert table["stopped"].startswith("early")
+    # stopped during the ramp: no hold happened, and the summary says so
+    assert table["registered"].startswith(f"{started} when the run was stopped early,"), table
     assert int(table["unregistered"]) == started
     assert left == 0
 
