@@ -36,11 +36,13 @@ def stats_record(stats: SimulatorStats, interval: TimelinePoint | None,
                  clock: Clock | None = None) -> dict[str, Any]:
     """One ``--stats-json`` line: wall-clock ``time`` (ISO 8601), every
     field of :meth:`Simulator.stats`, and ``interval``, the last point of
-    the timeline (rates and latency percentiles of the last second)."""
-    now = time.time()
-    record: dict[str, Any] = {"time": clock.iso(now) if clock else iso_time(now)}
+    the timeline (rates and latency percentiles of the last second), its
+    ``time`` as ISO 8601 too (as ``gbsip serve --json`` and ``--csv`` give
+    times); ``elapsed`` gives both in seconds since the run started."""
+    iso = clock.iso if clock else iso_time
+    record: dict[str, Any] = {"time": iso(time.time())}
     record.update(stats)
-    record["interval"] = interval
+    record["interval"] = None if interval is None else dict(interval, time=iso(interval["time"]))
     return record
 
 

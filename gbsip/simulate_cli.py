@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as _dt
 import json
 import signal
 import sys
@@ -23,6 +24,7 @@ from gbsip._version import __version__
 
 if TYPE_CHECKING:  # imported when a command runs, so that --help stays fast
     from gbsip.device import Device
+    from gbsip.events import Registered
     from gbsip.simulator import Simulator, SimulatorReport, SimulatorStats
 
 T = TypeVar("T")
@@ -33,6 +35,9 @@ EXIT_USAGE = 2
 
 DEFAULT_SERVER_ID = "34020000002000000001"
 DEFAULT_PASSWORD = "12345678"
+#: The platform's zone a GB/T 28181 Date (no zone of its own) is read in:
+#: Beijing, as :class:`gbsip.Device` reads it.
+PLATFORM_UTC_OFFSET = _dt.timedelta(hours=8)
 _FAULTS = ("drop_responses", "wrong_password", "skip_keepalives", "change_source_port")
 
 
@@ -673,6 +678,22 @@ async def _port_unreachable(dev: Device) -> None:
     await asyncio.sleep(0.5)
 
 
+def _platform_clock(registered: Registered) -> str:
+    """The platform's clock from the 200 OK's Date header, as ISO 8601 with
+    its UTC offset: a GB/T 28181 Date (§9.10) is the platform's local time
+    without a zone, read as :data:`PLATFORM_UTC_OFFSET`, as the device does."""
+    date, offset = registered.date, registered.clock_offset
+    if date is None or offset is None:
+        return ""
+    how = "the 200 OK's Date header"
+    if date.tzinfo is None:
+        zone = _dt.timezone(PLATFORM_UTC_OFFSET)
+        date = date.replace(tzinfo=zone)
+        how += f", which has no zone: read as {zone.tzname(None)}"
+    return (f", platform clock {date.isoformat(timespec='milliseconds')} ({how}; "
+            f"{round(offset, 1) + 0.0:+.1f} s from ours)")
+
+
 async def _register(args: argparse.Namespace) -> int:
     from gbsip.device import Device
     from gbsip.errors import RegistrarError
@@ -698,7 +719,8 @@ async def _register(args: argparse.Namespace) -> int:
                          server_id=args.server_id, domain=args.domain, transport=transport,
                          expires=args.expires, keepalive_interval=None,
                          capability_header=not args.no_capability,
-                         gb_version=args.gb_version, trace=trace)
+                         gb_version=args.gb_version, trace=trace,
+                         platform_utc_offset=PLATFORM_UTC_OFFSET)
             out.line(f"gbsip {__version__}: device {args.device_id} → {server}"
                      + ("" if args.server else " (embedded gbsip registrar)"))
             signals.stop = lambda: "stopping: unregistering"
@@ -741,10 +763,7 @@ async def _register_steps(args: argparse.Namespace, dev: Device, server: str, ou
             _err("register", f"refused: {exc.status or ''} {exc.reason}{hint}".replace("  ", " "))
             return EXIT_FAILED
         out.line(f"\nregistered: expires {registered.expires} s, latency "
-                 f"{registered.latency * 1000:.0f} ms"
-                 + (f", platform clock {registered.date} (offset {registered.clock_offset:+.1f} s)"
-                    if registered.date is not None and registered.clock_offset is not None
-                    else ""))
+                 f"{registered.latency * 1000:.0f} ms{_platform_clock(registered)}")
         ka = await _step(dev.send_keepalive(), signals)
         out.line(f"keepalive: {type(ka).__name__} (status {ka.status})")
         if args.hold > 0:

@@ -283,6 +283,21 @@ def test_register_against_a_registrar_shows_the_exchange(loop_name: str) -> None
     assert all(e.device_id == "34020000001320000042" for e in events)
 
 
+def test_register_prints_the_platforms_clock_as_iso_8601() -> None:
+    """The 200 OK's Date is shown as the platform's clock in ISO 8601 with
+    its zone (a GB/T 28181 Date has none: read as UTC+08:00, and it says
+    so), beside its offset from ours."""
+    p = gbsip("register", "--quiet")
+    assert p.returncode == 0, p.stderr
+    m = re.search(r"platform clock (\S+) \(the 200 OK's Date header, which has no zone: "
+                  r"read as UTC\+08:00; ([+-]\d+\.\d) s from ours\)", p.stdout)
+    assert m is not None, p.stdout
+    clock = datetime.fromisoformat(m.group(1))
+    assert clock.utcoffset() is not None and clock.utcoffset().total_seconds() == 8 * 3600
+    assert abs((clock - datetime.now(timezone.utc)).total_seconds()) < 60
+    assert abs(float(m.group(2))) < 2
+
+
 def test_simulate_tcp_devices_connect_from_the_sources_given() -> None:
     """--tcp-sources: the TCP devices connect from those addresses in turn,
     so several simulate processes against one server port each have their
@@ -629,6 +644,23 @@ def test_report_csv_and_stats_json(tmp_path: Any) -> None:
     assert abs((times[-1] - datetime.now(timezone.utc)).total_seconds()) < 60
     assert {"phase", "registered", "rates", "latency_ms", "interval"} <= set(lines[-1])
     assert lines[-1]["phase"] == "done"
+
+
+def test_stats_json_gives_every_time_as_iso_8601(tmp_path: Any) -> None:
+    """--stats-json uses one clock, as `gbsip serve --json` and --csv do:
+    the line's time and its interval's are ISO 8601 with the UTC offset;
+    seconds since the start are the separate `elapsed` fields."""
+    stats = tmp_path / "s.jsonl"
+    p = gbsip("simulate", "--devices", "50", "--duration", "2", "--stats-json", str(stats),
+              "--quiet")
+    assert p.returncode == 0, p.stderr
+    lines = [json.loads(line) for line in stats.read_text().splitlines()]
+    intervals = [line["interval"] for line in lines if line["interval"] is not None]
+    assert intervals, lines
+    for line, interval in zip(lines, intervals):
+        for when in (line["time"], interval["time"]):
+            assert isinstance(when, str) and datetime.fromisoformat(when).tzinfo is not None
+        assert isinstance(interval["elapsed"], float) and isinstance(line["elapsed"], float)
 
 
 def _serve_until_registered(*args: str, device: str = "34020000001320000007") -> str:
