@@ -352,10 +352,6 @@ async def serve(args: argparse.Namespace) -> int:
         if args.max_expires < args.min_expires:
             raise opt.UsageError("--max-expires", f"{args.max_expires} is below --min-expires "
                                                   f"{args.min_expires}")
-        transports = [t.strip() for t in args.transport.split(",") if t.strip()]
-        if not transports or any(t not in ("udp", "tcp") for t in transports):
-            raise opt.UsageError("--transport", f"wants udp, tcp or udp,tcp, not "
-                                                f"{args.transport!r}")
         passwords: Any = args.password
         if args.passwords_file:
             try:
@@ -381,7 +377,7 @@ async def serve(args: argparse.Namespace) -> int:
             args.server_id,
             host=args.host,
             port=args.port,
-            transports=transports,
+            transports=args.transport,
             passwords=passwords,
             realm=args.realm,
             min_expires=args.min_expires,
@@ -483,7 +479,8 @@ def add_serve(sub: Any, run: Callable[[Any], int]) -> None:
                    help="address to listen on (default %(default)s)")
     p.add_argument("--port", type=opt.port, default=5060,
                    help="port, 0 for a free one (default %(default)s)")
-    p.add_argument("--transport", default="udp,tcp", help="udp, tcp or udp,tcp (default %(default)s)")
+    p.add_argument("--transport", type=opt.transports, default="udp,tcp",
+                   help="udp, tcp or udp,tcp (default %(default)s)")
     p.add_argument("--password", default="12345678",
                    help="one password for every device (default %(default)s)")
     p.add_argument("--passwords-file", help="CSV of device_id,password (overrides --password; "

@@ -376,6 +376,25 @@ def test_serve_workers_share_one_port_and_all_devices_register() -> None:
         server.wait(timeout=20)
 
 
+@pytest.mark.parametrize("args,message", [
+    (["simulat"], "gbsip: unknown command 'simulat' (did you mean 'simulate'?)"),
+    (["regster"], "gbsip: unknown command 'regster' (did you mean 'register'?)"),
+    (["conformance", "platfrm"],
+     "gbsip conformance: unknown command 'platfrm' (did you mean 'platform'?)"),
+    (["frobnicate"], "gbsip: unknown command 'frobnicate' (one of simulate, serve, register, "
+                     "query, conformance)"),
+], ids=["simulat", "regster", "conformance-platfrm", "frobnicate"])
+def test_unknown_command_is_one_line_suggesting_the_nearest(args: list[str],
+                                                            message: str) -> None:
+    """A mistyped subcommand: one line naming it and the command meant (or
+    the commands there are), no help page, exit status 2."""
+    p = gbsip(*args)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert p.stdout == ""
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), p.stderr
+
+
 def test_no_command_prints_help() -> None:
     p = gbsip()
     assert p.returncode == 2
@@ -583,6 +602,9 @@ BAD_OPTIONS = [
     (["simulate", "--local-port", "70000"], "--local-port: wants a whole number from 0 to 65535"),
     (["simulate", "--trace", "34020000001320099999"], "--trace: 34020000001320099999 is not one"),
     (["simulate", "--server", "garbage"], "--server: wants udp://HOST:PORT or tcp://HOST:PORT"),
+    (["simulate", "--server", "udp://127.0.0.1:70000"],
+     "--server: port 70000 out of range 1-65535 in 'udp://127.0.0.1:70000'"),
+    (["register", "--server", "tcp://[::1]:0"], "--server: port 0 out of range 1-65535"),
     (["simulate", "--tcp-sources", "127.0.0.1,nowhere"], "--tcp-sources: wants an IP address"),
     (["simulate", "--tcp-sources", "127.0.0.2"], "--tcp-sources: is for TCP devices"),
     (["register", "--timeout", "0"], "--timeout: wants"),
@@ -591,6 +613,9 @@ BAD_OPTIONS = [
     (["serve", "--port", "-1"], "--port: wants a whole number from 0 to 65535"),
     (["serve", "--keepalive", "0"], "--keepalive: wants"),
     (["serve", "--transport", "sctp"], "--transport: wants udp, tcp or udp,tcp"),
+    (["serve", "--transport", "udp,udp"], "--transport: udp is given twice in 'udp,udp'"),
+    (["query", "34020000001320000001", "catalog", "--transport", "tcp,udp,tcp"],
+     "--transport: tcp is given twice"),
     (["serve", "--server-id", "123"], "platform's 20-digit ID, or --realm"),
     (["query", "34020000001320000001", "recordinfo", "--start", "yesterday", "--end",
       "2026-12-03T00:00:00"], "--start: wants a time like 2026-12-03T00:00:00, not 'yesterday'"),
