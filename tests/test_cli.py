@@ -347,6 +347,22 @@ def test_serve_for_a_duration() -> None:
     assert "stopped: 0 bindings" in p.stdout
 
 
+@pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["SIGINT", "SIGTERM"])
+def test_serve_stopped_by_a_signal_exits_128_plus_it(sig: int, status: int) -> None:
+    """Ctrl-C (SIGTERM) stops `gbsip serve` cleanly, with its last line of
+    counters, and the exit status says a signal stopped it (130, 143), as
+    `gbsip simulate`'s does."""
+    proc = _start("serve", "--port", "0", "--no-store", stdout=subprocess.PIPE,
+                  stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert " registrar 34020000002000000001 " in proc.stdout.readline()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == status, err
+    assert "stopped: 0 bindings" in out and "Traceback" not in err
+
+
 def test_serve_port_in_use() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -758,7 +774,7 @@ def test_serve_on_a_terminal_counts_what_it_cannot_show() -> None:
 
     rc, text = on_a_terminal("serve", "--port", str(port), "--transport", "udp",
                              "--max-lines", "20", "--duration", "12", until=load)
-    assert rc == 0, text
+    assert rc == 143, text  # stopped by the SIGTERM
     lines = text.splitlines()
     shown = [line for line in lines if re.match(r"\d\d:\d\d:\d\d\.\d{3} [A-Z]", line)]
     counted = [line for line in lines if "more events in the last second" in line]
