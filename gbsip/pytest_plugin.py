@@ -24,7 +24,7 @@ import selectors
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast, overload
 
 import pytest
 
@@ -360,6 +360,7 @@ from gbsip.registrar import Registrar  # noqa: E402
 
 Event = RegistrarEvent
 E = TypeVar("E", bound=RegistrarEvent)
+E2 = TypeVar("E2", bound=RegistrarEvent)
 
 
 class DeviceFactory(Protocol):
@@ -397,6 +398,20 @@ class RecordingRegistrar(Registrar):
                             f"device={ev.device_id} from={ev.source}")
         self._recorder.publish(ev)
 
+    # wait_recorded(A) is an A; wait_recorded((A, B)) an A | B
+    @overload
+    async def wait_recorded(self, kind: type[E], device_id: str | None = None,
+                            timeout: float | None = 10.0) -> E: ...
+
+    @overload
+    async def wait_recorded(self, kind: tuple[type[E], type[E2]],
+                            device_id: str | None = None,
+                            timeout: float | None = 10.0) -> E | E2: ...
+
+    @overload
+    async def wait_recorded(self, kind: tuple[type[E], ...], device_id: str | None = None,
+                            timeout: float | None = 10.0) -> E: ...
+
     async def wait_recorded(self, kind: type[E] | tuple[type[E], ...],
                             device_id: str | None = None,
                             timeout: float | None = 10.0) -> E:
@@ -421,6 +436,15 @@ class RecordingRegistrar(Registrar):
                 f"({len(self.recorded)} events recorded{': … ' + seen if seen else ''})"
             ) from None
         return cast(E, found)
+
+    @overload
+    def of(self, kind: type[E], device_id: str | None = None) -> list[E]: ...
+
+    @overload
+    def of(self, kind: tuple[type[E], type[E2]], device_id: str | None = None) -> list[E | E2]: ...
+
+    @overload
+    def of(self, kind: tuple[type[E], ...], device_id: str | None = None) -> list[E]: ...
 
     def of(self, kind: type[E] | tuple[type[E], ...],
            device_id: str | None = None) -> list[E]:
