@@ -80,9 +80,10 @@ class LatencySummary(TypedDict):
 
 
 class Latencies(TypedDict):
-    register: LatencySummary
+    register: LatencySummary  # first REGISTER of an attempt to its 200
     refresh: LatencySummary
-    message: LatencySummary
+    message: LatencySummary   # keepalive round trip
+    answer: LatencySummary    # a platform's query to its answer's last 2xx
 
 
 class StateCounts(TypedDict):
