@@ -355,6 +355,7 @@ def _clock_for(request: pytest.FixtureRequest) -> GBClock | None:
 
 from gbsip.device import Device  # noqa: E402  (after the option hooks, for readability)
 from gbsip._drive import EventStream  # noqa: E402
+from gbsip.errors import RegistrationError  # noqa: E402
 from gbsip.events import RegistrarEvent  # noqa: E402
 from gbsip.registrar import Registrar  # noqa: E402
 
@@ -451,6 +452,20 @@ class RecordingRegistrar(Registrar):
         """Recorded events of that kind (for that device)."""
         return [ev for ev in self.recorded
                 if isinstance(ev, kind) and (device_id is None or ev.device_id == device_id)]
+
+
+def _not_registered(exc: Exception, device_id: str, peer: str,
+                    trace: Trace) -> RegistrationError:
+    """What ``gb_device_factory`` raises when its device does not register:
+    a :class:`gbsip.errors.RegistrationError` (the cause's status and kind
+    when it was one) saying which device, where, why, and the exchange."""
+    failed = str(trace.fail(f"device {device_id} did not register at {peer}: "
+                            f"{str(exc) or type(exc).__name__}"))
+    if isinstance(exc, RegistrationError):
+        return RegistrationError(exc.status, exc.reason, exc.kind, message=failed)
+    if isinstance(exc, asyncio.TimeoutError):
+        return RegistrationError(0, "no answer", "timeout", message=failed)
+    return RegistrationError(0, str(exc) or type(exc).__name__, "error", message=failed)
 
 
 def _marker_kwargs(request: pytest.FixtureRequest, name: str) -> dict[str, Any]:
@@ -554,9 +569,9 @@ if pytest_asyncio is not None:
                     await asyncio.wait_for(dev.start(), max(gb_options.timeout, 40.0)
                                            if clock is None else None)
                 except Exception as exc:
-                    # the cause is in the message: no trip through asyncio and Device
-                    raise gb_trace.fail(f"device {device_id} did not register at {peer}: "
-                                        f"{exc}") from None
+                    # a public exception (not the conformance suites' CheckFailed),
+                    # the cause in its message: no trip through asyncio and Device
+                    raise _not_registered(exc, device_id, peer, gb_trace) from None
             return dev
 
         try:
@@ -609,7 +624,8 @@ def _note(rep: pytest.TestReport) -> str:
     crash = getattr(longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(longrepr or "")
     for prefix in ("AssertionError: ", "gbsip.conformance._common.CheckFailed: ",
-                   "CheckFailed: ", "Failed: "):
+                   "CheckFailed: ", "gbsip.errors.RegistrationError: ",
+                   "RegistrationError: ", "Failed: "):
         if text.startswith(prefix):
             text = text[len(prefix):]
     return text.strip().split("\n", 1)[0]

@@ -250,6 +250,34 @@ def test_failures_point_at_the_test_not_the_plugin(gbtester: pytest.Pytester) ->
     ])
 
 
+def test_a_device_that_cannot_register_fails_with_a_public_exception(
+        gbtester: pytest.Pytester) -> None:
+    """gb_device_factory's device refused: the test sees (and can catch)
+    gbsip.errors.RegistrationError with the platform's status, never a
+    private class of the conformance suites."""
+    gbtester.makepyfile("""
+        import pytest
+        from gbsip.errors import RegistrationError
+
+        @pytest.mark.asyncio
+        async def test_caught(gb_registrar, gb_device_factory):
+            with pytest.raises(RegistrationError) as caught:
+                await gb_device_factory(password="wrong")
+            assert caught.value.status == 403
+            assert "SIP exchange" in str(caught.value)
+
+        @pytest.mark.asyncio
+        async def test_shown(gb_registrar, gb_device_factory):
+            await gb_device_factory(password="wrong")
+    """)
+    result = run(gbtester)
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    assert "_common" not in out and "CheckFailed" not in out, out
+    result.stdout.fnmatch_lines(["*gbsip.errors.RegistrationError: device 34020000001320000001 "
+                                 "did not register at udp://127.0.0.1:*403 Forbidden*"])
+
+
 def test_platform_that_is_not_a_url_is_a_usage_error(gbtester: pytest.Pytester) -> None:
     """`--gb-platform garbage` stops pytest before any test (it used to be
     taken as a host name and fail every test with a gaierror)."""
