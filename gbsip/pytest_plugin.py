@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import selectors
 import socket
 import time
@@ -284,8 +285,12 @@ class GBClock:
     async def advance(self, seconds: float) -> None:
         """Let ``seconds`` (seconds, not milliseconds) of virtual time pass,
         running every timer due on the way in order (and the I/O they
-        cause), in a few milliseconds of real time."""
+        cause), in a few milliseconds of real time.  Time only goes
+        forward: a negative (or not finite) number is a ``ValueError``."""
         __tracebackhide__ = True
+        if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0):
+            raise ValueError(f"advance takes a non-negative number of seconds (time only goes "
+                             f"forward), not {seconds!r}")
         self.install()
         await asyncio.sleep(seconds)
 

@@ -97,6 +97,30 @@ def test_gb_clock_runs_an_hour_of_keepalives_in_moments(gbtester: pytest.Pyteste
     result.assert_outcomes(passed=2)
 
 
+def test_gb_clock_refuses_to_go_back(gbtester: pytest.Pytester) -> None:
+    """gb_clock.advance(-1) (or a NaN, or infinity) is a ValueError saying
+    advance takes a non-negative number of seconds; advance(0) is fine."""
+    gbtester.makepyfile("""
+        import math
+        import pytest
+
+        @pytest.mark.asyncio
+        @pytest.mark.parametrize("bad", [-1, -0.001, math.nan, math.inf])
+        async def test_back(gb_clock, bad):
+            with pytest.raises(ValueError, match="advance takes a non-negative number of "
+                                                 "seconds"):
+                await gb_clock.advance(bad)
+            assert gb_clock.elapsed == 0
+
+        @pytest.mark.asyncio
+        async def test_zero(gb_clock):
+            await gb_clock.advance(0)
+            assert gb_clock.elapsed == 0
+    """)
+    result = run(gbtester)
+    result.assert_outcomes(passed=5)
+
+
 def test_failure_shows_the_sip_exchange(gbtester: pytest.Pytester) -> None:
     """A failing test that used gb_device prints the messages exchanged."""
     gbtester.makepyfile("""
