@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import importlib.util
 import subprocess
 import sys
@@ -118,6 +119,41 @@ def test_platform_example_registers_a_device(snippet: Snippet, tmp_path: Path) -
     printed = log.read_text()
     assert "DeviceRegistered(" in printed and "34020000001320000001" in printed, printed
     assert "DeviceUnregistered(" in printed, printed
+
+
+def _listening(port: int) -> bool:
+    """Whether something holds UDP ``port`` on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("snippet", _examples("platform"), ids=lambda s: s.name)
+def test_platform_example_stops_quietly_on_ctrl_c(snippet: Snippet, tmp_path: Path) -> None:
+    """A platform example serves until Ctrl-C, then exits quietly: status
+    0, no KeyboardInterrupt traceback."""
+    port = free_port()
+    path = tmp_path / f"{snippet.module}.py"
+    path.write_text(snippet.with_port(port))
+    proc = subprocess.Popen([sys.executable, "-u", str(path)], cwd=tmp_path, env=python_env(),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not _listening(port) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out + err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
 
 
 INI = """[pytest]
