@@ -175,10 +175,6 @@ def _chart(title: str, unit: str, xs: Sequence[float], phases: Sequence[str],
             f'{"".join(out)}</figure>')
 
 
-#: The shortest ramp a peak rate (over a window of at least 1 s) says anything of.
-PEAK_WINDOW_S = 1.0
-
-
 def registered_text(report: SimulatorReport) -> str:
     """The summary's "registered": devices registered at the end of the
     run, before they unregistered (when the hold ended, or when the run was
@@ -196,7 +192,7 @@ def ramp_text(report: SimulatorReport) -> str:
     ramp = report["ramp"]
     target = f"{ramp['target_rate']:g}/s" if ramp["target_rate"] else "all at once"
     seconds = ramp["seconds"]
-    if seconds is not None and seconds >= PEAK_WINDOW_S:
+    if ramp["peak_rate"] is not None:
         peak = f"peak {ramp['peak_rate']:.0f}/s over 1 s"
     else:
         peak = "no peak rate (the ramp took under 1 s)"

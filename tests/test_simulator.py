@@ -465,6 +465,22 @@ def test_rates_average_over_whole_keepalive_intervals(interval: float | None,
     assert sim.stats()["rates"]["window_s"] == window
 
 
+def test_a_ramp_under_a_second_has_no_peak_rate(run) -> None:  # noqa: F811
+    """All at once, the ramp takes milliseconds: a peak over 1 s would only
+    repeat the average of a shorter time, so the report gives none."""
+    async def scenario() -> dict[str, Any]:
+        async with Registrar(SERVER_ID, port=0, transports=("udp",), passwords=PASSWORD,
+                             keepalive_events=False) as reg:
+            host, port = reg.address
+            async with Simulator(50, server=f"udp://{host}:{port}", rate=None,
+                                 duration=0.5) as sim:
+                return dict(await sim.run())
+
+    ramp = run(scenario())["ramp"]
+    assert ramp["seconds"] is not None and ramp["seconds"] < 1
+    assert ramp["achieved_rate"] is not None and ramp["peak_rate"] is None
+
+
 def test_peak_rate_is_never_below_the_achieved_rate(run) -> None:  # noqa: F811
     async def scenario() -> dict[str, Any]:
         async with Registrar(SERVER_ID, port=0, transports=("udp",), passwords=PASSWORD,
