@@ -24,8 +24,8 @@ from gbsip._console import Clock, iso_time
 from gbsip._version import __version__
 from gbsip.simulator import TIMELINE_FIELDS, SimulatorReport, SimulatorStats, TimelinePoint
 
-__all__ = ["ramp_text", "registered_text", "render_html", "stats_record", "write_csv",
-           "write_html"]
+__all__ = ["ramp_text", "registered_text", "render_html", "stats_record", "unregistered_text",
+           "write_csv", "write_html"]
 
 
 # --------------------------------------------------------------------------
@@ -202,6 +202,24 @@ def ramp_text(report: SimulatorReport) -> str:
             f"{who} registered in {seconds} s")
 
 
+#: How the summary says why a device's unregistration was not a 200.
+_UNREGISTER_WHY = {"not_registered": "not registered (nothing to unregister)",
+                   "timeout": "unanswered"}
+
+
+def unregistered_text(report: SimulatorReport) -> str:
+    """The summary's "unregistered": devices unregistered at the end, and
+    of those, how many the platform confirmed (200) and why the others
+    were not (never registered, no answer...)."""
+    unreg = report["unregistration"]
+    n, why = unreg["unregistered"], unreg["by_reason"]
+    if not why:
+        return str(n)
+    others = ", ".join(f"{v} {_UNREGISTER_WHY.get(k, k.replace('_', ' '))}"
+                       for k, v in why.items())
+    return f"{n}: {n - sum(why.values())} confirmed by the platform, {others}"
+
+
 def _rows(report: SimulatorReport) -> list[tuple[str, str]]:
     res, ramp, lat = report["result"], report["ramp"], report["latency_ms"]
     tot, msg, mem = report["totals"], report["messages"], report["memory"]
@@ -236,7 +254,7 @@ def _rows(report: SimulatorReport) -> list[tuple[str, str]]:
                      f"{msg['icmp_errors']} ICMP errors"),
         ("failures", ", ".join(f"{k} {v}" for k, v in report["failures"]["by_reason"].items())
          or "none"),
-        ("unregistered", str(report["unregistration"]["unregistered"])),
+        ("unregistered", unregistered_text(report)),
         ("time", f"{report['elapsed']} s from {report['started_at']}; CPU "
                  f"{report['cpu_seconds']} s ({report['cpu_percent']} %)"),
         ("memory", f"RSS {mem['rss_bytes'] / 2**20:.1f} MiB, "

@@ -188,7 +188,7 @@ def _plan(args: argparse.Namespace) -> str:
 
 
 def _summary(r: SimulatorReport) -> str:
-    from gbsip.report import ramp_text, registered_text
+    from gbsip.report import ramp_text, registered_text, unregistered_text
 
     res = r["result"]
     lat = r["latency_ms"]
@@ -240,7 +240,7 @@ def _summary(r: SimulatorReport) -> str:
                               f"{r['churn']['returned']} came back"))
     if r["faults"]:
         rows.append(("faults", ", ".join(f"{k} {v}" for k, v in r["faults"].items())))
-    rows.append(("unregistered", str(r["unregistration"]["unregistered"])))
+    rows.append(("unregistered", unregistered_text(r)))
     mem = r["memory"]
     rows.append(("time", f"{r['elapsed']} s from {r['started_at']}, CPU {r['cpu_seconds']} s "
                          f"({r['cpu_percent']} %)"))

@@ -144,6 +144,17 @@ def test_summary_says_how_many_registered_when_some_failed() -> None:
     assert "all" not in ramp.replace("all at once", ""), ramp
 
 
+def test_summary_says_which_unregistrations_the_platform_confirmed() -> None:
+    """Devices refused by a fault have nothing to unregister: the
+    unregistered row says how many of its devices the platform confirmed
+    and why the others were not."""
+    p = gbsip("simulate", "--devices", "50", "--duration", "1.5",
+              "--fault", "wrong_password=0.2", "--seed", "1")
+    assert p.returncode == 1, p.stderr
+    row = _table(p.stdout)["unregistered"]
+    assert row == "50: 40 confirmed by the platform, 10 not registered (nothing to unregister)", row
+
+
 def test_summary_gives_no_peak_rate_for_a_ramp_shorter_than_a_second() -> None:
     """A peak over a 1 s window means nothing for a ramp that took 0.05 s:
     the summary says there is none instead of repeating the average."""
@@ -492,7 +503,7 @@ def test_ctrl_c_stops_the_run_unregisters_and_prints_the_summary(loop_name: str)
     assert table["stopped"].startswith("early")
     # stopped during the ramp: no hold happened, and the summary says so
     assert table["registered"].startswith(f"{started} when the run was stopped early,"), table
-    assert int(table["unregistered"]) == started
+    assert int(table["unregistered"].split(":")[0]) == started
     assert left == 0
 
 
