@@ -238,7 +238,8 @@ def _rows(report: SimulatorReport) -> list[tuple[str, str]]:
         rows.append(("ramp", ramp_text(report)))
     rows += [
         ("registrations", f"{tot['registrations']} + {tot['refreshes']} refreshes, "
-                          f"{tot['challenges']} challenges, {tot['failures']} failures, "
+                          f"{tot['challenges']} challenges (unregistering REGISTERs' too), "
+                          f"{tot['failures']} failures, "
                           f"{tot['timeouts']} timeouts"),
         ("keepalives", f"{tot['keepalives_sent']} sent, {tot['keepalives_answered']} answered, "
                        f"{tot['keepalives_missed']} missed"),

@@ -209,7 +209,8 @@ def _summary(r: SimulatorReport) -> str:
         rows.append(("ramp", ramp_text(r)))
     rows += [
         ("registrations", f"{tot['registrations']} + {tot['refreshes']} refreshes, "
-                          f"{tot['challenges']} challenges, {tot['failures']} failures"),
+                          f"{tot['challenges']} challenges (unregistering REGISTERs' too), "
+                          f"{tot['failures']} failures"),
         ("keepalives", f"{tot['keepalives_sent']} sent, {tot['keepalives_answered']} answered, "
                        f"{tot['keepalives_missed']} missed"),
     ]
