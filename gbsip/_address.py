@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from gbsip.errors import ConfigurationError
 
-__all__ = ["Target", "is_ip", "parse_target"]
+__all__ = ["PortRangeError", "Target", "is_ip", "parse_target"]
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,14 @@ class Target:
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.transport}://{host}:{self.port}"
+
+
+class PortRangeError(ConfigurationError):
+    """A peer address whose port is not 1-65535."""
+
+    def __init__(self, url: str, port: int) -> None:
+        super().__init__(f"{url!r}: port {port} out of range 1-65535")
+        self.port = port
 
 
 def parse_target(url: str, default_port: int = 5060) -> Target:
@@ -44,7 +52,9 @@ def parse_target(url: str, default_port: int = 5060) -> Target:
         port = int(port_text) if port_text else default_port
     except ValueError:
         raise ConfigurationError(f"{url!r}: the port must be a number") from None
-    if not host or not 0 < port < 65536:
+    if not 0 < port < 65536:
+        raise PortRangeError(url, port)
+    if not host:
         raise ConfigurationError(f"{url!r}: expected udp://HOST:PORT or tcp://HOST:PORT")
     return Target(transport, host, port)
 

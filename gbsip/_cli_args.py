@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import difflib
 import ipaddress
 import math
 import sys
 from collections.abc import Callable
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
-from gbsip._address import parse_target
+from gbsip._address import PortRangeError, parse_target
 
 EXIT_USAGE = 2
 
@@ -45,6 +46,18 @@ class UsageError(Exception):
 class Parser(argparse.ArgumentParser):
     """argparse, with its errors as one line naming the option (no usage
     block), exit status 2."""
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        """A subcommand that is not one: ``unknown command 'simulat' (did
+        you mean 'simulate'?)``, not argparse's list of choices."""
+        choices = action.choices
+        if isinstance(action, argparse._SubParsersAction) and choices is not None \
+                and value not in choices:
+            near = difflib.get_close_matches(str(value), list(choices), n=1)
+            hint = (f"did you mean {near[0]!r}?" if near
+                    else f"one of {', '.join(map(str, choices))}")
+            raise argparse.ArgumentError(None, f"unknown command {value!r} ({hint})")
+        super()._check_value(action, value)
 
     def error(self, message: str) -> NoReturn:
         text = message.removeprefix("argument ")
@@ -121,6 +134,9 @@ def ip_addresses(text: str) -> list[str]:
 def server_url(text: str) -> str:
     try:
         parse_target(text)
+    except PortRangeError as exc:
+        raise argparse.ArgumentTypeError(f"port {exc.port} out of range 1-65535 in "
+                                         f"{text!r}") from None
     except ValueError as exc:
         raise argparse.ArgumentTypeError(
             f"wants udp://HOST:PORT or tcp://HOST:PORT, not {text!r} ({exc})") from None
@@ -128,6 +144,19 @@ def server_url(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"wants udp://HOST:PORT or tcp://HOST:PORT, not {text!r}")
     return text
+
+
+def transports(text: str) -> list[str]:
+    """A comma list of transports to listen on: ``udp``, ``tcp`` or both,
+    each once."""
+    items = [t.strip().lower() for t in text.split(",") if t.strip()]
+    if not items or any(t not in ("udp", "tcp") for t in items):
+        raise argparse.ArgumentTypeError(f"wants udp, tcp or udp,tcp, not {text!r}")
+    twice = next((t for t in items if items.count(t) > 1), None)
+    if twice is not None:
+        raise argparse.ArgumentTypeError(f"{twice} is given twice in {text!r}: give each "
+                                         "transport once (udp, tcp or udp,tcp)")
+    return items
 
 
 def transport_of(server: str | None, transport: str | None, option: str = "--transport") -> str:

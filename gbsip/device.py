@@ -13,7 +13,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from gbsip import _core, manscdp
 from gbsip._address import is_ip, parse_target
@@ -67,6 +67,8 @@ __all__ = [
 ]
 
 E = TypeVar("E", bound=DeviceEvent)
+E2 = TypeVar("E2", bound=DeviceEvent)
+E3 = TypeVar("E3", bound=DeviceEvent)
 
 # Event flags of the core (csrc device.h, GB_DEV_EVF_*).
 _EVF_STALE = 1
@@ -486,10 +488,25 @@ class Device(Lifetime):
         assert isinstance(event, (KeepaliveAnswered, KeepaliveMissed))
         return event
 
-    async def wait_for(self, kind: type[E] | tuple[type[E], ...],
-                       timeout: float | None = None) -> E:
-        """The next event of that type not yet taken from :meth:`events`
-        (the events before it are taken too)."""
+    # wait_for(A) is an A; wait_for((A, B)) an A | B (not their base class)
+    @overload
+    async def wait_for(self, kind: type[E], timeout: float | None = None) -> E: ...
+
+    @overload
+    async def wait_for(self, kind: tuple[type[E], type[E2]],
+                       timeout: float | None = None) -> E | E2: ...
+
+    @overload
+    async def wait_for(self, kind: tuple[type[E], type[E2], type[E3]],
+                       timeout: float | None = None) -> E | E2 | E3: ...
+
+    @overload
+    async def wait_for(self, kind: tuple[type[E], ...], timeout: float | None = None) -> E: ...
+
+    async def wait_for(self, kind: type[DeviceEvent] | tuple[type[DeviceEvent], ...],
+                       timeout: float | None = None) -> DeviceEvent:
+        """The next event of that type, or of one of those types, not yet
+        taken from :meth:`events` (the events before it are taken too)."""
         return await self._events.wait_for(kind, None, timeout)
 
     # ---- fault injection ---------------------------------------------------

@@ -14,7 +14,8 @@ Two kinds, as in h11:
 A peer's negative answer (401, 403, 423, 5xx) is not an exception: it is a
 ``Response``, a Digest ``Verdict`` or an event.  The one place that raises
 on it is ``async with Device(...)``, whose contract is "registered inside
-the block": :class:`RegistrationError`.
+the block": :class:`RegistrationError` (as the pytest plugin's
+``gb_device_factory``, whose contract is the same).
 """
 from __future__ import annotations
 
@@ -65,12 +66,15 @@ class RegistrationError(GBSIPError):
     ``status`` is the platform's final SIP status (``0`` when none came:
     timeout or transport error), ``reason`` its reason phrase or what went
     wrong, ``kind`` the failure class (``"rejected"``, ``"timeout"``,
-    ``"auth_rejected"``, ``"no_challenge"``, ...).
+    ``"auth_rejected"``, ``"no_challenge"``, ...); ``message``, when
+    given, is the whole text (the pytest plugin's ``gb_device_factory`` adds
+    the device, the platform and the SIP exchange).
     """
 
-    def __init__(self, status: int, reason: str, kind: str = "rejected") -> None:
-        super().__init__(f"registration failed: {status} {reason} ({kind})"
-                         if status else f"registration failed: {reason} ({kind})")
+    def __init__(self, status: int, reason: str, kind: str = "rejected",
+                 message: str | None = None) -> None:
+        super().__init__(message or (f"registration failed: {status} {reason} ({kind})"
+                                     if status else f"registration failed: {reason} ({kind})"))
         self.status = status
         self.reason = reason
         self.kind = kind

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import selectors
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast, overload
 
 import pytest
 
@@ -284,8 +285,12 @@ class GBClock:
     async def advance(self, seconds: float) -> None:
         """Let ``seconds`` (seconds, not milliseconds) of virtual time pass,
         running every timer due on the way in order (and the I/O they
-        cause), in a few milliseconds of real time."""
+        cause), in a few milliseconds of real time.  Time only goes
+        forward: a negative (or not finite) number is a ``ValueError``."""
         __tracebackhide__ = True
+        if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0):
+            raise ValueError(f"advance takes a non-negative number of seconds (time only goes "
+                             f"forward), not {seconds!r}")
         self.install()
         await asyncio.sleep(seconds)
 
@@ -355,11 +360,13 @@ def _clock_for(request: pytest.FixtureRequest) -> GBClock | None:
 
 from gbsip.device import Device  # noqa: E402  (after the option hooks, for readability)
 from gbsip._drive import EventStream  # noqa: E402
+from gbsip.errors import RegistrationError  # noqa: E402
 from gbsip.events import RegistrarEvent  # noqa: E402
 from gbsip.registrar import Registrar  # noqa: E402
 
 Event = RegistrarEvent
 E = TypeVar("E", bound=RegistrarEvent)
+E2 = TypeVar("E2", bound=RegistrarEvent)
 
 
 class DeviceFactory(Protocol):
@@ -397,6 +404,20 @@ class RecordingRegistrar(Registrar):
                             f"device={ev.device_id} from={ev.source}")
         self._recorder.publish(ev)
 
+    # wait_recorded(A) is an A; wait_recorded((A, B)) an A | B
+    @overload
+    async def wait_recorded(self, kind: type[E], device_id: str | None = None,
+                            timeout: float | None = 10.0) -> E: ...
+
+    @overload
+    async def wait_recorded(self, kind: tuple[type[E], type[E2]],
+                            device_id: str | None = None,
+                            timeout: float | None = 10.0) -> E | E2: ...
+
+    @overload
+    async def wait_recorded(self, kind: tuple[type[E], ...], device_id: str | None = None,
+                            timeout: float | None = 10.0) -> E: ...
+
     async def wait_recorded(self, kind: type[E] | tuple[type[E], ...],
                             device_id: str | None = None,
                             timeout: float | None = 10.0) -> E:
@@ -422,11 +443,34 @@ class RecordingRegistrar(Registrar):
             ) from None
         return cast(E, found)
 
+    @overload
+    def of(self, kind: type[E], device_id: str | None = None) -> list[E]: ...
+
+    @overload
+    def of(self, kind: tuple[type[E], type[E2]], device_id: str | None = None) -> list[E | E2]: ...
+
+    @overload
+    def of(self, kind: tuple[type[E], ...], device_id: str | None = None) -> list[E]: ...
+
     def of(self, kind: type[E] | tuple[type[E], ...],
            device_id: str | None = None) -> list[E]:
         """Recorded events of that kind (for that device)."""
         return [ev for ev in self.recorded
                 if isinstance(ev, kind) and (device_id is None or ev.device_id == device_id)]
+
+
+def _not_registered(exc: Exception, device_id: str, peer: str,
+                    trace: Trace) -> RegistrationError:
+    """What ``gb_device_factory`` raises when its device does not register:
+    a :class:`gbsip.errors.RegistrationError` (the cause's status and kind
+    when it was one) saying which device, where, why, and the exchange."""
+    failed = str(trace.fail(f"device {device_id} did not register at {peer}: "
+                            f"{str(exc) or type(exc).__name__}"))
+    if isinstance(exc, RegistrationError):
+        return RegistrationError(exc.status, exc.reason, exc.kind, message=failed)
+    if isinstance(exc, asyncio.TimeoutError):
+        return RegistrationError(0, "no answer", "timeout", message=failed)
+    return RegistrationError(0, str(exc) or type(exc).__name__, "error", message=failed)
 
 
 def _marker_kwargs(request: pytest.FixtureRequest, name: str) -> dict[str, Any]:
@@ -530,9 +574,9 @@ if pytest_asyncio is not None:
                     await asyncio.wait_for(dev.start(), max(gb_options.timeout, 40.0)
                                            if clock is None else None)
                 except Exception as exc:
-                    # the cause is in the message: no trip through asyncio and Device
-                    raise gb_trace.fail(f"device {device_id} did not register at {peer}: "
-                                        f"{exc}") from None
+                    # a public exception (not the conformance suites' CheckFailed),
+                    # the cause in its message: no trip through asyncio and Device
+                    raise _not_registered(exc, device_id, peer, gb_trace) from None
             return dev
 
         try:
@@ -585,7 +629,8 @@ def _note(rep: pytest.TestReport) -> str:
     crash = getattr(longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(longrepr or "")
     for prefix in ("AssertionError: ", "gbsip.conformance._common.CheckFailed: ",
-                   "CheckFailed: ", "Failed: "):
+                   "CheckFailed: ", "gbsip.errors.RegistrationError: ",
+                   "RegistrationError: ", "Failed: "):
         if text.startswith(prefix):
             text = text[len(prefix):]
     return text.strip().split("\n", 1)[0]

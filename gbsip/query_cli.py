@@ -50,7 +50,7 @@ def add_query(sub: Any, run: Callable[[Any], int]) -> None:
                    choices=sorted(QUERY_TYPES), help="one of: " + ", ".join(sorted(QUERY_TYPES)))
     p.add_argument("--listen", type=host_port, default=("127.0.0.1", 5060),
                    metavar="HOST:PORT", help="where to listen (default 127.0.0.1:5060)")
-    p.add_argument("--transport", default="udp,tcp",
+    p.add_argument("--transport", type=opt.transports, default="udp,tcp",
                    help="udp, tcp or udp,tcp (default %(default)s)")
     p.add_argument("--server-id", default="34020000002000000001",
                    help="20-digit platform ID (default %(default)s)")
@@ -95,10 +95,6 @@ async def query(args: argparse.Namespace) -> int:
     prog = "gbsip query"
     try:
         opt.server_id_domain(args.server_id, None, None)
-        transports = [t.strip() for t in args.transport.split(",") if t.strip()]
-        if not transports or any(t not in ("udp", "tcp") for t in transports):
-            raise opt.UsageError("--transport", f"wants udp, tcp or udp,tcp, not "
-                                                f"{args.transport!r}")
         if args.query == "recordinfo" and not (args.start and args.end):
             raise opt.UsageError("--start", "a RecordInfo query needs --start and --end")
         if args.start and args.end and args.end <= args.start:
@@ -107,7 +103,7 @@ async def query(args: argparse.Namespace) -> int:
         return opt.fail(prog, exc)
     host, port = args.listen
     try:
-        reg = Registrar(args.server_id, host=host, port=port, transports=transports,
+        reg = Registrar(args.server_id, host=host, port=port, transports=args.transport,
                         passwords=args.password, keepalive_events=False, min_expires=1)
         await reg.start()
     except ConfigurationError as exc:

@@ -26,7 +26,7 @@ import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar, Union, overload
 
 from gbsip import _core, _fdlimit, manscdp
 from gbsip._drive import Clock, Driver, EventStream, Lifetime
@@ -81,6 +81,8 @@ __all__ = [
 ]
 
 E = TypeVar("E", bound=RegistrarEvent)
+E2 = TypeVar("E2", bound=RegistrarEvent)
+E3 = TypeVar("E3", bound=RegistrarEvent)
 _log = logging.getLogger("gbsip.registrar")
 
 # Names before 0.2, kept for one release (see CHANGELOG.md).
@@ -724,11 +726,30 @@ class Registrar(Lifetime):
         until the registrar closes."""
         return self._stream.__aiter__()
 
-    async def wait_for(self, kind: type[E] | tuple[type[E], ...],
+    # wait_for(A) is an A; wait_for((A, B)) an A | B (not their base class)
+    @overload
+    async def wait_for(self, kind: type[E], device_id: str | None = None,
+                       timeout: float | None = 10.0) -> E: ...
+
+    @overload
+    async def wait_for(self, kind: tuple[type[E], type[E2]], device_id: str | None = None,
+                       timeout: float | None = 10.0) -> E | E2: ...
+
+    @overload
+    async def wait_for(self, kind: tuple[type[E], type[E2], type[E3]],
                        device_id: str | None = None,
-                       timeout: float | None = 10.0) -> E:
-        """The next event of that kind (for that device) not yet taken from
-        :meth:`events`; the events before it are taken too."""
+                       timeout: float | None = 10.0) -> E | E2 | E3: ...
+
+    @overload
+    async def wait_for(self, kind: tuple[type[E], ...], device_id: str | None = None,
+                       timeout: float | None = 10.0) -> E: ...
+
+    async def wait_for(self, kind: type[RegistrarEvent] | tuple[type[RegistrarEvent], ...],
+                       device_id: str | None = None,
+                       timeout: float | None = 10.0) -> RegistrarEvent:
+        """The next event of that kind, or of one of those kinds (for that
+        device), not yet taken from :meth:`events`; the events before it are
+        taken too."""
         return await self._stream.wait_for(kind, device_id, timeout)
 
     def add_listener(self, listener: Callable[[RegistrarEvent], object]) -> Callable[[], None]:

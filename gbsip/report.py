@@ -24,7 +24,8 @@ from gbsip._console import Clock, iso_time
 from gbsip._version import __version__
 from gbsip.simulator import TIMELINE_FIELDS, SimulatorReport, SimulatorStats, TimelinePoint
 
-__all__ = ["render_html", "stats_record", "write_csv", "write_html"]
+__all__ = ["ramp_text", "registered_text", "render_html", "stats_record", "unregistered_text",
+           "write_csv", "write_html"]
 
 
 # --------------------------------------------------------------------------
@@ -35,11 +36,13 @@ def stats_record(stats: SimulatorStats, interval: TimelinePoint | None,
                  clock: Clock | None = None) -> dict[str, Any]:
     """One ``--stats-json`` line: wall-clock ``time`` (ISO 8601), every
     field of :meth:`Simulator.stats`, and ``interval``, the last point of
-    the timeline (rates and latency percentiles of the last second)."""
-    now = time.time()
-    record: dict[str, Any] = {"time": clock.iso(now) if clock else iso_time(now)}
+    the timeline (rates and latency percentiles of the last second), its
+    ``time`` as ISO 8601 too (as ``gbsip serve --json`` and ``--csv`` give
+    times); ``elapsed`` gives both in seconds since the run started."""
+    iso = clock.iso if clock else iso_time
+    record: dict[str, Any] = {"time": iso(time.time())}
     record.update(stats)
-    record["interval"] = interval
+    record["interval"] = None if interval is None else dict(interval, time=iso(interval["time"]))
     return record
 
 
@@ -172,6 +175,51 @@ def _chart(title: str, unit: str, xs: Sequence[float], phases: Sequence[str],
             f'{"".join(out)}</figure>')
 
 
+def registered_text(report: SimulatorReport) -> str:
+    """The summary's "registered": devices registered at the end of the
+    run, before they unregistered (when the hold ended, or when the run was
+    stopped early, which may be before any hold), and at least once."""
+    res = report["result"]
+    when = "when the run was stopped early" if report["stopped"] else "when the hold ended"
+    return f"{res['registered']} {when}, {res['ever_registered']} at least once"
+
+
+def ramp_text(report: SimulatorReport) -> str:
+    """The summary's "ramp": the rate achieved to the last registration of
+    the ramp, the target, the peak over 1 s (left out of a ramp shorter than
+    that, where it would only repeat the average), and how many registered
+    in how long (all of the started devices, or how many of them)."""
+    ramp = report["ramp"]
+    target = f"{ramp['target_rate']:g}/s" if ramp["target_rate"] else "all at once"
+    seconds = ramp["seconds"]
+    if ramp["peak_rate"] is not None:
+        peak = f"peak {ramp['peak_rate']:.0f}/s over 1 s"
+    else:
+        peak = "no peak rate (the ramp took under 1 s)"
+    done, started = ramp["registered"], report["started"]
+    who = f"all {done}" if done >= started else f"{done} of {started} started devices"
+    return (f"{ramp['achieved_rate'] or 0:.0f}/s achieved (target {target}), {peak}; "
+            f"{who} registered in {seconds} s")
+
+
+#: How the summary says why a device's unregistration was not a 200.
+_UNREGISTER_WHY = {"not_registered": "not registered (nothing to unregister)",
+                   "timeout": "unanswered"}
+
+
+def unregistered_text(report: SimulatorReport) -> str:
+    """The summary's "unregistered": devices unregistered at the end, and
+    of those, how many the platform confirmed (200) and why the others
+    were not (never registered, no answer...)."""
+    unreg = report["unregistration"]
+    n, why = unreg["unregistered"], unreg["by_reason"]
+    if not why:
+        return str(n)
+    others = ", ".join(f"{v} {_UNREGISTER_WHY.get(k, k.replace('_', ' '))}"
+                       for k, v in why.items())
+    return f"{n}: {n - sum(why.values())} confirmed by the platform, {others}"
+
+
 def _rows(report: SimulatorReport) -> list[tuple[str, str]]:
     res, ramp, lat = report["result"], report["ramp"], report["latency_ms"]
     tot, msg, mem = report["totals"], report["messages"], report["memory"]
@@ -182,18 +230,16 @@ def _rows(report: SimulatorReport) -> list[tuple[str, str]]:
         ("devices", f"{report['devices']} ({report['config']['first_device']} .. "
                     f"{report['config']['last_device']}), {report['started']} started"
                     + (", stopped early" if report["stopped"] else "")),
-        ("registered", f"{res['registered']} when the hold ended, "
-                       f"{res['ever_registered']} at least once"),
+        ("registered", registered_text(report)),
     ]
     for why, n in res["not_registered"].items():
         rows.append(("not registered", f"{n} {why}"))
     if ramp["achieved_rate"] is not None:
-        rows.append(("ramp", f"{ramp['achieved_rate']:g}/s achieved (target "
-                             f"{ramp['target_rate'] or 'all at once'}), peak "
-                             f"{ramp['peak_rate']:g}/s over 1 s, {ramp['seconds']} s"))
+        rows.append(("ramp", ramp_text(report)))
     rows += [
         ("registrations", f"{tot['registrations']} + {tot['refreshes']} refreshes, "
-                          f"{tot['challenges']} challenges, {tot['failures']} failures, "
+                          f"{tot['challenges']} challenges (unregistering REGISTERs' too), "
+                          f"{tot['failures']} failures, "
                           f"{tot['timeouts']} timeouts"),
         ("keepalives", f"{tot['keepalives_sent']} sent, {tot['keepalives_answered']} answered, "
                        f"{tot['keepalives_missed']} missed"),
@@ -209,7 +255,7 @@ def _rows(report: SimulatorReport) -> list[tuple[str, str]]:
                      f"{msg['icmp_errors']} ICMP errors"),
         ("failures", ", ".join(f"{k} {v}" for k, v in report["failures"]["by_reason"].items())
          or "none"),
-        ("unregistered", str(report["unregistration"]["unregistered"])),
+        ("unregistered", unregistered_text(report)),
         ("time", f"{report['elapsed']} s from {report['started_at']}; CPU "
                  f"{report['cpu_seconds']} s ({report['cpu_percent']} %)"),
         ("memory", f"RSS {mem['rss_bytes'] / 2**20:.1f} MiB, "

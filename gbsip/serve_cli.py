@@ -352,10 +352,6 @@ async def serve(args: argparse.Namespace) -> int:
         if args.max_expires < args.min_expires:
             raise opt.UsageError("--max-expires", f"{args.max_expires} is below --min-expires "
                                                   f"{args.min_expires}")
-        transports = [t.strip() for t in args.transport.split(",") if t.strip()]
-        if not transports or any(t not in ("udp", "tcp") for t in transports):
-            raise opt.UsageError("--transport", f"wants udp, tcp or udp,tcp, not "
-                                                f"{args.transport!r}")
         passwords: Any = args.password
         if args.passwords_file:
             try:
@@ -381,7 +377,7 @@ async def serve(args: argparse.Namespace) -> int:
             args.server_id,
             host=args.host,
             port=args.port,
-            transports=transports,
+            transports=args.transport,
             passwords=passwords,
             realm=args.realm,
             min_expires=args.min_expires,
@@ -419,9 +415,15 @@ async def serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     out.on_closed = stop.set  # the reader went away (| head): stop serving
+    stopped_by: list[int] = []  # the signal that stopped it, for the exit status
+
+    def on_signal(sig: int) -> None:
+        stopped_by.append(sig)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
     clock = Clock()
     formats = EventFormats(clock)
     addrs = ", ".join(f"{t}://{h}:{p}" for t, (h, p) in reg.addresses.items())
@@ -466,7 +468,14 @@ async def serve(args: argparse.Namespace) -> int:
         out.line(f"{clock.iso(time.time())} stopped: {s['bindings']} bindings, "
                  f"{s['registrations']} registrations, {s['keepalives']} keepalives, "
                  f"{s['auth_failures']} auth failures")
-    return EXIT_BROKEN_PIPE if out.closed else EXIT_OK
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(sig)
+    if out.closed:
+        return EXIT_BROKEN_PIPE
+    # stopped by Ctrl-C (SIGTERM): 128 + the signal, as the shell reports a
+    # process the signal ended and as gbsip simulate exits; --duration: 0
+    return 128 + stopped_by[0] if stopped_by else EXIT_OK
 
 
 def add_serve(sub: Any, run: Callable[[Any], int]) -> None:
@@ -475,7 +484,9 @@ def add_serve(sub: Any, run: Callable[[Any], int]) -> None:
         description="Run a GB/T 28181 registrar and print its events, one line each with "
                     "its wall-clock time (--json: JSON lines, ISO 8601 times).  On a "
                     "terminal at most --max-lines events a second are printed, then one "
-                    "line a second counts the rest; a pipe or a file gets every event.")
+                    "line a second counts the rest; a pipe or a file gets every event.  "
+                    "Ctrl-C (SIGTERM) stops it after a last line of counters, exit status "
+                    "130 (143); --duration stops it with exit status 0.")
     p.add_argument("--server-id", default="34020000002000000001",
                    help="20-digit platform ID (default %(default)s)")
     p.add_argument("--realm", help="Digest realm (default: first 10 digits of the server ID)")
@@ -483,7 +494,8 @@ def add_serve(sub: Any, run: Callable[[Any], int]) -> None:
                    help="address to listen on (default %(default)s)")
     p.add_argument("--port", type=opt.port, default=5060,
                    help="port, 0 for a free one (default %(default)s)")
-    p.add_argument("--transport", default="udp,tcp", help="udp, tcp or udp,tcp (default %(default)s)")
+    p.add_argument("--transport", type=opt.transports, default="udp,tcp",
+                   help="udp, tcp or udp,tcp (default %(default)s)")
     p.add_argument("--password", default="12345678",
                    help="one password for every device (default %(default)s)")
     p.add_argument("--passwords-file", help="CSV of device_id,password (overrides --password; "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as _dt
 import json
 import signal
 import sys
@@ -23,6 +24,7 @@ from gbsip._version import __version__
 
 if TYPE_CHECKING:  # imported when a command runs, so that --help stays fast
     from gbsip.device import Device
+    from gbsip.events import Registered
     from gbsip.simulator import Simulator, SimulatorReport, SimulatorStats
 
 T = TypeVar("T")
@@ -33,6 +35,9 @@ EXIT_USAGE = 2
 
 DEFAULT_SERVER_ID = "34020000002000000001"
 DEFAULT_PASSWORD = "12345678"
+#: The platform's zone a GB/T 28181 Date (no zone of its own) is read in:
+#: Beijing, as :class:`gbsip.Device` reads it.
+PLATFORM_UTC_OFFSET = _dt.timedelta(hours=8)
 _FAULTS = ("drop_responses", "wrong_password", "skip_keepalives", "change_source_port")
 
 
@@ -174,12 +179,21 @@ def _preset(name: str) -> str:
     return name
 
 
+def _plan(args: argparse.Namespace) -> str:
+    """The run asked for, as the first line says it: each number with its
+    unit and what it is."""
+    start = f"starting {args.rate:g} a second" if args.rate else "starting all at once"
+    ka = f"keepalive every {args.keepalive:g} s" if args.keepalive else "no keepalives"
+    return f"{start}, for {args.duration:g} s, {ka}"
+
+
 def _summary(r: SimulatorReport) -> str:
+    from gbsip.report import ramp_text, registered_text, unregistered_text
+
     res = r["result"]
     lat = r["latency_ms"]
     msg = r["messages"]
     tot = r["totals"]
-    ramp = r["ramp"]
     rows: list[tuple[str, str]] = [
         ("server", f"{r['server']}  (devices {r['config']['first_device']}"
                    f" .. {r['config']['last_device']})"),
@@ -188,19 +202,15 @@ def _summary(r: SimulatorReport) -> str:
     ]
     if r["stopped"]:
         rows.append(("stopped", f"early (Ctrl-C or stop()); {res['not_started']} never started"))
-    rows.append(("registered", f"{res['registered']} when the hold ended, "
-                               f"{res['ever_registered']} at least once"))
+    rows.append(("registered", registered_text(r)))
     for why, n in res["not_registered"].items():
         rows.append(("  not registered", f"{n}  {why}"))
-    if ramp["achieved_rate"] is not None:
-        target = f"{ramp['target_rate']:g}/s" if ramp["target_rate"] else "all at once"
-        rows.append(("ramp", f"{ramp['achieved_rate']:.0f}/s achieved (target "
-                             f"{target}), peak "
-                             f"{ramp['peak_rate']:.0f}/s over 1 s, all registered in "
-                             f"{ramp['seconds']} s"))
+    if r["ramp"]["achieved_rate"] is not None:
+        rows.append(("ramp", ramp_text(r)))
     rows += [
         ("registrations", f"{tot['registrations']} + {tot['refreshes']} refreshes, "
-                          f"{tot['challenges']} challenges, {tot['failures']} failures"),
+                          f"{tot['challenges']} challenges (unregistering REGISTERs' too), "
+                          f"{tot['failures']} failures"),
         ("keepalives", f"{tot['keepalives_sent']} sent, {tot['keepalives_answered']} answered, "
                        f"{tot['keepalives_missed']} missed"),
     ]
@@ -231,7 +241,7 @@ def _summary(r: SimulatorReport) -> str:
                               f"{r['churn']['returned']} came back"))
     if r["faults"]:
         rows.append(("faults", ", ".join(f"{k} {v}" for k, v in r["faults"].items())))
-    rows.append(("unregistered", str(r["unregistration"]["unregistered"])))
+    rows.append(("unregistered", unregistered_text(r)))
     mem = r["memory"]
     rows.append(("time", f"{r['elapsed']} s from {r['started_at']}, CPU {r['cpu_seconds']} s "
                          f"({r['cpu_percent']} %)"))
@@ -467,8 +477,7 @@ async def _simulate(args: argparse.Namespace) -> int:
             if not args.quiet:
                 where = server if args.server else f"{server} (embedded gbsip registrar)"
                 err.line(f"gbsip {__version__}: {args.devices} devices → {where}, "
-                         f"{f'{args.rate:g}' if args.rate else 'all at once'}/s, {args.duration:g} s, "
-                         f"keepalive {args.keepalive:g} s")
+                         f"{_plan(args)}")
             try:
                 async with sim:
                     run = asyncio.ensure_future(sim.run(
@@ -670,6 +679,22 @@ async def _port_unreachable(dev: Device) -> None:
     await asyncio.sleep(0.5)
 
 
+def _platform_clock(registered: Registered) -> str:
+    """The platform's clock from the 200 OK's Date header, as ISO 8601 with
+    its UTC offset: a GB/T 28181 Date (§9.10) is the platform's local time
+    without a zone, read as :data:`PLATFORM_UTC_OFFSET`, as the device does."""
+    date, offset = registered.date, registered.clock_offset
+    if date is None or offset is None:
+        return ""
+    how = "the 200 OK's Date header"
+    if date.tzinfo is None:
+        zone = _dt.timezone(PLATFORM_UTC_OFFSET)
+        date = date.replace(tzinfo=zone)
+        how += f", which has no zone: read as {zone.tzname(None)}"
+    return (f", platform clock {date.isoformat(timespec='milliseconds')} ({how}; "
+            f"{round(offset, 1) + 0.0:+.1f} s from ours)")
+
+
 async def _register(args: argparse.Namespace) -> int:
     from gbsip.device import Device
     from gbsip.errors import RegistrarError
@@ -695,7 +720,8 @@ async def _register(args: argparse.Namespace) -> int:
                          server_id=args.server_id, domain=args.domain, transport=transport,
                          expires=args.expires, keepalive_interval=None,
                          capability_header=not args.no_capability,
-                         gb_version=args.gb_version, trace=trace)
+                         gb_version=args.gb_version, trace=trace,
+                         platform_utc_offset=PLATFORM_UTC_OFFSET)
             out.line(f"gbsip {__version__}: device {args.device_id} → {server}"
                      + ("" if args.server else " (embedded gbsip registrar)"))
             signals.stop = lambda: "stopping: unregistering"
@@ -738,10 +764,7 @@ async def _register_steps(args: argparse.Namespace, dev: Device, server: str, ou
             _err("register", f"refused: {exc.status or ''} {exc.reason}{hint}".replace("  ", " "))
             return EXIT_FAILED
         out.line(f"\nregistered: expires {registered.expires} s, latency "
-                 f"{registered.latency * 1000:.0f} ms"
-                 + (f", platform clock {registered.date} (offset {registered.clock_offset:+.1f} s)"
-                    if registered.date is not None and registered.clock_offset is not None
-                    else ""))
+                 f"{registered.latency * 1000:.0f} ms{_platform_clock(registered)}")
         ka = await _step(dev.send_keepalive(), signals)
         out.line(f"keepalive: {type(ka).__name__} (status {ka.status})")
         if args.hold > 0:

@@ -60,6 +60,8 @@ PasswordSource = Union[str, Callable[[str], str]]
 ChannelCount = Union[int, Callable[[int], int], None]
 IdSource = Union[Sequence[str], Callable[[int], str], None]
 
+#: The window of the ramp's peak rate (s); a ramp shorter than it has none.
+PEAK_WINDOW_S = 1.0
 _TIMELINE_MAX = 10_000  # points; beyond, every other one goes and the step doubles
 
 
@@ -80,9 +82,10 @@ class LatencySummary(TypedDict):
 
 
 class Latencies(TypedDict):
-    register: LatencySummary
+    register: LatencySummary  # first REGISTER of an attempt to its 200
     refresh: LatencySummary
-    message: LatencySummary
+    message: LatencySummary   # keepalive round trip
+    answer: LatencySummary    # a platform's query to its answer's last 2xx
 
 
 class StateCounts(TypedDict):
@@ -213,7 +216,7 @@ class Ramp(TypedDict):
     achieved_rate: float | None
     seconds_95: float | None
     achieved_rate_95: float | None
-    peak_rate: float
+    peak_rate: float | None  # None: the ramp took under 1 s, too short for a peak over 1 s
 
 
 class ChurnCounts(TypedDict):
@@ -1411,7 +1414,8 @@ class Simulator(Lifetime):
 
     def _peak_rate(self, achieved: float | None) -> float:
         """The highest registration rate over a window of at least 1 s of
-        the ramp; the whole ramp is such a window, so never below the
+        the ramp; the whole ramp is such a window (when it took 1 s or
+        more: :meth:`report` gives no peak otherwise), so never below the
         achieved rate."""
         curve = [(self._t0 or 0.0, 0), *self._ramp_samples]
         peak = achieved or 0.0
@@ -1477,7 +1481,8 @@ class Simulator(Lifetime):
                 "seconds_95": round(t_95 - t0, 3) if t_95 else None,
                 "achieved_rate_95": round(0.95 * total / (t_95 - t0), 1)
                 if t_95 and t_95 > t0 else None,
-                "peak_rate": self._peak_rate(achieved),
+                "peak_rate": self._peak_rate(achieved)
+                if t_all and t_all - t0 >= PEAK_WINDOW_S else None,
             },
             "totals": st["totals"],
             "failures": st["failures"],

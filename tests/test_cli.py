@@ -117,7 +117,7 @@ def test_progress_and_summary_say_what_their_numbers_mean() -> None:
     """Issue 15: no "[done] registered 0/100" line before the summary;
     progress says registered now and ever, and over which window its rates
     are averaged; the peak rate is never below the achieved one."""
-    p = gbsip("simulate", "--devices", "300", "--rate", "300", "--duration", "3",
+    p = gbsip("simulate", "--devices", "600", "--rate", "300", "--duration", "3",
               "--interval", "0.5", "--keepalive", "1")
     assert p.returncode == 0, p.stderr
     progress = [line for line in p.stderr.splitlines() if line.startswith("[")]
@@ -126,6 +126,58 @@ def test_progress_and_summary_say_what_their_numbers_mean() -> None:
     ramp = next(line for line in p.stdout.splitlines() if line.startswith("ramp"))
     m = re.search(r"(\d+)/s achieved .* peak (\d+)/s over 1 s", ramp)
     assert m is not None and int(m.group(2)) >= int(m.group(1)), ramp
+
+
+def _table(out: str) -> dict[str, str]:
+    return dict(line.split(None, 1) for line in out.strip().splitlines()
+                if line and not line.startswith(" "))
+
+
+def test_summary_says_how_many_registered_when_some_failed() -> None:
+    """Devices refused by a fault: the ramp row counts those that
+    registered out of those started, never "all registered"."""
+    p = gbsip("simulate", "--devices", "100", "--duration", "1.5",
+              "--fault", "wrong_password=0.2", "--seed", "1")
+    assert p.returncode == 1, p.stderr
+    ramp = _table(p.stdout)["ramp"]
+    assert "80 of 100 started devices registered in" in ramp, ramp
+    assert "all" not in ramp.replace("all at once", ""), ramp
+
+
+def test_summary_says_which_unregistrations_the_platform_confirmed() -> None:
+    """Devices refused by a fault have nothing to unregister: the
+    unregistered row says how many of its devices the platform confirmed
+    and why the others were not."""
+    p = gbsip("simulate", "--devices", "50", "--duration", "1.5",
+              "--fault", "wrong_password=0.2", "--seed", "1")
+    assert p.returncode == 1, p.stderr
+    row = _table(p.stdout)["unregistered"]
+    assert row == "50: 40 confirmed by the platform, 10 not registered (nothing to unregister)", row
+
+
+def test_summary_gives_no_peak_rate_for_a_ramp_shorter_than_a_second() -> None:
+    """A peak over a 1 s window means nothing for a ramp that took 0.05 s:
+    the summary says there is none instead of repeating the average."""
+    p = gbsip("simulate", "--devices", "50", "--rate", "0", "--duration", "1")
+    assert p.returncode == 0, p.stderr
+    ramp = _table(p.stdout)["ramp"]
+    assert "no peak rate (the ramp took under 1 s)" in ramp and "over 1 s" not in ramp, ramp
+    assert "(target all at once)" in ramp and "all 50 registered in" in ramp, ramp
+
+
+def test_first_line_says_how_the_devices_start() -> None:
+    """The first line gives each number with what it is: the start rate
+    (or all at once, never "all at once/s"), the run time, the keepalive
+    interval."""
+    p = gbsip("simulate", "--devices", "20", "--rate", "0", "--duration", "1", "--keepalive",
+              "0.5")
+    assert p.returncode == 0, p.stderr
+    first = p.stderr.splitlines()[0]
+    assert first.endswith(", starting all at once, for 1 s, keepalive every 0.5 s"), first
+    p = gbsip("simulate", "--devices", "20", "--rate", "200", "--duration", "1", "--keepalive",
+              "0")
+    first = p.stderr.splitlines()[0]
+    assert first.endswith(", starting 200 a second, for 1 s, no keepalives"), first
 
 
 def test_simulate_wrong_password_fails_with_advice(loop_name: str) -> None:
@@ -242,6 +294,21 @@ def test_register_against_a_registrar_shows_the_exchange(loop_name: str) -> None
     assert all(e.device_id == "34020000001320000042" for e in events)
 
 
+def test_register_prints_the_platforms_clock_as_iso_8601() -> None:
+    """The 200 OK's Date is shown as the platform's clock in ISO 8601 with
+    its zone (a GB/T 28181 Date has none: read as UTC+08:00, and it says
+    so), beside its offset from ours."""
+    p = gbsip("register", "--quiet")
+    assert p.returncode == 0, p.stderr
+    m = re.search(r"platform clock (\S+) \(the 200 OK's Date header, which has no zone: "
+                  r"read as UTC\+08:00; ([+-]\d+\.\d) s from ours\)", p.stdout)
+    assert m is not None, p.stdout
+    clock = datetime.fromisoformat(m.group(1))
+    assert clock.utcoffset() is not None and clock.utcoffset().total_seconds() == 8 * 3600
+    assert abs((clock - datetime.now(timezone.utc)).total_seconds()) < 60
+    assert abs(float(m.group(2))) < 2
+
+
 def test_simulate_tcp_devices_connect_from_the_sources_given() -> None:
     """--tcp-sources: the TCP devices connect from those addresses in turn,
     so several simulate processes against one server port each have their
@@ -291,6 +358,22 @@ def test_serve_for_a_duration() -> None:
     assert "stopped: 0 bindings" in p.stdout
 
 
+@pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["SIGINT", "SIGTERM"])
+def test_serve_stopped_by_a_signal_exits_128_plus_it(sig: int, status: int) -> None:
+    """Ctrl-C (SIGTERM) stops `gbsip serve` cleanly, with its last line of
+    counters, and the exit status says a signal stopped it (130, 143), as
+    `gbsip simulate`'s does."""
+    proc = _start("serve", "--port", "0", "--no-store", stdout=subprocess.PIPE,
+                  stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert " registrar 34020000002000000001 " in proc.stdout.readline()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == status, err
+    assert "stopped: 0 bindings" in out and "Traceback" not in err
+
+
 def test_serve_port_in_use() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -318,6 +401,25 @@ def test_serve_workers_share_one_port_and_all_devices_register() -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["simulat"], "gbsip: unknown command 'simulat' (did you mean 'simulate'?)"),
+    (["regster"], "gbsip: unknown command 'regster' (did you mean 'register'?)"),
+    (["conformance", "platfrm"],
+     "gbsip conformance: unknown command 'platfrm' (did you mean 'platform'?)"),
+    (["frobnicate"], "gbsip: unknown command 'frobnicate' (one of simulate, serve, register, "
+                     "query, conformance)"),
+], ids=["simulat", "regster", "conformance-platfrm", "frobnicate"])
+def test_unknown_command_is_one_line_suggesting_the_nearest(args: list[str],
+                                                            message: str) -> None:
+    """A mistyped subcommand: one line naming it and the command meant (or
+    the commands there are), no help page, exit status 2."""
+    p = gbsip(*args)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert p.stdout == ""
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), p.stderr
 
 
 def test_no_command_prints_help() -> None:
@@ -399,7 +501,9 @@ def test_ctrl_c_stops_the_run_unregisters_and_prints_the_summary(loop_name: str)
     started = int(table["devices"].split(", ")[1].split()[0])
     assert peak <= started < 3000
     assert table["stopped"].startswith("early")
-    assert int(table["unregistered"]) == started
+    # stopped during the ramp: no hold happened, and the summary says so
+    assert table["registered"].startswith(f"{started} when the run was stopped early,"), table
+    assert int(table["unregistered"].split(":")[0]) == started
     assert left == 0
 
 
@@ -525,6 +629,9 @@ BAD_OPTIONS = [
     (["simulate", "--local-port", "70000"], "--local-port: wants a whole number from 0 to 65535"),
     (["simulate", "--trace", "34020000001320099999"], "--trace: 34020000001320099999 is not one"),
     (["simulate", "--server", "garbage"], "--server: wants udp://HOST:PORT or tcp://HOST:PORT"),
+    (["simulate", "--server", "udp://127.0.0.1:70000"],
+     "--server: port 70000 out of range 1-65535 in 'udp://127.0.0.1:70000'"),
+    (["register", "--server", "tcp://[::1]:0"], "--server: port 0 out of range 1-65535"),
     (["simulate", "--tcp-sources", "127.0.0.1,nowhere"], "--tcp-sources: wants an IP address"),
     (["simulate", "--tcp-sources", "127.0.0.2"], "--tcp-sources: is for TCP devices"),
     (["register", "--timeout", "0"], "--timeout: wants"),
@@ -533,6 +640,9 @@ BAD_OPTIONS = [
     (["serve", "--port", "-1"], "--port: wants a whole number from 0 to 65535"),
     (["serve", "--keepalive", "0"], "--keepalive: wants"),
     (["serve", "--transport", "sctp"], "--transport: wants udp, tcp or udp,tcp"),
+    (["serve", "--transport", "udp,udp"], "--transport: udp is given twice in 'udp,udp'"),
+    (["query", "34020000001320000001", "catalog", "--transport", "tcp,udp,tcp"],
+     "--transport: tcp is given twice"),
     (["serve", "--server-id", "123"], "platform's 20-digit ID, or --realm"),
     (["query", "34020000001320000001", "recordinfo", "--start", "yesterday", "--end",
       "2026-12-03T00:00:00"], "--start: wants a time like 2026-12-03T00:00:00, not 'yesterday'"),
@@ -586,6 +696,23 @@ def test_report_csv_and_stats_json(tmp_path: Any) -> None:
     assert abs((times[-1] - datetime.now(timezone.utc)).total_seconds()) < 60
     assert {"phase", "registered", "rates", "latency_ms", "interval"} <= set(lines[-1])
     assert lines[-1]["phase"] == "done"
+
+
+def test_stats_json_gives_every_time_as_iso_8601(tmp_path: Any) -> None:
+    """--stats-json uses one clock, as `gbsip serve --json` and --csv do:
+    the line's time and its interval's are ISO 8601 with the UTC offset;
+    seconds since the start are the separate `elapsed` fields."""
+    stats = tmp_path / "s.jsonl"
+    p = gbsip("simulate", "--devices", "50", "--duration", "2", "--stats-json", str(stats),
+              "--quiet")
+    assert p.returncode == 0, p.stderr
+    lines = [json.loads(line) for line in stats.read_text().splitlines()]
+    intervals = [line["interval"] for line in lines if line["interval"] is not None]
+    assert intervals, lines
+    for line, interval in zip(lines, intervals):
+        for when in (line["time"], interval["time"]):
+            assert isinstance(when, str) and datetime.fromisoformat(when).tzinfo is not None
+        assert isinstance(interval["elapsed"], float) and isinstance(line["elapsed"], float)
 
 
 def _serve_until_registered(*args: str, device: str = "34020000001320000007") -> str:
@@ -658,7 +785,7 @@ def test_serve_on_a_terminal_counts_what_it_cannot_show() -> None:
 
     rc, text = on_a_terminal("serve", "--port", str(port), "--transport", "udp",
                              "--max-lines", "20", "--duration", "12", until=load)
-    assert rc == 0, text
+    assert rc == 143, text  # stopped by the SIGTERM
     lines = text.splitlines()
     shown = [line for line in lines if re.match(r"\d\d:\d\d:\d\d\.\d{3} [A-Z]", line)]
     counted = [line for line in lines if "more events in the last second" in line]

@@ -9,8 +9,11 @@ kept: the tests put a free port in place of 5060.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import signal
+import socket
 import importlib.util
 import subprocess
 import sys
@@ -21,9 +24,10 @@ import pytest
 
 from conformance_helpers import CHILD_PYTEST_ARGS, ThreadedRegistrar, peer_env, python_env
 from device_helpers import free_port
-from docs_snippets import ROOT, Snippet, snippets
+from docs_snippets import ROOT, Command, Snippet, gbsip_commands, snippets
 
 ALL = snippets()
+COMMANDS = gbsip_commands()
 TIMEOUT = 90
 
 
@@ -57,6 +61,42 @@ def test_example_is_a_whole_program(snippet: Snippet) -> None:
     compile(snippet.code, snippet.name, "exec")
     if snippet.kind not in ("pytest", "locust"):
         assert "import" in snippet.code, snippet.code
+
+
+def test_the_docs_have_their_commands() -> None:
+    """The sh blocks' gbsip commands are found, every subcommand among them
+    (so a broken extraction cannot make the test below vacuous), quoted ones
+    (--gb-device-cmd 'exec gbsip simulate ...') included."""
+    names = {c.name for c in COMMANDS}
+    assert {"README.md:10", "README.md:51", "README.zh-CN.md:37", "docs/simulate.md:16",
+            "docs/registrar.md:336", "docs/conformance.md:52"} <= names
+    assert {c.argv[0] for c in COMMANDS if c.argv} >= {
+        "simulate", "serve", "register", "query", "conformance", "--version"}
+    assert sum(c.name == "docs/conformance.md:52" for c in COMMANDS) == 2
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[c.name for c in COMMANDS])
+def test_documented_command_parses(command: Command) -> None:
+    """Each gbsip command of the docs' sh blocks is accepted by the command
+    line as written (parsed, and for simulate checked across options, never
+    run): an option that no longer exists, or a value it refuses, fails
+    here rather than in a reader's terminal."""
+    from gbsip import _cli_args as opt
+    from gbsip.cli import build_parser
+    from gbsip.simulate_cli import _check_simulate
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            args = build_parser().parse_args(list(command.argv))
+        except SystemExit as exc:  # --version, --help: 0; a refusal: 2
+            assert exc.code == 0, f"{command}\n{err.getvalue()}"
+            return
+    if args.command == "simulate":
+        try:
+            _check_simulate(args)
+        except opt.UsageError as exc:
+            pytest.fail(f"{command}\ngbsip simulate: {exc}")
 
 
 def _examples(kind: str) -> list[Snippet]:
@@ -118,6 +158,41 @@ def test_platform_example_registers_a_device(snippet: Snippet, tmp_path: Path) -
     printed = log.read_text()
     assert "DeviceRegistered(" in printed and "34020000001320000001" in printed, printed
     assert "DeviceUnregistered(" in printed, printed
+
+
+def _listening(port: int) -> bool:
+    """Whether something holds UDP ``port`` on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("snippet", _examples("platform"), ids=lambda s: s.name)
+def test_platform_example_stops_quietly_on_ctrl_c(snippet: Snippet, tmp_path: Path) -> None:
+    """A platform example serves until Ctrl-C, then exits quietly: status
+    0, no KeyboardInterrupt traceback."""
+    port = free_port()
+    path = tmp_path / f"{snippet.module}.py"
+    path.write_text(snippet.with_port(port))
+    proc = subprocess.Popen([sys.executable, "-u", str(path)], cwd=tmp_path, env=python_env(),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not _listening(port) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out + err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
 
 
 INI = """[pytest]

@@ -97,6 +97,30 @@ def test_gb_clock_runs_an_hour_of_keepalives_in_moments(gbtester: pytest.Pyteste
     result.assert_outcomes(passed=2)
 
 
+def test_gb_clock_refuses_to_go_back(gbtester: pytest.Pytester) -> None:
+    """gb_clock.advance(-1) (or a NaN, or infinity) is a ValueError saying
+    advance takes a non-negative number of seconds; advance(0) is fine."""
+    gbtester.makepyfile("""
+        import math
+        import pytest
+
+        @pytest.mark.asyncio
+        @pytest.mark.parametrize("bad", [-1, -0.001, math.nan, math.inf])
+        async def test_back(gb_clock, bad):
+            with pytest.raises(ValueError, match="advance takes a non-negative number of "
+                                                 "seconds"):
+                await gb_clock.advance(bad)
+            assert gb_clock.elapsed == 0
+
+        @pytest.mark.asyncio
+        async def test_zero(gb_clock):
+            await gb_clock.advance(0)
+            assert gb_clock.elapsed == 0
+    """)
+    result = run(gbtester)
+    result.assert_outcomes(passed=5)
+
+
 def test_failure_shows_the_sip_exchange(gbtester: pytest.Pytester) -> None:
     """A failing test that used gb_device prints the messages exchanged."""
     gbtester.makepyfile("""
@@ -248,6 +272,34 @@ def test_failures_point_at_the_test_not_the_plugin(gbtester: pytest.Pytester) ->
         "*await gb_registrar.wait_recorded(Offline, gb_device.device_id, timeout=0.2)*",
         "*TimeoutError: no Offline of 34020000001320000001 within 0.2 s*",
     ])
+
+
+def test_a_device_that_cannot_register_fails_with_a_public_exception(
+        gbtester: pytest.Pytester) -> None:
+    """gb_device_factory's device refused: the test sees (and can catch)
+    gbsip.errors.RegistrationError with the platform's status, never a
+    private class of the conformance suites."""
+    gbtester.makepyfile("""
+        import pytest
+        from gbsip.errors import RegistrationError
+
+        @pytest.mark.asyncio
+        async def test_caught(gb_registrar, gb_device_factory):
+            with pytest.raises(RegistrationError) as caught:
+                await gb_device_factory(password="wrong")
+            assert caught.value.status == 403
+            assert "SIP exchange" in str(caught.value)
+
+        @pytest.mark.asyncio
+        async def test_shown(gb_registrar, gb_device_factory):
+            await gb_device_factory(password="wrong")
+    """)
+    result = run(gbtester)
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    assert "_common" not in out and "CheckFailed" not in out, out
+    result.stdout.fnmatch_lines(["*gbsip.errors.RegistrationError: device 34020000001320000001 "
+                                 "did not register at udp://127.0.0.1:*403 Forbidden*"])
 
 
 def test_platform_that_is_not_a_url_is_a_usage_error(gbtester: pytest.Pytester) -> None:

@@ -465,6 +465,22 @@ def test_rates_average_over_whole_keepalive_intervals(interval: float | None,
     assert sim.stats()["rates"]["window_s"] == window
 
 
+def test_a_ramp_under_a_second_has_no_peak_rate(run) -> None:  # noqa: F811
+    """All at once, the ramp takes milliseconds: a peak over 1 s would only
+    repeat the average of a shorter time, so the report gives none."""
+    async def scenario() -> dict[str, Any]:
+        async with Registrar(SERVER_ID, port=0, transports=("udp",), passwords=PASSWORD,
+                             keepalive_events=False) as reg:
+            host, port = reg.address
+            async with Simulator(50, server=f"udp://{host}:{port}", rate=None,
+                                 duration=0.5) as sim:
+                return dict(await sim.run())
+
+    ramp = run(scenario())["ramp"]
+    assert ramp["seconds"] is not None and ramp["seconds"] < 1
+    assert ramp["achieved_rate"] is not None and ramp["peak_rate"] is None
+
+
 def test_peak_rate_is_never_below_the_achieved_rate(run) -> None:  # noqa: F811
     async def scenario() -> dict[str, Any]:
         async with Registrar(SERVER_ID, port=0, transports=("udp",), passwords=PASSWORD,
@@ -477,3 +493,47 @@ def test_peak_rate_is_never_below_the_achieved_rate(run) -> None:  # noqa: F811
     ramp = run(scenario())["ramp"]
     assert ramp["achieved_rate"] is not None
     assert ramp["peak_rate"] >= ramp["achieved_rate"] > 500
+
+
+def _typed_dict_mismatches(hint: Any, value: Any, path: str) -> list[str]:
+    """Where ``value`` has other keys than the TypedDict ``hint`` declares,
+    down through the TypedDicts nested in it (and in lists of them)."""
+    import typing
+
+    if typing.get_origin(hint) is list and value:
+        (item,) = typing.get_args(hint)
+        return _typed_dict_mismatches(item, value[0], f"{path}[0]")
+    if not typing.is_typeddict(hint):
+        return []
+    fields = typing.get_type_hints(hint)
+    out = []
+    if set(fields) != set(value):
+        out.append(f"{path} ({hint.__name__}): declared but missing "
+                   f"{sorted(set(fields) - set(value))}, carried but not declared "
+                   f"{sorted(set(value) - set(fields))}")
+    for key in set(fields) & set(value):
+        out += _typed_dict_mismatches(fields[key], value[key], f"{path}.{key}")
+    return out
+
+
+def test_the_typed_dicts_declare_exactly_the_keys_the_results_carry(run) -> None:  # noqa: F811
+    """stats(), run()'s report and timeline() carry the keys their
+    TypedDicts declare and no other, down to each latency histogram
+    (`latency_ms.answer` included), so a typed read is a true one."""
+    from gbsip.simulator import SimulatorReport, SimulatorStats, TimelinePoint
+
+    async def scenario() -> tuple[Any, Any, Any]:
+        async with Registrar(SERVER_ID, port=0, transports=("udp",), passwords=PASSWORD,
+                             keepalive_events=False) as reg:
+            host, port = reg.address
+            async with Simulator(5, server=f"udp://{host}:{port}", duration=0.5,
+                                 timeline=0.1) as sim:
+                report = await sim.run()
+                return sim.stats(), report, sim.timeline()
+
+    stats, report, timeline = run(scenario())
+    assert timeline
+    problems = (_typed_dict_mismatches(SimulatorStats, stats, "stats()")
+                + _typed_dict_mismatches(SimulatorReport, report, "report")
+                + _typed_dict_mismatches(TimelinePoint, timeline[0], "timeline()[0]"))
+    assert not problems, "\n".join(problems)

@@ -72,3 +72,34 @@ def test_mypy_catches_a_misuse_of_the_typed_results(tmp_path: Path) -> None:
     assert '"DeviceRegistered" has no attribute "sn"' in out, out
     assert 'expression has type "str", variable has type "int"' in out, out
     assert '"KeepaliveAnswered" has no attribute "expires"' in out, out
+
+
+def test_wait_for_a_tuple_of_event_classes_is_typed_as_their_union(tmp_path: Path) -> None:
+    """``wait_for((A, B))`` is an ``A | B`` (not their base class), on the
+    Registrar, the Device and the recording fixture; ``wait_for(A)`` is
+    still an ``A``, and a tuple of unknown length the classes' type."""
+    code = tmp_path / "unions.py"
+    code.write_text(
+        "from typing_extensions import assert_type\n"
+        "import gbsip\n"
+        "from gbsip.events import (DeviceRegistered, DeviceUnregistered, Expired, Failed,\n"
+        "                          KeepaliveAnswered, Registered, RegistrarEvent)\n"
+        "from gbsip.pytest_plugin import RecordingRegistrar\n"
+        "async def main(reg: gbsip.Registrar, dev: gbsip.Device,\n"
+        "               rec: RecordingRegistrar) -> None:\n"
+        "    assert_type(await reg.wait_for(DeviceRegistered), DeviceRegistered)\n"
+        "    assert_type(await reg.wait_for((DeviceRegistered, DeviceUnregistered)),\n"
+        "                DeviceRegistered | DeviceUnregistered)\n"
+        "    assert_type(await reg.wait_for((DeviceRegistered, DeviceUnregistered, Expired),\n"
+        "                                   '34020000001320000001', timeout=1),\n"
+        "                DeviceRegistered | DeviceUnregistered | Expired)\n"
+        "    kinds: tuple[type[RegistrarEvent], ...] = (DeviceRegistered,)\n"
+        "    assert_type(await reg.wait_for(kinds), RegistrarEvent)\n"
+        "    assert_type(await dev.wait_for(KeepaliveAnswered), KeepaliveAnswered)\n"
+        "    assert_type(await dev.wait_for((Registered, Failed), timeout=3),\n"
+        "                Registered | Failed)\n"
+        "    assert_type(await rec.wait_recorded((DeviceRegistered, Expired)),\n"
+        "                DeviceRegistered | Expired)\n"
+        "    assert_type(rec.of((DeviceRegistered, Expired)), list[DeviceRegistered | Expired])\n")
+    done = _mypy([code], tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
