@@ -9,6 +9,8 @@ kept: the tests put a free port in place of 5060.
 """
 from __future__ import annotations
 
+import collections
+
 import contextlib
 import io
 import os
@@ -67,12 +69,17 @@ def test_the_docs_have_their_commands() -> None:
     """The sh blocks' gbsip commands are found, every subcommand among them
     (so a broken extraction cannot make the test below vacuous), quoted ones
     (--gb-device-cmd 'exec gbsip simulate ...') included."""
-    names = {c.name for c in COMMANDS}
-    assert {"README.md:10", "README.md:51", "README.zh-CN.md:37", "docs/simulate.md:16",
-            "docs/registrar.md:336", "docs/conformance.md:52"} <= names
+    files = {c.name.rsplit(":", 1)[0] for c in COMMANDS}
+    assert {"README.md", "README.zh-CN.md", "docs/simulate.md", "docs/registrar.md",
+            "docs/conformance.md"} <= files
+    assert any(c.name.startswith("docs/registrar.md:") and tuple(c.argv[:1]) == ("query",)
+               for c in COMMANDS)
     assert {c.argv[0] for c in COMMANDS if c.argv} >= {
         "simulate", "serve", "register", "query", "conformance", "--version"}
-    assert sum(c.name == "docs/conformance.md:52" for c in COMMANDS) == 2
+    # a command quoted inside another's option: two on one line
+    per_line = collections.Counter(c.name for c in COMMANDS)
+    assert any(n == 2 and name.startswith("docs/conformance.md:")
+               for name, n in per_line.items())
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[c.name for c in COMMANDS])
