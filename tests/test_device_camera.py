@@ -17,7 +17,7 @@ import pytest
 
 import gbsip
 from gbsip import manscdp
-from gbsip.camera import PRESETS, Profile
+from gbsip.camera import PRESETS, ChannelConfig, Profile
 from gbsip.events import (
     AnswerFailed,
     AnswerSent,
@@ -365,6 +365,34 @@ def test_profile_and_channel_names() -> None:
         gbsip.Device(NVR, password="x", profile="no-such-vendor")
     with pytest.raises(gbsip.ConfigurationError):
         dev.channels[0].status = "MAYBE"
+
+
+@pytest.mark.parametrize("config, why", [
+    (ChannelConfig(civil_code="11a0"), "CivilCode"),
+    (ChannelConfig(ptz_type=7), "PTZType"),
+    (ChannelConfig(longitude=200.0, latitude=0.0), "Longitude"),
+    (ChannelConfig(longitude=116.0), "longitude and latitude"),
+    (ChannelConfig(parent_id="3402<x>"), "ParentID"),
+    (ChannelConfig(status="MAYBE"), "status"),
+])
+def test_invalid_channel_config_is_a_configuration_error(config: ChannelConfig,
+                                                         why: str) -> None:
+    """A Catalog field the standard cannot carry (A.2.6.4) is refused when
+    the device is made, naming the channel and the field."""
+    with pytest.raises(gbsip.ConfigurationError, match=f"channel 0: .*{why}"):
+        gbsip.Device(NVR, password="x", channels=[config])
+
+
+def test_channel_configure_changes_one_channel() -> None:
+    """Channel.configure gives one channel its own Catalog fields; None
+    fields stay derived, and configuring again replaces them."""
+    dev = gbsip.Device(NVR, password="x", channels=2)
+    dev.channels[1].configure(ChannelConfig(civil_code="110105", ptz_type=1))
+    assert dev.channels[1].config.civil_code == "110105"
+    assert dev.channels[1].config.ptz_type == 1
+    assert dev.channels[0].config.civil_code is None
+    dev.channels[1].configure(ChannelConfig(parental=True))
+    assert (dev.channels[1].config.parental, dev.channels[1].config.civil_code) == (True, None)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -336,6 +336,34 @@ size_t gb_cam_channel_name(const gb_cam_device *d, uint32_t ch, int gb, char *ou
     return expand(tpl, ch + 1, out, cap);
 }
 
+const char *gb_cam_chan_fields_check(const gb_cam_chan_fields *o)
+{
+    if (o->set & ~GB_CAM_O_ALL)
+        return "unknown field bits";
+    if ((o->set & GB_CAM_O_PARENTAL) && o->parental > 1)
+        return "Parental must be 0 or 1";
+    if ((o->set & GB_CAM_O_PTZ_TYPE) && o->ptz_type > 4)
+        return "PTZType must be 0..4";
+    if ((o->set & GB_CAM_O_CIVIL_CODE) &&
+        (!o->civil_len || o->civil_len > GB_CAM_ID_LEN || !all_digits(o->civil_code, o->civil_len)))
+        return "CivilCode must be 1 to 20 digits";
+    if (o->set & GB_CAM_O_PARENT_ID) {
+        if (!o->parent_len || o->parent_len > GB_CAM_PARENT_MAX)
+            return "ParentID must be 1 to 64 bytes";
+        for (size_t k = 0; k < o->parent_len; k++) {
+            char c = o->parent_id[k];
+            if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                  c == '/'))
+                return "ParentID must be letters, digits and '/'";
+        }
+    }
+    /* written with %.6f into 24 bytes: keep to real places (and no NaN) */
+    if ((o->set & GB_CAM_O_POSITION) &&
+        !(o->lon >= -180.0 && o->lon <= 180.0 && o->lat >= -90.0 && o->lat <= 90.0))
+        return "Longitude must be -180..180 and Latitude -90..90";
+    return "";
+}
+
 /* ---- time --------------------------------------------------------------------- */
 
 int64_t gb_cam_days_from_civil(int64_t y, unsigned m, unsigned d)
@@ -475,20 +503,34 @@ static void catalog_item(const gb_cam_device *d, uint32_t ch, int gb, item_text 
     it->address = text(d, GB_CAM_F_ADDRESS, gb);
     it->parental = GB_MANSCDP_STR("0");
     it->parent_id = (gb_manscdp_str){d->id, d->id_len};
+    const gb_cam_chan_fields *o = NULL;
+    if (d->fields_fn && ch < d->nchan && (d->chan[ch] & GB_CAM_CH_CUSTOM_FIELDS))
+        o = d->fields_fn(d->name_arg, ch);
+    unsigned set = o ? o->set : 0;
+    if (set & GB_CAM_O_CIVIL_CODE)
+        it->civil_code = (gb_manscdp_str){o->civil_code, o->civil_len};
+    if (set & GB_CAM_O_PARENTAL)
+        it->parental = o->parental ? GB_MANSCDP_STR("1") : GB_MANSCDP_STR("0");
+    if (set & GB_CAM_O_PARENT_ID)
+        it->parent_id = (gb_manscdp_str){o->parent_id, o->parent_len};
     if (!(d->prof->quirks & GB_CAM_Q_NO_SAFETY_WAY))
         it->safety_way = GB_MANSCDP_STR("0");
     it->register_way = GB_MANSCDP_STR("1");
     it->secrecy = GB_MANSCDP_STR("0");
     int is_on = ch >= d->nchan || !(d->chan[ch] & GB_CAM_CH_OFF);
     it->status = is_on ? (gb_manscdp_str){on, 2} : (gb_manscdp_str){off, 3};
-    if (d->prof->quirks & GB_CAM_Q_POSITION) {
+    if (set & GB_CAM_O_POSITION) {
+        it->longitude = (gb_manscdp_str){t->lon, fmt_deg(o->lon, t->lon)};
+        it->latitude = (gb_manscdp_str){t->lat, fmt_deg(o->lat, t->lat)};
+    } else if (d->prof->quirks & GB_CAM_Q_POSITION) {
         double lon, lat, sp, dir;
         gb_cam_position(d, ch, 0, &lon, &lat, &sp, &dir);
         it->longitude = (gb_manscdp_str){t->lon, fmt_deg(lon, t->lon)};
         it->latitude = (gb_manscdp_str){t->lat, fmt_deg(lat, t->lat)};
     }
-    if (d->prof->ptz_type) {
-        t->ptz[0] = (char)('0' + d->prof->ptz_type);
+    unsigned ptz = set & GB_CAM_O_PTZ_TYPE ? o->ptz_type : d->prof->ptz_type;
+    if (ptz) {
+        t->ptz[0] = (char)('0' + ptz);
         it->ptz_type = (gb_manscdp_str){t->ptz, 1};
     }
 }

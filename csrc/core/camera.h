@@ -118,7 +118,36 @@ enum {
     GB_CAM_CH_RECORD = 1u << 1,   /* recording (RecordCmd Record) */
     GB_CAM_CH_ALARM = 1u << 2,    /* an alarm is raised on it */
     GB_CAM_CH_CUSTOM_NAME = 1u << 3, /* its name comes from the name hook */
+    GB_CAM_CH_CUSTOM_FIELDS = 1u << 4, /* Catalog fields from the fields hook */
 };
+
+/* Catalog fields of one channel given by the user instead of the ones
+ * derived from the profile and the device ID, each where its GB_CAM_O_*
+ * bit is set in .set (kept only for the channels that have any). */
+enum {
+    GB_CAM_O_PARENTAL = 1u << 0,   /* Parental 0/1 (default 0) */
+    GB_CAM_O_PARENT_ID = 1u << 1,  /* ParentID (default the device ID) */
+    GB_CAM_O_CIVIL_CODE = 1u << 2, /* CivilCode (default the ID's first digits) */
+    GB_CAM_O_POSITION = 1u << 3,   /* Longitude/Latitude (default: the quirk's) */
+    GB_CAM_O_PTZ_TYPE = 1u << 4,   /* Info/PTZType 0..4, 0: no Info */
+    GB_CAM_O_ALL = (1u << 5) - 1
+};
+/* Longest ParentID kept (the 2022 edition lists several, '/'-separated). */
+#define GB_CAM_PARENT_MAX 64
+
+typedef struct {
+    uint8_t set;              /* GB_CAM_O_* */
+    uint8_t parental;         /* 0 or 1 */
+    uint8_t ptz_type;         /* 0..4 */
+    uint8_t civil_len;        /* digits in civil_code (1..GB_CAM_ID_LEN) */
+    uint8_t parent_len;       /* bytes in parent_id (1..GB_CAM_PARENT_MAX) */
+    char civil_code[GB_CAM_ID_LEN];
+    char parent_id[GB_CAM_PARENT_MAX];
+    double lon, lat;          /* degrees: -180..180, -90..90 */
+} gb_cam_chan_fields;
+
+/* "" when the fields are valid, else why not (static text). */
+const char *gb_cam_chan_fields_check(const gb_cam_chan_fields *o);
 
 /* Device state bits. */
 enum {
@@ -128,6 +157,8 @@ enum {
 /* A custom channel name, in the charset asked for (gb: GB18030 bytes),
  * or 0 for the profile's template. */
 typedef int (*gb_cam_name_fn)(void *arg, uint32_t ch, int gb, gb_bytes *out);
+/* Channel ch's own Catalog fields, or NULL. */
+typedef const gb_cam_chan_fields *(*gb_cam_fields_fn)(void *arg, uint32_t ch);
 
 /* Everything an answer is made of, for one device. */
 typedef struct {
@@ -145,7 +176,8 @@ typedef struct {
                                  ms since 1970 of the local fields */
     double lon, lat;          /* the device's place (degrees) */
     gb_cam_name_fn name_fn;
-    void *name_arg;
+    gb_cam_fields_fn fields_fn; /* asked for channels with GB_CAM_CH_CUSTOM_FIELDS */
+    void *name_arg;             /* the argument of both hooks */
 } gb_cam_device;
 
 /* ---- identities ---------------------------------------------------------- */

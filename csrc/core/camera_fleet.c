@@ -272,6 +272,77 @@ static int name_lookup(void *arg, uint32_t ch, int gb, gb_bytes *out)
     return 1;
 }
 
+static const gb_cam_chan_fields *fields_lookup(void *arg, uint32_t ch)
+{
+    const name_ctx *c = arg;
+    const gbf_name *e = name_find(c->f, c->dev, ch);
+    return e ? e->fields : NULL;
+}
+
+/* Channel ch's entry in the table, added when it has none; NULL when out
+ * of memory. */
+static gbf_name *name_entry(gb_fleet *f, uint32_t dev, uint32_t ch)
+{
+    gbf_name *e = name_find(f, dev, ch);
+    if (e)
+        return e;
+    if (gb_grow((void **)&f->names, &f->names_cap, f->nnames + 1, sizeof *f->names) ||
+        gb_index_reserve(&f->name_index, f->nnames + 1, names_ref_hash, f))
+        return NULL;
+    e = &f->names[f->nnames++];
+    *e = (gbf_name){.dev = dev, .ch = ch};
+    uint64_t k = name_key(dev, ch);
+    gb_index_add(&f->name_index, gb_mix64(k ^ f->hkey.k0), (uint32_t)f->nnames);
+    return e;
+}
+
+int gb_fleet_set_channel_fields(gb_fleet *f, uint32_t dev, uint32_t ch,
+                                const gb_cam_chan_fields *o, const char **why)
+{
+    const char *dummy;
+    if (!why)
+        why = &dummy;
+    *why = "no such channel";
+    if (dev >= f->ndevs || ch >= f->devs[dev].nchan)
+        return -1;
+    if (o && *(*why = gb_cam_chan_fields_check(o)))
+        return -1;
+    *why = "out of memory";
+    uint8_t *st = chan_bytes(f, &f->devs[dev]);
+    if (!st)
+        return -1;
+    if (!o || !o->set) {
+        gbf_name *e = name_find(f, dev, ch);
+        if (e) {
+            free(e->fields);
+            e->fields = NULL;
+        }
+        st[ch] &= (uint8_t)~GB_CAM_CH_CUSTOM_FIELDS;
+        *why = "";
+        return 0;
+    }
+    gbf_name *e = name_entry(f, dev, ch);
+    if (!e)
+        return -1;
+    if (!e->fields && !(e->fields = malloc(sizeof *e->fields)))
+        return -1;
+    *e->fields = *o;
+    st[ch] |= GB_CAM_CH_CUSTOM_FIELDS;
+    *why = "";
+    return 0;
+}
+
+const gb_cam_chan_fields *gb_fleet_channel_fields(const gb_fleet *f, uint32_t dev, uint32_t ch)
+{
+    if (dev >= f->ndevs || ch >= f->devs[dev].nchan)
+        return NULL;
+    const gb_dev *d = &f->devs[dev];
+    if (!(chan_state(f, d)[ch] & GB_CAM_CH_CUSTOM_FIELDS))
+        return NULL;
+    const gbf_name *e = name_find(f, dev, ch);
+    return e ? e->fields : NULL;
+}
+
 int gb_fleet_set_channel_name(gb_fleet *f, uint32_t dev, uint32_t ch, const char *utf8,
                               size_t n8, const char *gb, size_t ngb)
 {
@@ -301,18 +372,11 @@ int gb_fleet_set_channel_name(gb_fleet *f, uint32_t dev, uint32_t ch, const char
     memcpy(a, utf8, n8);
     if (gb)
         memcpy(b, gb, ngb);
-    gbf_name *e = name_find(f, dev, ch);
+    gbf_name *e = name_entry(f, dev, ch);
     if (!e) {
-        if (gb_grow((void **)&f->names, &f->names_cap, f->nnames + 1, sizeof *f->names) ||
-            gb_index_reserve(&f->name_index, f->nnames + 1, names_ref_hash, f)) {
-            free(a);
-            free(b);
-            return -1;
-        }
-        e = &f->names[f->nnames++];
-        *e = (gbf_name){.dev = dev, .ch = ch};
-        uint64_t k = name_key(dev, ch);
-        gb_index_add(&f->name_index, gb_mix64(k ^ f->hkey.k0), (uint32_t)f->nnames);
+        free(a);
+        free(b);
+        return -1;
     }
     free(e->utf8);
     free(e->gb);
@@ -352,6 +416,7 @@ static void cam_view(gb_fleet *f, uint32_t i, int64_t now, name_ctx *nc, gb_cam_
     nc->f = f;
     nc->dev = i;
     v->name_fn = name_lookup;
+    v->fields_fn = fields_lookup;
     v->name_arg = nc;
 }
 
@@ -454,6 +519,7 @@ void gbf_cam_free(gb_fleet *f)
     for (size_t k = 0; k < f->nnames; k++) {
         free(f->names[k].utf8);
         free(f->names[k].gb);
+        free(f->names[k].fields);
     }
     free(f->names);
     gb_index_free(&f->name_index);
@@ -476,7 +542,8 @@ size_t gbf_cam_memory(const gb_fleet *f)
                f->cam_bytes + f->scratch_cap +
                GBF_REQUEST_NODES * sizeof(gb_manscdp_node);
     for (size_t k = 0; k < f->nnames; k++)
-        n += (size_t)f->names[k].n8 + f->names[k].ngb + 2;
+        n += (size_t)f->names[k].n8 + f->names[k].ngb + 2 +
+             (f->names[k].fields ? sizeof(gb_cam_chan_fields) : 0);
     for (uint32_t k = 1; k < f->nprofiles; k++)
         for (int t = 0; t < GB_CAM_F__COUNT; t++)
             n += f->profiles[k].utf8[t].n + f->profiles[k].gb18030[t].n;

@@ -1570,6 +1570,150 @@ static PyObject *Fleet_set_channel_name(FleetObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* An ASCII str of 1..cap bytes into out; its length, or -1 with an error. */
+static int ascii_field(PyObject *v, const char *what, char *out, size_t cap)
+{
+    Py_ssize_t n;
+    const char *p = PyUnicode_Check(v) ? PyUnicode_AsUTF8AndSize(v, &n) : NULL;
+    if (!p) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_TypeError, "%s must be a str", what);
+        return -1;
+    }
+    if (n < 1 || (size_t)n > cap) {
+        PyErr_Format(PyExc_ValueError, "%s must have 1..%zu characters", what, cap);
+        return -1;
+    }
+    memcpy(out, p, (size_t)n);
+    return (int)n;
+}
+
+/* set_channel_fields(index, ch, fields or None): Catalog fields of one
+ * channel (keys parental, parent_id, civil_code, longitude + latitude,
+ * ptz_type); None or {}: the derived ones again. */
+static PyObject *Fleet_set_channel_fields(FleetObject *self, PyObject *args)
+{
+    Py_ssize_t i;
+    unsigned int ch;
+    PyObject *fields;
+    if (!PyArg_ParseTuple(args, "nIO", &i, &ch, &fields) || check_index(self, i))
+        return NULL;
+    gb_cam_chan_fields o;
+    memset(&o, 0, sizeof o);
+    if (fields != Py_None) {
+        if (!PyDict_Check(fields)) {
+            PyErr_SetString(PyExc_TypeError, "fields must be a dict or None");
+            return NULL;
+        }
+        PyObject *key, *v;
+        Py_ssize_t pos = 0;
+        int has_lon = 0, has_lat = 0;
+        while (PyDict_Next(fields, &pos, &key, &v)) {
+            const char *k = PyUnicode_Check(key) ? PyUnicode_AsUTF8(key) : NULL;
+            if (!k) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_TypeError, "field names are str");
+                return NULL;
+            }
+            if (!strcmp(k, "parental") || !strcmp(k, "ptz_type")) {
+                long n = PyLong_AsLong(v);
+                if (n == -1 && PyErr_Occurred())
+                    return NULL;
+                if (n < 0 || n > 255) {
+                    PyErr_Format(PyExc_ValueError, "%s out of range", k);
+                    return NULL;
+                }
+                if (k[0] == 'p' && k[1] == 'a') {
+                    o.parental = (uint8_t)n;
+                    o.set |= GB_CAM_O_PARENTAL;
+                } else {
+                    o.ptz_type = (uint8_t)n;
+                    o.set |= GB_CAM_O_PTZ_TYPE;
+                }
+            } else if (!strcmp(k, "parent_id")) {
+                int n = ascii_field(v, k, o.parent_id, sizeof o.parent_id);
+                if (n < 0)
+                    return NULL;
+                o.parent_len = (uint8_t)n;
+                o.set |= GB_CAM_O_PARENT_ID;
+            } else if (!strcmp(k, "civil_code")) {
+                int n = ascii_field(v, k, o.civil_code, sizeof o.civil_code);
+                if (n < 0)
+                    return NULL;
+                o.civil_len = (uint8_t)n;
+                o.set |= GB_CAM_O_CIVIL_CODE;
+            } else if (!strcmp(k, "longitude") || !strcmp(k, "latitude")) {
+                double d = PyFloat_AsDouble(v);
+                if (d == -1.0 && PyErr_Occurred())
+                    return NULL;
+                if (k[1] == 'o') {
+                    o.lon = d;
+                    has_lon = 1;
+                } else {
+                    o.lat = d;
+                    has_lat = 1;
+                }
+            } else {
+                PyErr_Format(PyExc_ValueError, "unknown channel field %s", k);
+                return NULL;
+            }
+        }
+        if (has_lon != has_lat) {
+            PyErr_SetString(PyExc_ValueError, "longitude and latitude go together");
+            return NULL;
+        }
+        if (has_lon)
+            o.set |= GB_CAM_O_POSITION;
+    }
+    const char *why = "";
+    if (gb_fleet_set_channel_fields(self->f, (uint32_t)i, ch, &o, &why) < 0) {
+        PyErr_SetString(strcmp(why, "no such channel") ? PyExc_ValueError : PyExc_IndexError, why);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* channel_fields(index, ch) -> dict of the fields set (empty: none) */
+static PyObject *Fleet_channel_fields(FleetObject *self, PyObject *args)
+{
+    Py_ssize_t i;
+    unsigned int ch;
+    if (!PyArg_ParseTuple(args, "nI", &i, &ch) || check_index(self, i))
+        return NULL;
+    if (ch >= gb_fleet_channels(self->f, (uint32_t)i)) {
+        PyErr_SetString(PyExc_IndexError, "no such channel");
+        return NULL;
+    }
+    const gb_cam_chan_fields *o = gb_fleet_channel_fields(self->f, (uint32_t)i, ch);
+    PyObject *d = PyDict_New();
+    if (!d || !o)
+        return d;
+    PyObject *v;
+#define PUT(key, expr)                                                   \
+    do {                                                                 \
+        if (!(v = (expr)) || PyDict_SetItemString(d, key, v) < 0) {      \
+            Py_XDECREF(v);                                               \
+            Py_DECREF(d);                                                \
+            return NULL;                                                 \
+        }                                                                \
+        Py_DECREF(v);                                                    \
+    } while (0)
+    if (o->set & GB_CAM_O_PARENTAL)
+        PUT("parental", PyLong_FromLong(o->parental));
+    if (o->set & GB_CAM_O_PARENT_ID)
+        PUT("parent_id", PyUnicode_FromStringAndSize(o->parent_id, o->parent_len));
+    if (o->set & GB_CAM_O_CIVIL_CODE)
+        PUT("civil_code", PyUnicode_FromStringAndSize(o->civil_code, o->civil_len));
+    if (o->set & GB_CAM_O_POSITION) {
+        PUT("longitude", PyFloat_FromDouble(o->lon));
+        PUT("latitude", PyFloat_FromDouble(o->lat));
+    }
+    if (o->set & GB_CAM_O_PTZ_TYPE)
+        PUT("ptz_type", PyLong_FromLong(o->ptz_type));
+#undef PUT
+    return d;
+}
+
 /* set_channel_status(index, ch, on, now) -> NOTIFYs sent */
 static PyObject *Fleet_set_channel_status(FleetObject *self, PyObject *args)
 {
@@ -1752,6 +1896,10 @@ static PyMethodDef Fleet_methods[] = {
      "channel(index, ch) -> (id, name, state bits)"},
     {"set_channel_name", (PyCFunction)Fleet_set_channel_name, METH_VARARGS,
      "set_channel_name(index, ch, name or None)"},
+    {"set_channel_fields", (PyCFunction)Fleet_set_channel_fields, METH_VARARGS,
+     "set_channel_fields(index, ch, fields or None)"},
+    {"channel_fields", (PyCFunction)Fleet_channel_fields, METH_VARARGS,
+     "channel_fields(index, ch) -> dict"},
     {"set_channel_status", (PyCFunction)Fleet_set_channel_status, METH_VARARGS,
      "set_channel_status(index, ch, on, now) -> NOTIFYs sent"},
     {"raise_alarm", (PyCFunction)Fleet_raise_alarm, METH_VARARGS,

@@ -144,11 +144,12 @@ static int read_answer(const msg_out *m)
                : -1;
 }
 
-/* Text of the first element at path (static copy), "" when none. */
-static const char *text_at(const char *path)
+/* Text of the first element at path below node `under` (static copy), ""
+ * when none. */
+static const char *text_under(unsigned under, const char *path)
 {
     static char out[512];
-    unsigned k = gb_manscdp_find(&doc, doc_body, 0, path, strlen(path), GB_MANSCDP_NONE);
+    unsigned k = gb_manscdp_find(&doc, doc_body, under, path, strlen(path), GB_MANSCDP_NONE);
     out[0] = '\0';
     if (k != GB_MANSCDP_NONE) {
         gb_span t = doc.nodes[k].text;
@@ -157,6 +158,11 @@ static const char *text_at(const char *path)
         out[n] = '\0';
     }
     return out;
+}
+
+static const char *text_at(const char *path)
+{
+    return text_under(0, path);
 }
 
 static unsigned count_at(const char *path)
@@ -258,6 +264,85 @@ static void test_catalog_query(void)
     CHECK_EQ_INT(gb_fleet_get_stats(f)->answers_in_flight, 0);
     CHECK_EQ_INT(gb_fleet_get_stats(f)->answers_completed, 1);
     CHECK_EQ_INT(gb_fleet_next_deadline(f) > 100000, 1); /* only the refresh is left */
+    gb_fleet_free(f);
+}
+
+/* Text of element `field` of the n-th (0-based) Catalog item, "" when none. */
+static const char *item_field(unsigned n, const char *field)
+{
+    const char *items = "DeviceList/Item";
+    unsigned k = gb_manscdp_find(&doc, doc_body, 0, items, strlen(items), GB_MANSCDP_NONE);
+    while (n-- && k != GB_MANSCDP_NONE)
+        k = gb_manscdp_find(&doc, doc_body, 0, items, strlen(items), k);
+    return k == GB_MANSCDP_NONE ? "" : text_under(k, field);
+}
+
+/* A.2.6.4 (Catalog item): a channel given its own Name, Status, Parental,
+ * ParentID, CivilCode, Longitude/Latitude and PTZType answers with them;
+ * its neighbour keeps the values derived from the profile and device ID,
+ * and clearing the fields brings the derived ones back. */
+static void test_catalog_channel_fields(void)
+{
+    gb_dev_config cfg;
+    config(&cfg);
+    cfg.answer_max_message = 8000; /* both items in one part */
+    gb_fleet *f = camera(&cfg, DEV_ID);
+    CHECK_EQ_INT(gb_fleet_set_camera(f, 0, 0, 2, UINT32_MAX), 0);
+    gb_cam_chan_fields o = {
+        .set = GB_CAM_O_ALL, .parental = 1, .ptz_type = 2, .civil_len = 8,
+        .civil_code = "11010501", .parent_len = 20, .parent_id = "34020000002160000001",
+        .lon = 116.397128, .lat = 39.916527,
+    };
+    const char *why = NULL;
+    CHECK_EQ_INT(gb_fleet_set_channel_fields(f, 0, 1, &o, &why), 0);
+    CHECK(why && !*why);
+    CHECK_EQ_INT(gb_fleet_set_channel_name(f, 0, 1, "Gate", 4, NULL, 0), 0);
+    gb_fleet_set_channel_status(f, 0, 1, 0, 100);
+    gb_fleet_out_clear(f);
+    const char *q = "<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Query>\r\n"
+                    "<CmdType>Catalog</CmdType>\r\n<SN>7</SN>\r\n"
+                    "<DeviceID>" DEV_ID "</DeviceID>\r\n</Query>\r\n";
+    CHECK_EQ_INT(send_request(f, "MESSAGE", DEV_ID, NULL, q, 100), 0);
+    CHECK_EQ_INT(take_all(f), 2);
+    CHECK(read_answer(&outs[1]) == 0);
+    CHECK_EQ_INT(count_at("DeviceList/Item"), 2);
+    /* channel 0: derived */
+    CHECK(strcmp(item_field(0, "Parental"), "0") == 0);
+    CHECK(strcmp(item_field(0, "ParentID"), DEV_ID) == 0);
+    CHECK(strcmp(item_field(0, "CivilCode"), "340200") == 0);
+    CHECK(strcmp(item_field(0, "Info/PTZType"), "1") == 0);
+    CHECK(strcmp(item_field(0, "Status"), "ON") == 0);
+    /* channel 1: as given */
+    CHECK(strcmp(item_field(1, "Name"), "Gate") == 0);
+    CHECK(strcmp(item_field(1, "Status"), "OFF") == 0);
+    CHECK(strcmp(item_field(1, "Parental"), "1") == 0);
+    CHECK(strcmp(item_field(1, "ParentID"), "34020000002160000001") == 0);
+    CHECK(strcmp(item_field(1, "CivilCode"), "11010501") == 0);
+    CHECK(strcmp(item_field(1, "Longitude"), "116.397128") == 0);
+    CHECK(strcmp(item_field(1, "Latitude"), "39.916527") == 0);
+    CHECK(strcmp(item_field(1, "Info/PTZType"), "2") == 0);
+    CHECK(gb_fleet_channel_fields(f, 0, 1) != NULL);
+    CHECK(gb_fleet_channel_fields(f, 0, 0) == NULL);
+    /* invalid fields are refused with the reason, the old ones kept */
+    gb_cam_chan_fields bad = {.set = GB_CAM_O_CIVIL_CODE, .civil_len = 3, .civil_code = "12a"};
+    CHECK_EQ_INT(gb_fleet_set_channel_fields(f, 0, 1, &bad, &why), -1);
+    CHECK(strstr(why, "CivilCode") != NULL);
+    bad = (gb_cam_chan_fields){.set = GB_CAM_O_PTZ_TYPE, .ptz_type = 5};
+    CHECK_EQ_INT(gb_fleet_set_channel_fields(f, 0, 1, &bad, &why), -1);
+    bad = (gb_cam_chan_fields){.set = GB_CAM_O_POSITION, .lon = 200.0};
+    CHECK_EQ_INT(gb_fleet_set_channel_fields(f, 0, 1, &bad, &why), -1);
+    CHECK_EQ_INT(gb_fleet_set_channel_fields(f, 0, 2, &o, &why), -1);
+    CHECK(strcmp(why, "no such channel") == 0);
+    CHECK_EQ_INT(gb_fleet_channel_fields(f, 0, 1)->civil_len, 8);
+    /* cleared: derived again */
+    CHECK_EQ_INT(gb_fleet_set_channel_fields(f, 0, 1, NULL, NULL), 0);
+    CHECK(gb_fleet_channel_fields(f, 0, 1) == NULL);
+    CHECK_EQ_INT(send_request(f, "MESSAGE", DEV_ID, NULL, q, 200), 0);
+    CHECK_EQ_INT(take_all(f), 2);
+    CHECK(read_answer(&outs[1]) == 0);
+    CHECK(strcmp(item_field(1, "CivilCode"), "340200") == 0);
+    CHECK(strcmp(item_field(1, "Parental"), "0") == 0);
+    CHECK(strcmp(item_field(1, "Name"), "Gate") == 0);
     gb_fleet_free(f);
 }
 
@@ -1124,6 +1209,7 @@ int main(void)
 {
     test_camera_pieces();
     test_catalog_query();
+    test_catalog_channel_fields();
     test_answer_charset_follows_query();
     test_catalog_split_with_sumnum();
     test_parts_window_and_gap();
