@@ -48,6 +48,7 @@ class Script:
     device_status: bool = True       # DeviceStatus with Online/Status/DeviceTime
     config_expiration: int = 3600    # BasicParam Expiration (it registers for 3600 s)
     positions: bool = True           # MobilePosition NOTIFYs every Interval s
+    notify_state: str = "active;expires=3600"  # the NOTIFYs' Subscription-State
 
 
 class ScriptedCamera:
@@ -287,6 +288,6 @@ class ScriptedCamera:
             ("CSeq", f"{n} NOTIFY"),
             ("Max-Forwards", "70"),
             ("Event", sub.headers["Event"]),
-            ("Subscription-State", "active;expires=3600"),
+            ("Subscription-State", self.script.notify_state),
             ("Content-Type", "Application/MANSCDP+xml"),
         ], body))
