@@ -1888,17 +1888,40 @@ static void subscribe_ok(gb_fleet *f, uint32_t i, const char *buf, const gb_msg 
           blen);
 }
 
+/* Whether a SUBSCRIBE's Event header names a package a camera serves
+ * (RFC 6665 §8.2.1): Catalog, Alarm, MobilePosition, or presence (GB/T
+ * 28181's name for alarm and position subscriptions, §9.11.1), any case,
+ * parameters (";id=") aside. */
+static int known_event(const char *buf, gb_span v)
+{
+    static const char *const packages[] = {"Catalog", "Alarm", "MobilePosition", "presence"};
+    size_t n = 0;
+    while (n < v.len && buf[v.off + n] != ';' && buf[v.off + n] != ' ' &&
+           buf[v.off + n] != '\t')
+        n++;
+    for (size_t k = 0; k < sizeof packages / sizeof packages[0]; k++)
+        if (gb_ieq(buf + v.off, n, packages[k], strlen(packages[k])))
+            return 1;
+    return 0;
+}
+
 static unsigned on_subscribe(gb_fleet *f, uint32_t i, const char *buf, const gb_msg *m,
                              uint64_t key, int64_t now)
 {
+    static const gb_field ALLOW_EVENTS = {"Allow-Events", 12,
+                                          "Catalog, Alarm, MobilePosition, presence", 40};
+    /* the Event header decides (RFC 6665 §3.1.2, §8.2.1): none, or one
+     * naming another package, is 489 whatever the body says */
+    gb_span ev_v = gbf_header_value(m, GB_HDR_EVENT);
+    if (!ev_v.len || !known_event(buf, ev_v))
+        return refuse(f, i, buf, m, key, 489, "Bad Event: subscribe to Catalog, Alarm or "
+                      "MobilePosition", &ALLOW_EVENTS, 1, now);
     gb_manscdp_doc doc;
     const char *body;
     long target;
     unsigned st = read_request(f, i, buf, m, key, &doc, &body, &target, now);
     if (st)
         return st;
-    static const gb_field ALLOW_EVENTS = {"Allow-Events", 12, "Catalog, Alarm, MobilePosition",
-                                          30};
     if (doc.root != GB_MANSCDP_QUERY ||
         (doc.cmd != GB_MANSCDP_CMD_CATALOG && doc.cmd != GB_MANSCDP_CMD_ALARM &&
          doc.cmd != GB_MANSCDP_CMD_MOBILE_POSITION))
@@ -1959,13 +1982,7 @@ static unsigned on_subscribe(gb_fleet *f, uint32_t i, const char *buf, const gb_
         contact_uri = na.uri;
     if (!contact_uri.len || !ruri.len)
         return refuse(f, i, buf, m, key, 400, "SUBSCRIBE without a Contact", NULL, 0, now);
-    gb_span ev_v = gbf_header_value(m, GB_HDR_EVENT);
     gb_span parts[5] = {cid, rtag, ruri, contact_uri, ev_v};
-    const char *srcs[5] = {buf, buf, buf, buf, buf};
-    if (!ev_v.len) { /* no Event header: name the package after the CmdType */
-        parts[4] = doc.cmd_type;
-        srcs[4] = body;
-    }
     size_t total = 0;
     for (int k = 0; k < 5; k++)
         total += parts[k].len;
@@ -1993,7 +2010,7 @@ static unsigned on_subscribe(gb_fleet *f, uint32_t i, const char *buf, const gb_
     gbf_cam_sub *s = &c->u.sub;
     size_t at = 0;
     for (int k = 0; k < 5; k++) {
-        memcpy(dialog + at, srcs[k] + parts[k].off, parts[k].len);
+        memcpy(dialog + at, buf + parts[k].off, parts[k].len);
         s->len[k] = (uint16_t)parts[k].len;
         at += parts[k].len;
     }
@@ -2013,7 +2030,7 @@ static unsigned on_subscribe(gb_fleet *f, uint32_t i, const char *buf, const gb_
     f->stats.subscriptions++;
     f->stats.subscriptions_active = f->cam_count[GBF_CAM_SUB];
     gb_dev_event *ev = camera_event(f, i, GB_DEV_EV_SUBSCRIBED, 200, doc.cmd, target, doc.sn,
-                                    srcs[4] + parts[4].off, parts[4].len, now);
+                                    buf + parts[4].off, parts[4].len, now);
     if (ev) {
         ev->arg = expires;
         ev->latency_ms = doc.cmd == GB_MANSCDP_CMD_MOBILE_POSITION ? interval_ms : 0;

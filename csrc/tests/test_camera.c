@@ -943,6 +943,35 @@ static void test_catalog_subscription(void)
     gb_fleet_free(f);
 }
 
+
+/* RFC 6665 §3.1.2/§8.2.1: the Event header names the package: a SUBSCRIBE
+ * with a Catalog body but an Event the camera does not serve, or none, is
+ * 489 Bad Event with Allow-Events, and no subscription is made; the
+ * package is matched in any case, parameters aside. */
+static void test_subscribe_bad_event(void)
+{
+    gb_dev_config cfg;
+    config(&cfg);
+    gb_fleet *f = camera(&cfg, DEV_ID);
+    const char *body = "<?xml version=\"1.0\"?><Query><CmdType>Catalog</CmdType><SN>9</SN>"
+                       "<DeviceID>" DEV_ID "</DeviceID></Query>";
+    CHECK_EQ_INT(subscribe(f, "Weather", "600", body, 1000), 0);
+    CHECK_EQ_INT(take_all(f), 1);
+    CHECK_EQ_INT(status_of(&outs[0]), 489);
+    CHECK(strstr(outs[0].buf, "\r\nAllow-Events: Catalog, Alarm, MobilePosition, presence\r\n"));
+    CHECK_EQ_INT(send_request(f, "SUBSCRIBE", DEV_ID,
+                              "Expires: 600\r\n"
+                              "Contact: <sip:34020000002000000001@127.0.0.1:5060>\r\n",
+                              body, 1100), 0);
+    CHECK_EQ_INT(take_all(f), 1);
+    CHECK_EQ_INT(status_of(&outs[0]), 489);
+    CHECK_EQ_INT(gb_fleet_get_stats(f)->subscriptions_active, 0);
+    CHECK_EQ_INT(subscribe(f, "catalog;id=7", "600", body, 1200), 0);
+    CHECK(take_all(f) >= 1);
+    CHECK_EQ_INT(status_of(&outs[0]), 200);
+    gb_fleet_free(f);
+}
+
 /* §9.11.1 MobilePosition: a NOTIFY every Interval seconds; expiry ends
  * the subscription with NOTIFY "terminated;reason=timeout". */
 static void test_mobile_position_subscription(void)
@@ -1222,6 +1251,7 @@ int main(void)
     test_refusals();
     test_bounds_and_hook();
     test_catalog_subscription();
+    test_subscribe_bad_event();
     test_mobile_position_subscription();
     test_alarm_subscription();
     test_dahua_profile();
