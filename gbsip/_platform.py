@@ -56,7 +56,7 @@ class _Pending:
     __slots__ = ("kind", "device_id", "cmd_type", "sn", "started", "future", "handle",
                  "status", "reason", "to_tag", "expires", "timed_out", "documents",
                  "items", "sum_num", "duplicates", "early", "expects_parts", "bodies",
-                 "subscription")
+                 "subscription", "malformed")
 
     def __init__(self, kind: str, device_id: str, cmd_type: str, sn: int, started: float,
                  future: asyncio.Future[None], expects_parts: bool) -> None:
@@ -80,6 +80,8 @@ class _Pending:
         self.expects_parts = expects_parts
         self.bodies: set[bytes] = set()
         self.subscription: Subscription | None = None
+        # why a part that arrived cannot be used (its answer is then failed)
+        self.malformed: str | None = None
 
     # -- what arrives -------------------------------------------------------
 
@@ -104,7 +106,14 @@ class _Pending:
             self.early = True
         self.documents.append(doc)
         sum_text = doc.text("SumNum")
-        if sum_text is not None and sum_text.strip().isdigit():
+        if sum_text is not None and not sum_text.strip().isdigit():
+            # not a count: what is missing cannot be known (§9.5.1, Annex M)
+            self.malformed = (f"malformed answer: part {len(self.documents)} has "
+                              f"SumNum {sum_text.strip()!r}, not a number")
+            if not self.future.done():
+                self.future.set_result(None)
+            return
+        if sum_text is not None:
             self.sum_num = int(sum_text)
         for item in doc.items:
             key = _item_key(item)
@@ -115,7 +124,7 @@ class _Pending:
         self._check()
 
     def complete(self) -> bool:
-        if self.status is None or not 200 <= self.status < 300:
+        if self.status is None or not 200 <= self.status < 300 or self.malformed:
             return False
         if not self.expects_parts:
             return True
@@ -264,7 +273,12 @@ class Platform:
                 pending.device_id, pending.cmd_type, "", call_id or "", from_tag or "", None,
                 cseq, 0)
         self._by_handle[handle] = pending
-        reg._flush_requests()
+        closed = reg._flush_requests()
+        if transport == "tcp" and src[3] in closed:
+            # nothing can reach the device until it connects (registers) again
+            self._forget(pending)
+            return (f"the TCP connection {pending.device_id} registered on is closed "
+                    "(the request was not sent; it must connect and register again)")
         assert reg._driver is not None
         reg._driver.arm()
         return None
@@ -317,6 +331,7 @@ class Platform:
     def _query_result(self, p: _Pending, error: str | None) -> QueryResult:
         loop = asyncio.get_running_loop()
         complete = p.complete()
+        error = error or p.malformed
         return QueryResult(
             device_id=p.device_id, cmd_type=p.cmd_type, sn=p.sn, status=p.status,
             reason=p.reason, items=tuple(p.items.values()), sum_num=p.sum_num,

@@ -885,10 +885,14 @@ class Registrar(Lifetime):
         """End a subscription: SUBSCRIBE with ``Expires: 0`` in its dialog."""
         return await self.refresh_subscription(subscription, expires=0, timeout=timeout)
 
-    def _flush_requests(self) -> None:
-        """Send what the core queued: requests to devices, retransmissions."""
+    def _flush_requests(self) -> set[int]:
+        """Send what the core queued: requests to devices, retransmissions.
+        The TCP connections (ids) found closed on the way."""
+        closed: set[int] = set()
         for data, dest in self._core.take_output():
-            self._send(data, dest)
+            if not self._send(data, dest):
+                closed.add(dest[3])
+        return closed
 
     def _publish_query(self, result: QueryResult) -> None:
         if self._state != "running" or self.suppress_events:
@@ -1044,15 +1048,16 @@ class Registrar(Lifetime):
         assert self._driver is not None
         self._driver.settle()
 
-    def _send(self, data: bytes, dest: tuple[Any, ...]) -> None:
+    def _send(self, data: bytes, dest: tuple[Any, ...]) -> bool:
+        """Send data to dest; False when dest is a TCP connection that is
+        closed (or TCP is not open)."""
         host, port, transport, conn_id = dest
         if transport == 1:
-            if self._tcp_fd is not None:
-                self._core.tcp_send(conn_id, data)
-            return
+            return self._tcp_fd is not None and bool(self._core.tcp_send(conn_id, data))
         for sock in self._udp_socks:
             try:
                 sock.sendto(data, (host, port))
             except OSError:
                 pass
-            return
+            break
+        return True

@@ -87,6 +87,46 @@ def test_lost_part_is_a_partial_result(run: Runner, transport: str) -> None:
     run(main)
 
 
+def test_non_numeric_sum_num_is_a_malformed_answer(run: Runner) -> None:
+    """§9.5.1 + Annex M: a part whose SumNum is not a number cannot say
+    what is missing: the result fails at once (not complete, not a
+    timeout) with an error naming the part and its SumNum, instead of
+    counting the SumNum as absent."""
+    async def main() -> None:
+        async with registrar() as reg:
+            cam = await camera(reg, "udp", Script(channels=4, part_size=2, sum_num_text="4x"))
+            result = await reg.query(cam.device_id, "Catalog", timeout=5)
+            assert not result.complete and not result.timed_out
+            assert result.status == 200 and result.sum_num is None
+            assert result.error is not None
+            assert "SumNum '4x'" in result.error and "part 1" in result.error
+            assert result.elapsed < 2
+            await cam.close()
+    run(main)
+
+
+def test_query_over_a_closed_tcp_connection_fails_at_once(run: Runner) -> None:
+    """A device registered over TCP is reached on that connection only
+    (the 2022 edition's persistent connection): once it has closed, a
+    query is not sent and
+    its result says so at once (error names the closed connection), rather
+    than waiting out the timeout with no error."""
+    async def main() -> None:
+        async with registrar() as reg:
+            cam = await camera(reg, "tcp")
+            await cam.close()
+            await asyncio.sleep(0.3)  # the registrar reads the close
+            assert cam.device_id in reg.devices  # the binding outlives the connection
+            result = await reg.query(cam.device_id, "DeviceInfo", timeout=5)
+            assert not result.complete and result.status is None
+            assert not result.timed_out
+            assert result.error is not None and "TCP connection" in result.error
+            assert "closed" in result.error
+            assert result.elapsed < 1
+            assert reg.stats()["requests_in_flight"] == 0
+    run(main)
+
+
 def test_duplicate_part_is_ignored(run: Runner) -> None:
     """A part sent twice (a new transaction each time) counts once."""
     async def main() -> None:
