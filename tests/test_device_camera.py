@@ -367,6 +367,19 @@ def test_profile_and_channel_names() -> None:
         dev.channels[0].status = "MAYBE"
 
 
+def test_lone_devices_with_neighbouring_ids_have_distinct_channel_ids() -> None:
+    """Annex D: each gbsip.Device derives its channel IDs from its own ID,
+    so devices made one by one with neighbouring IDs share none; a
+    one-channel IPC keeps the device's own serial (…1320000001 has
+    …1310000001)."""
+    ids = [f"3402000000132000000{k}" for k in range(1, 5)]
+    devices = [gbsip.Device(i, password="x", channels=4) for i in ids]
+    channel_ids = [c.id for d in devices for c in d.channels]
+    assert len(channel_ids) == len(set(channel_ids)) == 16
+    ipc = gbsip.Device("34020000001320000001", password="x", channels=1)
+    assert [c.id for c in ipc.channels] == ["34020000001310000001"]
+
+
 @pytest.mark.parametrize("config, why", [
     (ChannelConfig(civil_code="11a0"), "CivilCode"),
     (ChannelConfig(ptz_type=7), "PTZType"),

@@ -257,14 +257,65 @@ static void make_id(const gb_cam_device *d, unsigned type, uint32_t serial,
     put_digits(out + 13, serial % 10000000u, 7);
 }
 
+/* The device ID's last 7 digits (1 when they are not all digits). */
+static uint32_t own_serial(const gb_cam_device *d)
+{
+    size_t from = d->id_len > 7 ? d->id_len - 7 : 0;
+    uint32_t v = 0;
+    for (size_t k = from; k < d->id_len; k++) {
+        if (d->id[k] < '0' || d->id[k] > '9')
+            return 1;
+        v = v * 10 + (uint32_t)(d->id[k] - '0');
+    }
+    return v;
+}
+
+/* With GB_CAM_BASE_FROM_ID, the serials of a list of n > 1 keep the
+ * index in their top digits and the device's own serial below: 10^6 for
+ * up to 10 entries, 10^5 up to 100, 10^4 up to 1000, 10^3 beyond. */
+static uint32_t index_scale(uint32_t n)
+{
+    uint32_t scale = 1000000u;
+    for (uint32_t top = 10; top < n && scale > 1000u; top *= 10)
+        scale /= 10;
+    return scale;
+}
+
+/* The serial of entry k of a list of n (channels, alarm inputs). */
+static uint32_t serial_of(const gb_cam_device *d, uint32_t k, uint32_t n)
+{
+    if (d->chan_base != GB_CAM_BASE_FROM_ID)
+        return (d->chan_base % 10000000u + k) % 10000000u;
+    uint32_t own = own_serial(d);
+    if (n <= 1)
+        return own;
+    uint32_t scale = index_scale(n);
+    return (k * scale + own % scale) % 10000000u;
+}
+
+/* The entry of a list of n whose serial is serial, or -1. */
+static long index_of(const gb_cam_device *d, uint32_t serial, uint32_t n)
+{
+    uint32_t k;
+    if (d->chan_base != GB_CAM_BASE_FROM_ID) {
+        k = (serial + 10000000u - d->chan_base % 10000000u) % 10000000u;
+    } else if (n <= 1) {
+        k = serial == own_serial(d) ? 0 : n;
+    } else {
+        uint32_t scale = index_scale(n);
+        k = serial % scale == own_serial(d) % scale ? serial / scale : n;
+    }
+    return k < n ? (long)k : -1;
+}
+
 void gb_cam_channel_id(const gb_cam_device *d, uint32_t ch, char out[GB_CAM_ID_LEN])
 {
-    make_id(d, d->prof->channel_type, d->chan_base + ch, out);
+    make_id(d, d->prof->channel_type, serial_of(d, ch, d->nchan), out);
 }
 
 void gb_cam_alarm_id(const gb_cam_device *d, uint32_t k, char out[GB_CAM_ID_LEN])
 {
-    make_id(d, 134, d->chan_base + k, out);
+    make_id(d, 134, serial_of(d, k, d->prof->max_alarm), out);
 }
 
 long gb_cam_target(const gb_cam_device *d, const char *id, size_t n)
@@ -281,11 +332,11 @@ long gb_cam_target(const gb_cam_device *d, const char *id, size_t n)
     uint32_t serial = 0;
     for (int i = 13; i < 20; i++)
         serial = serial * 10 + (uint32_t)(id[i] - '0');
-    uint32_t k = (serial + 10000000u - d->chan_base % 10000000u) % 10000000u;
-    if (type == d->prof->channel_type && k < d->nchan)
-        return (long)k;
-    if (type == 134 && k < d->prof->max_alarm)
-        return GB_CAM_TARGET_ALARM - (long)k;
+    long k;
+    if (type == d->prof->channel_type && (k = index_of(d, serial, d->nchan)) >= 0)
+        return k;
+    if (type == 134 && (k = index_of(d, serial, d->prof->max_alarm)) >= 0)
+        return GB_CAM_TARGET_ALARM - k;
     return GB_CAM_TARGET_NONE;
 }
 

@@ -14,13 +14,16 @@
  *
  * Channel IDs (Annex D, 20 digits): the device ID's first 10 digits (centre
  * and industry code), the channel type code (131 camera by default, the
- * code IP camera channels commonly report), then a 7-digit serial
- * (base + index) mod 10^7.  The fleet chooses each device's base: the
- * device ID's own last 7 digits for a device added alone (a one-channel IPC
- * 34020000001320000001 has channel 34020000001310000001, as Hikvision and
- * Dahua IPCs report it), consecutive blocks for a simulated range so that
- * no two channels of a fleet share an ID.  Alarm inputs are numbered the
- * same way with type code 134.
+ * code IP camera channels commonly report), then a 7-digit serial.  A
+ * simulated range gets consecutive blocks, (base + index) mod 10^7, so that
+ * no two channels of a fleet share an ID.  A device added alone
+ * (GB_CAM_BASE_FROM_ID) derives them from its own ID's last 7 digits: one
+ * channel has that serial (a one-channel IPC 34020000001320000001 has
+ * channel 34020000001310000001, as Hikvision and Dahua IPCs report it); n
+ * channels put the index in the top digits and the device's serial below
+ * (up to 10 channels: index * 10^6 + serial mod 10^6; 100: 10^5...), so
+ * devices whose IDs differ in those low digits never share a channel ID.
+ * Alarm inputs are numbered the same way with type code 134.
  */
 #ifndef GBSIP_CAMERA_H
 #define GBSIP_CAMERA_H
@@ -160,12 +163,16 @@ typedef int (*gb_cam_name_fn)(void *arg, uint32_t ch, int gb, gb_bytes *out);
 /* Channel ch's own Catalog fields, or NULL. */
 typedef const gb_cam_chan_fields *(*gb_cam_fields_fn)(void *arg, uint32_t ch);
 
+/* chan_base of a device whose channel serials come from its own ID. */
+#define GB_CAM_BASE_FROM_ID UINT32_MAX
+
 /* Everything an answer is made of, for one device. */
 typedef struct {
     const gb_cam_profile *prof;
     const char *id;
     size_t id_len;
-    uint32_t chan_base;       /* serial of channel 0 and alarm input 0 */
+    uint32_t chan_base;       /* serial of channel 0 and alarm input 0, or
+                                 GB_CAM_BASE_FROM_ID (see the top) */
     uint32_t nchan;
     const uint8_t *chan;      /* nchan state bytes (GB_CAM_CH_*) */
     uint8_t flags;            /* GB_CAM_DEV_* */

@@ -148,26 +148,12 @@ const gb_cam_profile *gb_fleet_profile(const gb_fleet *f, unsigned k)
     return k < f->nprofiles ? &f->profiles[k] : NULL;
 }
 
-/* The device ID's last 7 digits (1 when it has none): a lone device's
- * channel serials, so a one-channel IPC ...1320000001 has ...1310000001. */
-static uint32_t tail7(const gb_dev *d)
-{
-    uint32_t v = 0;
-    size_t n = d->id_len, from = n > 7 ? n - 7 : 0;
-    for (size_t k = from; k < n; k++) {
-        if (d->id[k] < '0' || d->id[k] > '9')
-            return 1;
-        v = v * 10 + (uint32_t)(d->id[k] - '0');
-    }
-    return v;
-}
-
 void gbf_cam_dev_init(gb_fleet *f, uint32_t i)
 {
     gb_dev *d = &f->devs[i];
     d->profile = 0;
     d->nchan = f->profiles[0].channels;
-    d->chan_base = tail7(d);
+    d->chan_base = GB_CAM_BASE_FROM_ID;
 }
 
 /* The device's channel state bytes, made on first use (all zero: ON). */
@@ -202,7 +188,7 @@ int gb_fleet_set_camera(gb_fleet *f, uint32_t dev, unsigned profile, long channe
     if (d->nchan != n)
         d->chan_off = 0; /* state bytes start over (a new block when needed) */
     d->nchan = (uint16_t)n;
-    d->chan_base = chan_base == UINT32_MAX ? tail7(d) : chan_base % 10000000u;
+    d->chan_base = chan_base == GB_CAM_BASE_FROM_ID ? chan_base : chan_base % 10000000u;
     return 0;
 }
 

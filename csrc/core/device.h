@@ -420,7 +420,8 @@ int gb_fleet_add_profile(gb_fleet *f, const gb_cam_profile *p, const char **why)
 const gb_cam_profile *gb_fleet_profile(const gb_fleet *f, unsigned k);
 
 /* The camera a device is: profile, channel count (< 0: the profile's) and
- * the serial of its channel 0 (UINT32_MAX: the device ID's last 7 digits).
+ * the serial of its channel 0 (GB_CAM_BASE_FROM_ID: derived from the device
+ * ID's last 7 digits, unique among devices whose IDs differ there: camera.h).
  * 0, or -1 (no such device or profile, too many channels, no memory). */
 int gb_fleet_set_camera(gb_fleet *f, uint32_t dev, unsigned profile, long channels,
                         uint32_t chan_base);

@@ -1110,6 +1110,51 @@ static void test_fleet_lookup_and_channel_ids(void)
     gb_fleet_free(f);
 }
 
+/* Devices added alone derive channel and alarm input IDs from their own
+ * IDs (Annex D): one channel keeps the device's serial, several put the
+ * index in the top digits, so neighbouring device IDs never share a
+ * channel ID, and every ID names its own channel back. */
+static void test_lone_devices_have_distinct_channel_ids(void)
+{
+    gb_dev_config cfg;
+    config(&cfg);
+    gb_fleet *f = make_fleet(&cfg);
+    static const char *const ids[] = {"34020000001320000001", "34020000001320000002",
+                                      "34020000001180000003", "34020000001180000004"};
+    static const long counts[] = {4, 4, 16, 1};
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ_INT(gb_fleet_add(f, ids[i], 20), i);
+        CHECK_EQ_INT(gb_fleet_set_camera(f, (uint32_t)i, 0, counts[i], GB_CAM_BASE_FROM_ID), 0);
+    }
+    char seen[4 + 4 + 16 + 1][GB_CAM_ID_LEN];
+    unsigned n = 0;
+    for (uint32_t i = 0; i < 4; i++)
+        for (uint32_t c = 0; c < gb_fleet_channels(f, i); c++) {
+            gb_fleet_channel(f, i, c, seen[n], NULL, 0, NULL, NULL);
+            for (unsigned k = 0; k < n; k++)
+                CHECK(memcmp(seen[k], seen[n], GB_CAM_ID_LEN) != 0);
+            n++;
+        }
+    CHECK_EQ_INT(n, 25);
+    CHECK_MEM(seen[0], 20, "34020000001310000001");  /* channel 0: the device's serial */
+    CHECK_MEM(seen[1], 20, "34020000001311000001");  /* then the index on top */
+    CHECK_MEM(seen[4], 20, "34020000001310000002");
+    CHECK_MEM(seen[8 + 15], 20, "34020000001311500003"); /* 16 channels: index * 10^5 */
+    CHECK_MEM(seen[24], 20, "34020000001310000004");   /* one channel: the serial */
+    /* each ID leads back to its channel of its device */
+    gb_cam_profile p;
+    gb_cam_profile_from_preset(&p, gb_cam_preset_find("generic", 7));
+    gb_cam_device d = {.prof = &p, .id = ids[2], .id_len = 20,
+                       .chan_base = GB_CAM_BASE_FROM_ID, .nchan = 16};
+    CHECK_EQ_INT(gb_cam_target(&d, seen[8 + 15], 20), 15);
+    CHECK_EQ_INT(gb_cam_target(&d, seen[8], 20), 0);
+    CHECK_EQ_INT(gb_cam_target(&d, seen[4], 20), GB_CAM_TARGET_NONE);
+    char alarm[GB_CAM_ID_LEN];
+    gb_cam_alarm_id(&d, 0, alarm);
+    CHECK_EQ_INT(gb_cam_target(&d, alarm, 20), GB_CAM_TARGET_ALARM);
+    gb_fleet_free(f);
+}
+
 /* A device that stops takes its answers and subscriptions with it. */
 static void test_stop_ends_everything(void)
 {
@@ -1256,6 +1301,7 @@ int main(void)
     test_alarm_subscription();
     test_dahua_profile();
     test_fleet_lookup_and_channel_ids();
+    test_lone_devices_have_distinct_channel_ids();
     test_stop_ends_everything();
     test_unregister_waits_for_answers_in_flight();
     test_unregister_drain_is_bounded();
