@@ -45,8 +45,11 @@ class Quirk:
     CSEQ_20 = 2
     #: every channel's Catalog item names the recorder's own Model (NVRs).
     MODEL_PER_DEVICE = 4
-    #: Catalog items carry Longitude/Latitude.
+    #: Catalog items carry Longitude/Latitude (a place near Beijing).
     POSITION = 8
+    #: Catalog items carry Longitude/Latitude 0.0 (a recorder that does not
+    #: know its cameras' places: Dahua NVRs); wins over POSITION.
+    POSITION_ZERO = 16
 
 
 @dataclass(frozen=True)

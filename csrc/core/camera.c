@@ -131,7 +131,7 @@ static const gb_cam_preset presets[] = {
         .channels = 4, .channel_type = 131, .max_alarm = 0, .presets = 0,
         .civil_code_digits = 6, .ptz_type = 3, .max_camera = 0, .max_alarm_field = 0,
         .quirks = GB_CAM_Q_NO_SAFETY_WAY | GB_CAM_Q_CSEQ_20 | GB_CAM_Q_MODEL_PER_DEVICE |
-                  GB_CAM_Q_POSITION,
+                  GB_CAM_Q_POSITION_ZERO,
         .source =
             "the Catalog items of a Dahua NVR kept in a GB28181 gateway's public database "
             "dump (found by content search for \"DH-NVR504-I\"; the index does not name "
@@ -573,6 +573,9 @@ static void catalog_item(const gb_cam_device *d, uint32_t ch, int gb, item_text 
     if (set & GB_CAM_O_POSITION) {
         it->longitude = (gb_manscdp_str){t->lon, fmt_deg(o->lon, t->lon)};
         it->latitude = (gb_manscdp_str){t->lat, fmt_deg(o->lat, t->lat)};
+    } else if (d->prof->quirks & GB_CAM_Q_POSITION_ZERO) {
+        it->longitude = GB_MANSCDP_STR("0.0");
+        it->latitude = GB_MANSCDP_STR("0.0");
     } else if (d->prof->quirks & GB_CAM_Q_POSITION) {
         double lon, lat, sp, dir;
         gb_cam_position(d, ch, 0, &lon, &lat, &sp, &dir);

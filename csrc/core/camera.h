@@ -76,9 +76,13 @@ enum {
     /* Catalog items carry the device's own Model for every channel (NVRs
      * report the recorder's model, not the camera's). */
     GB_CAM_Q_MODEL_PER_DEVICE = 1u << 2,
-    /* Catalog items carry Longitude/Latitude (0.0 when unknown). */
+    /* Catalog items carry Longitude/Latitude: a place near Beijing the
+     * channel patrols (gb_cam_position at time 0). */
     GB_CAM_Q_POSITION = 1u << 3,
-    GB_CAM_Q_ALL = (1u << 4) - 1
+    /* ... as 0.0 and 0.0: a recorder that does not know its cameras'
+     * places (the Dahua NVR items below); wins over GB_CAM_Q_POSITION. */
+    GB_CAM_Q_POSITION_ZERO = 1u << 4,
+    GB_CAM_Q_ALL = (1u << 5) - 1
 };
 
 typedef struct {

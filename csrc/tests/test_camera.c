@@ -1034,20 +1034,27 @@ static void test_alarm_subscription(void)
 
 /* ---- vendors, fleets, memory ------------------------------------------------------- */
 
+/* A registered fleet of one device (id) answering as the named preset. */
+static gb_fleet *preset_camera(gb_dev_config *cfg, const char *id, const char *preset)
+{
+    gb_fleet *f = make_fleet(cfg);
+    gb_fleet_add(f, id, strlen(id));
+    gb_cam_profile p;
+    gb_cam_profile_from_preset(&p, gb_cam_preset_find(preset, strlen(preset)));
+    int k = gb_fleet_add_profile(f, &p, NULL);
+    gb_fleet_set_camera(f, 0, (unsigned)k, -1, GB_CAM_BASE_FROM_ID);
+    register_device(f, 0, 0, 3600);
+    take_all(f);
+    return f;
+}
+
 /* The Dahua preset speaks as its capture shows: User-Agent, CSeq 20, the
  * DeviceInfo fields, no SafetyWay, two alarm inputs. */
 static void test_dahua_profile(void)
 {
     gb_dev_config cfg;
     config(&cfg);
-    gb_fleet *f = make_fleet(&cfg);
-    gb_fleet_add(f, DEV_ID, 20);
-    gb_cam_profile p;
-    gb_cam_profile_from_preset(&p, gb_cam_preset_find("dahua-ipc", 9));
-    int k = gb_fleet_add_profile(f, &p, NULL);
-    gb_fleet_set_camera(f, 0, (unsigned)k, -1, UINT32_MAX);
-    register_device(f, 0, 0, 3600);
-    take_all(f);
+    gb_fleet *f = preset_camera(&cfg, DEV_ID, "dahua-ipc");
     send_request(f, "MESSAGE", DEV_ID, NULL, fixture("deviceinfo-query"), 10);
     CHECK_EQ_INT(take_all(f), 2);
     CHECK(strcmp(out_header(&outs[0], "User-Agent"), "SIP UAS V3.0.0.675168") == 0);
@@ -1072,6 +1079,31 @@ static void test_dahua_profile(void)
         CHECK(gb_cam_profile_check(&q)[0] == '\0');
         CHECK(strlen(gb_cam_preset_at(i)->source) > 20);
     }
+    gb_fleet_free(f);
+}
+
+/* The Dahua NVR preset answers Catalog as its cited source shows: every
+ * channel with the recorder's Model, no SafetyWay and Longitude/Latitude
+ * 0.0 (it does not know its cameras' places), while the generic profile's
+ * POSITION quirk gives a real place. */
+static void test_dahua_nvr_catalog_as_its_source(void)
+{
+    gb_dev_config cfg;
+    config(&cfg);
+    cfg.answer_max_message = 16000; /* the 4 items in one part */
+    gb_fleet *f = preset_camera(&cfg, NVR_ID, "dahua-nvr");
+    send_request(f, "MESSAGE", NVR_ID, NULL,
+                 "<?xml version=\"1.0\"?><Query><CmdType>Catalog</CmdType><SN>8</SN>"
+                 "<DeviceID>" NVR_ID "</DeviceID></Query>", 20);
+    CHECK_EQ_INT(take_all(f), 2);
+    CHECK(read_answer(&outs[1]) == 0);
+    CHECK_EQ_INT(count_at("DeviceList/Item"), 4);
+    for (unsigned i = 0; i < 4; i++) {
+        CHECK(strcmp(item_field(i, "Longitude"), "0.0") == 0);
+        CHECK(strcmp(item_field(i, "Latitude"), "0.0") == 0);
+        CHECK(strcmp(item_field(i, "Model"), "DH-NVR504-I") == 0);
+    }
+    CHECK_EQ_INT(count_at("DeviceList/Item/SafetyWay"), 0);
     gb_fleet_free(f);
 }
 
@@ -1300,6 +1332,7 @@ int main(void)
     test_mobile_position_subscription();
     test_alarm_subscription();
     test_dahua_profile();
+    test_dahua_nvr_catalog_as_its_source();
     test_fleet_lookup_and_channel_ids();
     test_lone_devices_have_distinct_channel_ids();
     test_stop_ends_everything();
