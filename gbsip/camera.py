@@ -53,6 +53,49 @@ class Quirk:
 
 
 @dataclass(frozen=True)
+class ChannelConfig:
+    """What one channel's Catalog item says (GB/T 28181-2016 A.2.6.4), where
+    it should not be derived from the profile and the device ID.  Every
+    field left None keeps the derived value: the profile's name template,
+    ``ON``, Parental 0, ParentID the device ID, CivilCode the device ID's
+    first ``civil_code_digits`` digits, no Longitude/Latitude (unless the
+    profile's POSITION quirk), the profile's PTZType.  Only channels given a
+    config cost memory beyond their state byte.
+
+        ChannelConfig("北门", status="OFF", civil_code="11010501",
+                      longitude=116.397128, latitude=39.916527, ptz_type=1)
+    """
+
+    name: str | None = None
+    #: ``"ON"`` or ``"OFF"``
+    status: str | None = None
+    #: Parental: whether the channel has children of its own
+    parental: bool | None = None
+    #: ParentID (letters, digits and ``/``, at most 64)
+    parent_id: str | None = None
+    #: CivilCode (1-20 digits)
+    civil_code: str | None = None
+    #: degrees, -180..180 (set with ``latitude``)
+    longitude: float | None = None
+    #: degrees, -90..90 (set with ``longitude``)
+    latitude: float | None = None
+    #: Info/PTZType (1 dome, 2 half dome, 3 fixed, 4 remote fixed; 0: no Info)
+    ptz_type: int | None = None
+
+    def catalog_fields(self) -> dict[str, Any]:
+        """The fields for the core's ``set_channel_fields`` (name and status
+        aside)."""
+        out: dict[str, Any] = {}
+        if self.parental is not None:
+            out["parental"] = int(bool(self.parental))
+        for key in ("parent_id", "civil_code", "longitude", "latitude", "ptz_type"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+
+@dataclass(frozen=True)
 class Profile:
     """A camera's identity and manners, from a named preset (``base``) with
     any field replaced.  Text fields are ``str`` (Chinese allowed: written
@@ -95,6 +138,10 @@ class Profile:
     max_alarm_field: bool | None = None
     #: :class:`Quirk` flags
     quirks: int | None = None
+    #: Catalog fields every channel of this profile's devices carries
+    #: (a :class:`ChannelConfig` without name and status; a channel's own
+    #: config wins), kept once per profile, not per device
+    channel_fields: ChannelConfig | None = None
 
     def overrides(self) -> dict[str, Any]:
         """The fields this profile sets over its base preset."""
@@ -161,54 +208,20 @@ class ProfileTable:
     def index(self, profile: ProfileSource) -> int:
         p = coerce_profile(profile)
         if p not in self._index:
+            fields = p.overrides()
+            chan = fields.pop("channel_fields", None)
+            if chan is not None:
+                if not isinstance(chan, ChannelConfig) or chan.name is not None \
+                        or chan.status is not None:
+                    raise ConfigurationError(
+                        "camera profile: channel_fields is a gbsip.camera.ChannelConfig "
+                        "without name and status (the profile's channel_name names them)")
+                fields["channel_fields"] = chan.catalog_fields()
             try:
-                self._index[p] = self._fleet.add_profile(p.base, p.overrides())
-            except ValueError as exc:
+                self._index[p] = self._fleet.add_profile(p.base, fields)
+            except (ValueError, TypeError) as exc:
                 raise ConfigurationError(f"camera profile: {exc}") from exc
         return self._index[p]
-
-
-@dataclass(frozen=True)
-class ChannelConfig:
-    """What one channel's Catalog item says (GB/T 28181-2016 A.2.6.4), where
-    it should not be derived from the profile and the device ID.  Every
-    field left None keeps the derived value: the profile's name template,
-    ``ON``, Parental 0, ParentID the device ID, CivilCode the device ID's
-    first ``civil_code_digits`` digits, no Longitude/Latitude (unless the
-    profile's POSITION quirk), the profile's PTZType.  Only channels given a
-    config cost memory beyond their state byte.
-
-        ChannelConfig("北门", status="OFF", civil_code="11010501",
-                      longitude=116.397128, latitude=39.916527, ptz_type=1)
-    """
-
-    name: str | None = None
-    #: ``"ON"`` or ``"OFF"``
-    status: str | None = None
-    #: Parental: whether the channel has children of its own
-    parental: bool | None = None
-    #: ParentID (letters, digits and ``/``, at most 64)
-    parent_id: str | None = None
-    #: CivilCode (1-20 digits)
-    civil_code: str | None = None
-    #: degrees, -180..180 (set with ``latitude``)
-    longitude: float | None = None
-    #: degrees, -90..90 (set with ``longitude``)
-    latitude: float | None = None
-    #: Info/PTZType (1 dome, 2 half dome, 3 fixed, 4 remote fixed; 0: no Info)
-    ptz_type: int | None = None
-
-    def catalog_fields(self) -> dict[str, Any]:
-        """The fields for the core's ``set_channel_fields`` (name and status
-        aside)."""
-        out: dict[str, Any] = {}
-        if self.parental is not None:
-            out["parental"] = int(bool(self.parental))
-        for key in ("parent_id", "civil_code", "longitude", "latitude", "ptz_type"):
-            value = getattr(self, key)
-            if value is not None:
-                out[key] = value
-        return out
 
 
 def configure_channel(fleet: _core.Fleet, dev: int, ch: int, config: ChannelConfig | str,

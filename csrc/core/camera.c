@@ -206,7 +206,7 @@ const char *gb_cam_profile_check(const gb_cam_profile *p)
         return "PTZType is 0 (none) or 1..4";
     if (p->quirks & ~(uint32_t)GB_CAM_Q_ALL)
         return "unknown quirk";
-    return "";
+    return gb_cam_chan_fields_check(&p->chan);
 }
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -554,15 +554,18 @@ static void catalog_item(const gb_cam_device *d, uint32_t ch, int gb, item_text 
     it->address = text(d, GB_CAM_F_ADDRESS, gb);
     it->parental = GB_MANSCDP_STR("0");
     it->parent_id = (gb_manscdp_str){d->id, d->id_len};
-    const gb_cam_chan_fields *o = NULL;
+    /* each field: the channel's own, else its profile's, else derived */
+    const gb_cam_chan_fields *own = NULL, *pf = &d->prof->chan, *from[GB_CAM_O_ALL + 1];
     if (d->fields_fn && ch < d->nchan && (d->chan[ch] & GB_CAM_CH_CUSTOM_FIELDS))
-        o = d->fields_fn(d->name_arg, ch);
-    unsigned set = o ? o->set : 0;
-    if (set & GB_CAM_O_CIVIL_CODE)
+        own = d->fields_fn(d->name_arg, ch);
+    for (unsigned bit = 1; bit <= GB_CAM_O_ALL; bit <<= 1)
+        from[bit] = own && (own->set & bit) ? own : (pf->set & bit) ? pf : NULL;
+    const gb_cam_chan_fields *o;
+    if ((o = from[GB_CAM_O_CIVIL_CODE]))
         it->civil_code = (gb_manscdp_str){o->civil_code, o->civil_len};
-    if (set & GB_CAM_O_PARENTAL)
+    if ((o = from[GB_CAM_O_PARENTAL]))
         it->parental = o->parental ? GB_MANSCDP_STR("1") : GB_MANSCDP_STR("0");
-    if (set & GB_CAM_O_PARENT_ID)
+    if ((o = from[GB_CAM_O_PARENT_ID]))
         it->parent_id = (gb_manscdp_str){o->parent_id, o->parent_len};
     if (!(d->prof->quirks & GB_CAM_Q_NO_SAFETY_WAY))
         it->safety_way = GB_MANSCDP_STR("0");
@@ -570,7 +573,7 @@ static void catalog_item(const gb_cam_device *d, uint32_t ch, int gb, item_text 
     it->secrecy = GB_MANSCDP_STR("0");
     int is_on = ch >= d->nchan || !(d->chan[ch] & GB_CAM_CH_OFF);
     it->status = is_on ? (gb_manscdp_str){on, 2} : (gb_manscdp_str){off, 3};
-    if (set & GB_CAM_O_POSITION) {
+    if ((o = from[GB_CAM_O_POSITION])) {
         it->longitude = (gb_manscdp_str){t->lon, fmt_deg(o->lon, t->lon)};
         it->latitude = (gb_manscdp_str){t->lat, fmt_deg(o->lat, t->lat)};
     } else if (d->prof->quirks & GB_CAM_Q_POSITION_ZERO) {
@@ -582,7 +585,7 @@ static void catalog_item(const gb_cam_device *d, uint32_t ch, int gb, item_text 
         it->longitude = (gb_manscdp_str){t->lon, fmt_deg(lon, t->lon)};
         it->latitude = (gb_manscdp_str){t->lat, fmt_deg(lat, t->lat)};
     }
-    unsigned ptz = set & GB_CAM_O_PTZ_TYPE ? o->ptz_type : d->prof->ptz_type;
+    unsigned ptz = (o = from[GB_CAM_O_PTZ_TYPE]) ? o->ptz_type : d->prof->ptz_type;
     if (ptz) {
         t->ptz[0] = (char)('0' + ptz);
         it->ptz_type = (gb_manscdp_str){t->ptz, 1};

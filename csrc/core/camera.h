@@ -85,6 +85,35 @@ enum {
     GB_CAM_Q_ALL = (1u << 5) - 1
 };
 
+/* Catalog fields of one channel given by the user instead of the ones
+ * derived from the profile and the device ID, each where its GB_CAM_O_*
+ * bit is set in .set: a channel's own (kept only for the channels that
+ * have any) win over its profile's (gb_cam_profile.chan). */
+enum {
+    GB_CAM_O_PARENTAL = 1u << 0,   /* Parental 0/1 (default 0) */
+    GB_CAM_O_PARENT_ID = 1u << 1,  /* ParentID (default the device ID) */
+    GB_CAM_O_CIVIL_CODE = 1u << 2, /* CivilCode (default the ID's first digits) */
+    GB_CAM_O_POSITION = 1u << 3,   /* Longitude/Latitude (default: the quirk's) */
+    GB_CAM_O_PTZ_TYPE = 1u << 4,   /* Info/PTZType 0..4, 0: no Info */
+    GB_CAM_O_ALL = (1u << 5) - 1
+};
+/* Longest ParentID kept (the 2022 edition lists several, '/'-separated). */
+#define GB_CAM_PARENT_MAX 64
+
+typedef struct {
+    uint8_t set;              /* GB_CAM_O_* */
+    uint8_t parental;         /* 0 or 1 */
+    uint8_t ptz_type;         /* 0..4 */
+    uint8_t civil_len;        /* digits in civil_code (1..GB_CAM_ID_LEN) */
+    uint8_t parent_len;       /* bytes in parent_id (1..GB_CAM_PARENT_MAX) */
+    char civil_code[GB_CAM_ID_LEN];
+    char parent_id[GB_CAM_PARENT_MAX];
+    double lon, lat;          /* degrees: -180..180, -90..90 */
+} gb_cam_chan_fields;
+
+/* "" when the fields are valid, else why not (static text). */
+const char *gb_cam_chan_fields_check(const gb_cam_chan_fields *o);
+
 typedef struct {
     gb_bytes utf8[GB_CAM_F__COUNT];
     gb_bytes gb18030[GB_CAM_F__COUNT];   /* .p NULL: the UTF-8 bytes (ASCII text) */
@@ -97,6 +126,7 @@ typedef struct {
     uint8_t max_camera;       /* DeviceInfo MaxCamera; 0: left out */
     uint8_t max_alarm_field;  /* DeviceInfo MaxAlarm shown (1) or not (0) */
     uint32_t quirks;          /* GB_CAM_Q_* */
+    gb_cam_chan_fields chan;  /* Catalog fields of every channel (set 0: derived) */
 } gb_cam_profile;
 
 /* A named preset: plain C strings (ASCII, so UTF-8 and GB18030 agree) and
@@ -127,34 +157,6 @@ enum {
     GB_CAM_CH_CUSTOM_NAME = 1u << 3, /* its name comes from the name hook */
     GB_CAM_CH_CUSTOM_FIELDS = 1u << 4, /* Catalog fields from the fields hook */
 };
-
-/* Catalog fields of one channel given by the user instead of the ones
- * derived from the profile and the device ID, each where its GB_CAM_O_*
- * bit is set in .set (kept only for the channels that have any). */
-enum {
-    GB_CAM_O_PARENTAL = 1u << 0,   /* Parental 0/1 (default 0) */
-    GB_CAM_O_PARENT_ID = 1u << 1,  /* ParentID (default the device ID) */
-    GB_CAM_O_CIVIL_CODE = 1u << 2, /* CivilCode (default the ID's first digits) */
-    GB_CAM_O_POSITION = 1u << 3,   /* Longitude/Latitude (default: the quirk's) */
-    GB_CAM_O_PTZ_TYPE = 1u << 4,   /* Info/PTZType 0..4, 0: no Info */
-    GB_CAM_O_ALL = (1u << 5) - 1
-};
-/* Longest ParentID kept (the 2022 edition lists several, '/'-separated). */
-#define GB_CAM_PARENT_MAX 64
-
-typedef struct {
-    uint8_t set;              /* GB_CAM_O_* */
-    uint8_t parental;         /* 0 or 1 */
-    uint8_t ptz_type;         /* 0..4 */
-    uint8_t civil_len;        /* digits in civil_code (1..GB_CAM_ID_LEN) */
-    uint8_t parent_len;       /* bytes in parent_id (1..GB_CAM_PARENT_MAX) */
-    char civil_code[GB_CAM_ID_LEN];
-    char parent_id[GB_CAM_PARENT_MAX];
-    double lon, lat;          /* degrees: -180..180, -90..90 */
-} gb_cam_chan_fields;
-
-/* "" when the fields are valid, else why not (static text). */
-const char *gb_cam_chan_fields_check(const gb_cam_chan_fields *o);
 
 /* Device state bits. */
 enum {

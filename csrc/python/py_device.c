@@ -1377,8 +1377,11 @@ static int encode_both(PyObject *text, const char *what, PyObject **u8, PyObject
     return 0;
 }
 
+static int chan_fields_from(PyObject *fields, gb_cam_chan_fields *o);
+
 /* add_profile(base, fields) -> index: the preset `base` (None: generic)
- * with the given fields (text fields as str, numbers as int) replaced. */
+ * with the given fields (text fields as str, numbers as int, and
+ * channel_fields: a dict as set_channel_fields takes) replaced. */
 static PyObject *Fleet_add_profile(FleetObject *self, PyObject *args)
 {
     const char *base = NULL;
@@ -1433,6 +1436,9 @@ static PyObject *Fleet_add_profile(FleetObject *self, PyObject *args)
         default: p.quirks = (uint32_t)n; break;
         }
     }
+    PyObject *chan = PyDict_GetItemString(fields, "channel_fields");
+    if (chan && chan_fields_from(chan, &p.chan) < 0)
+        goto done;
     const char *why = NULL;
     int i = gb_fleet_add_profile(self->f, &p, &why);
     if (i < 0)
@@ -1588,9 +1594,69 @@ static int ascii_field(PyObject *v, const char *what, char *out, size_t cap)
     return (int)n;
 }
 
+/* Catalog fields (keys parental, parent_id, civil_code, longitude +
+ * latitude, ptz_type) from a dict or None into *o (zeroed first); 0, or
+ * -1 with an exception.  Their values are checked by the core. */
+static int chan_fields_from(PyObject *fields, gb_cam_chan_fields *o)
+{
+    memset(o, 0, sizeof *o);
+    if (fields == Py_None)
+        return 0;
+    if (!PyDict_Check(fields)) {
+        PyErr_SetString(PyExc_TypeError, "channel fields must be a dict or None");
+        return -1;
+    }
+    PyObject *key, *v;
+    Py_ssize_t pos = 0;
+    int has_lon = 0, has_lat = 0;
+    while (PyDict_Next(fields, &pos, &key, &v)) {
+        const char *k = PyUnicode_Check(key) ? PyUnicode_AsUTF8(key) : NULL;
+        if (!k) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "field names are str");
+            return -1;
+        }
+        int parental = !strcmp(k, "parental"), civil = !strcmp(k, "civil_code");
+        if (parental || !strcmp(k, "ptz_type")) {
+            long n = PyLong_AsLong(v);
+            if (n == -1 && PyErr_Occurred())
+                return -1;
+            if (n < 0 || n > 255) {
+                PyErr_Format(PyExc_ValueError, "%s out of range", k);
+                return -1;
+            }
+            *(parental ? &o->parental : &o->ptz_type) = (uint8_t)n;
+            o->set |= parental ? GB_CAM_O_PARENTAL : GB_CAM_O_PTZ_TYPE;
+        } else if (civil || !strcmp(k, "parent_id")) {
+            int n = civil ? ascii_field(v, k, o->civil_code, sizeof o->civil_code)
+                          : ascii_field(v, k, o->parent_id, sizeof o->parent_id);
+            if (n < 0)
+                return -1;
+            *(civil ? &o->civil_len : &o->parent_len) = (uint8_t)n;
+            o->set |= civil ? GB_CAM_O_CIVIL_CODE : GB_CAM_O_PARENT_ID;
+        } else if (!strcmp(k, "longitude") || !strcmp(k, "latitude")) {
+            double d = PyFloat_AsDouble(v);
+            if (d == -1.0 && PyErr_Occurred())
+                return -1;
+            int lon = k[1] == 'o';
+            *(lon ? &o->lon : &o->lat) = d;
+            *(lon ? &has_lon : &has_lat) = 1;
+        } else {
+            PyErr_Format(PyExc_ValueError, "unknown channel field %s", k);
+            return -1;
+        }
+    }
+    if (has_lon != has_lat) {
+        PyErr_SetString(PyExc_ValueError, "longitude and latitude go together");
+        return -1;
+    }
+    if (has_lon)
+        o->set |= GB_CAM_O_POSITION;
+    return 0;
+}
+
 /* set_channel_fields(index, ch, fields or None): Catalog fields of one
- * channel (keys parental, parent_id, civil_code, longitude + latitude,
- * ptz_type); None or {}: the derived ones again. */
+ * channel (chan_fields_from); None or {}: the derived ones again. */
 static PyObject *Fleet_set_channel_fields(FleetObject *self, PyObject *args)
 {
     Py_ssize_t i;
@@ -1599,72 +1665,8 @@ static PyObject *Fleet_set_channel_fields(FleetObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "nIO", &i, &ch, &fields) || check_index(self, i))
         return NULL;
     gb_cam_chan_fields o;
-    memset(&o, 0, sizeof o);
-    if (fields != Py_None) {
-        if (!PyDict_Check(fields)) {
-            PyErr_SetString(PyExc_TypeError, "fields must be a dict or None");
-            return NULL;
-        }
-        PyObject *key, *v;
-        Py_ssize_t pos = 0;
-        int has_lon = 0, has_lat = 0;
-        while (PyDict_Next(fields, &pos, &key, &v)) {
-            const char *k = PyUnicode_Check(key) ? PyUnicode_AsUTF8(key) : NULL;
-            if (!k) {
-                if (!PyErr_Occurred())
-                    PyErr_SetString(PyExc_TypeError, "field names are str");
-                return NULL;
-            }
-            if (!strcmp(k, "parental") || !strcmp(k, "ptz_type")) {
-                long n = PyLong_AsLong(v);
-                if (n == -1 && PyErr_Occurred())
-                    return NULL;
-                if (n < 0 || n > 255) {
-                    PyErr_Format(PyExc_ValueError, "%s out of range", k);
-                    return NULL;
-                }
-                if (k[0] == 'p' && k[1] == 'a') {
-                    o.parental = (uint8_t)n;
-                    o.set |= GB_CAM_O_PARENTAL;
-                } else {
-                    o.ptz_type = (uint8_t)n;
-                    o.set |= GB_CAM_O_PTZ_TYPE;
-                }
-            } else if (!strcmp(k, "parent_id")) {
-                int n = ascii_field(v, k, o.parent_id, sizeof o.parent_id);
-                if (n < 0)
-                    return NULL;
-                o.parent_len = (uint8_t)n;
-                o.set |= GB_CAM_O_PARENT_ID;
-            } else if (!strcmp(k, "civil_code")) {
-                int n = ascii_field(v, k, o.civil_code, sizeof o.civil_code);
-                if (n < 0)
-                    return NULL;
-                o.civil_len = (uint8_t)n;
-                o.set |= GB_CAM_O_CIVIL_CODE;
-            } else if (!strcmp(k, "longitude") || !strcmp(k, "latitude")) {
-                double d = PyFloat_AsDouble(v);
-                if (d == -1.0 && PyErr_Occurred())
-                    return NULL;
-                if (k[1] == 'o') {
-                    o.lon = d;
-                    has_lon = 1;
-                } else {
-                    o.lat = d;
-                    has_lat = 1;
-                }
-            } else {
-                PyErr_Format(PyExc_ValueError, "unknown channel field %s", k);
-                return NULL;
-            }
-        }
-        if (has_lon != has_lat) {
-            PyErr_SetString(PyExc_ValueError, "longitude and latitude go together");
-            return NULL;
-        }
-        if (has_lon)
-            o.set |= GB_CAM_O_POSITION;
-    }
+    if (chan_fields_from(fields, &o) < 0)
+        return NULL;
     const char *why = "";
     if (gb_fleet_set_channel_fields(self->f, (uint32_t)i, ch, &o, &why) < 0) {
         PyErr_SetString(strcmp(why, "no such channel") ? PyExc_ValueError : PyExc_IndexError, why);

@@ -346,6 +346,41 @@ static void test_catalog_channel_fields(void)
     gb_fleet_free(f);
 }
 
+/* A.2.6.4: a profile's channel fields hold for every channel of its
+ * devices at no cost per device; a channel's own field wins over them. */
+static void test_catalog_profile_channel_fields(void)
+{
+    gb_dev_config cfg;
+    config(&cfg);
+    cfg.answer_max_message = 8000;
+    gb_fleet *f = camera(&cfg, DEV_ID);
+    gb_cam_profile p;
+    gb_cam_profile_from_preset(&p, gb_cam_preset_find("generic", 7));
+    p.chan = (gb_cam_chan_fields){.set = GB_CAM_O_CIVIL_CODE | GB_CAM_O_PARENT_ID,
+                                  .civil_len = 6, .civil_code = "110105",
+                                  .parent_len = 20, .parent_id = "34020000002160000009"};
+    int k = gb_fleet_add_profile(f, &p, NULL);
+    CHECK(k > 0);
+    CHECK_EQ_INT(gb_fleet_set_camera(f, 0, (unsigned)k, 2, GB_CAM_BASE_FROM_ID), 0);
+    gb_cam_chan_fields own = {.set = GB_CAM_O_CIVIL_CODE, .civil_len = 4, .civil_code = "4403"};
+    CHECK_EQ_INT(gb_fleet_set_channel_fields(f, 0, 1, &own, NULL), 0);
+    CHECK_EQ_INT(send_request(f, "MESSAGE", DEV_ID, NULL,
+                              "<?xml version=\"1.0\"?><Query><CmdType>Catalog</CmdType>"
+                              "<SN>5</SN><DeviceID>" DEV_ID "</DeviceID></Query>", 100), 0);
+    CHECK_EQ_INT(take_all(f), 2);
+    CHECK(read_answer(&outs[1]) == 0);
+    CHECK(strcmp(item_field(0, "CivilCode"), "110105") == 0);
+    CHECK(strcmp(item_field(0, "ParentID"), "34020000002160000009") == 0);
+    CHECK(strcmp(item_field(1, "CivilCode"), "4403") == 0);
+    CHECK(strcmp(item_field(1, "ParentID"), "34020000002160000009") == 0);
+    /* a profile with invalid channel fields is refused */
+    p.chan = (gb_cam_chan_fields){.set = GB_CAM_O_PTZ_TYPE, .ptz_type = 9};
+    const char *why = NULL;
+    CHECK_EQ_INT(gb_fleet_add_profile(f, &p, &why), -1);
+    CHECK(why && strstr(why, "PTZType"));
+    gb_fleet_free(f);
+}
+
 /* A UTF-8 query is answered in UTF-8, Chinese names and all (A.1: the
  * answer declares the charset the query used). */
 static void test_answer_charset_follows_query(void)
@@ -1316,6 +1351,7 @@ int main(void)
     test_camera_pieces();
     test_catalog_query();
     test_catalog_channel_fields();
+    test_catalog_profile_channel_fields();
     test_answer_charset_follows_query();
     test_catalog_split_with_sumnum();
     test_parts_window_and_gap();
