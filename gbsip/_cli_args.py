@@ -85,8 +85,12 @@ def _checked(kind: Callable[[str], N], ok: Callable[[N], bool], wants: str) -> C
 
 
 def seconds(above: float | None = 0.0, at_least: float | None = None,
-            note: str = "") -> Callable[[str], float]:
-    """Seconds, strictly above ``above`` or at least ``at_least``."""
+            note: str = "", at_most: float | None = None) -> Callable[[str], float]:
+    """Seconds, strictly above ``above`` or at least ``at_least`` (and at
+    most ``at_most``, with ``at_least``)."""
+    if at_least is not None and at_most is not None:
+        wants = f"a number of seconds from {at_least:g} to {at_most:g}{note}"
+        return _checked(float, lambda v: at_least <= v <= at_most, wants)
     if at_least is not None:
         wants = f"a number of seconds, at least {at_least:g}{note}"
         return _checked(float, lambda v: v >= at_least, wants)

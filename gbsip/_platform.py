@@ -56,7 +56,7 @@ class _Pending:
     __slots__ = ("kind", "device_id", "cmd_type", "sn", "started", "future", "handle",
                  "status", "reason", "to_tag", "expires", "timed_out", "documents",
                  "items", "sum_num", "duplicates", "early", "expects_parts", "bodies",
-                 "subscription")
+                 "subscription", "malformed")
 
     def __init__(self, kind: str, device_id: str, cmd_type: str, sn: int, started: float,
                  future: asyncio.Future[None], expects_parts: bool) -> None:
@@ -80,6 +80,8 @@ class _Pending:
         self.expects_parts = expects_parts
         self.bodies: set[bytes] = set()
         self.subscription: Subscription | None = None
+        # why a part that arrived cannot be used (its answer is then failed)
+        self.malformed: str | None = None
 
     # -- what arrives -------------------------------------------------------
 
@@ -104,7 +106,14 @@ class _Pending:
             self.early = True
         self.documents.append(doc)
         sum_text = doc.text("SumNum")
-        if sum_text is not None and sum_text.strip().isdigit():
+        if sum_text is not None and not sum_text.strip().isdigit():
+            # not a count: what is missing cannot be known (§9.5.1, Annex M)
+            self.malformed = (f"malformed answer: part {len(self.documents)} has "
+                              f"SumNum {sum_text.strip()!r}, not a number")
+            if not self.future.done():
+                self.future.set_result(None)
+            return
+        if sum_text is not None:
             self.sum_num = int(sum_text)
         for item in doc.items:
             key = _item_key(item)
@@ -115,7 +124,7 @@ class _Pending:
         self._check()
 
     def complete(self) -> bool:
-        if self.status is None or not 200 <= self.status < 300:
+        if self.status is None or not 200 <= self.status < 300 or self.malformed:
             return False
         if not self.expects_parts:
             return True
@@ -152,6 +161,8 @@ class Platform:
         # the tasks refreshing those asked to be kept (subscribe(refresh=True))
         self.subscriptions: dict[str, Subscription] = {}
         self._refreshers: dict[str, asyncio.Task[None]] = {}
+        # each live subscription's end unless refreshed (RFC 6665 §4.1.2.2)
+        self._expiry: dict[str, asyncio.TimerHandle] = {}
 
     # -- the core's events --------------------------------------------------
 
@@ -191,6 +202,9 @@ class Platform:
         for task in self._refreshers.values():
             task.cancel()
         self._refreshers.clear()
+        for handle in self._expiry.values():
+            handle.cancel()
+        self._expiry.clear()
 
     # -- requests -----------------------------------------------------------
 
@@ -259,7 +273,12 @@ class Platform:
                 pending.device_id, pending.cmd_type, "", call_id or "", from_tag or "", None,
                 cseq, 0)
         self._by_handle[handle] = pending
-        reg._flush_requests()
+        closed = reg._flush_requests()
+        if transport == "tcp" and src[3] in closed:
+            # nothing can reach the device until it connects (registers) again
+            self._forget(pending)
+            return (f"the TCP connection {pending.device_id} registered on is closed "
+                    "(the request was not sent; it must connect and register again)")
         assert reg._driver is not None
         reg._driver.arm()
         return None
@@ -312,6 +331,7 @@ class Platform:
     def _query_result(self, p: _Pending, error: str | None) -> QueryResult:
         loop = asyncio.get_running_loop()
         complete = p.complete()
+        error = error or p.malformed
         return QueryResult(
             device_id=p.device_id, cmd_type=p.cmd_type, sn=p.sn, status=p.status,
             reason=p.reason, items=tuple(p.items.values()), sum_num=p.sum_num,
@@ -376,6 +396,7 @@ class Platform:
             sub.expires = granted
             if complete and expires and sub.call_id:
                 self.subscriptions[sub.call_id] = sub
+                self._arm_expiry(sub, granted)
             elif subscription is not None and (expires == 0 or (
                     pending.status is not None and pending.status >= 300)):
                 self.end(sub)
@@ -390,11 +411,47 @@ class Platform:
     # -- subscriptions kept alive -------------------------------------------
 
     def end(self, sub: Subscription) -> None:
-        """Forget a subscription (unsubscribed, refused, registrar closing)."""
+        """Forget a subscription (unsubscribed, refused, terminated by the
+        device, expired, registrar closing)."""
         self.subscriptions.pop(sub.call_id, None)
+        handle = self._expiry.pop(sub.call_id, None)
+        if handle is not None:
+            handle.cancel()
         task = self._refreshers.pop(sub.call_id, None)
         if task is not None and task is not asyncio.current_task():
             task.cancel()
+
+    def _arm_expiry(self, sub: Subscription, seconds: int) -> None:
+        """``sub`` ends ``seconds`` from now unless refreshed before."""
+        old = self._expiry.pop(sub.call_id, None)
+        if old is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        self._expiry[sub.call_id] = loop.call_later(max(0, seconds), self._expired, sub)
+
+    def _expired(self, sub: Subscription) -> None:
+        self._expiry.pop(sub.call_id, None)
+        if self.subscriptions.get(sub.call_id) is sub:
+            self.end(sub)
+
+    def notified(self, call_id: str, state: str | None,
+                 expires: int | None) -> Subscription | None:
+        """A NOTIFY in subscription ``call_id``'s dialog with this
+        Subscription-State (None: not reported): the subscription, which
+        leaves :attr:`subscriptions` when the state is ``terminated``
+        (RFC 6665 §4.1.3), and ends sooner when the state's ``expires``
+        says less time is left than was granted (§4.2.2)."""
+        sub = self.subscriptions.get(call_id)
+        if sub is None:
+            return None
+        if state == "terminated":
+            self.end(sub)
+        elif expires is not None:
+            handle = self._expiry.get(call_id)
+            loop = asyncio.get_running_loop()
+            if handle is None or loop.time() + expires < handle.when():
+                self._arm_expiry(sub, expires)
+        return sub
 
     def keep(self, sub: Subscription, timeout: float) -> None:
         """Refresh ``sub`` in its dialog at 2/3 of each granted Expires
@@ -421,6 +478,19 @@ class Platform:
         finally:
             if self._refreshers.get(sub.call_id) is asyncio.current_task():
                 del self._refreshers[sub.call_id]
+
+
+def parse_subscription_state(header: str) -> tuple[str, dict[str, str]]:
+    """A Subscription-State value (RFC 6665 §8.2.3: ``active;expires=60``,
+    ``terminated;reason=timeout``): the state in lower case and its
+    parameters (names in lower case)."""
+    value, *rest = header.split(";")
+    params: dict[str, str] = {}
+    for p in rest:
+        name, _, v = p.partition("=")
+        if name.strip():
+            params[name.strip().lower()] = v.strip().strip('"')
+    return value.strip().lower(), params
 
 
 def query_type(cmd_type: str) -> str:

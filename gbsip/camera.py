@@ -22,6 +22,7 @@ from gbsip.errors import ConfigurationError
 
 __all__ = [
     "Channel",
+    "ChannelConfig",
     "Channels",
     "PRESETS",
     "Preset",
@@ -44,8 +45,54 @@ class Quirk:
     CSEQ_20 = 2
     #: every channel's Catalog item names the recorder's own Model (NVRs).
     MODEL_PER_DEVICE = 4
-    #: Catalog items carry Longitude/Latitude.
+    #: Catalog items carry Longitude/Latitude (a place near Beijing).
     POSITION = 8
+    #: Catalog items carry Longitude/Latitude 0.0 (a recorder that does not
+    #: know its cameras' places: Dahua NVRs); wins over POSITION.
+    POSITION_ZERO = 16
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    """What one channel's Catalog item says (GB/T 28181-2016 A.2.6.4), where
+    it should not be derived from the profile and the device ID.  Every
+    field left None keeps the derived value: the profile's name template,
+    ``ON``, Parental 0, ParentID the device ID, CivilCode the device ID's
+    first ``civil_code_digits`` digits, no Longitude/Latitude (unless the
+    profile's POSITION quirk), the profile's PTZType.  Only channels given a
+    config cost memory beyond their state byte.
+
+        ChannelConfig("北门", status="OFF", civil_code="11010501",
+                      longitude=116.397128, latitude=39.916527, ptz_type=1)
+    """
+
+    name: str | None = None
+    #: ``"ON"`` or ``"OFF"``
+    status: str | None = None
+    #: Parental: whether the channel has children of its own
+    parental: bool | None = None
+    #: ParentID (letters, digits and ``/``, at most 64)
+    parent_id: str | None = None
+    #: CivilCode (1-20 digits)
+    civil_code: str | None = None
+    #: degrees, -180..180 (set with ``latitude``)
+    longitude: float | None = None
+    #: degrees, -90..90 (set with ``longitude``)
+    latitude: float | None = None
+    #: Info/PTZType (1 dome, 2 half dome, 3 fixed, 4 remote fixed; 0: no Info)
+    ptz_type: int | None = None
+
+    def catalog_fields(self) -> dict[str, Any]:
+        """The fields for the core's ``set_channel_fields`` (name and status
+        aside)."""
+        out: dict[str, Any] = {}
+        if self.parental is not None:
+            out["parental"] = int(bool(self.parental))
+        for key in ("parent_id", "civil_code", "longitude", "latitude", "ptz_type"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
 
 
 @dataclass(frozen=True)
@@ -91,6 +138,10 @@ class Profile:
     max_alarm_field: bool | None = None
     #: :class:`Quirk` flags
     quirks: int | None = None
+    #: Catalog fields every channel of this profile's devices carries
+    #: (a :class:`ChannelConfig` without name and status; a channel's own
+    #: config wins), kept once per profile, not per device
+    channel_fields: ChannelConfig | None = None
 
     def overrides(self) -> dict[str, Any]:
         """The fields this profile sets over its base preset."""
@@ -157,11 +208,44 @@ class ProfileTable:
     def index(self, profile: ProfileSource) -> int:
         p = coerce_profile(profile)
         if p not in self._index:
+            fields = p.overrides()
+            chan = fields.pop("channel_fields", None)
+            if chan is not None:
+                if not isinstance(chan, ChannelConfig) or chan.name is not None \
+                        or chan.status is not None:
+                    raise ConfigurationError(
+                        "camera profile: channel_fields is a gbsip.camera.ChannelConfig "
+                        "without name and status (the profile's channel_name names them)")
+                fields["channel_fields"] = chan.catalog_fields()
             try:
-                self._index[p] = self._fleet.add_profile(p.base, p.overrides())
-            except ValueError as exc:
+                self._index[p] = self._fleet.add_profile(p.base, fields)
+            except (ValueError, TypeError) as exc:
                 raise ConfigurationError(f"camera profile: {exc}") from exc
         return self._index[p]
+
+
+def configure_channel(fleet: _core.Fleet, dev: int, ch: int, config: ChannelConfig | str,
+                      set_status: Callable[[int, int, bool], None] | None = None) -> None:
+    """Give channel ch of device dev a name (a str) or a :class:`ChannelConfig`;
+    ``set_status`` turns it ON/OFF (the core's own call when None)."""
+    if isinstance(config, str):
+        config = ChannelConfig(name=config)
+    if not isinstance(config, ChannelConfig):
+        raise ConfigurationError(f"channel {ch}: a name or a gbsip.camera.ChannelConfig")
+    try:
+        if config.name is not None:
+            fleet.set_channel_name(dev, ch, config.name)
+        fleet.set_channel_fields(dev, ch, config.catalog_fields() or None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(f"channel {ch}: {exc}") from exc
+    if config.status is not None:
+        status = str(config.status).upper()
+        if status not in ("ON", "OFF"):
+            raise ConfigurationError(f"channel {ch}: status is 'ON' or 'OFF'")
+        if set_status is None:
+            fleet.set_channel_status(dev, ch, status == "ON", 0)
+        else:
+            set_status(dev, ch, status == "ON")
 
 
 SetChannelStatus = Callable[[int, int, bool], None]
@@ -218,6 +302,23 @@ class Channel:
         self._set_status(self._dev, self.index, on)
 
     @property
+    def config(self) -> ChannelConfig:
+        """The channel's Catalog fields given by the user (None: derived)."""
+        cid, name, st = self._read()
+        own = self._fleet.channel_fields(self._dev, self.index)
+        parental = own.get("parental")
+        return ChannelConfig(name=name, status="OFF" if st & _CH_OFF else "ON",
+                             parental=None if parental is None else bool(parental),
+                             parent_id=own.get("parent_id"), civil_code=own.get("civil_code"),
+                             longitude=own.get("longitude"), latitude=own.get("latitude"),
+                             ptz_type=own.get("ptz_type"))
+
+    def configure(self, config: ChannelConfig) -> None:
+        """Give the channel its own Catalog fields (a status change notifies
+        the Catalog subscribers); fields left None are the derived ones."""
+        configure_channel(self._fleet, self._dev, self.index, config, self._set_status)
+
+    @property
     def recording(self) -> bool:
         return bool(self._read()[2] & _CH_RECORD)
 
@@ -270,29 +371,27 @@ class Channels(Sequence[Channel]):
         raise KeyError(channel_id)
 
 
-ChannelSpec = Union[int, Sequence[str], None]
+ChannelSpec = Union[int, Sequence[Union[str, ChannelConfig]], None]
 
 
 def apply_channels(fleet: _core.Fleet, dev: int, profile_index: int, channels: ChannelSpec,
                    base: int = -1) -> None:
     """Give device dev its profile and channels: a count, or a list of names
-    (one channel each), or None (the profile's count)."""
-    names: Sequence[str] = ()
+    or :class:`ChannelConfig` (one channel each), or None (the profile's
+    count)."""
+    configs: Sequence[str | ChannelConfig] = ()
     if channels is None:
         count = -1
     elif isinstance(channels, int):
         count = channels
     else:
-        names = list(channels)
-        count = len(names)
+        configs = list(channels)
+        count = len(configs)
     if not -1 <= count <= 1024:
         raise ConfigurationError("channels must be 0..1024")
     fleet.set_camera(dev, profile_index, count, base)
-    for k, name in enumerate(names):
-        try:
-            fleet.set_channel_name(dev, k, name)
-        except ValueError as exc:
-            raise ConfigurationError(f"channel {k} name: {exc}") from exc
+    for k, config in enumerate(configs):
+        configure_channel(fleet, dev, k, config)
 
 
 def alarm_target(channel: int | None, alarm_input: int | None) -> int:

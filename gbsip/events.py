@@ -202,12 +202,20 @@ class Notified(RegistrarEvent):
     header, ``body`` the MANSCDP body (bytes as sent: ``raw``),
     ``call_id`` the NOTIFY's Call-ID (its subscription's dialog) and
     ``subscription`` the :class:`gbsip.queries.Subscription` of this
-    registrar it belongs to (``None``: none it knows, e.g. already ended)."""
+    registrar it belongs to (``None``: none it knows, e.g. already ended).
+    ``state`` is its Subscription-State (RFC 6665 §8.2.3) in lower case:
+    ``active``, ``pending`` or ``terminated`` (``None``: not reported), with
+    ``state_reason`` and ``state_expires`` its parameters; after a
+    ``terminated`` NOTIFY the subscription has left
+    ``Registrar.subscriptions``."""
 
     event: str
     body: str
     call_id: str = field(default="", kw_only=True)
     subscription: Subscription | None = field(default=None, kw_only=True, compare=False)
+    state: str | None = field(default=None, kw_only=True)
+    state_reason: str | None = field(default=None, kw_only=True)
+    state_expires: int | None = field(default=None, kw_only=True)
 
     @property
     def raw(self) -> bytes:

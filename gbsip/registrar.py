@@ -32,7 +32,7 @@ from gbsip import _core, _fdlimit, manscdp
 from gbsip._drive import Clock, Driver, EventStream, Lifetime
 from gbsip._drive.stream import INCOMPLETE_TIMEOUT
 from gbsip._persist import BindingKeeper
-from gbsip._platform import Platform, query_fields, query_type
+from gbsip._platform import Platform, parse_subscription_state, query_fields, query_type
 from gbsip.queries import ControlResult, QueryResult, SubscribeResult, Subscription
 from gbsip.errors import ConfigurationError, LocalProtocolError, RegistrarError
 from gbsip.store import BindingStore, open_store
@@ -269,10 +269,25 @@ _MAKERS: dict[int, _Maker] = {
     12: lambda d, c, st, ex, sn, r, t, x: DeviceRedirected(t or "", device_id=d, **c),
     13: lambda d, c, st, ex, sn, r, t, x: LockedOut(
         "device" if d else "source", sn, float(ex), device_id=d, **c),
-    16: lambda d, c, st, ex, sn, r, t, x: Notified(
-        (x or "").partition("\n")[0], t or "", device_id=d,
-        call_id=(x or "").partition("\n")[2], **c),
+    16: lambda d, c, st, ex, sn, r, t, x: _notified(d, c, t, x),
 }
+
+
+def _notified(device_id: str | None, common: dict[str, Any], body: str | None,
+              extra: str | None) -> Notified:
+    """The NOTIFY event from the core's extra: the Event header, a newline,
+    the Call-ID and, where the core reports it, a newline and the
+    Subscription-State header."""
+    event, _, rest = (extra or "").partition("\n")
+    call_id, _, header = rest.partition("\n")
+    state = reason = None
+    expires: int | None = None
+    if header.strip():
+        state, params = parse_subscription_state(header)
+        reason = params.get("reason")
+        expires = int(params["expires"]) if params.get("expires", "").isdigit() else None
+    return Notified(event, body or "", device_id=device_id, call_id=call_id, state=state,
+                    state_reason=reason, state_expires=expires, **common)
 
 
 class Registrar(Lifetime):
@@ -806,8 +821,10 @@ class Registrar(Lifetime):
                 "time": self._unix(time_ms),
             }
             ev = make(device_id, common, status, expires, sn, reason, text, extra)
-            if isinstance(ev, Notified) and ev.call_id in platform.subscriptions:
-                ev = dataclasses.replace(ev, subscription=platform.subscriptions[ev.call_id])
+            if isinstance(ev, Notified):
+                sub = platform.notified(ev.call_id, ev.state, ev.state_expires)
+                if sub is not None:
+                    ev = dataclasses.replace(ev, subscription=sub)
             publish(ev)
 
     def _publish_now(self, ev: RegistrarEvent) -> None:
@@ -875,7 +892,9 @@ class Registrar(Lifetime):
     @property
     def subscriptions(self) -> dict[str, Subscription]:
         """The live subscriptions of :meth:`subscribe`, by Call-ID (a copy):
-        granted and not yet ended, refused or closed."""
+        granted and not yet ended, refused or closed, nor expired without
+        a refresh, nor terminated by the device (a NOTIFY with
+        ``Subscription-State: terminated``, RFC 6665 §4.1.3)."""
         return dict(self._platform.subscriptions)
 
     async def refresh_subscription(self, subscription: Subscription, *,
@@ -894,10 +913,14 @@ class Registrar(Lifetime):
         """End a subscription: SUBSCRIBE with ``Expires: 0`` in its dialog."""
         return await self.refresh_subscription(subscription, expires=0, timeout=timeout)
 
-    def _flush_requests(self) -> None:
-        """Send what the core queued: requests to devices, retransmissions."""
+    def _flush_requests(self) -> set[int]:
+        """Send what the core queued: requests to devices, retransmissions.
+        The TCP connections (ids) found closed on the way."""
+        closed: set[int] = set()
         for data, dest in self._core.take_output():
-            self._send(data, dest)
+            if not self._send(data, dest):
+                closed.add(dest[3])
+        return closed
 
     def _publish_query(self, result: QueryResult) -> None:
         if self._state != "running" or self.suppress_events:
@@ -1053,15 +1076,16 @@ class Registrar(Lifetime):
         assert self._driver is not None
         self._driver.settle()
 
-    def _send(self, data: bytes, dest: tuple[Any, ...]) -> None:
+    def _send(self, data: bytes, dest: tuple[Any, ...]) -> bool:
+        """Send data to dest; False when dest is a TCP connection that is
+        closed (or TCP is not open)."""
         host, port, transport, conn_id = dest
         if transport == 1:
-            if self._tcp_fd is not None:
-                self._core.tcp_send(conn_id, data)
-            return
+            return self._tcp_fd is not None and bool(self._core.tcp_send(conn_id, data))
         for sock in self._udp_socks:
             try:
                 sock.sendto(data, (host, port))
             except OSError:
                 pass
-            return
+            break
+        return True

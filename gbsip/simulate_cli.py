@@ -38,6 +38,8 @@ DEFAULT_PASSWORD = "12345678"
 #: The platform's zone a GB/T 28181 Date (no zone of its own) is read in:
 #: Beijing, as :class:`gbsip.Device` reads it.
 PLATFORM_UTC_OFFSET = _dt.timedelta(hours=8)
+# Channels a device may have (camera.h GB_CAM_MAX_CHANNELS).
+_MAX_CHANNELS = 1024
 _FAULTS = ("drop_responses", "wrong_password", "skip_keepalives", "change_source_port")
 
 
@@ -460,6 +462,9 @@ async def _simulate(args: argparse.Namespace) -> int:
                 channels=args.channels,
                 nvr_fraction=args.nvr_fraction,
                 nvr_channels=args.nvr_channels,
+                answer_max_message=args.answer_max_message,
+                answer_gap=args.answer_gap,
+                answer_window=args.answer_window,
                 seed=args.seed,
             )
             running = sim
@@ -592,12 +597,22 @@ def add_simulate(sub: Any, run: Any) -> None:
                         "channel names...: generic, generic-nvr, hikvision-ipc, "
                         "hikvision-nvr, dahua-ipc, dahua-nvr (default %(default)s; "
                         "docs/device.md)")
-    p.add_argument("--channels", type=opt.whole(0), default=None,
-                   help="channels per device in Catalog answers (default: the profile's)")
+    p.add_argument("--channels", type=opt.whole(0, _MAX_CHANNELS), default=None,
+                   help="channels per device in Catalog answers, 0 to 1024 (default: the "
+                        "profile's)")
     p.add_argument("--nvr-fraction", type=opt.fraction, default=0.0,
                    help="this fraction of the devices are recorders (generic-nvr) instead")
-    p.add_argument("--nvr-channels", type=opt.whole(1), default=None,
-                   help="channels per recorder (default 64)")
+    p.add_argument("--nvr-channels", type=opt.whole(1, _MAX_CHANNELS), default=None,
+                   help="channels per recorder, 1 to 1024 (default 64)")
+    p.add_argument("--answer-max-message", type=opt.whole(256, 65000), default=1400,
+                   metavar="BYTES",
+                   help="bytes of one answer MESSAGE before a Catalog or RecordInfo answer "
+                        "is split into SumNum parts, 256 to 65000 (default %(default)s)")
+    p.add_argument("--answer-gap", type=opt.seconds(at_least=0.0, at_most=60.0), default=0.0,
+                   metavar="SECONDS",
+                   help="seconds between the parts of one split answer, 0 to 60 (default 0)")
+    p.add_argument("--answer-window", type=opt.whole(0, 1024), default=0, metavar="N",
+                   help="parts of one answer in flight at once, 0 to 1024 (default 0: all)")
     p.add_argument("--churn", type=opt.fraction, default=0.0,
                    help="fraction of devices that go offline once and come back")
     p.add_argument("--churn-offline", type=opt.seconds(), default=5.0,

@@ -35,7 +35,14 @@ from gbsip._console import iso_time
 from gbsip._drive import Clock, Driver, Lifetime
 from gbsip._udp import drain_errors, report_errors
 from gbsip._version import __version__
-from gbsip.camera import Channels, ProfileSource, ProfileTable, alarm_target
+from gbsip.camera import (
+    ChannelConfig,
+    Channels,
+    ProfileSource,
+    ProfileTable,
+    alarm_target,
+    configure_channel,
+)
 from gbsip.device import FleetEvents, FleetEventTuple
 from gbsip.errors import ConfigurationError, SimulatorError
 from gbsip.events import DeviceEvent
@@ -57,7 +64,7 @@ _ID_DIGITS = 20
 _TCP_PORTS_PER_HOST = 4000  # of ~28,000 ephemeral ports: connect() finds a free one fast
 
 PasswordSource = Union[str, Callable[[str], str]]
-ChannelCount = Union[int, Callable[[int], int], None]
+ChannelCount = Union[int, Callable[[int], Union[int, Sequence[Union[str, ChannelConfig]]]], None]
 IdSource = Union[Sequence[str], Callable[[int], str], None]
 
 #: The window of the ramp's peak rate (s); a ramp shorter than it has none.
@@ -383,7 +390,9 @@ class Simulator(Lifetime):
     Every device answers its platform like a camera (queries, controls,
     subscriptions: docs/device.md): ``profile`` says what it answers,
     ``channels`` how many channels each has (an int, or a callable ``index
-    -> count``), and ``nvr_fraction`` of the devices (spread evenly) are
+    -> count``, or ``index ->`` a list of names or
+    :class:`gbsip.camera.ChannelConfig`, one channel each, for a device whose
+    Catalog items are configured), and ``nvr_fraction`` of the devices (spread evenly) are
     ``nvr_profile`` recorders with ``nvr_channels`` channels instead.
     Channel IDs are given out in blocks, so none repeats in the fleet.
     """
@@ -619,10 +628,20 @@ class Simulator(Lifetime):
         camera_count = int(fleet.channels(0))
         # the NVR slice spread evenly: device i is one when the share crosses
         is_nvr = [int((i + 1) * nvr_fraction) > int(i * nvr_fraction) for i in range(n)]
-        counts = [nvr_count if is_nvr[i]
-                  else int(channels(i)) if callable(channels)
-                  else camera_count if channels is None else int(channels)
-                  for i in range(n)]
+        configured: dict[int, Sequence[str | ChannelConfig]] = {}
+        counts: list[int] = []
+        for i in range(n):
+            if is_nvr[i]:
+                counts.append(nvr_count)
+            elif callable(channels):
+                spec = channels(i)
+                if isinstance(spec, int):
+                    counts.append(int(spec))
+                else:  # names / ChannelConfig, one channel each
+                    configured[i] = list(spec)
+                    counts.append(len(configured[i]))
+            else:
+                counts.append(camera_count if channels is None else int(channels))
         if any(not 0 <= c <= 1024 for c in counts):
             raise ConfigurationError("a device's channel count is outside 0..1024")
         fleet.set_camera_range(0, n, camera, counts, 1)
@@ -631,6 +650,9 @@ class Simulator(Lifetime):
             if is_nvr[i]:
                 fleet.set_camera(i, nvr, c, base)
             base += c
+        for i, configs in configured.items():  # only these cost memory
+            for k, config in enumerate(configs):
+                configure_channel(fleet, i, k, config)
         self._nvrs = sum(is_nvr)
 
     def channels(self, device_id: str) -> Channels:

@@ -41,6 +41,7 @@ class Script:
     respond: bool = True             # send the <Response> MESSAGE(s)
     sn_offset: int = 0               # a wrong SN in the Response
     sum_num: bool = True             # write SumNum
+    sum_num_text: str | None = None  # write this as SumNum instead of the count
     response_first: bool = False     # the Response before the 200
     result: str = "OK"               # Result of a control Response
     ptz_result: str | None = None    # a Response to PTZ control too, with this Result
@@ -48,6 +49,7 @@ class Script:
     device_status: bool = True       # DeviceStatus with Online/Status/DeviceTime
     config_expiration: int = 3600    # BasicParam Expiration (it registers for 3600 s)
     positions: bool = True           # MobilePosition NOTIFYs every Interval s
+    notify_state: str = "active;expires=3600"  # the NOTIFYs' Subscription-State
 
 
 class ScriptedCamera:
@@ -218,7 +220,8 @@ class ScriptedCamera:
                      for i in range(0, len(items), s.part_size)] or [[]]
             bodies = []
             for part in parts:
-                fields: list[Any] = [("SumNum", s.channels)] if s.sum_num else []
+                sum_value: Any = s.channels if s.sum_num_text is None else s.sum_num_text
+                fields: list[Any] = [("SumNum", sum_value)] if s.sum_num else []
                 fields.append(("DeviceList",
                                [("Item", item) for item in part], {"Num": len(part)}))
                 bodies.append(manscdp.build("Response", "Catalog", sn, self.device_id, fields))
@@ -287,6 +290,6 @@ class ScriptedCamera:
             ("CSeq", f"{n} NOTIFY"),
             ("Max-Forwards", "70"),
             ("Event", sub.headers["Event"]),
-            ("Subscription-State", "active;expires=3600"),
+            ("Subscription-State", self.script.notify_state),
             ("Content-Type", "Application/MANSCDP+xml"),
         ], body))

@@ -251,6 +251,37 @@ def test_simulate_bad_fault_is_a_usage_error() -> None:
     assert "--fault: wants KIND=FRACTION" in p.stderr
 
 
+@pytest.mark.parametrize("option, value, wants", [
+    ("--channels", "5000", "a whole number from 0 to 1024"),
+    ("--nvr-channels", "2000", "a whole number from 1 to 1024"),
+    ("--answer-max-message", "100", "a whole number from 256 to 65000"),
+    ("--answer-gap", "-1", "a number of seconds from 0 to 60"),
+    ("--answer-window", "x", "a whole number from 0 to 1024"),
+])
+def test_simulate_out_of_range_camera_option_is_a_usage_error(option: str, value: str,
+                                                              wants: str) -> None:
+    """A channel count above the core's 1024, or an answer split option
+    out of range: exit status 2 with one line naming the option and its
+    range, no traceback, before anything runs."""
+    p = gbsip("simulate", option, value, "--devices", "1")
+    assert p.returncode == 2, p.stderr
+    assert f"{option}: wants {wants}" in p.stderr
+    assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_simulate_answer_split_options_reach_the_devices(loop_name: str) -> None:
+    """--answer-max-message, --answer-gap and --answer-window are the
+    Simulator's answer_* options (docs/simulate.md): accepted, and the run
+    goes as usual."""
+    p = gbsip("simulate", "--devices", "3", "--duration", "1", "--quiet",
+              "--answer-max-message", "300", "--answer-gap", "0.05", "--answer-window", "1",
+              loop=loop_name)
+    assert p.returncode == 0, p.stderr
+    help_text = gbsip("simulate", "--help").stdout
+    for option in ("--answer-max-message", "--answer-gap", "--answer-window"):
+        assert option in help_text
+
+
 def test_simulate_faults_make_exit_status_nonzero() -> None:
     """Exit status 0 only if every device registered: wrong-password faults
     leave some unregistered, and the message counts them."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,24 @@ def test_device_with_wrong_password_fails_registration(tmp_path: Path) -> None:
     assert run.ids("failed") == {"D01"}, run.output
     assert run.ids("error") == ALL - {"D01"}, run.output
     assert "response is" in run.messages["D01"] and "--gb-password" in run.messages["D01"]
+
+
+def test_device_command_that_fails_at_once_is_reported(tmp_path: Path) -> None:
+    """A --gb-device-cmd that exits non-zero before registering fails D01 at
+    once (not after --gb-register-timeout) with its exit status and the end
+    of its stderr; the checks needing a registration error with the same."""
+    started = time.monotonic()
+    run = run_suite("device", [
+        f"--gb-listen=udp://127.0.0.1:{free_port()}",
+        "--gb-device-cmd=echo 'camera: cannot bind 0.0.0.0:5060' >&2; exit 3",
+        "--gb-register-timeout=30", *TIMING,
+    ], tmp_path)
+    assert time.monotonic() - started < 25
+    assert run.ids("failed") == {"D01"}, run.output
+    assert "exited with status 3" in run.messages["D01"]
+    assert "camera: cannot bind 0.0.0.0:5060" in run.messages["D01"]
+    assert run.ids("error") == ALL - {"D01"}, run.output
+    assert "exited with status 3" in run.output
 
 
 def test_device_suite_without_listen_address_skips_with_the_reason(tmp_path: Path) -> None:

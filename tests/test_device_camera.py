@@ -17,7 +17,7 @@ import pytest
 
 import gbsip
 from gbsip import manscdp
-from gbsip.camera import PRESETS, Profile
+from gbsip.camera import PRESETS, ChannelConfig, Profile
 from gbsip.events import (
     AnswerFailed,
     AnswerSent,
@@ -365,6 +365,47 @@ def test_profile_and_channel_names() -> None:
         gbsip.Device(NVR, password="x", profile="no-such-vendor")
     with pytest.raises(gbsip.ConfigurationError):
         dev.channels[0].status = "MAYBE"
+
+
+def test_lone_devices_with_neighbouring_ids_have_distinct_channel_ids() -> None:
+    """Annex D: each gbsip.Device derives its channel IDs from its own ID,
+    so devices made one by one with neighbouring IDs share none; a
+    one-channel IPC keeps the device's own serial (…1320000001 has
+    …1310000001)."""
+    ids = [f"3402000000132000000{k}" for k in range(1, 5)]
+    devices = [gbsip.Device(i, password="x", channels=4) for i in ids]
+    channel_ids = [c.id for d in devices for c in d.channels]
+    assert len(channel_ids) == len(set(channel_ids)) == 16
+    ipc = gbsip.Device("34020000001320000001", password="x", channels=1)
+    assert [c.id for c in ipc.channels] == ["34020000001310000001"]
+
+
+@pytest.mark.parametrize("config, why", [
+    (ChannelConfig(civil_code="11a0"), "CivilCode"),
+    (ChannelConfig(ptz_type=7), "PTZType"),
+    (ChannelConfig(longitude=200.0, latitude=0.0), "Longitude"),
+    (ChannelConfig(longitude=116.0), "longitude and latitude"),
+    (ChannelConfig(parent_id="3402<x>"), "ParentID"),
+    (ChannelConfig(status="MAYBE"), "status"),
+])
+def test_invalid_channel_config_is_a_configuration_error(config: ChannelConfig,
+                                                         why: str) -> None:
+    """A Catalog field the standard cannot carry (A.2.6.4) is refused when
+    the device is made, naming the channel and the field."""
+    with pytest.raises(gbsip.ConfigurationError, match=f"channel 0: .*{why}"):
+        gbsip.Device(NVR, password="x", channels=[config])
+
+
+def test_channel_configure_changes_one_channel() -> None:
+    """Channel.configure gives one channel its own Catalog fields; None
+    fields stay derived, and configuring again replaces them."""
+    dev = gbsip.Device(NVR, password="x", channels=2)
+    dev.channels[1].configure(ChannelConfig(civil_code="110105", ptz_type=1))
+    assert dev.channels[1].config.civil_code == "110105"
+    assert dev.channels[1].config.ptz_type == 1
+    assert dev.channels[0].config.civil_code is None
+    dev.channels[1].configure(ChannelConfig(parental=True))
+    assert (dev.channels[1].config.parental, dev.channels[1].config.civil_code) == (True, None)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -8,6 +8,7 @@ Real loopback sockets, both loops (asyncio, uvloop); nothing scripted.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -103,4 +104,102 @@ def test_catalog_subscription_notifies_a_channel_change(run: Runner, transport: 
                 assert "OFF" in doc.data.decode("utf-8", "replace")
                 end = await reg.unsubscribe(sub.subscription, timeout=5)
                 assert end.status == 200
+    run(main)
+
+
+async def device_catalog(device_id: str, **device_kw: Any) -> list[manscdp.CatalogItem]:
+    """A gbsip.Device made with device_kw registers with a Registrar, which
+    queries its Catalog over UDP: the items of the (complete) answer."""
+    async with gbsip.Registrar(SERVER_ID, host="127.0.0.1", port=0,
+                               passwords=PASSWORD) as reg:
+        host, port = reg.addresses["udp"][:2]
+        async with gbsip.Device(device_id, password=PASSWORD, server=f"udp://{host}:{port}",
+                                server_id=SERVER_ID, keepalive_interval=None, t1=0.1,
+                                **device_kw):
+            if device_id not in reg.devices:
+                await reg.wait_for(DeviceRegistered, device_id, timeout=10)
+            result = await reg.query(device_id, "Catalog", timeout=5)
+    assert result.complete, result
+    return [i for i in result.items if isinstance(i, manscdp.CatalogItem)]
+
+
+def test_device_catalog_carries_configured_channel_fields(run: Runner) -> None:
+    """A.2.6.4: a gbsip.Device given ChannelConfig per channel answers the
+    platform's Catalog query with that Name, Status, Parental, ParentID,
+    CivilCode, Longitude/Latitude and PTZType; a channel given only a name
+    keeps the values derived from the device ID."""
+    from gbsip.camera import ChannelConfig
+
+    gate = ChannelConfig("北门", status="OFF", parental=True,
+                         parent_id="34020000002160000001", civil_code="11010501",
+                         longitude=116.397128, latitude=39.916527, ptz_type=2)
+    device_id = dev(8)
+    got: list[list[manscdp.CatalogItem]] = []
+
+    async def main() -> None:
+        got.append(await device_catalog(device_id, channels=[gate, "Lobby"]))
+    run(main)
+    first, second = got[0]
+    assert (first.name, first.status, first.parental, first.parent_id, first.civil_code,
+            first.longitude, first.latitude, first.ptz_type) == (
+        "北门", "OFF", "1", "34020000002160000001", "11010501",
+        "116.397128", "39.916527", "2")
+    assert (second.name, second.status, second.parental, second.parent_id) == (
+        "Lobby", "ON", "0", device_id)
+    assert second.civil_code == device_id[:6]
+
+
+def test_profile_channel_fields_apply_to_every_channel(run: Runner) -> None:
+    """A.2.6.4: a Profile's ``channel_fields`` (here CivilCode and ParentID)
+    are in every channel's Catalog item; a channel's own ChannelConfig
+    wins over them, field by field."""
+    from gbsip.camera import ChannelConfig, Profile
+
+    profile = Profile("generic", channel_fields=ChannelConfig(
+        civil_code="110105", parent_id="34020000002160000009"))
+    got: list[list[manscdp.CatalogItem]] = []
+
+    async def main() -> None:
+        got.append(await device_catalog(
+            dev(9), profile=profile, channels=["Gate", ChannelConfig("Yard", civil_code="4403")]))
+    run(main)
+    assert [(i.name, i.civil_code, i.parent_id) for i in got[0]] == [
+        ("Gate", "110105", "34020000002160000009"),
+        ("Yard", "4403", "34020000002160000009")]
+
+
+def test_simulator_catalog_carries_configured_channel_fields(run: Runner) -> None:
+    """A.2.6.4: a Simulator whose ``channels`` callable returns ChannelConfig
+    for one device answers with its fields; the other devices keep derived
+    values (and cost no override memory)."""
+    from gbsip.camera import ChannelConfig
+
+    def channels(i: int) -> int | list[ChannelConfig]:
+        if i == 1:
+            return [ChannelConfig(civil_code="44030501", ptz_type=3),
+                    ChannelConfig(longitude=113.9, latitude=22.5)]
+        return 2
+
+    async def main() -> None:
+        async with gbsip.Registrar(SERVER_ID, host="127.0.0.1", port=0,
+                                   passwords=PASSWORD) as reg:
+            host, port = reg.addresses["udp"][:2]
+            sim = gbsip.Simulator(3, server=f"udp://{host}:{port}", password=PASSWORD,
+                                  rate=None, duration=60.0, keepalive_interval=None,
+                                  channels=channels, t1=0.1)
+            async with sim:
+                task = asyncio.ensure_future(sim.run())
+                ids = [sim.device_id(i) for i in range(3)]
+                for d in ids:
+                    if d not in reg.devices:
+                        await reg.wait_for(DeviceRegistered, d, timeout=20)
+                results = [await reg.query(d, "Catalog", timeout=5) for d in ids[:2]]
+                sim.stop()
+                await task
+        plain = [i for i in results[0].items if isinstance(i, manscdp.CatalogItem)]
+        own = [i for i in results[1].items if isinstance(i, manscdp.CatalogItem)]
+        assert [i.civil_code for i in plain] == [ids[0][:6]] * 2
+        assert [(i.civil_code, i.ptz_type) for i in own] == [("44030501", "3"),
+                                                             (ids[1][:6], "1")]
+        assert (own[1].longitude, own[1].latitude) == ("113.900000", "22.500000")
     run(main)

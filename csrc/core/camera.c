@@ -131,7 +131,7 @@ static const gb_cam_preset presets[] = {
         .channels = 4, .channel_type = 131, .max_alarm = 0, .presets = 0,
         .civil_code_digits = 6, .ptz_type = 3, .max_camera = 0, .max_alarm_field = 0,
         .quirks = GB_CAM_Q_NO_SAFETY_WAY | GB_CAM_Q_CSEQ_20 | GB_CAM_Q_MODEL_PER_DEVICE |
-                  GB_CAM_Q_POSITION,
+                  GB_CAM_Q_POSITION_ZERO,
         .source =
             "the Catalog items of a Dahua NVR kept in a GB28181 gateway's public database "
             "dump (found by content search for \"DH-NVR504-I\"; the index does not name "
@@ -206,7 +206,7 @@ const char *gb_cam_profile_check(const gb_cam_profile *p)
         return "PTZType is 0 (none) or 1..4";
     if (p->quirks & ~(uint32_t)GB_CAM_Q_ALL)
         return "unknown quirk";
-    return "";
+    return gb_cam_chan_fields_check(&p->chan);
 }
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -257,14 +257,65 @@ static void make_id(const gb_cam_device *d, unsigned type, uint32_t serial,
     put_digits(out + 13, serial % 10000000u, 7);
 }
 
+/* The device ID's last 7 digits (1 when they are not all digits). */
+static uint32_t own_serial(const gb_cam_device *d)
+{
+    size_t from = d->id_len > 7 ? d->id_len - 7 : 0;
+    uint32_t v = 0;
+    for (size_t k = from; k < d->id_len; k++) {
+        if (d->id[k] < '0' || d->id[k] > '9')
+            return 1;
+        v = v * 10 + (uint32_t)(d->id[k] - '0');
+    }
+    return v;
+}
+
+/* With GB_CAM_BASE_FROM_ID, the serials of a list of n > 1 keep the
+ * index in their top digits and the device's own serial below: 10^6 for
+ * up to 10 entries, 10^5 up to 100, 10^4 up to 1000, 10^3 beyond. */
+static uint32_t index_scale(uint32_t n)
+{
+    uint32_t scale = 1000000u;
+    for (uint32_t top = 10; top < n && scale > 1000u; top *= 10)
+        scale /= 10;
+    return scale;
+}
+
+/* The serial of entry k of a list of n (channels, alarm inputs). */
+static uint32_t serial_of(const gb_cam_device *d, uint32_t k, uint32_t n)
+{
+    if (d->chan_base != GB_CAM_BASE_FROM_ID)
+        return (d->chan_base % 10000000u + k) % 10000000u;
+    uint32_t own = own_serial(d);
+    if (n <= 1)
+        return own;
+    uint32_t scale = index_scale(n);
+    return (k * scale + own % scale) % 10000000u;
+}
+
+/* The entry of a list of n whose serial is serial, or -1. */
+static long index_of(const gb_cam_device *d, uint32_t serial, uint32_t n)
+{
+    uint32_t k;
+    if (d->chan_base != GB_CAM_BASE_FROM_ID) {
+        k = (serial + 10000000u - d->chan_base % 10000000u) % 10000000u;
+    } else if (n <= 1) {
+        k = serial == own_serial(d) ? 0 : n;
+    } else {
+        uint32_t scale = index_scale(n);
+        k = serial % scale == own_serial(d) % scale ? serial / scale : n;
+    }
+    return k < n ? (long)k : -1;
+}
+
 void gb_cam_channel_id(const gb_cam_device *d, uint32_t ch, char out[GB_CAM_ID_LEN])
 {
-    make_id(d, d->prof->channel_type, d->chan_base + ch, out);
+    make_id(d, d->prof->channel_type, serial_of(d, ch, d->nchan), out);
 }
 
 void gb_cam_alarm_id(const gb_cam_device *d, uint32_t k, char out[GB_CAM_ID_LEN])
 {
-    make_id(d, 134, d->chan_base + k, out);
+    make_id(d, 134, serial_of(d, k, d->prof->max_alarm), out);
 }
 
 long gb_cam_target(const gb_cam_device *d, const char *id, size_t n)
@@ -281,11 +332,11 @@ long gb_cam_target(const gb_cam_device *d, const char *id, size_t n)
     uint32_t serial = 0;
     for (int i = 13; i < 20; i++)
         serial = serial * 10 + (uint32_t)(id[i] - '0');
-    uint32_t k = (serial + 10000000u - d->chan_base % 10000000u) % 10000000u;
-    if (type == d->prof->channel_type && k < d->nchan)
-        return (long)k;
-    if (type == 134 && k < d->prof->max_alarm)
-        return GB_CAM_TARGET_ALARM - (long)k;
+    long k;
+    if (type == d->prof->channel_type && (k = index_of(d, serial, d->nchan)) >= 0)
+        return k;
+    if (type == 134 && (k = index_of(d, serial, d->prof->max_alarm)) >= 0)
+        return GB_CAM_TARGET_ALARM - k;
     return GB_CAM_TARGET_NONE;
 }
 
@@ -334,6 +385,34 @@ size_t gb_cam_channel_name(const gb_cam_device *d, uint32_t ch, int gb, char *ou
     if (!tpl.n)
         tpl = (gb_bytes){"Camera {nn}", 11};
     return expand(tpl, ch + 1, out, cap);
+}
+
+const char *gb_cam_chan_fields_check(const gb_cam_chan_fields *o)
+{
+    if (o->set & ~GB_CAM_O_ALL)
+        return "unknown field bits";
+    if ((o->set & GB_CAM_O_PARENTAL) && o->parental > 1)
+        return "Parental must be 0 or 1";
+    if ((o->set & GB_CAM_O_PTZ_TYPE) && o->ptz_type > 4)
+        return "PTZType must be 0..4";
+    if ((o->set & GB_CAM_O_CIVIL_CODE) &&
+        (!o->civil_len || o->civil_len > GB_CAM_ID_LEN || !all_digits(o->civil_code, o->civil_len)))
+        return "CivilCode must be 1 to 20 digits";
+    if (o->set & GB_CAM_O_PARENT_ID) {
+        if (!o->parent_len || o->parent_len > GB_CAM_PARENT_MAX)
+            return "ParentID must be 1 to 64 bytes";
+        for (size_t k = 0; k < o->parent_len; k++) {
+            char c = o->parent_id[k];
+            if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                  c == '/'))
+                return "ParentID must be letters, digits and '/'";
+        }
+    }
+    /* written with %.6f into 24 bytes: keep to real places (and no NaN) */
+    if ((o->set & GB_CAM_O_POSITION) &&
+        !(o->lon >= -180.0 && o->lon <= 180.0 && o->lat >= -90.0 && o->lat <= 90.0))
+        return "Longitude must be -180..180 and Latitude -90..90";
+    return "";
 }
 
 /* ---- time --------------------------------------------------------------------- */
@@ -475,20 +554,40 @@ static void catalog_item(const gb_cam_device *d, uint32_t ch, int gb, item_text 
     it->address = text(d, GB_CAM_F_ADDRESS, gb);
     it->parental = GB_MANSCDP_STR("0");
     it->parent_id = (gb_manscdp_str){d->id, d->id_len};
+    /* each field: the channel's own, else its profile's, else derived */
+    const gb_cam_chan_fields *own = NULL, *pf = &d->prof->chan, *from[GB_CAM_O_ALL + 1];
+    if (d->fields_fn && ch < d->nchan && (d->chan[ch] & GB_CAM_CH_CUSTOM_FIELDS))
+        own = d->fields_fn(d->name_arg, ch);
+    for (unsigned bit = 1; bit <= GB_CAM_O_ALL; bit <<= 1)
+        from[bit] = own && (own->set & bit) ? own : (pf->set & bit) ? pf : NULL;
+    const gb_cam_chan_fields *o;
+    if ((o = from[GB_CAM_O_CIVIL_CODE]))
+        it->civil_code = (gb_manscdp_str){o->civil_code, o->civil_len};
+    if ((o = from[GB_CAM_O_PARENTAL]))
+        it->parental = o->parental ? GB_MANSCDP_STR("1") : GB_MANSCDP_STR("0");
+    if ((o = from[GB_CAM_O_PARENT_ID]))
+        it->parent_id = (gb_manscdp_str){o->parent_id, o->parent_len};
     if (!(d->prof->quirks & GB_CAM_Q_NO_SAFETY_WAY))
         it->safety_way = GB_MANSCDP_STR("0");
     it->register_way = GB_MANSCDP_STR("1");
     it->secrecy = GB_MANSCDP_STR("0");
     int is_on = ch >= d->nchan || !(d->chan[ch] & GB_CAM_CH_OFF);
     it->status = is_on ? (gb_manscdp_str){on, 2} : (gb_manscdp_str){off, 3};
-    if (d->prof->quirks & GB_CAM_Q_POSITION) {
+    if ((o = from[GB_CAM_O_POSITION])) {
+        it->longitude = (gb_manscdp_str){t->lon, fmt_deg(o->lon, t->lon)};
+        it->latitude = (gb_manscdp_str){t->lat, fmt_deg(o->lat, t->lat)};
+    } else if (d->prof->quirks & GB_CAM_Q_POSITION_ZERO) {
+        it->longitude = GB_MANSCDP_STR("0.0");
+        it->latitude = GB_MANSCDP_STR("0.0");
+    } else if (d->prof->quirks & GB_CAM_Q_POSITION) {
         double lon, lat, sp, dir;
         gb_cam_position(d, ch, 0, &lon, &lat, &sp, &dir);
         it->longitude = (gb_manscdp_str){t->lon, fmt_deg(lon, t->lon)};
         it->latitude = (gb_manscdp_str){t->lat, fmt_deg(lat, t->lat)};
     }
-    if (d->prof->ptz_type) {
-        t->ptz[0] = (char)('0' + d->prof->ptz_type);
+    unsigned ptz = (o = from[GB_CAM_O_PTZ_TYPE]) ? o->ptz_type : d->prof->ptz_type;
+    if (ptz) {
+        t->ptz[0] = (char)('0' + ptz);
         it->ptz_type = (gb_manscdp_str){t->ptz, 1};
     }
 }

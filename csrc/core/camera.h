@@ -14,13 +14,16 @@
  *
  * Channel IDs (Annex D, 20 digits): the device ID's first 10 digits (centre
  * and industry code), the channel type code (131 camera by default, the
- * code IP camera channels commonly report), then a 7-digit serial
- * (base + index) mod 10^7.  The fleet chooses each device's base: the
- * device ID's own last 7 digits for a device added alone (a one-channel IPC
- * 34020000001320000001 has channel 34020000001310000001, as Hikvision and
- * Dahua IPCs report it), consecutive blocks for a simulated range so that
- * no two channels of a fleet share an ID.  Alarm inputs are numbered the
- * same way with type code 134.
+ * code IP camera channels commonly report), then a 7-digit serial.  A
+ * simulated range gets consecutive blocks, (base + index) mod 10^7, so that
+ * no two channels of a fleet share an ID.  A device added alone
+ * (GB_CAM_BASE_FROM_ID) derives them from its own ID's last 7 digits: one
+ * channel has that serial (a one-channel IPC 34020000001320000001 has
+ * channel 34020000001310000001, as Hikvision and Dahua IPCs report it); n
+ * channels put the index in the top digits and the device's serial below
+ * (up to 10 channels: index * 10^6 + serial mod 10^6; 100: 10^5...), so
+ * devices whose IDs differ in those low digits never share a channel ID.
+ * Alarm inputs are numbered the same way with type code 134.
  */
 #ifndef GBSIP_CAMERA_H
 #define GBSIP_CAMERA_H
@@ -73,10 +76,43 @@ enum {
     /* Catalog items carry the device's own Model for every channel (NVRs
      * report the recorder's model, not the camera's). */
     GB_CAM_Q_MODEL_PER_DEVICE = 1u << 2,
-    /* Catalog items carry Longitude/Latitude (0.0 when unknown). */
+    /* Catalog items carry Longitude/Latitude: a place near Beijing the
+     * channel patrols (gb_cam_position at time 0). */
     GB_CAM_Q_POSITION = 1u << 3,
-    GB_CAM_Q_ALL = (1u << 4) - 1
+    /* ... as 0.0 and 0.0: a recorder that does not know its cameras'
+     * places (the Dahua NVR items below); wins over GB_CAM_Q_POSITION. */
+    GB_CAM_Q_POSITION_ZERO = 1u << 4,
+    GB_CAM_Q_ALL = (1u << 5) - 1
 };
+
+/* Catalog fields of one channel given by the user instead of the ones
+ * derived from the profile and the device ID, each where its GB_CAM_O_*
+ * bit is set in .set: a channel's own (kept only for the channels that
+ * have any) win over its profile's (gb_cam_profile.chan). */
+enum {
+    GB_CAM_O_PARENTAL = 1u << 0,   /* Parental 0/1 (default 0) */
+    GB_CAM_O_PARENT_ID = 1u << 1,  /* ParentID (default the device ID) */
+    GB_CAM_O_CIVIL_CODE = 1u << 2, /* CivilCode (default the ID's first digits) */
+    GB_CAM_O_POSITION = 1u << 3,   /* Longitude/Latitude (default: the quirk's) */
+    GB_CAM_O_PTZ_TYPE = 1u << 4,   /* Info/PTZType 0..4, 0: no Info */
+    GB_CAM_O_ALL = (1u << 5) - 1
+};
+/* Longest ParentID kept (the 2022 edition lists several, '/'-separated). */
+#define GB_CAM_PARENT_MAX 64
+
+typedef struct {
+    uint8_t set;              /* GB_CAM_O_* */
+    uint8_t parental;         /* 0 or 1 */
+    uint8_t ptz_type;         /* 0..4 */
+    uint8_t civil_len;        /* digits in civil_code (1..GB_CAM_ID_LEN) */
+    uint8_t parent_len;       /* bytes in parent_id (1..GB_CAM_PARENT_MAX) */
+    char civil_code[GB_CAM_ID_LEN];
+    char parent_id[GB_CAM_PARENT_MAX];
+    double lon, lat;          /* degrees: -180..180, -90..90 */
+} gb_cam_chan_fields;
+
+/* "" when the fields are valid, else why not (static text). */
+const char *gb_cam_chan_fields_check(const gb_cam_chan_fields *o);
 
 typedef struct {
     gb_bytes utf8[GB_CAM_F__COUNT];
@@ -90,6 +126,7 @@ typedef struct {
     uint8_t max_camera;       /* DeviceInfo MaxCamera; 0: left out */
     uint8_t max_alarm_field;  /* DeviceInfo MaxAlarm shown (1) or not (0) */
     uint32_t quirks;          /* GB_CAM_Q_* */
+    gb_cam_chan_fields chan;  /* Catalog fields of every channel (set 0: derived) */
 } gb_cam_profile;
 
 /* A named preset: plain C strings (ASCII, so UTF-8 and GB18030 agree) and
@@ -118,6 +155,7 @@ enum {
     GB_CAM_CH_RECORD = 1u << 1,   /* recording (RecordCmd Record) */
     GB_CAM_CH_ALARM = 1u << 2,    /* an alarm is raised on it */
     GB_CAM_CH_CUSTOM_NAME = 1u << 3, /* its name comes from the name hook */
+    GB_CAM_CH_CUSTOM_FIELDS = 1u << 4, /* Catalog fields from the fields hook */
 };
 
 /* Device state bits. */
@@ -128,13 +166,19 @@ enum {
 /* A custom channel name, in the charset asked for (gb: GB18030 bytes),
  * or 0 for the profile's template. */
 typedef int (*gb_cam_name_fn)(void *arg, uint32_t ch, int gb, gb_bytes *out);
+/* Channel ch's own Catalog fields, or NULL. */
+typedef const gb_cam_chan_fields *(*gb_cam_fields_fn)(void *arg, uint32_t ch);
+
+/* chan_base of a device whose channel serials come from its own ID. */
+#define GB_CAM_BASE_FROM_ID UINT32_MAX
 
 /* Everything an answer is made of, for one device. */
 typedef struct {
     const gb_cam_profile *prof;
     const char *id;
     size_t id_len;
-    uint32_t chan_base;       /* serial of channel 0 and alarm input 0 */
+    uint32_t chan_base;       /* serial of channel 0 and alarm input 0, or
+                                 GB_CAM_BASE_FROM_ID (see the top) */
     uint32_t nchan;
     const uint8_t *chan;      /* nchan state bytes (GB_CAM_CH_*) */
     uint8_t flags;            /* GB_CAM_DEV_* */
@@ -145,7 +189,8 @@ typedef struct {
                                  ms since 1970 of the local fields */
     double lon, lat;          /* the device's place (degrees) */
     gb_cam_name_fn name_fn;
-    void *name_arg;
+    gb_cam_fields_fn fields_fn; /* asked for channels with GB_CAM_CH_CUSTOM_FIELDS */
+    void *name_arg;             /* the argument of both hooks */
 } gb_cam_device;
 
 /* ---- identities ---------------------------------------------------------- */

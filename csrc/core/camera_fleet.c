@@ -148,26 +148,12 @@ const gb_cam_profile *gb_fleet_profile(const gb_fleet *f, unsigned k)
     return k < f->nprofiles ? &f->profiles[k] : NULL;
 }
 
-/* The device ID's last 7 digits (1 when it has none): a lone device's
- * channel serials, so a one-channel IPC ...1320000001 has ...1310000001. */
-static uint32_t tail7(const gb_dev *d)
-{
-    uint32_t v = 0;
-    size_t n = d->id_len, from = n > 7 ? n - 7 : 0;
-    for (size_t k = from; k < n; k++) {
-        if (d->id[k] < '0' || d->id[k] > '9')
-            return 1;
-        v = v * 10 + (uint32_t)(d->id[k] - '0');
-    }
-    return v;
-}
-
 void gbf_cam_dev_init(gb_fleet *f, uint32_t i)
 {
     gb_dev *d = &f->devs[i];
     d->profile = 0;
     d->nchan = f->profiles[0].channels;
-    d->chan_base = tail7(d);
+    d->chan_base = GB_CAM_BASE_FROM_ID;
 }
 
 /* The device's channel state bytes, made on first use (all zero: ON). */
@@ -202,7 +188,7 @@ int gb_fleet_set_camera(gb_fleet *f, uint32_t dev, unsigned profile, long channe
     if (d->nchan != n)
         d->chan_off = 0; /* state bytes start over (a new block when needed) */
     d->nchan = (uint16_t)n;
-    d->chan_base = chan_base == UINT32_MAX ? tail7(d) : chan_base % 10000000u;
+    d->chan_base = chan_base == GB_CAM_BASE_FROM_ID ? chan_base : chan_base % 10000000u;
     return 0;
 }
 
@@ -272,6 +258,77 @@ static int name_lookup(void *arg, uint32_t ch, int gb, gb_bytes *out)
     return 1;
 }
 
+static const gb_cam_chan_fields *fields_lookup(void *arg, uint32_t ch)
+{
+    const name_ctx *c = arg;
+    const gbf_name *e = name_find(c->f, c->dev, ch);
+    return e ? e->fields : NULL;
+}
+
+/* Channel ch's entry in the table, added when it has none; NULL when out
+ * of memory. */
+static gbf_name *name_entry(gb_fleet *f, uint32_t dev, uint32_t ch)
+{
+    gbf_name *e = name_find(f, dev, ch);
+    if (e)
+        return e;
+    if (gb_grow((void **)&f->names, &f->names_cap, f->nnames + 1, sizeof *f->names) ||
+        gb_index_reserve(&f->name_index, f->nnames + 1, names_ref_hash, f))
+        return NULL;
+    e = &f->names[f->nnames++];
+    *e = (gbf_name){.dev = dev, .ch = ch};
+    uint64_t k = name_key(dev, ch);
+    gb_index_add(&f->name_index, gb_mix64(k ^ f->hkey.k0), (uint32_t)f->nnames);
+    return e;
+}
+
+int gb_fleet_set_channel_fields(gb_fleet *f, uint32_t dev, uint32_t ch,
+                                const gb_cam_chan_fields *o, const char **why)
+{
+    const char *dummy;
+    if (!why)
+        why = &dummy;
+    *why = "no such channel";
+    if (dev >= f->ndevs || ch >= f->devs[dev].nchan)
+        return -1;
+    if (o && *(*why = gb_cam_chan_fields_check(o)))
+        return -1;
+    *why = "out of memory";
+    uint8_t *st = chan_bytes(f, &f->devs[dev]);
+    if (!st)
+        return -1;
+    if (!o || !o->set) {
+        gbf_name *e = name_find(f, dev, ch);
+        if (e) {
+            free(e->fields);
+            e->fields = NULL;
+        }
+        st[ch] &= (uint8_t)~GB_CAM_CH_CUSTOM_FIELDS;
+        *why = "";
+        return 0;
+    }
+    gbf_name *e = name_entry(f, dev, ch);
+    if (!e)
+        return -1;
+    if (!e->fields && !(e->fields = malloc(sizeof *e->fields)))
+        return -1;
+    *e->fields = *o;
+    st[ch] |= GB_CAM_CH_CUSTOM_FIELDS;
+    *why = "";
+    return 0;
+}
+
+const gb_cam_chan_fields *gb_fleet_channel_fields(const gb_fleet *f, uint32_t dev, uint32_t ch)
+{
+    if (dev >= f->ndevs || ch >= f->devs[dev].nchan)
+        return NULL;
+    const gb_dev *d = &f->devs[dev];
+    if (!(chan_state(f, d)[ch] & GB_CAM_CH_CUSTOM_FIELDS))
+        return NULL;
+    const gbf_name *e = name_find(f, dev, ch);
+    return e ? e->fields : NULL;
+}
+
 int gb_fleet_set_channel_name(gb_fleet *f, uint32_t dev, uint32_t ch, const char *utf8,
                               size_t n8, const char *gb, size_t ngb)
 {
@@ -301,18 +358,11 @@ int gb_fleet_set_channel_name(gb_fleet *f, uint32_t dev, uint32_t ch, const char
     memcpy(a, utf8, n8);
     if (gb)
         memcpy(b, gb, ngb);
-    gbf_name *e = name_find(f, dev, ch);
+    gbf_name *e = name_entry(f, dev, ch);
     if (!e) {
-        if (gb_grow((void **)&f->names, &f->names_cap, f->nnames + 1, sizeof *f->names) ||
-            gb_index_reserve(&f->name_index, f->nnames + 1, names_ref_hash, f)) {
-            free(a);
-            free(b);
-            return -1;
-        }
-        e = &f->names[f->nnames++];
-        *e = (gbf_name){.dev = dev, .ch = ch};
-        uint64_t k = name_key(dev, ch);
-        gb_index_add(&f->name_index, gb_mix64(k ^ f->hkey.k0), (uint32_t)f->nnames);
+        free(a);
+        free(b);
+        return -1;
     }
     free(e->utf8);
     free(e->gb);
@@ -352,6 +402,7 @@ static void cam_view(gb_fleet *f, uint32_t i, int64_t now, name_ctx *nc, gb_cam_
     nc->f = f;
     nc->dev = i;
     v->name_fn = name_lookup;
+    v->fields_fn = fields_lookup;
     v->name_arg = nc;
 }
 
@@ -454,6 +505,7 @@ void gbf_cam_free(gb_fleet *f)
     for (size_t k = 0; k < f->nnames; k++) {
         free(f->names[k].utf8);
         free(f->names[k].gb);
+        free(f->names[k].fields);
     }
     free(f->names);
     gb_index_free(&f->name_index);
@@ -476,7 +528,8 @@ size_t gbf_cam_memory(const gb_fleet *f)
                f->cam_bytes + f->scratch_cap +
                GBF_REQUEST_NODES * sizeof(gb_manscdp_node);
     for (size_t k = 0; k < f->nnames; k++)
-        n += (size_t)f->names[k].n8 + f->names[k].ngb + 2;
+        n += (size_t)f->names[k].n8 + f->names[k].ngb + 2 +
+             (f->names[k].fields ? sizeof(gb_cam_chan_fields) : 0);
     for (uint32_t k = 1; k < f->nprofiles; k++)
         for (int t = 0; t < GB_CAM_F__COUNT; t++)
             n += f->profiles[k].utf8[t].n + f->profiles[k].gb18030[t].n;
@@ -1821,17 +1874,40 @@ static void subscribe_ok(gb_fleet *f, uint32_t i, const char *buf, const gb_msg 
           blen);
 }
 
+/* Whether a SUBSCRIBE's Event header names a package a camera serves
+ * (RFC 6665 §8.2.1): Catalog, Alarm, MobilePosition, or presence (GB/T
+ * 28181's name for alarm and position subscriptions, §9.11.1), any case,
+ * parameters (";id=") aside. */
+static int known_event(const char *buf, gb_span v)
+{
+    static const char *const packages[] = {"Catalog", "Alarm", "MobilePosition", "presence"};
+    size_t n = 0;
+    while (n < v.len && buf[v.off + n] != ';' && buf[v.off + n] != ' ' &&
+           buf[v.off + n] != '\t')
+        n++;
+    for (size_t k = 0; k < sizeof packages / sizeof packages[0]; k++)
+        if (gb_ieq(buf + v.off, n, packages[k], strlen(packages[k])))
+            return 1;
+    return 0;
+}
+
 static unsigned on_subscribe(gb_fleet *f, uint32_t i, const char *buf, const gb_msg *m,
                              uint64_t key, int64_t now)
 {
+    static const gb_field ALLOW_EVENTS = {"Allow-Events", 12,
+                                          "Catalog, Alarm, MobilePosition, presence", 40};
+    /* the Event header decides (RFC 6665 §3.1.2, §8.2.1): none, or one
+     * naming another package, is 489 whatever the body says */
+    gb_span ev_v = gbf_header_value(m, GB_HDR_EVENT);
+    if (!ev_v.len || !known_event(buf, ev_v))
+        return refuse(f, i, buf, m, key, 489, "Bad Event: subscribe to Catalog, Alarm or "
+                      "MobilePosition", &ALLOW_EVENTS, 1, now);
     gb_manscdp_doc doc;
     const char *body;
     long target;
     unsigned st = read_request(f, i, buf, m, key, &doc, &body, &target, now);
     if (st)
         return st;
-    static const gb_field ALLOW_EVENTS = {"Allow-Events", 12, "Catalog, Alarm, MobilePosition",
-                                          30};
     if (doc.root != GB_MANSCDP_QUERY ||
         (doc.cmd != GB_MANSCDP_CMD_CATALOG && doc.cmd != GB_MANSCDP_CMD_ALARM &&
          doc.cmd != GB_MANSCDP_CMD_MOBILE_POSITION))
@@ -1892,13 +1968,7 @@ static unsigned on_subscribe(gb_fleet *f, uint32_t i, const char *buf, const gb_
         contact_uri = na.uri;
     if (!contact_uri.len || !ruri.len)
         return refuse(f, i, buf, m, key, 400, "SUBSCRIBE without a Contact", NULL, 0, now);
-    gb_span ev_v = gbf_header_value(m, GB_HDR_EVENT);
     gb_span parts[5] = {cid, rtag, ruri, contact_uri, ev_v};
-    const char *srcs[5] = {buf, buf, buf, buf, buf};
-    if (!ev_v.len) { /* no Event header: name the package after the CmdType */
-        parts[4] = doc.cmd_type;
-        srcs[4] = body;
-    }
     size_t total = 0;
     for (int k = 0; k < 5; k++)
         total += parts[k].len;
@@ -1926,7 +1996,7 @@ static unsigned on_subscribe(gb_fleet *f, uint32_t i, const char *buf, const gb_
     gbf_cam_sub *s = &c->u.sub;
     size_t at = 0;
     for (int k = 0; k < 5; k++) {
-        memcpy(dialog + at, srcs[k] + parts[k].off, parts[k].len);
+        memcpy(dialog + at, buf + parts[k].off, parts[k].len);
         s->len[k] = (uint16_t)parts[k].len;
         at += parts[k].len;
     }
@@ -1946,7 +2016,7 @@ static unsigned on_subscribe(gb_fleet *f, uint32_t i, const char *buf, const gb_
     f->stats.subscriptions++;
     f->stats.subscriptions_active = f->cam_count[GBF_CAM_SUB];
     gb_dev_event *ev = camera_event(f, i, GB_DEV_EV_SUBSCRIBED, 200, doc.cmd, target, doc.sn,
-                                    srcs[4] + parts[4].off, parts[4].len, now);
+                                    buf + parts[4].off, parts[4].len, now);
     if (ev) {
         ev->arg = expires;
         ev->latency_ms = doc.cmd == GB_MANSCDP_CMD_MOBILE_POSITION ? interval_ms : 0;

@@ -420,7 +420,8 @@ int gb_fleet_add_profile(gb_fleet *f, const gb_cam_profile *p, const char **why)
 const gb_cam_profile *gb_fleet_profile(const gb_fleet *f, unsigned k);
 
 /* The camera a device is: profile, channel count (< 0: the profile's) and
- * the serial of its channel 0 (UINT32_MAX: the device ID's last 7 digits).
+ * the serial of its channel 0 (GB_CAM_BASE_FROM_ID: derived from the device
+ * ID's last 7 digits, unique among devices whose IDs differ there: camera.h).
  * 0, or -1 (no such device or profile, too many channels, no memory). */
 int gb_fleet_set_camera(gb_fleet *f, uint32_t dev, unsigned profile, long channels,
                         uint32_t chan_base);
@@ -436,6 +437,14 @@ int gb_fleet_channel(const gb_fleet *f, uint32_t dev, uint32_t ch, char id[GB_CA
 /* Name channel ch (UTF-8 and GB18030 bytes; utf8 NULL: the profile's again). */
 int gb_fleet_set_channel_name(gb_fleet *f, uint32_t dev, uint32_t ch, const char *utf8,
                               size_t n8, const char *gb, size_t ngb);
+/* Give channel ch Catalog fields of its own (gb_cam_chan_fields; o NULL or
+ * o->set 0: the derived ones again).  Kept in a table beside the names, so
+ * only channels given fields cost memory.  -1 with *why (static text) when
+ * there is no such channel, the fields are invalid or memory ran out. */
+int gb_fleet_set_channel_fields(gb_fleet *f, uint32_t dev, uint32_t ch,
+                                const gb_cam_chan_fields *o, const char **why);
+/* Channel ch's own fields, or NULL when it has none. */
+const gb_cam_chan_fields *gb_fleet_channel_fields(const gb_fleet *f, uint32_t dev, uint32_t ch);
 /* Turn channel ch ON or OFF; a change is notified to the device's Catalog
  * subscribers (NOTIFY, Event ON/OFF).  Returns the NOTIFYs sent, or -1. */
 long gb_fleet_set_channel_status(gb_fleet *f, uint32_t dev, uint32_t ch, int on, int64_t now);

@@ -182,11 +182,13 @@ typedef struct {
     } u;
 } gbf_cam_entry;
 
-/* A channel name given by the user (fleet-wide table, empty unless used). */
+/* A channel name and/or Catalog fields given by the user (fleet-wide
+ * table, empty unless used; each part allocated only when given). */
 typedef struct {
     uint32_t dev, ch;
     char *utf8, *gb;
     uint16_t n8, ngb;
+    gb_cam_chan_fields *fields;
 } gbf_name;
 
 typedef struct {

@@ -270,6 +270,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 5: {
             uint32_t ch = fuzz_byte(&in);
             gb_fleet_set_channel_status(g.f, dev, ch % 70, op & 8, g.now);
+            if (op & 8) { /* Catalog fields from raw bytes: the check refuses the bad */
+                gb_cam_chan_fields cf;
+                size_t len;
+                const char *raw = fuzz_bytes(&in, sizeof cf, &len);
+                memset(&cf, 0, sizeof cf);
+                memcpy(&cf, raw, len);
+                gb_fleet_set_channel_fields(g.f, dev, ch % 70, &cf, NULL);
+            }
             drain(&g);
             break;
         }

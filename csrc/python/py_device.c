@@ -1377,8 +1377,11 @@ static int encode_both(PyObject *text, const char *what, PyObject **u8, PyObject
     return 0;
 }
 
+static int chan_fields_from(PyObject *fields, gb_cam_chan_fields *o);
+
 /* add_profile(base, fields) -> index: the preset `base` (None: generic)
- * with the given fields (text fields as str, numbers as int) replaced. */
+ * with the given fields (text fields as str, numbers as int, and
+ * channel_fields: a dict as set_channel_fields takes) replaced. */
 static PyObject *Fleet_add_profile(FleetObject *self, PyObject *args)
 {
     const char *base = NULL;
@@ -1433,6 +1436,9 @@ static PyObject *Fleet_add_profile(FleetObject *self, PyObject *args)
         default: p.quirks = (uint32_t)n; break;
         }
     }
+    PyObject *chan = PyDict_GetItemString(fields, "channel_fields");
+    if (chan && chan_fields_from(chan, &p.chan) < 0)
+        goto done;
     const char *why = NULL;
     int i = gb_fleet_add_profile(self->f, &p, &why);
     if (i < 0)
@@ -1568,6 +1574,146 @@ static PyObject *Fleet_set_channel_name(FleetObject *self, PyObject *args)
         return NULL;
     }
     Py_RETURN_NONE;
+}
+
+/* An ASCII str of 1..cap bytes into out; its length, or -1 with an error. */
+static int ascii_field(PyObject *v, const char *what, char *out, size_t cap)
+{
+    Py_ssize_t n;
+    const char *p = PyUnicode_Check(v) ? PyUnicode_AsUTF8AndSize(v, &n) : NULL;
+    if (!p) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_TypeError, "%s must be a str", what);
+        return -1;
+    }
+    if (n < 1 || (size_t)n > cap) {
+        PyErr_Format(PyExc_ValueError, "%s must have 1..%zu characters", what, cap);
+        return -1;
+    }
+    memcpy(out, p, (size_t)n);
+    return (int)n;
+}
+
+/* Catalog fields (keys parental, parent_id, civil_code, longitude +
+ * latitude, ptz_type) from a dict or None into *o (zeroed first); 0, or
+ * -1 with an exception.  Their values are checked by the core. */
+static int chan_fields_from(PyObject *fields, gb_cam_chan_fields *o)
+{
+    memset(o, 0, sizeof *o);
+    if (fields == Py_None)
+        return 0;
+    if (!PyDict_Check(fields)) {
+        PyErr_SetString(PyExc_TypeError, "channel fields must be a dict or None");
+        return -1;
+    }
+    PyObject *key, *v;
+    Py_ssize_t pos = 0;
+    int has_lon = 0, has_lat = 0;
+    while (PyDict_Next(fields, &pos, &key, &v)) {
+        const char *k = PyUnicode_Check(key) ? PyUnicode_AsUTF8(key) : NULL;
+        if (!k) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "field names are str");
+            return -1;
+        }
+        int parental = !strcmp(k, "parental"), civil = !strcmp(k, "civil_code");
+        if (parental || !strcmp(k, "ptz_type")) {
+            long n = PyLong_AsLong(v);
+            if (n == -1 && PyErr_Occurred())
+                return -1;
+            if (n < 0 || n > 255) {
+                PyErr_Format(PyExc_ValueError, "%s out of range", k);
+                return -1;
+            }
+            *(parental ? &o->parental : &o->ptz_type) = (uint8_t)n;
+            o->set |= parental ? GB_CAM_O_PARENTAL : GB_CAM_O_PTZ_TYPE;
+        } else if (civil || !strcmp(k, "parent_id")) {
+            int n = civil ? ascii_field(v, k, o->civil_code, sizeof o->civil_code)
+                          : ascii_field(v, k, o->parent_id, sizeof o->parent_id);
+            if (n < 0)
+                return -1;
+            *(civil ? &o->civil_len : &o->parent_len) = (uint8_t)n;
+            o->set |= civil ? GB_CAM_O_CIVIL_CODE : GB_CAM_O_PARENT_ID;
+        } else if (!strcmp(k, "longitude") || !strcmp(k, "latitude")) {
+            double d = PyFloat_AsDouble(v);
+            if (d == -1.0 && PyErr_Occurred())
+                return -1;
+            int lon = k[1] == 'o';
+            *(lon ? &o->lon : &o->lat) = d;
+            *(lon ? &has_lon : &has_lat) = 1;
+        } else {
+            PyErr_Format(PyExc_ValueError, "unknown channel field %s", k);
+            return -1;
+        }
+    }
+    if (has_lon != has_lat) {
+        PyErr_SetString(PyExc_ValueError, "longitude and latitude go together");
+        return -1;
+    }
+    if (has_lon)
+        o->set |= GB_CAM_O_POSITION;
+    return 0;
+}
+
+/* set_channel_fields(index, ch, fields or None): Catalog fields of one
+ * channel (chan_fields_from); None or {}: the derived ones again. */
+static PyObject *Fleet_set_channel_fields(FleetObject *self, PyObject *args)
+{
+    Py_ssize_t i;
+    unsigned int ch;
+    PyObject *fields;
+    if (!PyArg_ParseTuple(args, "nIO", &i, &ch, &fields) || check_index(self, i))
+        return NULL;
+    gb_cam_chan_fields o;
+    if (chan_fields_from(fields, &o) < 0)
+        return NULL;
+    const char *why = "";
+    if (gb_fleet_set_channel_fields(self->f, (uint32_t)i, ch, &o, &why) < 0) {
+        PyErr_SetString(strcmp(why, "no such channel") ? PyExc_ValueError : PyExc_IndexError, why);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* channel_fields(index, ch) -> dict of the fields set (empty: none) */
+static PyObject *Fleet_channel_fields(FleetObject *self, PyObject *args)
+{
+    Py_ssize_t i;
+    unsigned int ch;
+    if (!PyArg_ParseTuple(args, "nI", &i, &ch) || check_index(self, i))
+        return NULL;
+    if (ch >= gb_fleet_channels(self->f, (uint32_t)i)) {
+        PyErr_SetString(PyExc_IndexError, "no such channel");
+        return NULL;
+    }
+    const gb_cam_chan_fields *o = gb_fleet_channel_fields(self->f, (uint32_t)i, ch);
+    PyObject *d = PyDict_New();
+    if (!d || !o)
+        return d;
+    PyObject *v;
+#define PUT(key, expr)                                                   \
+    do {                                                                 \
+        if (!(v = (expr)) || PyDict_SetItemString(d, key, v) < 0) {      \
+            Py_XDECREF(v);                                               \
+            Py_DECREF(d);                                                \
+            return NULL;                                                 \
+        }                                                                \
+        Py_DECREF(v);                                                    \
+    } while (0)
+    if (o->set & GB_CAM_O_PARENTAL)
+        PUT("parental", PyLong_FromLong(o->parental));
+    if (o->set & GB_CAM_O_PARENT_ID)
+        PUT("parent_id", PyUnicode_FromStringAndSize(o->parent_id, o->parent_len));
+    if (o->set & GB_CAM_O_CIVIL_CODE)
+        PUT("civil_code", PyUnicode_FromStringAndSize(o->civil_code, o->civil_len));
+    if (o->set & GB_CAM_O_POSITION) {
+        PUT("longitude", PyFloat_FromDouble(o->lon));
+        PUT("latitude", PyFloat_FromDouble(o->lat));
+    }
+    if (o->set & GB_CAM_O_PTZ_TYPE)
+        PUT("ptz_type", PyLong_FromLong(o->ptz_type));
+#undef PUT
+    return d;
 }
 
 /* set_channel_status(index, ch, on, now) -> NOTIFYs sent */
@@ -1752,6 +1898,10 @@ static PyMethodDef Fleet_methods[] = {
      "channel(index, ch) -> (id, name, state bits)"},
     {"set_channel_name", (PyCFunction)Fleet_set_channel_name, METH_VARARGS,
      "set_channel_name(index, ch, name or None)"},
+    {"set_channel_fields", (PyCFunction)Fleet_set_channel_fields, METH_VARARGS,
+     "set_channel_fields(index, ch, fields or None)"},
+    {"channel_fields", (PyCFunction)Fleet_channel_fields, METH_VARARGS,
+     "channel_fields(index, ch) -> dict"},
     {"set_channel_status", (PyCFunction)Fleet_set_channel_status, METH_VARARGS,
      "set_channel_status(index, ch, on, now) -> NOTIFYs sent"},
     {"raise_alarm", (PyCFunction)Fleet_raise_alarm, METH_VARARGS,

@@ -144,11 +144,12 @@ static int read_answer(const msg_out *m)
                : -1;
 }
 
-/* Text of the first element at path (static copy), "" when none. */
-static const char *text_at(const char *path)
+/* Text of the first element at path below node `under` (static copy), ""
+ * when none. */
+static const char *text_under(unsigned under, const char *path)
 {
     static char out[512];
-    unsigned k = gb_manscdp_find(&doc, doc_body, 0, path, strlen(path), GB_MANSCDP_NONE);
+    unsigned k = gb_manscdp_find(&doc, doc_body, under, path, strlen(path), GB_MANSCDP_NONE);
     out[0] = '\0';
     if (k != GB_MANSCDP_NONE) {
         gb_span t = doc.nodes[k].text;
@@ -157,6 +158,11 @@ static const char *text_at(const char *path)
         out[n] = '\0';
     }
     return out;
+}
+
+static const char *text_at(const char *path)
+{
+    return text_under(0, path);
 }
 
 static unsigned count_at(const char *path)
@@ -258,6 +264,120 @@ static void test_catalog_query(void)
     CHECK_EQ_INT(gb_fleet_get_stats(f)->answers_in_flight, 0);
     CHECK_EQ_INT(gb_fleet_get_stats(f)->answers_completed, 1);
     CHECK_EQ_INT(gb_fleet_next_deadline(f) > 100000, 1); /* only the refresh is left */
+    gb_fleet_free(f);
+}
+
+/* Text of element `field` of the n-th (0-based) Catalog item, "" when none. */
+static const char *item_field(unsigned n, const char *field)
+{
+    const char *items = "DeviceList/Item";
+    unsigned k = gb_manscdp_find(&doc, doc_body, 0, items, strlen(items), GB_MANSCDP_NONE);
+    while (n-- && k != GB_MANSCDP_NONE)
+        k = gb_manscdp_find(&doc, doc_body, 0, items, strlen(items), k);
+    return k == GB_MANSCDP_NONE ? "" : text_under(k, field);
+}
+
+/* A.2.6.4 (Catalog item): a channel given its own Name, Status, Parental,
+ * ParentID, CivilCode, Longitude/Latitude and PTZType answers with them;
+ * its neighbour keeps the values derived from the profile and device ID,
+ * and clearing the fields brings the derived ones back. */
+static void test_catalog_channel_fields(void)
+{
+    gb_dev_config cfg;
+    config(&cfg);
+    cfg.answer_max_message = 8000; /* both items in one part */
+    gb_fleet *f = camera(&cfg, DEV_ID);
+    CHECK_EQ_INT(gb_fleet_set_camera(f, 0, 0, 2, UINT32_MAX), 0);
+    gb_cam_chan_fields o = {
+        .set = GB_CAM_O_ALL, .parental = 1, .ptz_type = 2, .civil_len = 8,
+        .civil_code = "11010501", .parent_len = 20, .parent_id = "34020000002160000001",
+        .lon = 116.397128, .lat = 39.916527,
+    };
+    const char *why = NULL;
+    CHECK_EQ_INT(gb_fleet_set_channel_fields(f, 0, 1, &o, &why), 0);
+    CHECK(why && !*why);
+    CHECK_EQ_INT(gb_fleet_set_channel_name(f, 0, 1, "Gate", 4, NULL, 0), 0);
+    gb_fleet_set_channel_status(f, 0, 1, 0, 100);
+    gb_fleet_out_clear(f);
+    const char *q = "<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Query>\r\n"
+                    "<CmdType>Catalog</CmdType>\r\n<SN>7</SN>\r\n"
+                    "<DeviceID>" DEV_ID "</DeviceID>\r\n</Query>\r\n";
+    CHECK_EQ_INT(send_request(f, "MESSAGE", DEV_ID, NULL, q, 100), 0);
+    CHECK_EQ_INT(take_all(f), 2);
+    CHECK(read_answer(&outs[1]) == 0);
+    CHECK_EQ_INT(count_at("DeviceList/Item"), 2);
+    /* channel 0: derived */
+    CHECK(strcmp(item_field(0, "Parental"), "0") == 0);
+    CHECK(strcmp(item_field(0, "ParentID"), DEV_ID) == 0);
+    CHECK(strcmp(item_field(0, "CivilCode"), "340200") == 0);
+    CHECK(strcmp(item_field(0, "Info/PTZType"), "1") == 0);
+    CHECK(strcmp(item_field(0, "Status"), "ON") == 0);
+    /* channel 1: as given */
+    CHECK(strcmp(item_field(1, "Name"), "Gate") == 0);
+    CHECK(strcmp(item_field(1, "Status"), "OFF") == 0);
+    CHECK(strcmp(item_field(1, "Parental"), "1") == 0);
+    CHECK(strcmp(item_field(1, "ParentID"), "34020000002160000001") == 0);
+    CHECK(strcmp(item_field(1, "CivilCode"), "11010501") == 0);
+    CHECK(strcmp(item_field(1, "Longitude"), "116.397128") == 0);
+    CHECK(strcmp(item_field(1, "Latitude"), "39.916527") == 0);
+    CHECK(strcmp(item_field(1, "Info/PTZType"), "2") == 0);
+    CHECK(gb_fleet_channel_fields(f, 0, 1) != NULL);
+    CHECK(gb_fleet_channel_fields(f, 0, 0) == NULL);
+    /* invalid fields are refused with the reason, the old ones kept */
+    gb_cam_chan_fields bad = {.set = GB_CAM_O_CIVIL_CODE, .civil_len = 3, .civil_code = "12a"};
+    CHECK_EQ_INT(gb_fleet_set_channel_fields(f, 0, 1, &bad, &why), -1);
+    CHECK(strstr(why, "CivilCode") != NULL);
+    bad = (gb_cam_chan_fields){.set = GB_CAM_O_PTZ_TYPE, .ptz_type = 5};
+    CHECK_EQ_INT(gb_fleet_set_channel_fields(f, 0, 1, &bad, &why), -1);
+    bad = (gb_cam_chan_fields){.set = GB_CAM_O_POSITION, .lon = 200.0};
+    CHECK_EQ_INT(gb_fleet_set_channel_fields(f, 0, 1, &bad, &why), -1);
+    CHECK_EQ_INT(gb_fleet_set_channel_fields(f, 0, 2, &o, &why), -1);
+    CHECK(strcmp(why, "no such channel") == 0);
+    CHECK_EQ_INT(gb_fleet_channel_fields(f, 0, 1)->civil_len, 8);
+    /* cleared: derived again */
+    CHECK_EQ_INT(gb_fleet_set_channel_fields(f, 0, 1, NULL, NULL), 0);
+    CHECK(gb_fleet_channel_fields(f, 0, 1) == NULL);
+    CHECK_EQ_INT(send_request(f, "MESSAGE", DEV_ID, NULL, q, 200), 0);
+    CHECK_EQ_INT(take_all(f), 2);
+    CHECK(read_answer(&outs[1]) == 0);
+    CHECK(strcmp(item_field(1, "CivilCode"), "340200") == 0);
+    CHECK(strcmp(item_field(1, "Parental"), "0") == 0);
+    CHECK(strcmp(item_field(1, "Name"), "Gate") == 0);
+    gb_fleet_free(f);
+}
+
+/* A.2.6.4: a profile's channel fields hold for every channel of its
+ * devices at no cost per device; a channel's own field wins over them. */
+static void test_catalog_profile_channel_fields(void)
+{
+    gb_dev_config cfg;
+    config(&cfg);
+    cfg.answer_max_message = 8000;
+    gb_fleet *f = camera(&cfg, DEV_ID);
+    gb_cam_profile p;
+    gb_cam_profile_from_preset(&p, gb_cam_preset_find("generic", 7));
+    p.chan = (gb_cam_chan_fields){.set = GB_CAM_O_CIVIL_CODE | GB_CAM_O_PARENT_ID,
+                                  .civil_len = 6, .civil_code = "110105",
+                                  .parent_len = 20, .parent_id = "34020000002160000009"};
+    int k = gb_fleet_add_profile(f, &p, NULL);
+    CHECK(k > 0);
+    CHECK_EQ_INT(gb_fleet_set_camera(f, 0, (unsigned)k, 2, GB_CAM_BASE_FROM_ID), 0);
+    gb_cam_chan_fields own = {.set = GB_CAM_O_CIVIL_CODE, .civil_len = 4, .civil_code = "4403"};
+    CHECK_EQ_INT(gb_fleet_set_channel_fields(f, 0, 1, &own, NULL), 0);
+    CHECK_EQ_INT(send_request(f, "MESSAGE", DEV_ID, NULL,
+                              "<?xml version=\"1.0\"?><Query><CmdType>Catalog</CmdType>"
+                              "<SN>5</SN><DeviceID>" DEV_ID "</DeviceID></Query>", 100), 0);
+    CHECK_EQ_INT(take_all(f), 2);
+    CHECK(read_answer(&outs[1]) == 0);
+    CHECK(strcmp(item_field(0, "CivilCode"), "110105") == 0);
+    CHECK(strcmp(item_field(0, "ParentID"), "34020000002160000009") == 0);
+    CHECK(strcmp(item_field(1, "CivilCode"), "4403") == 0);
+    CHECK(strcmp(item_field(1, "ParentID"), "34020000002160000009") == 0);
+    /* a profile with invalid channel fields is refused */
+    p.chan = (gb_cam_chan_fields){.set = GB_CAM_O_PTZ_TYPE, .ptz_type = 9};
+    const char *why = NULL;
+    CHECK_EQ_INT(gb_fleet_add_profile(f, &p, &why), -1);
+    CHECK(why && strstr(why, "PTZType"));
     gb_fleet_free(f);
 }
 
@@ -858,6 +978,35 @@ static void test_catalog_subscription(void)
     gb_fleet_free(f);
 }
 
+
+/* RFC 6665 §3.1.2/§8.2.1: the Event header names the package: a SUBSCRIBE
+ * with a Catalog body but an Event the camera does not serve, or none, is
+ * 489 Bad Event with Allow-Events, and no subscription is made; the
+ * package is matched in any case, parameters aside. */
+static void test_subscribe_bad_event(void)
+{
+    gb_dev_config cfg;
+    config(&cfg);
+    gb_fleet *f = camera(&cfg, DEV_ID);
+    const char *body = "<?xml version=\"1.0\"?><Query><CmdType>Catalog</CmdType><SN>9</SN>"
+                       "<DeviceID>" DEV_ID "</DeviceID></Query>";
+    CHECK_EQ_INT(subscribe(f, "Weather", "600", body, 1000), 0);
+    CHECK_EQ_INT(take_all(f), 1);
+    CHECK_EQ_INT(status_of(&outs[0]), 489);
+    CHECK(strstr(outs[0].buf, "\r\nAllow-Events: Catalog, Alarm, MobilePosition, presence\r\n"));
+    CHECK_EQ_INT(send_request(f, "SUBSCRIBE", DEV_ID,
+                              "Expires: 600\r\n"
+                              "Contact: <sip:34020000002000000001@127.0.0.1:5060>\r\n",
+                              body, 1100), 0);
+    CHECK_EQ_INT(take_all(f), 1);
+    CHECK_EQ_INT(status_of(&outs[0]), 489);
+    CHECK_EQ_INT(gb_fleet_get_stats(f)->subscriptions_active, 0);
+    CHECK_EQ_INT(subscribe(f, "catalog;id=7", "600", body, 1200), 0);
+    CHECK(take_all(f) >= 1);
+    CHECK_EQ_INT(status_of(&outs[0]), 200);
+    gb_fleet_free(f);
+}
+
 /* §9.11.1 MobilePosition: a NOTIFY every Interval seconds; expiry ends
  * the subscription with NOTIFY "terminated;reason=timeout". */
 static void test_mobile_position_subscription(void)
@@ -920,20 +1069,27 @@ static void test_alarm_subscription(void)
 
 /* ---- vendors, fleets, memory ------------------------------------------------------- */
 
+/* A registered fleet of one device (id) answering as the named preset. */
+static gb_fleet *preset_camera(gb_dev_config *cfg, const char *id, const char *preset)
+{
+    gb_fleet *f = make_fleet(cfg);
+    gb_fleet_add(f, id, strlen(id));
+    gb_cam_profile p;
+    gb_cam_profile_from_preset(&p, gb_cam_preset_find(preset, strlen(preset)));
+    int k = gb_fleet_add_profile(f, &p, NULL);
+    gb_fleet_set_camera(f, 0, (unsigned)k, -1, GB_CAM_BASE_FROM_ID);
+    register_device(f, 0, 0, 3600);
+    take_all(f);
+    return f;
+}
+
 /* The Dahua preset speaks as its capture shows: User-Agent, CSeq 20, the
  * DeviceInfo fields, no SafetyWay, two alarm inputs. */
 static void test_dahua_profile(void)
 {
     gb_dev_config cfg;
     config(&cfg);
-    gb_fleet *f = make_fleet(&cfg);
-    gb_fleet_add(f, DEV_ID, 20);
-    gb_cam_profile p;
-    gb_cam_profile_from_preset(&p, gb_cam_preset_find("dahua-ipc", 9));
-    int k = gb_fleet_add_profile(f, &p, NULL);
-    gb_fleet_set_camera(f, 0, (unsigned)k, -1, UINT32_MAX);
-    register_device(f, 0, 0, 3600);
-    take_all(f);
+    gb_fleet *f = preset_camera(&cfg, DEV_ID, "dahua-ipc");
     send_request(f, "MESSAGE", DEV_ID, NULL, fixture("deviceinfo-query"), 10);
     CHECK_EQ_INT(take_all(f), 2);
     CHECK(strcmp(out_header(&outs[0], "User-Agent"), "SIP UAS V3.0.0.675168") == 0);
@@ -958,6 +1114,31 @@ static void test_dahua_profile(void)
         CHECK(gb_cam_profile_check(&q)[0] == '\0');
         CHECK(strlen(gb_cam_preset_at(i)->source) > 20);
     }
+    gb_fleet_free(f);
+}
+
+/* The Dahua NVR preset answers Catalog as its cited source shows: every
+ * channel with the recorder's Model, no SafetyWay and Longitude/Latitude
+ * 0.0 (it does not know its cameras' places), while the generic profile's
+ * POSITION quirk gives a real place. */
+static void test_dahua_nvr_catalog_as_its_source(void)
+{
+    gb_dev_config cfg;
+    config(&cfg);
+    cfg.answer_max_message = 16000; /* the 4 items in one part */
+    gb_fleet *f = preset_camera(&cfg, NVR_ID, "dahua-nvr");
+    send_request(f, "MESSAGE", NVR_ID, NULL,
+                 "<?xml version=\"1.0\"?><Query><CmdType>Catalog</CmdType><SN>8</SN>"
+                 "<DeviceID>" NVR_ID "</DeviceID></Query>", 20);
+    CHECK_EQ_INT(take_all(f), 2);
+    CHECK(read_answer(&outs[1]) == 0);
+    CHECK_EQ_INT(count_at("DeviceList/Item"), 4);
+    for (unsigned i = 0; i < 4; i++) {
+        CHECK(strcmp(item_field(i, "Longitude"), "0.0") == 0);
+        CHECK(strcmp(item_field(i, "Latitude"), "0.0") == 0);
+        CHECK(strcmp(item_field(i, "Model"), "DH-NVR504-I") == 0);
+    }
+    CHECK_EQ_INT(count_at("DeviceList/Item/SafetyWay"), 0);
     gb_fleet_free(f);
 }
 
@@ -993,6 +1174,51 @@ static void test_fleet_lookup_and_channel_ids(void)
     CHECK(gb_fleet_bytes_per_device() <= 1024);
     fprintf(stderr, "camera fleet: %zu bytes per device, channel state 1 byte once changed\n",
             gb_fleet_bytes_per_device());
+    gb_fleet_free(f);
+}
+
+/* Devices added alone derive channel and alarm input IDs from their own
+ * IDs (Annex D): one channel keeps the device's serial, several put the
+ * index in the top digits, so neighbouring device IDs never share a
+ * channel ID, and every ID names its own channel back. */
+static void test_lone_devices_have_distinct_channel_ids(void)
+{
+    gb_dev_config cfg;
+    config(&cfg);
+    gb_fleet *f = make_fleet(&cfg);
+    static const char *const ids[] = {"34020000001320000001", "34020000001320000002",
+                                      "34020000001180000003", "34020000001180000004"};
+    static const long counts[] = {4, 4, 16, 1};
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ_INT(gb_fleet_add(f, ids[i], 20), i);
+        CHECK_EQ_INT(gb_fleet_set_camera(f, (uint32_t)i, 0, counts[i], GB_CAM_BASE_FROM_ID), 0);
+    }
+    char seen[4 + 4 + 16 + 1][GB_CAM_ID_LEN];
+    unsigned n = 0;
+    for (uint32_t i = 0; i < 4; i++)
+        for (uint32_t c = 0; c < gb_fleet_channels(f, i); c++) {
+            gb_fleet_channel(f, i, c, seen[n], NULL, 0, NULL, NULL);
+            for (unsigned k = 0; k < n; k++)
+                CHECK(memcmp(seen[k], seen[n], GB_CAM_ID_LEN) != 0);
+            n++;
+        }
+    CHECK_EQ_INT(n, 25);
+    CHECK_MEM(seen[0], 20, "34020000001310000001");  /* channel 0: the device's serial */
+    CHECK_MEM(seen[1], 20, "34020000001311000001");  /* then the index on top */
+    CHECK_MEM(seen[4], 20, "34020000001310000002");
+    CHECK_MEM(seen[8 + 15], 20, "34020000001311500003"); /* 16 channels: index * 10^5 */
+    CHECK_MEM(seen[24], 20, "34020000001310000004");   /* one channel: the serial */
+    /* each ID leads back to its channel of its device */
+    gb_cam_profile p;
+    gb_cam_profile_from_preset(&p, gb_cam_preset_find("generic", 7));
+    gb_cam_device d = {.prof = &p, .id = ids[2], .id_len = 20,
+                       .chan_base = GB_CAM_BASE_FROM_ID, .nchan = 16};
+    CHECK_EQ_INT(gb_cam_target(&d, seen[8 + 15], 20), 15);
+    CHECK_EQ_INT(gb_cam_target(&d, seen[8], 20), 0);
+    CHECK_EQ_INT(gb_cam_target(&d, seen[4], 20), GB_CAM_TARGET_NONE);
+    char alarm[GB_CAM_ID_LEN];
+    gb_cam_alarm_id(&d, 0, alarm);
+    CHECK_EQ_INT(gb_cam_target(&d, alarm, 20), GB_CAM_TARGET_ALARM);
     gb_fleet_free(f);
 }
 
@@ -1124,6 +1350,8 @@ int main(void)
 {
     test_camera_pieces();
     test_catalog_query();
+    test_catalog_channel_fields();
+    test_catalog_profile_channel_fields();
     test_answer_charset_follows_query();
     test_catalog_split_with_sumnum();
     test_parts_window_and_gap();
@@ -1136,10 +1364,13 @@ int main(void)
     test_refusals();
     test_bounds_and_hook();
     test_catalog_subscription();
+    test_subscribe_bad_event();
     test_mobile_position_subscription();
     test_alarm_subscription();
     test_dahua_profile();
+    test_dahua_nvr_catalog_as_its_source();
     test_fleet_lookup_and_channel_ids();
+    test_lone_devices_have_distinct_channel_ids();
     test_stop_ends_everything();
     test_unregister_waits_for_answers_in_flight();
     test_unregister_drain_is_bounded();

@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
+from typing import IO
 
 import pytest
 
 from gbsip.conformance._common import GBOptions, Trace
 from gbsip.conformance._platform_rig import PlatformRig
+from gbsip.conformance.device._process import exit_report, wait_registered
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +23,16 @@ def device_trace() -> Trace:
 
 
 @pytest.fixture(scope="session")
-def device_process(gb_options: GBOptions, rig: PlatformRig) -> Iterator[subprocess.Popen[bytes] | None]:
+def device_stderr() -> Iterator[IO[bytes]]:
+    """Where the --gb-device-cmd process writes its stderr (shown when it
+    exits before registering)."""
+    with tempfile.TemporaryFile() as f:
+        yield f
+
+
+@pytest.fixture(scope="session")
+def device_process(gb_options: GBOptions, rig: PlatformRig,
+                   device_stderr: IO[bytes]) -> Iterator[subprocess.Popen[bytes] | None]:
     """The camera started by --gb-device-cmd (None when started by hand)."""
     if gb_options.device_cmd is None:
         yield None
@@ -29,7 +41,7 @@ def device_process(gb_options: GBOptions, rig: PlatformRig) -> Iterator[subproce
     cmd = gb_options.device_cmd.replace("{host}", host).replace("{port}", str(port))
     rig.trace.note(f"starting the device: {cmd}")
     proc = subprocess.Popen(cmd, shell=True, start_new_session=True,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, stderr=device_stderr)
     try:
         yield proc
     finally:
@@ -82,16 +94,19 @@ def rig(gb_options: GBOptions, device_trace: Trace) -> Iterator[PlatformRig]:
 
 
 @pytest.fixture(scope="session")
-def registered(rig: PlatformRig, device_process: object, gb_options: GBOptions) -> PlatformRig:
+def registered(rig: PlatformRig, device_process: subprocess.Popen[bytes] | None,
+               device_stderr: IO[bytes], gb_options: GBOptions) -> PlatformRig:
     """The camera registered once (else every check fails with this reason)."""
-    if not rig.wait(lambda: rig.registrations,
-                    rig.until(rig.started, gb_options.register_timeout)):
+    if not wait_registered(rig, device_process,
+                           rig.until(rig.started, gb_options.register_timeout)):
         seen = rig.of_kind("register")
         what = ("no REGISTER arrived" if not seen else
                 f"{len(seen)} REGISTER(s) arrived but none was accepted")
-        pytest.fail(f"the camera did not register at {gb_options.listen} within "
-                    f"{gb_options.register_timeout:g} s: {what}\n\n{rig.trace.render()}",
-                    pytrace=False)
+        gone = exit_report(device_process, device_stderr)
+        pytest.fail(f"the camera did not register at {gb_options.listen}: {what}"
+                    + (f"; {gone}" if gone else
+                       f" within {gb_options.register_timeout:g} s")
+                    + f"\n\n{rig.trace.render()}", pytrace=False)
     return rig
 
 

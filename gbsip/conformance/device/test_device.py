@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from typing import IO
 
 import pytest
 
@@ -23,6 +24,7 @@ from gbsip.conformance._platform_rig import (
     Seen,
     keepalive_problems,
 )
+from gbsip.conformance.device._process import exit_report, wait_registered
 
 
 
@@ -44,20 +46,26 @@ def _keepalives(rig: PlatformRig) -> list[Seen]:
 
 
 @check("D01", "GB/T 28181-2016 §9.1.2.1")
-def test_registers_within_timeout(rig: PlatformRig, device_process: object,
-                                  gb_options: GBOptions) -> None:
+def test_registers_within_timeout(rig: PlatformRig,
+                                  device_process: subprocess.Popen[bytes] | None,
+                                  device_stderr: IO[bytes], gb_options: GBOptions) -> None:
     """The camera registers (REGISTER, 401, REGISTER with credentials, 200)
     within ``--gb-register-timeout`` seconds of the suite starting to listen
-    (GB/T 28181-2016 §9.1.2.1)."""
-    if rig.wait(lambda: rig.registrations, rig.until(rig.started, gb_options.register_timeout)):
+    (GB/T 28181-2016 §9.1.2.1); a ``--gb-device-cmd`` process that fails
+    (exits non-zero) first fails the check at once, with its exit status
+    and stderr."""
+    if wait_registered(rig, device_process, rig.until(rig.started, gb_options.register_timeout)):
         return
+    gone = exit_report(device_process, device_stderr)
     seen = rig.of_kind("register")
     if not seen:
-        raise rig.trace.fail(f"no REGISTER arrived at {gb_options.listen} within "
-                             f"{gb_options.register_timeout:g} s")
+        raise rig.trace.fail(f"no REGISTER arrived at {gb_options.listen}"
+                             + (f": {gone}" if gone else
+                                f" within {gb_options.register_timeout:g} s"))
     problems = [p for c in rig.auth_checks for p in c.problems]
     raise rig.trace.fail(f"{len(seen)} REGISTER(s) arrived but none was accepted"
-                         + (f"; credential problems: {problems}" if problems else ""))
+                         + (f"; credential problems: {problems}" if problems else "")
+                         + (f"; {gone}" if gone else ""))
 
 
 @check("D02", "RFC 3261 §10.2, §8.1.1.7; GB/T 28181-2016 §9.1.2.1")
