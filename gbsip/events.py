@@ -204,7 +204,7 @@ class Notified(RegistrarEvent):
     ``subscription`` the :class:`gbsip.queries.Subscription` of this
     registrar it belongs to (``None``: none it knows, e.g. already ended).
     ``state`` is its Subscription-State (RFC 6665 §8.2.3) in lower case:
-    ``active``, ``pending`` or ``terminated`` (``None``: not reported), with
+    ``active``, ``pending`` or ``terminated`` (``None``: the NOTIFY had none), with
     ``state_reason`` and ``state_expires`` its parameters; after a
     ``terminated`` NOTIFY the subscription has left
     ``Registrar.subscriptions``."""

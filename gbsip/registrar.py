@@ -276,7 +276,7 @@ _MAKERS: dict[int, _Maker] = {
 def _notified(device_id: str | None, common: dict[str, Any], body: str | None,
               extra: str | None) -> Notified:
     """The NOTIFY event from the core's extra: the Event header, a newline,
-    the Call-ID and, where the core reports it, a newline and the
+    the Call-ID and, when the NOTIFY has one, a newline and the
     Subscription-State header."""
     event, _, rest = (extra or "").partition("\n")
     call_id, _, header = rest.partition("\n")

@@ -464,9 +464,6 @@ def test_refreshed_subscription_outlives_its_first_expires(run: Runner) -> None:
     run(main)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the core's NOTIFY event does not carry Subscription-State yet: "
-    "csrc/core/registrar.c do_notify must append '\\n' + the header to extra"))
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_notify_terminated_ends_the_subscription(run: Runner, transport: str) -> None:
     """RFC 6665 §4.1.3: a NOTIFY with ``Subscription-State: terminated``

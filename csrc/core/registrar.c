@@ -2112,8 +2112,10 @@ static gb_reg_status do_notify(req_ctx *c)
         return reject(c, 403, "Forbidden (device not registered)", id, id_len);
     if (!same_source(&bd->source, c->src))
         return reject(c, 403, "Forbidden (not the registered address)", id, id_len);
-    /* extra = Event header, a newline, Call-ID (the subscription's dialog) */
-    char extra[512];
+    /* extra = Event header, a newline, Call-ID (the subscription's dialog),
+     * and when present a newline and Subscription-State (RFC 6665 §8.2.3:
+     * "terminated" ends the subscription) */
+    char extra[768];
     size_t xl = 0;
     int e = m->first[GB_HDR_EVENT], ci = m->first[GB_HDR_CALL_ID];
     if (e) {
@@ -2124,8 +2126,16 @@ static gb_reg_status do_notify(req_ctx *c)
     extra[xl++] = '\n';
     if (ci) {
         size_t n = m->headers[ci - 1].value.len;
-        n = n < sizeof(extra) - xl ? n : sizeof(extra) - xl;
+        n = n < 256 ? n : 256;
         memcpy(extra + xl, b + m->headers[ci - 1].value.off, n);
+        xl += n;
+    }
+    int ss = gb_msg_find_name(m, b, "Subscription-State", 18, -1);
+    if (ss >= 0) {
+        size_t n = m->headers[ss].value.len;
+        n = n < sizeof(extra) - xl - 1 ? n : sizeof(extra) - xl - 1;
+        extra[xl++] = '\n';
+        memcpy(extra + xl, b + m->headers[ss].value.off, n);
         xl += n;
     }
     gb_reg_event *ev = push_event_text(

@@ -564,8 +564,8 @@ static void test_registrar_tcp_request_goes_on_the_registration_connection(void)
 
 static void test_registrar_answers_notify_200_with_an_event(void)
 {
-    /* §9.11.1: the device's NOTIFY is answered 200; body and Event become
-     * an event */
+    /* §9.11.1: the device's NOTIFY is answered 200; body, Event, Call-ID
+     * and Subscription-State (RFC 6665 §8.2.3) become an event */
     gb_registrar *r = registrar_with_device(GB_TRANSPORT_UDP);
     const char *notify =
         "NOTIFY sip:" SERVER_ID "@3402000000 SIP/2.0\r\n"
@@ -585,7 +585,7 @@ static void test_registrar_answers_notify_200_with_an_event(void)
     CHECK_EQ_INT(ev[0].type, GB_REG_EV_NOTIFY);
     CHECK_MEM(ev[0].id, ev[0].id_len, DEV);
     CHECK_MEM(ev[0].text, ev[0].text_len, "<x/>\n");
-    CHECK_MEM(ev[0].extra, ev[0].extra_len, "Catalog\nabc@x");
+    CHECK_MEM(ev[0].extra, ev[0].extra_len, "Catalog\nabc@x\nactive;expires=3600");
     gb_reg_event_clear(&ev[0]);
     gb_registrar_free(r);
 }
