@@ -123,6 +123,14 @@ class _Pending:
                 self.items[key] = item
         self._check()
 
+    def refused_part(self, status: int, reason: str | None) -> None:
+        """A part of the answer the registrar refused (its body is no
+        MANSCDP document): the answer cannot be whole."""
+        self.malformed = (f"malformed answer: a part with this SN was refused "
+                          f"{status} {reason or ''}".rstrip())
+        if not self.future.done():
+            self.future.set_result(None)
+
     def complete(self) -> bool:
         if self.status is None or not 200 <= self.status < 300 or self.malformed:
             return False
@@ -192,6 +200,14 @@ class Platform:
             pending.part(doc)
             return True
         return False
+
+    def on_refused(self, device_id: str, sn: int, status: int, reason: str | None) -> None:
+        """The core refused a MESSAGE of this device whose body is no MANSCDP
+        document but names this SN: when a query waits for that SN, the
+        part was its answer's."""
+        pending = self._by_sn.get((device_id, sn))
+        if pending is not None and pending.kind == "query":
+            pending.refused_part(status, reason)
 
     def close(self) -> None:
         """The registrar closes: every waiting request ends now, with what

@@ -203,6 +203,7 @@ class Binding:
 _TRANSPORTS = ("udp", "tcp")
 # The core's event codes (csrc registrar.h, gb_reg_event_type).
 _EV_NEED_SECRET = 11
+_EV_REJECTED = 6  # registrar.h GB_REG_EV_REJECTED
 _EVENT_CODES: dict[type[RegistrarEvent], int] = {
     DeviceRegistered: 1, DeviceRefreshed: 2, DeviceUnregistered: 3, Expired: 4,
     AuthFailed: 5, Rejected: 6, Online: 7, Offline: 8, Keepalive: 9, MessageReceived: 10,
@@ -803,6 +804,8 @@ class Registrar(Lifetime):
             if kind >= 10 and platform.on_core_event(kind, device_id, status, expires,
                                                      pending_id, text, extra):
                 continue
+            if kind == _EV_REJECTED and sn and device_id:
+                platform.on_refused(device_id, sn, status, reason)
             make = _MAKERS.get(kind)
             if make is None:
                 continue

@@ -36,6 +36,7 @@ class Script:
     order: list[int] | None = None   # part order (indices); None: in order
     lose: set[int] = field(default_factory=set)        # parts never sent
     repeat: set[int] = field(default_factory=set)      # parts sent twice (new transaction)
+    broken: set[int] = field(default_factory=set)      # parts sent without </Response>
     status: int = 200                # the SIP answer to the query
     answer: bool = True              # send a SIP answer at all
     respond: bool = True             # send the <Response> MESSAGE(s)
@@ -230,7 +231,8 @@ class ScriptedCamera:
             for i in order:
                 if i in s.lose:
                     continue
-                out.append(bodies[i])
+                out.append(bodies[i][:bodies[i].rindex(b"</Response>")] if i in s.broken
+                           else bodies[i])
                 if i in s.repeat:
                     out.append(bodies[i])
             return out

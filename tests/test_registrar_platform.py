@@ -105,6 +105,22 @@ def test_non_numeric_sum_num_is_a_malformed_answer(run: Runner) -> None:
     run(main)
 
 
+def test_a_refused_part_ends_the_query_with_the_reason(run: Runner) -> None:
+    """GB/T 28181 Annex A: a part of the answer whose body is no MANSCDP
+    document is refused by the registrar (400 with the reader's reason);
+    the query it answered ends at once, its error saying so, instead of
+    waiting out the timeout for a part that will not come."""
+    async def main() -> None:
+        async with registrar() as reg:
+            cam = await camera(reg, "udp", Script(channels=4, part_size=2, broken={1}))
+            result = await reg.query(cam.device_id, "Catalog", timeout=5)
+            assert not result.complete and not result.timed_out
+            assert result.error is not None and "refused 400" in result.error
+            assert result.elapsed < 2
+            await cam.close()
+    run(main)
+
+
 def test_query_over_a_closed_tcp_connection_fails_at_once(run: Runner) -> None:
     """A device registered over TCP is reached on that connection only
     (the 2022 edition's persistent connection): once it has closed, a

@@ -1030,6 +1030,7 @@ typedef struct {
     size_t id_len;
     int trusted;           /* the sender proved itself: credentials, or the
                               binding's own source (the answer's ring) */
+    uint32_t sn;           /* a refused MANSCDP body's SN, for its event */
 } req_ctx;
 
 static void add_field(req_ctx *c, const char *name, const char *value, size_t len)
@@ -1125,6 +1126,7 @@ static void rejected_event(req_ctx *c, unsigned status, const char *reason,
         ev->status = (uint16_t)status;
         ev->reason = reason;
         ev->source = *c->src;
+        ev->sn = c->sn;
     }
 }
 
@@ -2022,6 +2024,12 @@ static gb_reg_status do_message(req_ctx *c, lookup_state *ls, uint64_t *pending_
     gb_manscdp_error merr;
     if (gb_manscdp_parse(b + m->body.off, m->body.len, &mlim, &doc, &merr) != GB_MANSCDP_OK) {
         r->st.messages_malformed++;
+        /* its SN where one can be read, so that a pending query whose
+         * part this was can say so (Python's Platform) */
+        gb_span sn = xml_text(b, m->body, "SN");
+        uint64_t v = 0;
+        if (sn.len && gb_parse_uint(b + sn.off, sn.len, 0xffffffffu, &v) == 0)
+            c->sn = (uint32_t)v;
         return reject(c, merr.status, merr.reason, id, id_len);
     }
     if (!keepalive) {

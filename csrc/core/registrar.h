@@ -247,7 +247,7 @@ typedef struct {
     uint8_t id_len;
     uint16_t status;        /* answer sent (AUTH_FAILED, REJECTED...) */
     uint32_t expires;       /* granted (REGISTERED, REFRESHED) */
-    uint32_t sn;            /* KEEPALIVE */
+    uint32_t sn;            /* KEEPALIVE; REJECTED: a refused MANSCDP body's SN (0: none) */
     int64_t time_ms;        /* now_ms of the event */
     uint64_t pending_id;    /* NEED_SECRET */
     gb_peer source;

@@ -3134,6 +3134,11 @@ static void test_malformed_manscdp_message_is_refused(void)
     pop_all(r, &l);
     CHECK_EQ_INT(count_type(&l, GB_REG_EV_MESSAGE), 1);
     CHECK_EQ_INT(count_type(&l, GB_REG_EV_REJECTED), 5);
+    /* each refusal names the body's SN where one reads (three of five) */
+    unsigned with_sn = 0;
+    for (size_t i = 0; i < l.n; i++)
+        with_sn += l.ev[i].type == GB_REG_EV_REJECTED && l.ev[i].sn == 1;
+    CHECK_EQ_INT(with_sn, 3);
     evs_free(&l);
     gb_registrar_free(r);
 }
