@@ -318,7 +318,7 @@ class Fleet:
                  preemptive_auth: bool = True, lenient: int = 0,
                  seed: int | None = None, capacity: int = 1,
                  hash_key: bytes | None = None, answer_max_message: int = ...,
-                 answer_max_items: int = 0, answer_gap: int = 0, answer_window: int = 0,
+                 answer_max_items: int = 0, answer_gap: int = 0, answer_window: int = 1,
                  max_answers: int = ..., max_jobs: int = ..., max_subscriptions: int = ...,
                  subscribe_default_expires: int = ..., subscribe_max_expires: int = ...,
                  record_segment: int = ..., record_max: int = ..., utc_offset_min: int = ...,

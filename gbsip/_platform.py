@@ -38,7 +38,7 @@ EV_ANSWERED = 14
 EV_TIMEOUT = 15
 # Core request codes (platform_requests.h)
 _FULL, _TOO_LARGE, _INVALID, _NO_MEMORY, _NOT_REGISTERED = -1, -2, -3, -4, -10
-# CmdTypes whose answer comes in parts counted by SumNum (§9.5.1, Annex M)
+# CmdTypes whose answer comes in parts counted by SumNum (2016 §9.5.1, 2022 Annex M)
 _SPLIT = ("Catalog", "RecordInfo")
 _TRANSPORT_CODES = {"udp": 0, "tcp": 1}
 
@@ -107,7 +107,7 @@ class _Pending:
         self.documents.append(doc)
         sum_text = doc.text("SumNum")
         if sum_text is not None and not sum_text.strip().isdigit():
-            # not a count: what is missing cannot be known (§9.5.1, Annex M)
+            # not a count: what is missing cannot be known (2016 §9.5.1, 2022 Annex M)
             self.malformed = (f"malformed answer: part {len(self.documents)} has "
                               f"SumNum {sum_text.strip()!r}, not a number")
             if not self.future.done():

@@ -270,7 +270,7 @@ class Device(Lifetime):
         on_query: Callable[[manscdp.Document], QueryAnswer] | None = None,
         answer_max_message: int = 1400,
         answer_gap: float = 0.0,
-        answer_window: int = 0,
+        answer_window: int = 1,
         record_segment: int = 1800,
     ) -> None:
         target = parse_target(server)

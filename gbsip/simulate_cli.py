@@ -611,8 +611,10 @@ def add_simulate(sub: Any, run: Any) -> None:
     p.add_argument("--answer-gap", type=opt.seconds(at_least=0.0, at_most=60.0), default=0.0,
                    metavar="SECONDS",
                    help="seconds between the parts of one split answer, 0 to 60 (default 0)")
-    p.add_argument("--answer-window", type=opt.whole(0, 1024), default=0, metavar="N",
-                   help="parts of one answer in flight at once, 0 to 1024 (default 0: all)")
+    p.add_argument("--answer-window", type=opt.whole(0, 1024), default=1, metavar="N",
+                   help="parts of one answer in flight at once, 0 to 1024 (default 1: each "
+                        "after the previous one's 200, as GB/T 28181-2022 Annex M; 0: all "
+                        "at once)")
     p.add_argument("--churn", type=opt.fraction, default=0.0,
                    help="fraction of devices that go offline once and come back")
     p.add_argument("--churn-offline", type=opt.seconds(), default=5.0,

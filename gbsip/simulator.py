@@ -449,7 +449,7 @@ class Simulator(Lifetime):
         nvr_channels: int | None = None,
         answer_max_message: int = 1400,
         answer_gap: float = 0.0,
-        answer_window: int = 0,
+        answer_window: int = 1,
         max_answers: int = 65536,
     ) -> None:
         if devices < 1:

@@ -123,6 +123,42 @@ async def device_catalog(device_id: str, **device_kw: Any) -> list[manscdp.Catal
     return [i for i in result.items if isinstance(i, manscdp.CatalogItem)]
 
 
+def test_split_catalog_arrives_whole_with_serial_parts(run: Runner) -> None:
+    """GB/T 28181-2022 Annex M: under the default (answer_window 1: each part
+    after the platform's 200 to the previous one; the C test
+    test_parts_window_and_gap checks the pacing) a 12-part Catalog reaches
+    the platform whole, every item once."""
+    got: list[list[manscdp.CatalogItem]] = []
+
+    async def main() -> None:
+        got.append(await device_catalog(dev(6), channels=12))
+    run(main)
+    assert len(got[0]) == 12
+    assert len({item.device_id for item in got[0]}) == 12
+
+
+def test_empty_catalog_is_sumnum_zero_without_a_list(run: Runner) -> None:
+    """GB/T 28181-2022 Annex M: with nothing to list the answer is
+    ``SumNum`` 0 and no ``DeviceList``; the query is complete with no items."""
+    docs: list[manscdp.Document] = []
+
+    async def main() -> None:
+        async with gbsip.Registrar(SERVER_ID, host="127.0.0.1", port=0,
+                                   passwords=PASSWORD) as reg:
+            host, port = reg.addresses["udp"][:2]
+            async with gbsip.Device(dev(5), password=PASSWORD, server=f"udp://{host}:{port}",
+                                    server_id=SERVER_ID, keepalive_interval=None, channels=0):
+                if dev(5) not in reg.devices:
+                    await reg.wait_for(DeviceRegistered, dev(5), timeout=10)
+                result = await reg.query(dev(5), "Catalog", timeout=5)
+                assert result.complete and result.sum_num == 0 and result.items == ()
+                docs.extend(result.documents)
+    run(main)
+    (doc,) = docs
+    assert doc.text("SumNum") == "0"
+    assert b"DeviceList" not in doc.data
+
+
 def test_device_catalog_carries_configured_channel_fields(run: Runner) -> None:
     """A.2.6.4: a gbsip.Device given ChannelConfig per channel answers the
     platform's Catalog query with that Name, Status, Parental, ParentID,

@@ -671,7 +671,7 @@ size_t gb_cam_catalog_part(char *buf, size_t cap, size_t budget, const gb_cam_de
 {
     part_ctx c = {d, h, sum, first, 0, NULL};
     *n = 0;
-    if (left == 0) { /* no channels: SumNum 0, an empty list */
+    if (left == 0) { /* no channels: SumNum 0 and no list (2022 Annex M) */
         gb_manscdp_writer w;
         gb_manscdp_w_init(&w, buf, cap);
         return gb_manscdp_write_catalog(&w, h, 0, NULL, 0);

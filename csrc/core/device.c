@@ -197,6 +197,7 @@ void gb_dev_config_default(gb_dev_config *cfg)
     cfg->preemptive_auth = 1;
     cfg->seed = 0x6762736970ULL;
     cfg->answer_max_message = 1400;
+    cfg->answer_window = 1; /* 2022 Annex M: the parts one after another */
     cfg->max_answers = 65536;
     cfg->unregister_drain_ms = 5000;
     cfg->max_jobs = 65536;

@@ -223,7 +223,10 @@ typedef struct {
                                     RecordInfo is split (default 1400) */
     uint32_t answer_max_items;   /* items in one part at most; 0: as many as fit */
     uint32_t answer_gap_ms;      /* between the parts of one answer (default 0) */
-    uint32_t answer_window;      /* parts of one answer in flight at once; 0: all */
+    uint32_t answer_window;      /* parts of one answer in flight at once: 1 (the
+                                    default) sends each after the previous one's
+                                    final response, as GB/T 28181-2022 Annex M
+                                    has multi-response parts go; 0: all at once */
     uint32_t max_answers;        /* requests of ours in flight, fleet-wide (65536) */
     uint32_t unregister_drain_ms; /* a stopped device's answers in flight may finish
                                      for this long before it unregisters (5000; 0: drop) */

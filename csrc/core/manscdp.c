@@ -1284,6 +1284,8 @@ size_t gb_manscdp_write_catalog(gb_manscdp_writer *w, const gb_manscdp_head *h,
 {
     begin_response(w, h, GB_MANSCDP_CMD_CATALOG);
     gb_manscdp_w_field_u64(w, "SumNum", sum_num);
+    if (!sum_num && !n) /* 2022 Annex M: nothing to list, SumNum 0 and no list */
+        return gb_manscdp_w_end(w);
     gb_manscdp_w_open_num(w, "DeviceList", n);
     for (size_t i = 0; i < n && !w->err; i++) {
         const gb_manscdp_catalog_item *it = &items[i];
@@ -1372,6 +1374,8 @@ size_t gb_manscdp_write_record_info(gb_manscdp_writer *w, const gb_manscdp_head 
     begin_response(w, h, GB_MANSCDP_CMD_RECORD_INFO);
     FIELD(w, "Name", name);
     gb_manscdp_w_field_u64(w, "SumNum", sum_num);
+    if (!sum_num && !n) /* 2022 Annex M: nothing to list, SumNum 0 and no list */
+        return gb_manscdp_w_end(w);
     gb_manscdp_w_open_num(w, "RecordList", n);
     for (size_t i = 0; i < n && !w->err; i++) {
         const gb_manscdp_record_item *it = &items[i];

@@ -184,7 +184,7 @@ static PyObject *Fleet_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     double fraction = 0.5, jitter = 0.1;
     gb_dev_config dflt;
     gb_dev_config_default(&dflt);
-    unsigned long amax = dflt.answer_max_message, aitems = 0, agap = 0, awin = 0,
+    unsigned long amax = dflt.answer_max_message, aitems = 0, agap = 0, awin = dflt.answer_window,
                   maxa = dflt.max_answers, maxj = dflt.max_jobs, maxs = dflt.max_subscriptions,
                   sdef = dflt.subscribe_default_expires, smax = dflt.subscribe_max_expires,
                   rseg = dflt.record_segment_s, rmax = dflt.record_max,

@@ -607,12 +607,12 @@ def test_platform_queries_a_new_device(camera: Camera, platform: GBOptions) -> N
                                 f"not the device {camera.device_id}")
 
 
-@check("P26", "GB/T 28181-2016 §9.5.1, Annex M")
+@check("P26", "GB/T 28181-2016 §9.5.1; GB/T 28181-2022 Annex M")
 def test_split_catalog_in_any_order_is_accepted(camera: Camera, platform: GBOptions) -> None:
     """A Catalog answer in parts (``SumNum`` 5, two items a part, so three
     ``<Response>`` MESSAGEs) sent out of order (third, first, second) is
-    accepted: each part answered 200 (§9.5.1; Annex M: the parts of one SN
-    may arrive in any order within the platform's window).  A DeviceInfo
+    accepted: each part answered 200 (2016 §9.5.1, 2022 Annex M; over UDP
+    the parts of one SN can arrive in any order, however they were sent).  A DeviceInfo
     query before it is answered too."""
     from gbsip import manscdp
     _skip_without_queries(platform)
